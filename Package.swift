@@ -1,0 +1,46 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Dependencies run one way: C targets -> LogFormat -> WriteAheadLog -> benchmarks, tools and tests.
+let package = Package(
+    name: "DurableQueue",
+    products: [
+        .library(name: "WriteAheadLog", targets: ["WriteAheadLog"]),
+        .executable(name: "wal-bench", targets: ["WALBench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+    ],
+    targets: [
+        // Hardware CRC32C (SSE4.2 / ARMv8 CRC) chosen at run time, with a portable table fallback.
+        .target(name: "CCRC32C", path: "Sources/CCRC32C"),
+        // The system's liblz4 (Debian: liblz4-dev), never a vendored copy.
+        .systemLibrary(
+            name: "CLZ4",
+            path: "Sources/CLZ4",
+            pkgConfig: "liblz4",
+            providers: [.apt(["liblz4-dev"])]
+        ),
+        // Pure values, no I/O: LSNs, segment and frame headers, batch encoding, codecs, checksums.
+        .target(name: "LogFormat", dependencies: ["CCRC32C", "CLZ4"]),
+        // Files, the group committer, recovery and readers.
+        .target(name: "WriteAheadLog", dependencies: ["LogFormat"]),
+
+        // The benchmark workload generator (../shared/bench/WORKLOAD.md) and the benchmark itself.
+        .target(name: "Workload", path: "Benchmarks/Workload"),
+        .executableTarget(
+            name: "WALBench",
+            dependencies: [
+                "WriteAheadLog", "Workload", "CLZ4",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            path: "Benchmarks/WALBench"
+        ),
+
+        // A child process for the crash tests: appends under load and reports each confirm on stdout.
+        .executableTarget(name: "WALCrashChild", dependencies: ["WriteAheadLog"], path: "Tests/WALCrashChild"),
+        .testTarget(name: "LogFormatTests", dependencies: ["LogFormat", "CCRC32C"]),
+        .testTarget(name: "WriteAheadLogTests", dependencies: ["WriteAheadLog", "WALCrashChild"]),
+        .testTarget(name: "WorkloadTests", dependencies: ["Workload"], path: "Tests/WorkloadTests"),
+    ]
+)

@@ -1,0 +1,140 @@
+import CLZ4
+
+/// Encodes one batch of records into one frame: header, stored payload (LZ4 when it saves space, raw
+/// otherwise), zero padding to 8 bytes. Works in caller-owned buffers: no allocation.
+public enum FrameEncoder {
+    /// Space the encoder may touch in `out` for a payload of `payloadBytes` (LZ4's worst case).
+    public static func scratchBytesMax(payloadBytes: Int) -> Int {
+        alignUp8(FrameHeader.encodedBytes + max(payloadBytes, Int(LZ4_compressBound(Int32(payloadBytes)))))
+    }
+
+    /// The most a frame of `payloadBytes` can occupy on disk (incompressible payloads are stored raw).
+    public static func frameBytesMax(payloadBytes: Int) -> Int {
+        alignUp8(FrameHeader.encodedBytes + payloadBytes)
+    }
+
+    /// Encodes a frame at the start of `out` and returns its header; the frame's size is `frameBytes`.
+    /// `payload` is the batch payload: each record as a little-endian u32 length and its bytes.
+    /// `out` must hold `scratchBytesMax(payloadBytes:)` bytes.
+    public static func encode(
+        payload: UnsafeRawBufferPointer, recordCount: Int, kind: FrameHeader.Kind = .records,
+        segmentID: SegmentID, firstLSN: LSN, durableLSN: LSN, leaderEpoch: UInt64,
+        compression: FrameHeader.Codec, into out: UnsafeMutableRawBufferPointer
+    ) -> FrameHeader {
+        precondition(out.count >= scratchBytesMax(payloadBytes: payload.count), "frame scratch too small")
+        precondition(payload.count <= Int(UInt32.max) && recordCount <= Int(UInt32.max))
+        let body = UnsafeMutableRawBufferPointer(rebasing: out[FrameHeader.encodedBytes...])
+        var codec = FrameHeader.Codec.none
+        var stored = payload.count
+        if compression == .lz4, payload.count > 0 {
+            let n = LZ4_compress_default(
+                payload.baseAddress!.assumingMemoryBound(to: CChar.self),
+                body.baseAddress!.assumingMemoryBound(to: CChar.self),
+                Int32(payload.count), Int32(body.count))
+            if n > 0 && Int(n) < payload.count {
+                codec = .lz4
+                stored = Int(n)
+            }
+        }
+        if codec == .none, payload.count > 0 {
+            body.baseAddress!.copyMemory(from: payload.baseAddress!, byteCount: payload.count)
+        }
+        let header = FrameHeader(
+            codec: codec, kind: kind, storedBytes: UInt32(stored), uncompressedBytes: UInt32(payload.count),
+            recordCount: UInt32(recordCount), segmentID: segmentID, firstLSN: firstLSN,
+            durableLSN: durableLSN, leaderEpoch: leaderEpoch)
+        header.encodeFields(into: out)
+        let end = FrameHeader.encodedBytes + stored
+        let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(out)[4..<end]))
+        out.storeLE(crc, at: 0)
+        for i in end..<header.frameBytes { out[i] = 0 }
+        return header
+    }
+}
+
+/// Builds a batch payload: each record as a little-endian u32 length followed by its bytes.
+public enum BatchPayload {
+    public static let lengthPrefixBytes = 4
+
+    /// Appends one record to a payload under construction.
+    @inlinable
+    public static func append(_ record: UnsafeRawBufferPointer, to payload: inout [UInt8]) {
+        precondition(record.count <= Int(UInt32.max))
+        let length = UInt32(record.count).littleEndian
+        withUnsafeBytes(of: length) { payload.append(contentsOf: $0) }
+        payload.append(contentsOf: record)
+    }
+
+    /// Decodes a verified frame's payload into `scratch` and checks its record framing.
+    /// Returns the number of payload bytes in `scratch`.
+    ///
+    /// - Throws: `BatchDefect` when the payload does not decompress to the announced size or its records
+    ///   do not add up to the header's count and length; never allocates more than `uncompressedBytesMax`.
+    public static func decode(
+        frame: UnsafeRawBufferPointer, header: FrameHeader, uncompressedBytesMax: Int, into scratch: inout [UInt8]
+    ) throws(BatchDefect) -> Int {
+        let size = Int(header.uncompressedBytes)
+        guard size <= uncompressedBytesMax else { throw .uncompressedTooLarge }
+        let stored = UnsafeRawBufferPointer(
+            rebasing: frame[FrameHeader.encodedBytes..<(FrameHeader.encodedBytes + Int(header.storedBytes))])
+        if scratch.count < size { scratch = [UInt8](repeating: 0, count: max(size, scratch.count * 2)) }
+        let defect: BatchDefect? = scratch.withUnsafeMutableBytes { out in
+            switch header.codec {
+            case .none:
+                guard stored.count == size else { return .decompressionFailed }
+                if size > 0 { out.baseAddress!.copyMemory(from: stored.baseAddress!, byteCount: size) }
+            case .lz4:
+                guard size > 0, stored.count > 0 else { return .decompressionFailed }
+                let n = LZ4_decompress_safe(
+                    stored.baseAddress!.assumingMemoryBound(to: CChar.self),
+                    out.baseAddress!.assumingMemoryBound(to: CChar.self),
+                    Int32(stored.count), Int32(size))
+                guard n == Int32(size) else { return .decompressionFailed }
+            }
+            do throws(BatchDefect) {
+                try validate(UnsafeRawBufferPointer(rebasing: out[0..<size]), recordCount: Int(header.recordCount))
+            } catch {
+                return error
+            }
+            return nil
+        }
+        if let defect { throw defect }
+        return size
+    }
+
+    /// Checks that `payload` holds exactly `recordCount` length-prefixed records and nothing else.
+    public static func validate(_ payload: UnsafeRawBufferPointer, recordCount: Int) throws(BatchDefect) {
+        var offset = 0
+        var count = 0
+        while offset < payload.count {
+            guard payload.count - offset >= lengthPrefixBytes else { throw .recordFramingMismatch }
+            let length = Int(payload.loadLE(offset, as: UInt32.self))
+            offset += lengthPrefixBytes
+            guard length <= payload.count - offset else { throw .recordFramingMismatch }
+            offset += length
+            count += 1
+        }
+        guard count == recordCount else { throw .recordFramingMismatch }
+    }
+
+    /// Calls `body` with each record of a validated payload, in order.
+    @inlinable
+    public static func forEachRecord(
+        _ payload: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) throws -> Void
+    ) rethrows {
+        var offset = 0
+        while offset + lengthPrefixBytes <= payload.count {
+            let length = Int(payload.loadLE(offset, as: UInt32.self))
+            offset += lengthPrefixBytes
+            try body(UnsafeRawBufferPointer(rebasing: payload[offset..<(offset + length)]))
+            offset += length
+        }
+    }
+}
+
+/// Why a frame whose checksum verified still does not hold a well-formed batch.
+public enum BatchDefect: Error, Equatable, Sendable {
+    case uncompressedTooLarge
+    case decompressionFailed
+    case recordFramingMismatch
+}

@@ -1,0 +1,92 @@
+import Glibc
+import Synchronization
+
+/// A file system that passes every call to a real one, except those a test told it to fail.
+/// Used by the failure-injection tests: EIO or ENOSPC on the n-th write, sync, allocation, rename, ...
+public final class FaultInjectingFileSystem: FileSystem {
+    public enum Operation: String, Sendable, CaseIterable {
+        case write, dataSync, allocate, rename, remove, syncDirectory, open
+    }
+
+    public struct Fault: Sendable {
+        public var operation: Operation
+        /// How many calls of `operation` succeed before the fault fires.
+        public var after: Int
+        public var errno: Int32
+        /// Keep failing every later call too (a dead disk), or fail once.
+        public var sticky: Bool
+        public init(_ operation: Operation, after: Int = 0, errno: Int32 = EIO, sticky: Bool = true) {
+            self.operation = operation
+            self.after = after
+            self.errno = errno
+            self.sticky = sticky
+        }
+    }
+
+    private struct State {
+        var faults: [Fault] = []
+        var calls: [Operation: Int] = [:]
+        var fired: [Operation: Int] = [:]
+    }
+
+    private let base: any FileSystem
+    private let state = Mutex(State())
+
+    public init(base: any FileSystem = PosixFileSystem()) { self.base = base }
+
+    public func inject(_ fault: Fault) { state.withLock { $0.faults.append(fault) } }
+    public func clearFaults() { state.withLock { $0.faults.removeAll() } }
+    public func calls(_ operation: Operation) -> Int { state.withLock { $0.calls[operation, default: 0] } }
+    public func firedCount(_ operation: Operation) -> Int { state.withLock { $0.fired[operation, default: 0] } }
+
+    private func check(_ operation: Operation, path: String) throws(WALError) {
+        let failure: Int32? = state.withLock { s in
+            let n = s.calls[operation, default: 0]
+            s.calls[operation] = n + 1
+            for (i, fault) in s.faults.enumerated() where fault.operation == operation && n >= fault.after {
+                if !fault.sticky { s.faults.remove(at: i) }
+                s.fired[operation, default: 0] += 1
+                return fault.errno
+            }
+            return nil
+        }
+        if let failure { throw .io("\(operation.rawValue) (injected)", path: path, errno: failure) }
+    }
+
+    public func open(_ path: String, writable: Bool, create: Bool) throws(WALError) -> Int32 {
+        if writable { try check(.open, path: path) }
+        return try base.open(path, writable: writable, create: create)
+    }
+    public func close(_ fd: Int32) { base.close(fd) }
+    public func write(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int, path: String) throws(WALError) {
+        try check(.write, path: path)
+        try base.write(fd, bytes, at: offset, path: path)
+    }
+    public func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int, path: String) throws(WALError) -> Int {
+        try base.read(fd, into: buffer, at: offset, path: path)
+    }
+    public func dataSync(_ fd: Int32, path: String) throws(WALError) {
+        try check(.dataSync, path: path)
+        try base.dataSync(fd, path: path)
+    }
+    public func allocate(_ fd: Int32, bytes: Int, path: String) throws(WALError) {
+        try check(.allocate, path: path)
+        try base.allocate(fd, bytes: bytes, path: path)
+    }
+    public func size(_ fd: Int32, path: String) throws(WALError) -> Int { try base.size(fd, path: path) }
+    public func lockExclusively(_ fd: Int32, path: String) throws(WALError) { try base.lockExclusively(fd, path: path) }
+    public func rename(_ from: String, to: String) throws(WALError) {
+        try check(.rename, path: from)
+        try base.rename(from, to: to)
+    }
+    public func remove(_ path: String) throws(WALError) {
+        try check(.remove, path: path)
+        try base.remove(path)
+    }
+    public func syncDirectory(_ path: String) throws(WALError) {
+        try check(.syncDirectory, path: path)
+        try base.syncDirectory(path)
+    }
+    public func createDirectory(_ path: String) throws(WALError) { try base.createDirectory(path) }
+    public func list(_ path: String) throws(WALError) -> [String] { try base.list(path) }
+}

@@ -1,0 +1,139 @@
+import Glibc
+
+/// The file-I/O seam: every system call the log makes on files and directories goes through it, so tests
+/// can inject errors (`FaultInjectingFileSystem`) or simulate power loss. Each call names its C function.
+/// Implementations retry `EINTR` and continue short writes; any other failure throws `WALError.ioFailure`.
+public protocol FileSystem: Sendable {
+    /// `open(2)`; `create` adds `O_CREAT`, `writable` opens `O_RDWR` instead of `O_RDONLY`.
+    func open(_ path: String, writable: Bool, create: Bool) throws(WALError) -> Int32
+    /// `close(2)`; errors are ignored (the data was synced before, or it does not matter).
+    func close(_ fd: Int32)
+    /// `pwrite(2)` of all of `bytes` at `offset`.
+    func write(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int, path: String) throws(WALError)
+    /// `pread(2)` until `buffer` is full or the file ends; returns the bytes read.
+    func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int, path: String) throws(WALError) -> Int
+    /// `fdatasync(2)`.
+    func dataSync(_ fd: Int32, path: String) throws(WALError)
+    /// `posix_fallocate(3)` (fallocate(2)) of `[0, bytes)`.
+    func allocate(_ fd: Int32, bytes: Int, path: String) throws(WALError)
+    /// `fstat(2)`'s size.
+    func size(_ fd: Int32, path: String) throws(WALError) -> Int
+    /// `flock(2)` with `LOCK_EX | LOCK_NB`; throws `.locked` when another holder has it.
+    func lockExclusively(_ fd: Int32, path: String) throws(WALError)
+    /// `rename(2)`.
+    func rename(_ from: String, to: String) throws(WALError)
+    /// `unlink(2)`.
+    func remove(_ path: String) throws(WALError)
+    /// `open(2)` of the directory and `fsync(2)`: makes creates, renames and deletes in it durable.
+    func syncDirectory(_ path: String) throws(WALError)
+    /// `mkdir(2)`; succeeds when the directory exists.
+    func createDirectory(_ path: String) throws(WALError)
+    /// The names in a directory (`opendir(3)`), without "." and "..".
+    func list(_ path: String) throws(WALError) -> [String]
+}
+
+/// The real file system.
+public struct PosixFileSystem: FileSystem {
+    public init() {}
+
+    public func open(_ path: String, writable: Bool, create: Bool) throws(WALError) -> Int32 {
+        var flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC
+        if create { flags |= O_CREAT }
+        while true {
+            let fd = Glibc.open(path, flags, 0o644)
+            if fd >= 0 { return fd }
+            if errno != EINTR { throw .io("open", path: path, errno: errno) }
+        }
+    }
+
+    public func close(_ fd: Int32) { _ = Glibc.close(fd) }
+
+    public func write(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int, path: String) throws(WALError) {
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+            if n > 0 { done += n; continue }
+            if n < 0 && errno == EINTR { continue }
+            throw .io("pwrite", path: path, errno: n == 0 ? EIO : errno)
+        }
+    }
+
+    public func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int, path: String) throws(WALError) -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
+            if n > 0 { done += n; continue }
+            if n == 0 { break }
+            if errno == EINTR { continue }
+            throw .io("pread", path: path, errno: errno)
+        }
+        return done
+    }
+
+    public func dataSync(_ fd: Int32, path: String) throws(WALError) {
+        // EINTR is not retried blindly: fdatasync reports write-back errors once, so a retry after EINTR
+        // is safe (no error was consumed), but any other failure is final.
+        while fdatasync(fd) != 0 {
+            if errno != EINTR { throw .io("fdatasync", path: path, errno: errno) }
+        }
+    }
+
+    public func allocate(_ fd: Int32, bytes: Int, path: String) throws(WALError) {
+        while true {
+            let r = posix_fallocate(fd, 0, off_t(bytes))  // returns the error; does not set errno
+            if r == 0 { return }
+            if r == EINTR { continue }
+            if r == EOPNOTSUPP || r == EINVAL { return }  // the zero-fill that follows allocates the blocks anyway
+            throw .io("fallocate", path: path, errno: r)
+        }
+    }
+
+    public func size(_ fd: Int32, path: String) throws(WALError) -> Int {
+        var st = stat()
+        if fstat(fd, &st) != 0 { throw .io("fstat", path: path, errno: errno) }
+        return Int(st.st_size)
+    }
+
+    public func lockExclusively(_ fd: Int32, path: String) throws(WALError) {
+        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            if errno == EINTR { continue }
+            if errno == EWOULDBLOCK {
+                throw WALError(.locked, "another process has this log open for writing; close it first", path: path)
+            }
+            throw .io("flock", path: path, errno: errno)
+        }
+    }
+
+    public func rename(_ from: String, to: String) throws(WALError) {
+        if Glibc.rename(from, to) != 0 { throw .io("rename to \(to)", path: from, errno: errno) }
+    }
+
+    public func remove(_ path: String) throws(WALError) {
+        if unlink(path) != 0 && errno != ENOENT { throw .io("unlink", path: path, errno: errno) }
+    }
+
+    public func syncDirectory(_ path: String) throws(WALError) {
+        let fd = try open(path, writable: false, create: false)
+        defer { close(fd) }
+        while fsync(fd) != 0 {
+            if errno != EINTR { throw .io("fsync of directory", path: path, errno: errno) }
+        }
+    }
+
+    public func createDirectory(_ path: String) throws(WALError) {
+        if mkdir(path, 0o755) != 0 && errno != EEXIST { throw .io("mkdir", path: path, errno: errno) }
+    }
+
+    public func list(_ path: String) throws(WALError) -> [String] {
+        guard let dir = opendir(path) else { throw .io("opendir", path: path, errno: errno) }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+}

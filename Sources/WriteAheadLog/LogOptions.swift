@@ -1,0 +1,54 @@
+import LogFormat
+
+/// How a log is laid out and how its writer batches. Defaults suit 1 KiB messages on an SSD.
+public struct LogOptions: Sendable {
+    /// Size of each segment file; segments are preallocated and zero-filled to this size.
+    public var segmentBytes = 64 << 20
+    /// Uncompressed payload bytes per frame at most; a group larger than this is split into several frames.
+    public var frameBytesMax = 1 << 20
+    /// The largest single record (bounded by `frameBytesMax` less the length prefix).
+    public var recordBytesMax = (1 << 20) - 4
+    /// Bytes waiting for the writer at most; appends past it wait (async, blocking) or fail (`tryAppend`).
+    public var pendingBytesMax = 8 << 20
+    /// LZ4 compresses each frame when that saves space; `.none` stores raw.
+    public var compression: FrameHeader.Codec = .lz4
+    /// How many `fdatasync` calls may be in flight at once (groups written in order, synced in overlap).
+    public var syncsInFlightMax = 2
+    /// Written into every frame header; 0 on a single node.
+    public var leaderEpoch: UInt64 = 0
+    /// What `open` does with corruption of confirmed data.
+    public var recoveryMode: RecoveryMode = .strict
+    /// `.unsafeNoSync` skips `fdatasync` to show what durability costs in the benchmark: confirms then mean
+    /// nothing after a power loss. Never use it for data you want to keep.
+    public var durability: Durability = .fdatasync
+
+    public enum RecoveryMode: Sendable {
+        /// Open fails with `WALError.corruption` naming the damaged place.
+        case strict
+        /// Open cuts the log at the last intact record before the damage and reports what it dropped.
+        case salvage
+    }
+
+    public enum Durability: Sendable { case fdatasync, unsafeNoSync }
+
+    public init() {}
+
+    func validate() throws(WALError) {
+        guard segmentBytes >= 1 << 16, segmentBytes % 4096 == 0 else {
+            throw WALError(.invalidLog, "segmentBytes must be a multiple of 4096 and at least 64 KiB")
+        }
+        guard frameBytesMax >= 4096, FrameEncoder.frameBytesMax(payloadBytes: frameBytesMax)
+            <= segmentBytes - SegmentHeader.blockBytes - FrameHeader.encodedBytes else {
+            throw WALError(.invalidLog, "frameBytesMax must be at least 4096 and fit a segment")
+        }
+        guard recordBytesMax > 0, recordBytesMax + BatchPayload.lengthPrefixBytes <= frameBytesMax else {
+            throw WALError(.invalidLog, "recordBytesMax plus its 4-byte length must fit frameBytesMax")
+        }
+        guard pendingBytesMax >= frameBytesMax else {
+            throw WALError(.invalidLog, "pendingBytesMax must be at least frameBytesMax")
+        }
+        guard (1...16).contains(syncsInFlightMax) else {
+            throw WALError(.invalidLog, "syncsInFlightMax must be between 1 and 16")
+        }
+    }
+}

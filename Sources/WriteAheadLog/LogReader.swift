@@ -1,0 +1,104 @@
+import LogFormat
+import Synchronization
+
+/// Reads records back: finds the frame through the catalog, reads it with one `pread`, verifies its
+/// checksum and record framing before using a byte of it, then decompresses. Safe beside the writer:
+/// it only serves records at or below the durable watermark.
+final class LogReader: Sendable {
+    private let fileSystem: any FileSystem
+    private let catalog: SegmentCatalog
+    private let options: LogOptions
+    private let descriptors = Mutex<[String: Int32]>([:])
+
+    init(fileSystem: any FileSystem, catalog: SegmentCatalog, options: LogOptions) {
+        self.fileSystem = fileSystem
+        self.catalog = catalog
+        self.options = options
+    }
+
+    /// Calls `body` with each record from `start` through `end` in LSN order until it returns false.
+    func forEachRecord(from start: LSN, through end: LSN,
+                       _ body: (LSN, UnsafeRawBufferPointer) throws -> Bool) throws {
+        guard start <= end else { return }
+        var frame: [UInt8] = []
+        var payload: [UInt8] = []
+        for segment in catalog.snapshot where segment.endLSN > start && segment.firstLSN <= end {
+            for location in segment.frames {
+                let frameEnd = location.firstLSN + UInt64(location.recordCount)
+                if frameEnd <= start.rawValue { continue }
+                if location.firstLSN > end.rawValue { return }
+                let size = try load(location, path: segment.path, frame: &frame, payload: &payload)
+                var lsn = LSN(location.firstLSN)
+                var keepGoing = true
+                try payload.withUnsafeBytes { bytes in
+                    try BatchPayload.forEachRecord(UnsafeRawBufferPointer(rebasing: bytes[0..<size])) { record in
+                        defer { lsn = lsn.next }
+                        guard keepGoing, lsn >= start, lsn <= end else { return }
+                        keepGoing = try body(lsn, record)
+                    }
+                }
+                if !keepGoing { return }
+            }
+        }
+    }
+
+    /// Reads and verifies one frame; leaves its decoded payload in `payload` and returns the payload size.
+    private func load(_ location: SegmentCatalog.FrameLocation, path: String,
+                      frame: inout [UInt8], payload: inout [UInt8]) throws(WALError) -> Int {
+        let fd = try descriptor(path)
+        let size = Int(location.frameBytes)
+        if frame.count < size { frame = [UInt8](repeating: 0, count: size) }
+        let n = try typedWAL { try frame.withUnsafeMutableBytes { b in
+            try fileSystem.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: b[0..<size]),
+                                at: Int(location.offset), path: path)
+        } }
+        let lsnRange = location.firstLSN...(location.firstLSN + UInt64(max(location.recordCount, 1)) - 1)
+        func corrupt(_ what: String) -> WALError {
+            WALError(.corruption, "\(what) in a frame of confirmed records; the bytes on disk changed after they "
+                     + "were written. Stop using this log, run verify on it, and restore from a replica or backup",
+                     path: path, offset: Int(location.offset), lsnRange: lsnRange)
+        }
+        let check = frame.withUnsafeBytes {
+            FrameHeader.check(UnsafeRawBufferPointer(rebasing: $0[0..<n]), storedBytesMax: size - FrameHeader.encodedBytes)
+        }
+        guard case .intact(let header) = check else {
+            if case .defective(let defect) = check { throw corrupt(defect.description) }
+            throw corrupt("zeros")
+        }
+        guard header.firstLSN.rawValue == location.firstLSN, header.recordCount == location.recordCount else {
+            throw corrupt("an intact frame for other records")
+        }
+        do {
+            return try frame.withUnsafeBytes { (bytes) throws(BatchDefect) in
+                try BatchPayload.decode(frame: bytes, header: header, uncompressedBytesMax: options.frameBytesMax,
+                                        into: &payload)
+            }
+        } catch {
+            throw corrupt("a payload that does not decode (\(error))")
+        }
+    }
+
+    private func descriptor(_ path: String) throws(WALError) -> Int32 {
+        if let fd = descriptors.withLock({ $0[path] }) { return fd }
+        let fd = try fileSystem.open(path, writable: false, create: false)
+        let winner = descriptors.withLock { table -> Int32 in
+            if let existing = table[path] { return existing }
+            table[path] = fd
+            return fd
+        }
+        if winner != fd { fileSystem.close(fd) }
+        return winner
+    }
+
+    /// Closes the descriptors of removed segments (or all, when `paths` is nil).
+    func forget(_ paths: [String]?) {
+        let closing: [Int32] = descriptors.withLock { table in
+            guard let paths else {
+                defer { table.removeAll() }
+                return Array(table.values)
+            }
+            return paths.compactMap { table.removeValue(forKey: $0) }
+        }
+        for fd in closing { fileSystem.close(fd) }
+    }
+}

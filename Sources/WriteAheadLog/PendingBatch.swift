@@ -1,0 +1,104 @@
+import Dispatch
+import LogFormat
+
+/// How an append is told that its records are durable (or that they never will be).
+enum Completion {
+    /// Resumed with the first LSN, or with `PendingBatch.retryToken` to say "room is free, submit again".
+    case async(UnsafeContinuation<UInt64, any Error>)
+    case callback(@Sendable (Result<LSN, WALError>) -> Void)
+    case blocking(BlockingWaiter)
+
+    func complete(_ result: Result<LSN, WALError>) {
+        switch self {
+        case .async(let c):
+            switch result {
+            case .success(let lsn): c.resume(returning: lsn.rawValue)
+            case .failure(let e): c.resume(throwing: e)
+            }
+        case .callback(let f): f(result)
+        case .blocking(let w): w.finish(result)
+        }
+    }
+}
+
+/// A thread blocked in a synchronous append.
+final class BlockingWaiter: @unchecked Sendable {
+    private let semaphore = DispatchSemaphore(value: 0)
+    private var result: Result<LSN, WALError>?
+
+    func finish(_ r: Result<LSN, WALError>) {
+        result = r
+        semaphore.signal()
+    }
+
+    func wait() -> Result<LSN, WALError> {
+        semaphore.wait()
+        return result!
+    }
+}
+
+struct Waiter {
+    var firstLSN: LSN
+    var completion: Completion
+}
+
+/// Records accepted but not yet written: their batch payload laid out as it will be framed, where the
+/// frames will be cut, and who waits for them. Producers fill one under the committer's lock; the writer
+/// swaps it for an empty one and encodes it without the lock. Buffers are kept and reused.
+struct PendingBatch {
+    /// Sentinel resumed into an async append that waited for room: submit again.
+    static let retryToken = UInt64.max
+
+    struct FrameCut { var payloadEnd: Int; var recordCount: Int }
+
+    var payload: [UInt8] = []
+    var cuts: [FrameCut] = []
+    var openFrameStart = 0
+    var openFrameRecords = 0
+    var firstLSN = LSN.first
+    var recordCount = 0
+    var waiters: [Waiter] = []
+
+    init(capacity: Int, firstLSN: LSN) {
+        payload.reserveCapacity(capacity)
+        cuts.reserveCapacity(64)
+        waiters.reserveCapacity(1024)
+        self.firstLSN = firstLSN
+    }
+
+    var isEmpty: Bool { recordCount == 0 }
+    var endLSN: LSN { firstLSN + UInt64(recordCount) }
+
+    /// Adds one record, cutting a new frame first when it would push the open frame past `frameBytesMax`.
+    mutating func add(_ record: UnsafeRawBufferPointer, frameBytesMax: Int) {
+        let size = BatchPayload.lengthPrefixBytes + record.count
+        if openFrameRecords > 0 && payload.count - openFrameStart + size > frameBytesMax {
+            cuts.append(FrameCut(payloadEnd: payload.count, recordCount: openFrameRecords))
+            openFrameStart = payload.count
+            openFrameRecords = 0
+        }
+        BatchPayload.append(record, to: &payload)
+        openFrameRecords += 1
+        recordCount += 1
+    }
+
+    /// Closes the open frame; called by the writer before encoding.
+    mutating func closeFrames() {
+        if openFrameRecords > 0 {
+            cuts.append(FrameCut(payloadEnd: payload.count, recordCount: openFrameRecords))
+            openFrameStart = payload.count
+            openFrameRecords = 0
+        }
+    }
+
+    /// Empties the batch, keeping its buffers, for records from `firstLSN` on.
+    mutating func reset(firstLSN: LSN) {
+        payload.removeAll(keepingCapacity: true)
+        cuts.removeAll(keepingCapacity: true)
+        waiters.removeAll(keepingCapacity: true)
+        openFrameStart = 0
+        openFrameRecords = 0
+        recordCount = 0
+        self.firstLSN = firstLSN
+    }
+}

@@ -1,0 +1,252 @@
+import LogFormat
+
+/// Opening a log: find the segments, check their sequence, verify every frame, and decide what a bad spot
+/// means. The decision table is in DESIGN.md ("Recovery"); in short: a bad or missing frame that no later
+/// intact frame vouches for (no later watermark at or past its LSN) is a torn tail and is cut; one that a
+/// later frame proves was durable is corruption and is reported, or cut only in salvage mode.
+struct Recovery {
+    struct Outcome {
+        var identity: LogIdentity
+        var segments: [SegmentCatalog.Segment]
+        /// Where the writer continues in the last segment (nil when the log has no segment yet).
+        var writeOffset: Int?
+        var nextLSN: LSN
+        var report: RecoveryReport
+    }
+
+    /// Where the scan met bytes that are not the next intact frame.
+    struct StopPoint {
+        var segmentIndex: Int
+        var offset: Int
+        var expectedLSN: LSN
+        var reason: String
+    }
+
+    /// What the bytes after a stop point hold.
+    struct Aftermath {
+        var highestWatermark = LSN.none
+        var intactFrames = 0
+        var droppedLSNs: ClosedRange<UInt64>?
+        /// One past the last non-zero byte in the stop point's segment (at least the stop offset).
+        var dirtyEnd = 0
+    }
+
+    let directory: String
+    let options: LogOptions
+    let fileSystem: any FileSystem
+    /// Only inspect: report what recovery would do, change nothing.
+    var dryRun = false
+
+    private var buffer: [UInt8] = []
+
+    init(directory: String, options: LogOptions, fileSystem: any FileSystem, dryRun: Bool = false) {
+        self.directory = directory
+        self.options = options
+        self.fileSystem = fileSystem
+        self.dryRun = dryRun
+    }
+
+    mutating func run() throws(WALError) -> Outcome {
+        var report = RecoveryReport()
+        let names = try fileSystem.list(directory)
+        for name in names where name.hasSuffix(".prep") {
+            if !dryRun { try fileSystem.remove("\(directory)/\(name)") }
+            report.leftoversRemoved += 1
+        }
+        if report.leftoversRemoved > 0 && !dryRun { try fileSystem.syncDirectory(directory) }
+        let segmentNames = names.filter { SegmentNames.firstLSN(ofName: $0) != nil }.sorted()
+        guard !segmentNames.isEmpty else {
+            return Outcome(identity: .random(), segments: [], writeOffset: nil, nextLSN: .first, report: report)
+        }
+
+        var segments: [SegmentCatalog.Segment] = []
+        var identity: LogIdentity?
+        var expected = SegmentNames.firstLSN(ofName: segmentNames[0])!
+        var previousID: SegmentID?
+        var stop: StopPoint?
+        var writeOffset = SegmentHeader.blockBytes
+        var sealed = false
+
+        scan: for (i, name) in segmentNames.enumerated() {
+            let path = "\(directory)/\(name)"
+            let size = try load(path)
+            report.bytesScanned += size
+            let header = buffer.withUnsafeBytes { SegmentHeader.decode($0) }
+            let headerProblem: String? = {
+                switch header {
+                case .failure(let defect): return "segment header: \(defect)"
+                case .success(let h):
+                    if let identity, identity != h.logIdentity { return "segment belongs to another log" }
+                    if let previousID, h.segmentID != previousID.next { return "segment id \(h.segmentID) out of sequence" }
+                    if h.firstLSN != expected || SegmentNames.firstLSN(ofName: name) != expected {
+                        return "segment starts at LSN \(h.firstLSN), expected \(expected)"
+                    }
+                    return nil
+                }
+            }()
+            if let headerProblem {
+                stop = StopPoint(segmentIndex: i, offset: 0, expectedLSN: expected, reason: headerProblem)
+                break scan
+            }
+            let h = try! header.get()
+            identity = identity ?? h.logIdentity
+            previousID = h.segmentID
+            var segment = SegmentCatalog.Segment(segmentID: h.segmentID, firstLSN: expected, path: path, frames: [])
+            var offset = SegmentHeader.blockBytes
+            sealed = false
+            frames: while offset + FrameHeader.encodedBytes <= size {
+                let check = buffer.withUnsafeBytes {
+                    FrameHeader.check(UnsafeRawBufferPointer(rebasing: $0[offset..<size]),
+                                      storedBytesMax: size - offset - FrameHeader.encodedBytes)
+                }
+                switch check {
+                case .zeros:
+                    // The written part of this segment ends here. A later segment must continue it; in the
+                    // last segment, whatever follows is checked as a possible torn tail.
+                    if i == segmentNames.count - 1 && !sealed {
+                        stop = StopPoint(segmentIndex: i, offset: offset, expectedLSN: expected, reason: "end of data")
+                    }
+                    break frames
+                case .defective(let defect):
+                    stop = StopPoint(segmentIndex: i, offset: offset, expectedLSN: expected, reason: defect.description)
+                    break frames
+                case .intact(let f):
+                    guard f.segmentID == h.segmentID, f.firstLSN == expected else {
+                        stop = StopPoint(segmentIndex: i, offset: offset, expectedLSN: expected,
+                                         reason: "intact frame of segment \(f.segmentID) at LSN \(f.firstLSN) out of place")
+                        break frames
+                    }
+                    if f.kind == .seal {
+                        sealed = true
+                    } else {
+                        sealed = false
+                        segment.frames.append(.init(firstLSN: f.firstLSN.rawValue, offset: UInt32(offset),
+                                                    frameBytes: UInt32(f.frameBytes), recordCount: f.recordCount))
+                    }
+                    expected = f.endLSN
+                    offset += f.frameBytes
+                }
+            }
+            segments.append(segment)
+            writeOffset = stop?.offset ?? offset
+            if stop != nil { break scan }
+        }
+
+        if let stop {
+            let after = try inspectAfter(stop, segmentNames: segmentNames)
+            let cutIndex = stop.offset == 0 ? stop.segmentIndex : stop.segmentIndex + 1
+            let cut = RecoveryReport.Cut(
+                path: "\(directory)/\(segmentNames[stop.segmentIndex])", offset: stop.offset, reason: stop.reason,
+                framesDropped: after.intactFrames, segmentsRemoved: segmentNames.count - cutIndex,
+                droppedLSNs: after.droppedLSNs)
+            if after.highestWatermark.rawValue >= stop.expectedLSN.rawValue {
+                guard options.recoveryMode == .salvage else {
+                    throw WALError(
+                        .corruption,
+                        "damaged frame (\(stop.reason)) holds records that a later frame shows were confirmed durable "
+                        + "(watermark \(after.highestWatermark)); the log was not opened. Inspect it, restore the data "
+                        + "from a replica or backup, or open it in salvage mode to cut the log before LSN \(stop.expectedLSN)",
+                        path: cut.path, offset: stop.offset,
+                        lsnRange: stop.expectedLSN.rawValue...max(stop.expectedLSN.rawValue, after.highestWatermark.rawValue))
+                }
+                report.salvaged = cut
+            } else if after.dirtyEnd > stop.offset || cut.segmentsRemoved > 0 || stop.offset == 0 {
+                report.tornTail = cut
+            }
+            if !dryRun { try cutTail(at: stop, dirtyEnd: after.dirtyEnd, segmentNames: segmentNames, cutIndex: cutIndex) }
+        }
+        report.cleanShutdown = sealed && stop == nil
+        report.segments = segments.count
+        report.firstLSN = segments.first?.firstLSN ?? .first
+        report.nextLSN = expected
+        if segments.isEmpty {
+            return Outcome(identity: identity ?? .random(), segments: [], writeOffset: nil,
+                           nextLSN: stop?.expectedLSN ?? expected, report: report)
+        }
+        // Frames that survived in the page cache after a process crash are made durable before anything
+        // after them is confirmed.
+        if !dryRun, let last = segments.last {
+            let fd = try fileSystem.open(last.path, writable: true, create: false)
+            defer { fileSystem.close(fd) }
+            try fileSystem.dataSync(fd, path: last.path)
+        }
+        return Outcome(identity: identity!, segments: segments, writeOffset: writeOffset, nextLSN: expected, report: report)
+    }
+
+    /// Reads a whole segment into `buffer`; returns its size.
+    private mutating func load(_ path: String) throws(WALError) -> Int {
+        let fd = try fileSystem.open(path, writable: false, create: false)
+        defer { fileSystem.close(fd) }
+        let size = try fileSystem.size(fd, path: path)
+        guard size <= max(options.segmentBytes, 1 << 32) else {
+            throw WALError(.invalidLog, "segment file larger than any segment this log writes", path: path)
+        }
+        if buffer.count < size { buffer = [UInt8](repeating: 0, count: size) }
+        let fileSystem = self.fileSystem
+        let n = try typedWAL { try buffer.withUnsafeMutableBytes { b in
+            try fileSystem.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: b[0..<size]), at: 0, path: path)
+        } }
+        if n < size { buffer.withUnsafeMutableBytes { $0[n..<size].initializeMemory(as: UInt8.self, repeating: 0) } }
+        return size
+    }
+
+    /// Looks for intact frames anywhere after a stop point (at every 8-byte boundary, since the bad frame's
+    /// length cannot be trusted) and for the last non-zero byte of the stop segment.
+    private mutating func inspectAfter(_ stop: StopPoint, segmentNames: [String]) throws(WALError) -> Aftermath {
+        var after = Aftermath()
+        after.dirtyEnd = stop.offset
+        for j in stop.segmentIndex..<segmentNames.count {
+            let path = "\(directory)/\(segmentNames[j])"
+            let size = try load(path)
+            let start = j == stop.segmentIndex ? max(stop.offset + 8, SegmentHeader.blockBytes) : SegmentHeader.blockBytes
+            buffer.withUnsafeBytes { b in
+                let bytes = UnsafeRawBufferPointer(rebasing: b[0..<size])
+                if j == stop.segmentIndex {
+                    var end = size & ~7
+                    while end > stop.offset && bytes.loadUnaligned(fromByteOffset: end - 8, as: UInt64.self) == 0 { end -= 8 }
+                    after.dirtyEnd = max(stop.offset, end)
+                }
+                var p = start
+                while p + FrameHeader.encodedBytes <= size {
+                    guard bytes.loadUnaligned(fromByteOffset: p + 4, as: UInt32.self) == FrameHeader.magic.littleEndian else {
+                        p += 8
+                        continue
+                    }
+                    let check = FrameHeader.check(UnsafeRawBufferPointer(rebasing: bytes[p...]),
+                                                  storedBytesMax: size - p - FrameHeader.encodedBytes)
+                    guard case .intact(let f) = check, f.firstLSN >= stop.expectedLSN || f.durableLSN >= stop.expectedLSN else {
+                        p += 8
+                        continue
+                    }
+                    after.intactFrames += 1
+                    after.highestWatermark = max(after.highestWatermark, f.durableLSN)
+                    if f.recordCount > 0 {
+                        let low = min(after.droppedLSNs?.lowerBound ?? f.firstLSN.rawValue, f.firstLSN.rawValue)
+                        let high = max(after.droppedLSNs?.upperBound ?? 0, f.endLSN.rawValue - 1)
+                        after.droppedLSNs = low...high
+                    }
+                    p += f.frameBytes
+                }
+            }
+        }
+        return after
+    }
+
+    /// Cuts the log at a stop point: zeros the stop segment from the stop offset to its last non-zero byte
+    /// (or deletes it when its header was bad), deletes every later segment (newest first), then syncs.
+    private func cutTail(at stop: StopPoint, dirtyEnd: Int, segmentNames: [String], cutIndex: Int) throws(WALError) {
+        let stopPath = "\(directory)/\(segmentNames[stop.segmentIndex])"
+        var removed = false
+        for j in stride(from: segmentNames.count - 1, through: cutIndex, by: -1) {
+            try fileSystem.remove("\(directory)/\(segmentNames[j])")
+            removed = true
+        }
+        if removed { try fileSystem.syncDirectory(directory) }
+        if stop.offset > 0 && dirtyEnd > stop.offset {
+            let fd = try fileSystem.open(stopPath, writable: true, create: false)
+            defer { fileSystem.close(fd) }
+            try SegmentPreparer.zeroFill(fd: fd, from: stop.offset, to: dirtyEnd, path: stopPath, fileSystem: fileSystem)
+            try fileSystem.dataSync(fd, path: stopPath)
+        }
+    }
+}

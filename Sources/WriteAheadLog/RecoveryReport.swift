@@ -1,0 +1,34 @@
+import LogFormat
+
+/// What opening a log found and did. Recovery changes nothing but a torn tail (and, in salvage mode only,
+/// the damaged end it was told to cut).
+public struct RecoveryReport: Sendable, Equatable {
+    /// One cut of the log's end.
+    public struct Cut: Sendable, Equatable {
+        /// The segment file and byte offset where the log now ends.
+        public var path: String
+        public var offset: Int
+        /// Why the bytes there were not an intact frame.
+        public var reason: String
+        /// Intact frames found after the cut point (written but never confirmed, or in salvage mode lost).
+        public var framesDropped: Int
+        /// Segment files after the cut that were deleted.
+        public var segmentsRemoved: Int
+        /// LSNs that were in dropped intact frames, if any.
+        public var droppedLSNs: ClosedRange<UInt64>?
+    }
+
+    public var segments = 0
+    public var firstLSN = LSN.first
+    /// The LSN the next append gets.
+    public var nextLSN = LSN.first
+    /// The log was closed cleanly (a seal frame ends it): no tail needed checking.
+    public var cleanShutdown = false
+    /// A torn tail: the unconfirmed end of the log left by a crash, cut off.
+    public var tornTail: Cut?
+    /// Salvage mode only: damage to confirmed data, cut off at the caller's request.
+    public var salvaged: Cut?
+    /// Files of unfinished segment preparations that were deleted.
+    public var leftoversRemoved = 0
+    public var bytesScanned = 0
+}

@@ -1,0 +1,27 @@
+import Glibc
+import LogFormat
+
+/// Segment file names: the first LSN, zero-padded to 20 digits so that a listing sorts them, then `.wal`.
+/// A segment being prepared is named `next.prep` until the writer renames it into place.
+enum SegmentNames {
+    static let suffix = ".wal"
+    static let preparing = "next.prep"
+
+    static func name(firstLSN: LSN) -> String {
+        let digits = String(firstLSN.rawValue)
+        return String(repeating: "0", count: 20 - digits.count) + digits + suffix
+    }
+
+    /// The first LSN a segment name announces, or nil for any other file.
+    static func firstLSN(ofName name: String) -> LSN? {
+        guard name.count == 20 + suffix.count, name.hasSuffix(suffix) else { return nil }
+        guard let value = UInt64(name.prefix(20)), name.prefix(20).allSatisfy(\.isNumber) else { return nil }
+        return LSN(value)
+    }
+}
+
+@inline(__always) func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}

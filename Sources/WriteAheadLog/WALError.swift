@@ -1,0 +1,68 @@
+import Glibc
+
+/// The one error type of the write-ahead log: what went wrong, where, and what to do next.
+public struct WALError: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Code: Sendable, Equatable {
+        /// A system call failed (`errno` says why). If it was a write or a sync, the log is now failed.
+        case ioFailure
+        /// An earlier write or sync failed; the log confirms nothing more until it is closed and reopened,
+        /// which runs recovery. A failed `fdatasync` is never retried (PostgreSQL's fsyncgate lesson).
+        case logFailed
+        /// Bytes that held confirmed data are damaged. Open fails; open in salvage mode to cut the log there.
+        case corruption
+        /// Another process holds the log's writer lock.
+        case locked
+        /// The log was closed.
+        case closed
+        /// A record is larger than `LogOptions.recordBytesMax`.
+        case recordTooLarge
+        /// The LSN is not in the log: never written, not yet durable, or truncated away.
+        case lsnOutOfRange
+        /// The pending buffer is full (non-blocking appends only): retry after some appends complete.
+        case pendingFull
+        /// The directory does not hold a log this version can open (foreign or unknown files, bad options).
+        case invalidLog
+    }
+
+    public var code: Code
+    public var message: String
+    public var path: String?
+    public var offset: Int?
+    public var lsnRange: ClosedRange<UInt64>?
+    public var errno: Int32?
+
+    public init(_ code: Code, _ message: String, path: String? = nil, offset: Int? = nil,
+                lsnRange: ClosedRange<UInt64>? = nil, errno: Int32? = nil) {
+        self.code = code
+        self.message = message
+        self.path = path
+        self.offset = offset
+        self.lsnRange = lsnRange
+        self.errno = errno
+    }
+
+    public var description: String {
+        var text = "\(code): \(message)"
+        if let path { text += " [file \(path)" + (offset.map { " at byte \($0)" } ?? "") + "]" }
+        if let lsnRange { text += " [LSN \(lsnRange.lowerBound)...\(lsnRange.upperBound)]" }
+        if let errno { text += " [errno \(errno): \(String(cString: strerror(errno)))]" }
+        return text
+    }
+
+    static func io(_ operation: String, path: String, errno: Int32) -> WALError {
+        WALError(.ioFailure, "\(operation) failed", path: path, errno: errno)
+    }
+}
+
+/// Runs a closure that can only throw `WALError` through an API that rethrows untyped errors
+/// (`Array.withUnsafeBytes` and friends), keeping the typed error.
+@inline(__always)
+func typedWAL<R>(_ body: () throws -> R) throws(WALError) -> R {
+    do {
+        return try body()
+    } catch let error as WALError {
+        throw error
+    } catch {
+        preconditionFailure("unexpected error \(error)")
+    }
+}

@@ -1,0 +1,246 @@
+import Foundation
+import LogFormat
+import Synchronization
+
+/// A durable, append-only log of records in segment files of CRC32C-framed, LZ4-compressed batches.
+///
+/// ```swift
+/// let log = try WriteAheadLog.open(directory: "/var/lib/app/wal")
+/// let lsn = try await log.append(Array("hello".utf8))   // returns once fdatasync covered it
+/// let bytes = try log.read(lsn)
+/// try log.close()
+/// ```
+///
+/// Every append completes only after an `fdatasync` that covers it returned: an LSN you were given is on
+/// disk. Appends from many tasks or threads are group-committed: one `pwrite` and one `fdatasync` for
+/// all that arrived while the previous group was being written. After a failed write or sync the log
+/// fails every unconfirmed append and refuses new ones until it is closed and reopened.
+///
+/// `open` and `close` do blocking file I/O (recovery, the final sync); call them off Swift's cooperative
+/// thread pool when that matters. Appends never block the pool: the async form suspends.
+public final class WriteAheadLog: Sendable {
+    public let directory: String
+    public let options: LogOptions
+    /// The directory's identity, created with the log and written into every segment header.
+    public let identity: LogIdentity
+    /// What `open` found and cut.
+    public let recoveryReport: RecoveryReport
+    private let counterStore = LogCounters()
+    private let committer: GroupCommitter
+    private let catalog: SegmentCatalog
+    private let reader: LogReader
+    private let fileSystem: any FileSystem
+    private let lockFD: Int32
+    private let closed = Atomic<Bool>(false)
+
+    /// Opens (creating if needed) the log in `directory`, running recovery: a torn tail is cut; damage to
+    /// confirmed data throws `WALError.corruption` naming the file, offset and LSNs (unless
+    /// `options.recoveryMode` is `.salvage`). Holds an exclusive `flock` on `LOCK` while open.
+    ///
+    /// - Throws: `.locked` if another process has the log open, `.corruption`, `.ioFailure`, `.invalidLog`.
+    public static func open(directory: String, options: LogOptions = LogOptions(),
+                            fileSystem: any FileSystem = PosixFileSystem()) throws(WALError) -> WriteAheadLog {
+        try options.validate()
+        try fileSystem.createDirectory(directory)
+        let lockPath = "\(directory)/LOCK"
+        let lockFD = try fileSystem.open(lockPath, writable: true, create: true)
+        do {
+            try fileSystem.lockExclusively(lockFD, path: lockPath)
+            var recovery = Recovery(directory: directory, options: options, fileSystem: fileSystem)
+            let outcome = try recovery.run()
+            return try WriteAheadLog(directory: directory, options: options, fileSystem: fileSystem,
+                                     lockFD: lockFD, recovered: outcome)
+        } catch {
+            fileSystem.close(lockFD)
+            throw error
+        }
+    }
+
+    private init(directory: String, options: LogOptions, fileSystem: any FileSystem, lockFD: Int32,
+                 recovered: Recovery.Outcome) throws(WALError) {
+        self.directory = directory
+        self.options = options
+        self.fileSystem = fileSystem
+        self.lockFD = lockFD
+        self.identity = recovered.identity
+        self.recoveryReport = recovered.report
+        let preparer = SegmentPreparer(directory: directory, segmentBytes: options.segmentBytes, fileSystem: fileSystem)
+        let active: GroupCommitter.ActiveSegment
+        var segments = recovered.segments
+        do {
+            if let last = segments.last, let offset = recovered.writeOffset {
+                let fd = try fileSystem.open(last.path, writable: true, create: false)
+                active = .init(segmentID: last.segmentID, firstLSN: last.firstLSN, path: last.path, fd: fd,
+                               writeOffset: offset)
+            } else {
+                let prepared = try preparer.take(SegmentID(1))
+                active = try GroupCommitter.activate(prepared, firstLSN: recovered.nextLSN, identity: identity,
+                                                     directory: directory, options: options, fileSystem: fileSystem)
+                segments = [.init(segmentID: active.segmentID, firstLSN: active.firstLSN, path: active.path, frames: [])]
+            }
+        } catch {
+            preparer.stop()
+            throw error
+        }
+        catalog = SegmentCatalog(segments)
+        reader = LogReader(fileSystem: fileSystem, catalog: catalog, options: options)
+        committer = GroupCommitter(
+            directory: directory, options: options, fileSystem: fileSystem, counters: counterStore,
+            catalog: catalog, identity: identity, preparer: preparer, active: active, nextLSN: recovered.nextLSN)
+    }
+
+    // MARK: - Watermarks and counters
+
+    /// The highest LSN that is durable here (`fdatasync`'d). 0 when the log holds no record.
+    public var durableLSN: LSN { committer.durableLSN }
+    /// The highest LSN that is safe to confirm. On a single node it equals `durableLSN`; with replication
+    /// it will also wait for followers. Appends complete when this passes their LSN.
+    public var committedLSN: LSN { committer.durableLSN }
+    /// The first LSN still in the log (records before it were truncated away).
+    public var firstLSN: LSN { catalog.firstLSN }
+    public var counters: LogCounters.Snapshot { counterStore.snapshot() }
+
+    // MARK: - Appending
+
+    /// Appends one record and returns its LSN once an `fdatasync` covering it returned.
+    /// Waits (suspending, never blocking a thread) while the pending buffer is full.
+    ///
+    /// - Throws: `WALError` `.recordTooLarge`, `.ioFailure` (this append's write or sync failed),
+    ///   `.logFailed` (an earlier one did), `.closed`.
+    public func append<Bytes: ContiguousBytes>(_ record: Bytes) async throws -> LSN {
+        let size = record.withUnsafeBytes { $0.count }
+        try checkRecordSize(size)
+        return try await submitAsync(count: 1, totalBytes: size + BatchPayload.lengthPrefixBytes) { add in
+            record.withUnsafeBytes { add($0) }
+        }
+    }
+
+    /// Appends several records as one unit of submission: they get consecutive LSNs and complete together.
+    /// Returns the first LSN.
+    public func append<Bytes: ContiguousBytes>(contentsOf records: [Bytes]) async throws -> LSN {
+        precondition(!records.isEmpty, "append at least one record")
+        var total = 0
+        for r in records {
+            let size = r.withUnsafeBytes { $0.count }
+            try checkRecordSize(size)
+            total += size + BatchPayload.lengthPrefixBytes
+        }
+        guard total <= options.pendingBytesMax else {
+            throw WALError(.recordTooLarge, "the records together exceed pendingBytesMax; append them in parts")
+        }
+        return try await submitAsync(count: records.count, totalBytes: total) { add in
+            for r in records { r.withUnsafeBytes { add($0) } }
+        }
+    }
+
+    private func submitAsync(count: Int, totalBytes: Int,
+                             _ records: (_ add: (UnsafeRawBufferPointer) -> Void) -> Void) async throws -> LSN {
+        while true {
+            let token: UInt64 = try await withUnsafeThrowingContinuation { c in
+                switch committer.submit(count: count, totalBytes: totalBytes, completion: .async(c), records) {
+                case .accepted: break
+                case .full: committer.waitForRoom(c, totalBytes: totalBytes)
+                case .failed(let error): c.resume(throwing: error)
+                }
+            }
+            if token != PendingBatch.retryToken { return LSN(token) }
+        }
+    }
+
+    /// Appends one record and calls `completion` (on a log thread; keep it short) once it is durable or
+    /// has failed. Never waits: when the pending buffer is full it throws `.pendingFull` at once and
+    /// `completion` is not called; retry when earlier appends have completed.
+    public func append(_ record: UnsafeRawBufferPointer,
+                       completion: @escaping @Sendable (Result<LSN, WALError>) -> Void) throws(WALError) {
+        try checkRecordSize(record.count)
+        switch committer.submit(count: 1, totalBytes: record.count + BatchPayload.lengthPrefixBytes,
+                                completion: .callback(completion), { add in add(record) }) {
+        case .accepted: return
+        case .full: throw WALError(.pendingFull, "the pending buffer is full; retry after earlier appends complete")
+        case .failed(let error): throw error
+        }
+    }
+
+    /// Appends one record and blocks the calling thread until it is durable. For threads you own; from
+    /// async code use `append(_:) async`.
+    public func appendAndWait(_ record: UnsafeRawBufferPointer) throws(WALError) -> LSN {
+        try checkRecordSize(record.count)
+        let total = record.count + BatchPayload.lengthPrefixBytes
+        while true {
+            let waiter = BlockingWaiter()
+            switch committer.submit(count: 1, totalBytes: total, completion: .blocking(waiter), { add in add(record) }) {
+            case .accepted: return try waiter.wait().get()
+            case .full: committer.waitForRoomBlocking(totalBytes: total)
+            case .failed(let error): throw error
+            }
+        }
+    }
+
+    private func checkRecordSize(_ size: Int) throws(WALError) {
+        guard size <= options.recordBytesMax else {
+            throw WALError(.recordTooLarge, "record of \(size) bytes exceeds recordBytesMax (\(options.recordBytesMax))")
+        }
+    }
+
+    // MARK: - Reading
+
+    /// The record at `lsn`, verified against its frame's checksum.
+    /// - Throws: `.lsnOutOfRange` if it is not (or no longer, or not yet durably) in the log; `.corruption`.
+    public func read(_ lsn: LSN) throws(WALError) -> [UInt8] {
+        var result: [UInt8]?
+        do {
+            try forEachRecord(from: lsn, through: lsn) { _, bytes in
+                result = Array(bytes)
+                return false
+            }
+        } catch let error as WALError {
+            throw error
+        } catch {
+            preconditionFailure("reading threw \(error)")
+        }
+        guard let result else { throw outOfRange(lsn) }
+        return result
+    }
+
+    /// Calls `body` with each durable record from `start` (through `end`, when given) in LSN order, until it
+    /// returns false. Each frame is verified before any of its records is passed on; the bytes are valid
+    /// only during the call.
+    public func forEachRecord(from start: LSN, through end: LSN? = nil,
+                              _ body: (LSN, UnsafeRawBufferPointer) throws -> Bool) throws {
+        let last = min(end ?? .init(UInt64.max), durableLSN)
+        guard start >= firstLSN, start.rawValue >= 1 else { throw outOfRange(start) }
+        if start > last {
+            if end != nil { throw outOfRange(start) }
+            return
+        }
+        try reader.forEachRecord(from: start, through: last, body)
+    }
+
+    private func outOfRange(_ lsn: LSN) -> WALError {
+        WALError(.lsnOutOfRange, "LSN \(lsn) is not in the log (it holds \(firstLSN) through \(durableLSN) durably)")
+    }
+
+    // MARK: - Truncation and closing
+
+    /// Deletes whole segments whose records all lie before `lsn` (oldest first, then syncs the directory),
+    /// keeping the active segment. Crash-safe: a crash leaves a suffix of the log.
+    public func truncate(before lsn: LSN) throws(WALError) {
+        let durableEnd = durableLSN.next
+        let removed = catalog.removeSegments(below: min(lsn, durableEnd))
+        guard !removed.isEmpty else { return }
+        reader.forget(removed)
+        for path in removed { try fileSystem.remove(path) }
+        try fileSystem.syncDirectory(directory)
+    }
+
+    /// Writes out pending appends, waits until they are durable, records a clean shutdown and releases the
+    /// log. Throws the failure that stopped the log, if one did (its unconfirmed appends already failed).
+    public func close() throws(WALError) {
+        guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        defer {
+            reader.forget(nil)
+            fileSystem.close(lockFD)
+        }
+        try committer.close()
+    }
+}
