@@ -1,0 +1,43 @@
+import CCRC32C
+import LogFormat
+import Testing
+
+@Suite struct ChecksumTests {
+    @Test func standardCheckValue() {
+        #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283)
+        #expect(crc32c_extend_portable(0, Array("123456789".utf8), 9) == 0xE306_9283)
+    }
+
+    /// RFC 3720 (iSCSI), appendix B.4.
+    @Test func rfc3720Vectors() {
+        let vectors: [([UInt8], UInt32)] = [
+            ([UInt8](repeating: 0, count: 32), 0x8A91_36AA),
+            ([UInt8](repeating: 0xFF, count: 32), 0x62A8_AB43),
+            ((0..<32).map { UInt8($0) }, 0x46DD_794E),
+            ((0..<32).reversed().map { UInt8($0) }, 0x113F_DB5C),
+        ]
+        for (bytes, expected) in vectors {
+            #expect(CRC32C.checksum(bytes) == expected)
+            #expect(crc32c_extend_portable(0, bytes, bytes.count) == expected)
+        }
+    }
+
+    @Test func hardwareAndPortableAgreeOnRandomBuffersAndSplits() {
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<300 {
+            let bytes = (0..<Int.random(in: 0...5000, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let whole = CRC32C.checksum(bytes)
+            #expect(crc32c_extend_portable(0, bytes, bytes.count) == whole)
+            let split = bytes.isEmpty ? 0 : Int.random(in: 0..<bytes.count, using: &rng)
+            let first = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<split])) }
+            let both = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[split...]), continuing: first) }
+            #expect(both == whole)
+        }
+    }
+
+    @Test func usesHardwareWhereTheCPUHasIt() {
+        #if arch(x86_64) || arch(arm64)
+        #expect(CRC32C.isHardwareAccelerated)
+        #endif
+    }
+}
