@@ -1,0 +1,77 @@
+import Foundation
+import Glibc
+import LogFormat
+import Testing
+@testable import WriteAheadLog
+
+/// The directory of the running test binary, where SwiftPM also puts the package's executables.
+func productsDirectory() -> String {
+    var buffer = [CChar](repeating: 0, count: 4096)
+    let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+    precondition(n > 0)
+    return URL(fileURLWithPath: String(cString: buffer)).deletingLastPathComponent().path
+}
+
+/// Runs the child appender, kills it with SIGKILL after it reported `confirmsBeforeKill` confirms, and
+/// returns every confirm it reported before it died (LSN -> payload digest).
+func runChildAndKill(directory: String, streams: Int, seed: UInt64, confirmsBeforeKill: Int) throws -> [UInt64: UInt64] {
+    let child = Process()
+    child.executableURL = URL(fileURLWithPath: productsDirectory() + "/WALCrashChild")
+    child.arguments = [directory, String(streams), String(seed)]
+    let pipe = Pipe()
+    child.standardOutput = pipe
+    try child.run()
+    let fd = pipe.fileHandleForReading.fileDescriptor
+    var pendingText = [UInt8]()
+    var confirms: [UInt64: UInt64] = [:]
+    var killed = false
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = read(fd, &chunk, chunk.count)
+        if n <= 0 { break }
+        pendingText += chunk[0..<n]
+        while let newline = pendingText.firstIndex(of: UInt8(ascii: "\n")) {
+            let line = String(decoding: pendingText[..<newline], as: UTF8.self)
+            pendingText.removeSubrange(...newline)
+            let parts = line.split(separator: " ")
+            confirms[UInt64(parts[0])!] = UInt64(parts[1], radix: 16)!
+        }
+        if !killed && confirms.count >= confirmsBeforeKill {
+            kill(child.processIdentifier, SIGKILL)
+            killed = true
+        }
+    }
+    child.waitUntilExit()
+    #expect(child.terminationReason == .uncaughtSignal, "the child must die by the signal, not exit")
+    return confirms
+}
+
+@Suite(.serialized) struct CrashTests {
+    @Test func everyConfirmReportedBeforeKillDashNineIsRecovered() throws {
+        let tmp = TemporaryDirectory()
+        let dir = tmp.sub("log")
+        var rng = SystemRandomNumberGenerator()
+        var totalConfirms = 0
+        for round in 0..<20 {
+            let seed = UInt64(round) &* 7919
+            let confirms = try runChildAndKill(directory: dir, streams: Int.random(in: 1...48, using: &rng),
+                                               seed: seed, confirmsBeforeKill: Int.random(in: 1...3000, using: &rng))
+            totalConfirms += confirms.count
+            let log = try WriteAheadLog.open(directory: dir, options: {
+                var o = LogOptions()
+                o.segmentBytes = 256 << 10
+                o.frameBytesMax = 32 << 10
+                o.recordBytesMax = (32 << 10) - 4
+                return o
+            }())
+            defer { try? log.close() }
+            for (lsn, digest) in confirms {
+                let bytes = try log.read(LSN(lsn))
+                let recovered = bytes.withUnsafeBytes { fnv1a($0) }
+                #expect(recovered == digest, "round \(round): LSN \(lsn) differs after recovery")
+            }
+            if let highest = confirms.keys.max() { #expect(log.durableLSN.rawValue >= highest) }
+        }
+        #expect(totalConfirms > 20)
+    }
+}
