@@ -68,6 +68,7 @@ final class GroupCommitter: @unchecked Sendable {
     private var active: ActiveSegment
     private let encodeBuffer: UnsafeMutableRawBufferPointer
     private var locations: [SegmentCatalog.FrameLocation] = []
+    private var nextSegmentRequested = false
 
     init(directory: String, options: LogOptions, fileSystem: any FileSystem, counters: LogCounters,
          catalog: SegmentCatalog, identity: LogIdentity, preparer: SegmentPreparer,
@@ -101,7 +102,6 @@ final class GroupCommitter: @unchecked Sendable {
             syncer.name = "wal-sync-\(i)"
             syncer.start()
         }
-        preparer.prepare(active.segmentID.next)
     }
 
     deinit { encodeBuffer.deallocate() }
@@ -300,6 +300,12 @@ final class GroupCommitter: @unchecked Sendable {
         counters.frames.add(UInt64(locations.count), ordering: .relaxed)
         counters.bytesWritten.add(UInt64(bytes), ordering: .relaxed)
         locations.removeAll(keepingCapacity: true)
+        // Zero-filling a segment writes as many bytes as the segment holds; start it once the active one is
+        // half full, so that it is ready in time without competing with a log that is barely used.
+        if !nextSegmentRequested && active.writeOffset > options.segmentBytes / 2 {
+            nextSegmentRequested = true
+            preparer.prepare(active.segmentID.next)
+        }
     }
 
     /// Moves writing to the next segment: waits for the syncs in flight, syncs the old segment, then writes
@@ -319,8 +325,8 @@ final class GroupCommitter: @unchecked Sendable {
                                      options: options, fileSystem: fileSystem)
         fileSystem.close(active.fd)
         active = next
+        nextSegmentRequested = false
         catalog.add(.init(segmentID: next.segmentID, firstLSN: firstLSN, path: next.path, frames: []))
-        preparer.prepare(next.segmentID.next)
     }
 
     /// Records a clean shutdown: a frame with no records whose watermark says everything before it is durable.

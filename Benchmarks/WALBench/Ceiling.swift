@@ -1,0 +1,85 @@
+import CLZ4
+import Foundation
+import Histogram
+
+/// The disk's ceiling (WORKLOAD.md §3): one thread, one `pwrite` of b messages then one `fdatasync`, on a
+/// preallocated, zero-filled file overwritten in place, optionally LZ4-compressing each batch inline.
+final class CeilingFile {
+    let path: String
+    let fd: Int32
+    let bytes: Int
+
+    init(directory: String, bytes: Int) throws {
+        path = directory + "/ceiling.dat"
+        self.bytes = bytes
+        fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw BenchError("cannot create \(path)") }
+        guard posix_fallocate(fd, 0, off_t(bytes)) == 0 else { throw BenchError("fallocate failed") }
+        let zeros = [UInt8](repeating: 0, count: 1 << 20)
+        var offset = 0
+        while offset < bytes {
+            let n = pwrite(fd, zeros, zeros.count, off_t(offset))
+            guard n > 0 else { throw BenchError("zero-fill failed") }
+            offset += n
+        }
+        guard fsync(fd) == 0 else { throw BenchError("fsync failed") }
+    }
+
+    deinit {
+        close(fd)
+        unlink(path)
+    }
+
+    /// Runs batches of `batch` messages until `messagesMax` are written or `secondsMax` passed.
+    func run(messages source: [UInt8], batch: Int, lz4: Bool, messagesMax: Int, secondsMax: Double) -> Measurement {
+        let batchBytes = batch * 1024
+        var compressed = [UInt8](repeating: 0, count: Int(LZ4_compressBound(Int32(batchBytes))) + 8)
+        var latencies = newHistogram()
+        var offset = 0
+        var done = 0
+        var written = 0
+        let cpuStart = processCPUSeconds()
+        let start = monotonicNanoseconds()
+        let deadline = start + UInt64(secondsMax * 1e9)
+        var now = start
+        while done < messagesMax && now < deadline {
+            let batchStart = monotonicNanoseconds()
+            let sourceOffset = (done * 1024) % (source.count - batchBytes + 1)
+            var length = batchBytes
+            source.withUnsafeBytes { src in
+                let base = src.baseAddress! + sourceOffset
+                if lz4 {
+                    compressed.withUnsafeMutableBytes { dst in
+                        let n = LZ4_compress_default(base.assumingMemoryBound(to: CChar.self),
+                                                     (dst.baseAddress! + 8).assumingMemoryBound(to: CChar.self),
+                                                     Int32(batchBytes), Int32(dst.count - 8))
+                        dst.storeBytes(of: UInt32(n), toByteOffset: 0, as: UInt32.self)
+                        dst.storeBytes(of: UInt32(batch), toByteOffset: 4, as: UInt32.self)
+                        length = Int(n) + 8
+                        if offset + length > bytes { offset = 0 }
+                        _ = pwrite(fd, dst.baseAddress!, length, off_t(offset))
+                    }
+                } else {
+                    if offset + length > bytes { offset = 0 }
+                    _ = pwrite(fd, base, length, off_t(offset))
+                }
+            }
+            precondition(fdatasync(fd) == 0, "fdatasync failed in the ceiling loop")
+            offset += length
+            written += length
+            done += batch
+            now = monotonicNanoseconds()
+            _ = latencies.record(now - batchStart)
+        }
+        let seconds = Double(now - start) / 1e9
+        return Measurement(
+            scenario: "ceiling b=\(batch)" + (lz4 ? " lz4" : ""), concurrency: batch, codec: lz4 ? "lz4" : "none",
+            syncsInFlight: 1, messages: done, seconds: seconds, latencies: latencies, recordsPerSync: Double(batch),
+            bytesWrittenPerRecord: Double(written) / Double(max(done, 1)), cpuSeconds: processCPUSeconds() - cpuStart)
+    }
+}
+
+struct BenchError: Error, CustomStringConvertible {
+    var description: String
+    init(_ text: String) { description = text }
+}

@@ -1,0 +1,114 @@
+import Foundation
+import Histogram
+import LogFormat
+import Synchronization
+import WriteAheadLog
+
+/// Durable appends through the write-ahead log: `concurrency` tasks, each appending and awaiting its
+/// confirm (WORKLOAD.md §2's "64 concurrent publishers" shape), or one producer with a window of
+/// `concurrency` unconfirmed appends using the callback form (the "windowed publisher" shape).
+struct EngineRun {
+    enum Shape: String { case awaited, windowed }
+
+    var shape: Shape = .awaited
+    var concurrency: Int
+    var codec: FrameHeader.Codec = .lz4
+    var syncsInFlight = 2
+    var durability: LogOptions.Durability = .fdatasync
+    var messagesMax: Int
+    var secondsMax: Double
+
+    func run(messages source: [UInt8], directory: String) async throws -> Measurement {
+        let dir = directory + "/log-\(UUID().uuidString.prefix(8))"
+        var options = LogOptions()
+        options.compression = codec
+        options.syncsInFlightMax = syncsInFlight
+        options.durability = durability
+        let log = try WriteAheadLog.open(directory: dir, options: options)
+        defer {
+            try? log.close()
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+        let sourceMessages = source.count / 1024
+        let shared = SharedProgress()
+        let cpuStart = processCPUSeconds()
+        let start = monotonicNanoseconds()
+        let deadline = start + UInt64(secondsMax * 1e9)
+        var latencies = newHistogram()
+
+        switch shape {
+        case .awaited:
+            latencies = try await withThrowingTaskGroup(of: Histogram<UInt64>.self) { group in
+                for _ in 0..<concurrency {
+                    group.addTask {
+                        var mine = newHistogram()
+                        while true {
+                            let i = shared.next.add(1, ordering: .relaxed).oldValue
+                            if i >= messagesMax || monotonicNanoseconds() >= deadline { break }
+                            let m = i % sourceMessages
+                            let t0 = monotonicNanoseconds()
+                            _ = try await log.append(source[(m * 1024)..<(m * 1024 + 1024)])
+                            let t1 = monotonicNanoseconds()
+                            _ = mine.record(t1 - t0)
+                            _ = shared.lastConfirm.max(t1, ordering: .relaxed)
+                        }
+                        return mine
+                    }
+                }
+                var all = newHistogram()
+                for try await h in group { all.add(h) }
+                return all
+            }
+        case .windowed:
+            latencies = try windowed(log: log, source: source, deadline: deadline, shared: shared)
+        }
+        let confirmed = Int(latencies.totalCount)
+        let counters = log.counters
+        let seconds = Double(shared.lastConfirm.load(ordering: .relaxed) - start) / 1e9
+        return Measurement(
+            scenario: "wal \(shape.rawValue) c=\(concurrency)" + (durability == .unsafeNoSync ? " UNSAFE-nosync" : ""),
+            concurrency: concurrency, codec: codec == .lz4 ? "lz4" : "none", syncsInFlight: syncsInFlight,
+            messages: confirmed, seconds: seconds, latencies: latencies, recordsPerSync: counters.recordsPerSync,
+            bytesWrittenPerRecord: counters.bytesWrittenPerRecord, cpuSeconds: processCPUSeconds() - cpuStart)
+    }
+
+    /// One producer thread keeps `concurrency` appends in flight; completions run on the log's threads.
+    private func windowed(log: WriteAheadLog, source: [UInt8], deadline: UInt64,
+                          shared: SharedProgress) throws -> Histogram<UInt64> {
+        let slots = DispatchSemaphore(value: concurrency)
+        let histogram = Mutex(newHistogram())
+        let sourceMessages = source.count / 1024
+        var issued = 0
+        try source.withUnsafeBytes { bytes in
+            while issued < messagesMax && monotonicNanoseconds() < deadline {
+                slots.wait()
+                let m = issued % sourceMessages
+                let t0 = monotonicNanoseconds()
+                let record = UnsafeRawBufferPointer(rebasing: bytes[(m * 1024)..<(m * 1024 + 1024)])
+                while true {
+                    do {
+                        try log.append(record) { result in
+                            let t1 = monotonicNanoseconds()
+                            if case .success = result { histogram.withLock { _ = $0.record(t1 - t0) } }
+                            _ = shared.lastConfirm.max(t1, ordering: .relaxed)
+                            slots.signal()
+                        }
+                        break
+                    } catch let e as WALError where e.code == .pendingFull {
+                        usleep(50)
+                    }
+                }
+                issued += 1
+            }
+        }
+        for _ in 0..<concurrency { slots.wait() }
+        for _ in 0..<concurrency { slots.signal() }  // libdispatch refuses to free a semaphore below its start value
+        return histogram.withLock { $0 }
+    }
+}
+
+/// Progress shared by the producers of one run.
+final class SharedProgress: Sendable {
+    let next = Atomic<Int>(0)
+    let lastConfirm = Atomic<UInt64>(0)
+}
