@@ -65,11 +65,13 @@ struct EngineRun {
         let confirmed = Int(latencies.totalCount)
         let counters = log.counters
         let seconds = Double(shared.lastConfirm.load(ordering: .relaxed) - start) / 1e9
-        return Measurement(
+        var measurement = Measurement(
             scenario: "wal \(shape.rawValue) c=\(concurrency)" + (durability == .unsafeNoSync ? " UNSAFE-nosync" : ""),
             concurrency: concurrency, codec: codec == .lz4 ? "lz4" : "none", syncsInFlight: syncsInFlight,
             messages: confirmed, seconds: seconds, latencies: latencies, recordsPerSync: counters.recordsPerSync,
             bytesWrittenPerRecord: counters.bytesWrittenPerRecord, cpuSeconds: processCPUSeconds() - cpuStart)
+        measurement.syncMicrosecondsMean = counters.syncMicrosecondsMean
+        return measurement
     }
 
     /// One producer thread keeps `concurrency` appends in flight; completions run on the log's threads.

@@ -17,6 +17,8 @@ struct Measurement: Codable {
     var recordsPerSync: Double
     var bytesWrittenPerRecord: Double
     var cpuSecondsPerMillion: Double
+    /// Mean `fdatasync` time inside the engine (the ceiling's is its p50 write+sync latency).
+    var syncMicrosecondsMean: Double = 0
 
     init(scenario: String, concurrency: Int, codec: String, syncsInFlight: Int, messages: Int, seconds: Double,
          latencies: Histogram<UInt64>, recordsPerSync: Double, bytesWrittenPerRecord: Double, cpuSeconds: Double) {

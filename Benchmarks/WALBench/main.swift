@@ -60,9 +60,9 @@ var order: [String] = []
 @MainActor func keep(_ key: String, _ m: Measurement) {
     if runs[key] == nil { order.append(key) }
     runs[key, default: []].append(m)
-    say(String(format: "  %-34@ %10.0f msgs/s  p50 %7.1f us  p99 %8.1f us  %6.1f rec/sync  %6.0f B/rec",
+    say(String(format: "  %-34@ %10.0f msgs/s  p50 %7.1f us  p99 %8.1f us  %6.1f rec/sync  %6.0f B/rec  sync %6.1f us",
                  key as NSString, m.messagesPerSecond, m.p50Microseconds, m.p99Microseconds, m.recordsPerSync,
-                 m.bytesWrittenPerRecord))
+                 m.bytesWrittenPerRecord, m.syncMicrosecondsMean))
 }
 @MainActor func engine(_ key: String, _ run: EngineRun, payload: [UInt8] = events) async throws {
     if let only = settings.only, !key.contains(only) { return }

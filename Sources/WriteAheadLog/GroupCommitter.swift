@@ -1,12 +1,17 @@
 import Foundation
 import LogFormat
 
-/// The write path. Producers add records to a pending batch under a short lock; one writer thread takes
-/// the whole batch, encodes and compresses it into frames and writes them with one `pwrite` into the
-/// active segment; `fdatasync` calls run on sync threads, up to `syncsInFlightMax` at once, while the
-/// writer already encodes the next group. Confirms are released strictly in LSN order: a sync's result is
-/// used only once every sync issued before it has returned too (a write-back error is reported to one
-/// caller only, so a success that overtook an earlier, failing sync proves nothing).
+/// The write path. Producers add records to a pending batch under a short lock. A few I/O threads
+/// (`syncsInFlightMax` of them) take turns at the write token: the holder takes the whole pending batch,
+/// encodes and compresses it into frames, writes them with one `pwrite` into the active segment, hands the
+/// token on, and then runs one `fdatasync` covering everything written so far. While one thread waits for
+/// its sync, the next one already encodes and writes the next group: compression overlaps the sync, and
+/// up to `syncsInFlightMax` syncs are in flight at once. A thread that finishes a sync and finds records
+/// pending goes straight on with them, so under load no thread is woken per group.
+///
+/// Confirms are released strictly in LSN order: a sync's result is used only once every sync issued
+/// before it has returned too (a write-back error is reported to one caller only, so a success that
+/// overtook an earlier, failing sync proves nothing).
 ///
 /// Invariant: no waiter is completed successfully before an `fdatasync` that covers its records returned
 /// and all earlier syncs returned without error. After any failed write or sync, nothing is confirmed again.
@@ -41,8 +46,10 @@ final class GroupCommitter: @unchecked Sendable {
     private let preparer: SegmentPreparer
 
     private let monitor = Monitor()
-    private let writerWake: Monitor.Condition
-    private let syncWake: Monitor.Condition
+    /// I/O threads wait here for work (pending records, or the end).
+    private let work: Monitor.Condition
+    /// The write-token holder waits here for the syncs in flight to drain (segment roll).
+    private let drained: Monitor.Condition
     private let roomFree: Monitor.Condition
     private let threadExited: Monitor.Condition
 
@@ -52,16 +59,22 @@ final class GroupCommitter: @unchecked Sendable {
     private var durable: LSN
     private var failure: WALError?
     private var stopping = false
-    private var writerIdle = false
+    private var idleThreads = 0
+    /// Held by the I/O thread that is encoding and writing a group; guards `writing`, `encodeBuffer`,
+    /// `locations` and the active segment's write offset.
+    private var writeTokenHeld = false
     private var inFlightGroups: [Group] = []
     private var syncSlots: [SyncSlot] = []
-    private var syncQueue: [(sequence: UInt64, endLSN: LSN)] = []
+    /// The end of the records written to the active segment (the next sync covers up to here).
+    private var writtenEnd: LSN
     private var nextSyncSequence: UInt64 = 0
     private var syncsInFlight = 0
     private var roomWaiters: [UnsafeContinuation<UInt64, any Error>] = []
     private var waiterArrays: [[Waiter]] = []
     private var liveThreads = 0
     private var sealed = false
+    /// The file syncs go to: the active segment's, changed only at a roll with no sync in flight.
+    private var syncTarget: (fd: Int32, path: String)
 
     // Owned by the writer thread.
     private var writing: PendingBatch
@@ -83,24 +96,23 @@ final class GroupCommitter: @unchecked Sendable {
         self.active = active
         self.nextLSN = nextLSN
         self.durable = nextLSN.previous
+        self.writtenEnd = nextLSN
+        self.syncTarget = (active.fd, active.path)
         let capacity = options.pendingBytesMax + options.frameBytesMax
         pending = PendingBatch(capacity: capacity, firstLSN: nextLSN)
         writing = PendingBatch(capacity: capacity, firstLSN: nextLSN)
         encodeBuffer = .allocate(byteCount: 2 * capacity + (1 << 20), alignment: 4096)
-        writerWake = monitor.makeCondition()
-        syncWake = monitor.makeCondition()
+        work = monitor.makeCondition()
+        drained = monitor.makeCondition()
         roomFree = monitor.makeCondition()
         threadExited = monitor.makeCondition()
         locations.reserveCapacity(1024)
 
-        liveThreads = 1 + options.syncsInFlightMax
-        let writer = Thread { [self] in writerLoop() }
-        writer.name = "wal-writer"
-        writer.start()
+        liveThreads = options.syncsInFlightMax
         for i in 0..<options.syncsInFlightMax {
-            let syncer = Thread { [self] in syncLoop() }
-            syncer.name = "wal-sync-\(i)"
-            syncer.start()
+            let thread = Thread { [self] in ioLoop() }
+            thread.name = "wal-io-\(i)"
+            thread.start()
         }
     }
 
@@ -127,9 +139,10 @@ final class GroupCommitter: @unchecked Sendable {
         precondition(pending.endLSN == first + UInt64(count), "record count mismatch")
         nextLSN = first + UInt64(count)
         pending.waiters.append(Waiter(firstLSN: first, completion: completion))
-        let wake = writerIdle
+        // Wake an idle I/O thread only if it could start at once; a busy one picks the batch up itself.
+        let wake = idleThreads > 0 && !writeTokenHeld
         monitor.unlock()
-        if wake { writerWake.signal() }
+        if wake { work.signal() }
         counters.appends.add(1, ordering: .relaxed)
         return .accepted
     }
@@ -164,8 +177,7 @@ final class GroupCommitter: @unchecked Sendable {
     func close() throws(WALError) {
         monitor.lock()
         stopping = true
-        writerWake.signal()
-        syncWake.broadcast()
+        work.broadcast()
         roomFree.broadcast()
         let parked = roomWaiters
         roomWaiters.removeAll()
@@ -178,32 +190,33 @@ final class GroupCommitter: @unchecked Sendable {
         if let failed { throw failed }
     }
 
-    // MARK: - Writer thread
+    // MARK: - I/O threads
 
-    private func writerLoop() {
+    private func ioLoop() {
         monitor.lock()
         while true {
-            if failure == nil && !pending.isEmpty && syncsInFlight < options.syncsInFlightMax {
+            if failure == nil && !pending.isEmpty && !writeTokenHeld {
                 commitOneGroup()
                 continue
             }
-            if stopping && pending.isEmpty && syncsInFlight == 0 {
+            if stopping && (failure != nil || (pending.isEmpty && syncsInFlight == 0 && !writeTokenHeld)) {
                 if failure == nil && !sealed { sealed = true; writeSeal() }
                 break
             }
-            if stopping && failure != nil { break }
-            writerIdle = true
-            writerWake.wait()
-            writerIdle = false
+            idleThreads += 1
+            work.wait()
+            idleThreads -= 1
         }
         liveThreads -= 1
-        syncWake.broadcast()
+        work.broadcast()
         threadExited.broadcast()
         monitor.unlock()
     }
 
-    /// Takes the pending batch, writes it, and starts (or runs) its sync. Called and returns with the lock held.
+    /// Takes the write token and the pending batch, writes the batch, hands the token on, then syncs.
+    /// Called and returns with the lock held.
     private func commitOneGroup() {
+        writeTokenHeld = true
         swap(&pending, &writing)
         pending.reset(firstLSN: nextLSN)
         if let spare = waiterArrays.popLast() { pending.waiters = spare }
@@ -217,6 +230,8 @@ final class GroupCommitter: @unchecked Sendable {
         let outcome = Result { () throws(WALError) in try writeGroup(durableAtWrite: durableAtWrite) }
 
         monitor.lock()
+        writeTokenHeld = false
+        if !pending.isEmpty && idleThreads > 0 { work.signal() }
         if case .failure(let error) = outcome {
             let doomed = failLocked(error)
             let own = writing.waiters
@@ -241,14 +256,8 @@ final class GroupCommitter: @unchecked Sendable {
         inFlightGroups.append(Group(endLSN: endLSN, waiters: writing.waiters))
         writing.waiters = waiterArrays.popLast() ?? []
         writing.reset(firstLSN: nextLSN)
-        let sequence = startSyncLocked(endLSN: endLSN)
-        if pending.isEmpty && syncsInFlight == 1 {
-            // Nothing else to write: sync here rather than pay a thread hand-off (the lone-append case).
-            runSync(sequence: sequence)
-        } else {
-            syncQueue.append((sequence, endLSN))
-            syncWake.signal()
-        }
+        writtenEnd = endLSN
+        runSync(sequence: startSyncLocked())
     }
 
     /// Encodes `writing` into frames and writes them with one `pwrite` (two when the segment rolls over).
@@ -313,10 +322,11 @@ final class GroupCommitter: @unchecked Sendable {
     /// goes into it. Old and new segments are never in flight together, which keeps recovery simple.
     private func roll(firstLSN: LSN) throws(WALError) {
         monitor.lock()
-        while syncsInFlight > 0 && failure == nil { writerWake.wait() }
+        while syncsInFlight > 0 && failure == nil { drained.wait() }
         if let failure { monitor.unlock(); throw failure }
-        let sequence = startSyncLocked(endLSN: firstLSN)
-        runSync(sequence: sequence)
+        // This group's frames before the roll are written but not counted in writtenEnd yet.
+        writtenEnd = firstLSN
+        runSync(sequence: startSyncLocked())
         if let failure { monitor.unlock(); throw failure }
         monitor.unlock()
 
@@ -325,6 +335,7 @@ final class GroupCommitter: @unchecked Sendable {
                                      options: options, fileSystem: fileSystem)
         fileSystem.close(active.fd)
         active = next
+        monitor.withLock { syncTarget = (next.fd, next.path) }
         nextSegmentRequested = false
         catalog.add(.init(segmentID: next.segmentID, firstLSN: firstLSN, path: next.path, frames: []))
     }
@@ -350,40 +361,24 @@ final class GroupCommitter: @unchecked Sendable {
 
     // MARK: - Syncs
 
-    /// Registers a sync that will cover every record before `endLSN`. Lock held.
-    private func startSyncLocked(endLSN: LSN) -> UInt64 {
+    /// Registers a sync that covers every record written so far. Lock held.
+    private func startSyncLocked() -> UInt64 {
         let sequence = nextSyncSequence
         nextSyncSequence += 1
-        syncSlots.append(SyncSlot(sequence: sequence, endLSN: endLSN, done: false))
+        syncSlots.append(SyncSlot(sequence: sequence, endLSN: writtenEnd, done: false))
         syncsInFlight += 1
         return sequence
-    }
-
-    private func syncLoop() {
-        monitor.lock()
-        while true {
-            if let request = syncQueue.first {
-                syncQueue.removeFirst()
-                runSync(sequence: request.sequence)
-                continue
-            }
-            if stopping && liveThreads <= options.syncsInFlightMax { break }  // the writer has exited
-            syncWake.wait()
-        }
-        liveThreads -= 1
-        threadExited.broadcast()
-        monitor.unlock()
     }
 
     /// Runs one `fdatasync` of the active segment without the lock, then releases what it proved durable.
     /// Called and returns with the lock held.
     private func runSync(sequence: UInt64) {
-        let fd = active.fd, path = active.path
+        let (fd, path) = syncTarget
         monitor.unlock()
         let outcome = Result { () throws(WALError) in try sync(fd, path: path) }
         monitor.lock()
         syncsInFlight -= 1
-        writerWake.signal()
+        if syncsInFlight == 0 { drained.broadcast() }
         var finished: [Group] = []
         var doomed: [Waiter] = []
         var error: WALError?
@@ -441,13 +436,13 @@ final class GroupCommitter: @unchecked Sendable {
         inFlightGroups.removeAll()
         doomed.append(contentsOf: pending.waiters)
         pending.reset(firstLSN: nextLSN)
-        syncQueue.removeAll()
         syncSlots.removeAll()
         let parked = roomWaiters
         roomWaiters.removeAll()
         for c in parked { c.resume(returning: PendingBatch.retryToken) }
         roomFree.broadcast()
-        writerWake.signal()
+        drained.broadcast()
+        work.broadcast()
         return doomed
     }
 

@@ -7,7 +7,12 @@ final class Monitor: @unchecked Sendable {
 
     init() {
         mutex = .allocate(capacity: 1)
-        precondition(pthread_mutex_init(mutex, nil) == 0)
+        // Adaptive: spin briefly before sleeping, since the lock is only ever held for a buffer hand-off.
+        var attributes = pthread_mutexattr_t()
+        pthread_mutexattr_init(&attributes)
+        pthread_mutexattr_settype(&attributes, Int32(PTHREAD_MUTEX_ADAPTIVE_NP))
+        precondition(pthread_mutex_init(mutex, &attributes) == 0)
+        pthread_mutexattr_destroy(&attributes)
     }
 
     deinit {
