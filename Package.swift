@@ -7,9 +7,11 @@ let package = Package(
     products: [
         .library(name: "WriteAheadLog", targets: ["WriteAheadLog"]),
         .executable(name: "wal-bench", targets: ["WALBench"]),
+        .executable(name: "walctl", targets: ["walctl"]),
     ],
     dependencies: [
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
         // Hardware CRC32C (SSE4.2 / ARMv8 CRC) chosen at run time, with a portable table fallback.
@@ -37,10 +39,17 @@ let package = Package(
             path: "Benchmarks/WALBench"
         ),
 
+        // The log-inspection CLI: info, verify, dump, recover.
+        .executableTarget(
+            name: "walctl",
+            dependencies: ["WriteAheadLog", "LogFormat", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Tools/walctl"
+        ),
+
         // A child process for the crash tests: appends under load and reports each confirm on stdout.
         .executableTarget(name: "WALCrashChild", dependencies: ["WriteAheadLog"], path: "Tests/WALCrashChild"),
         .testTarget(name: "LogFormatTests", dependencies: ["LogFormat", "CCRC32C"]),
-        .testTarget(name: "WriteAheadLogTests", dependencies: ["WriteAheadLog", "WALCrashChild"]),
+        .testTarget(name: "WriteAheadLogTests", dependencies: ["WriteAheadLog", "WALCrashChild", "walctl"]),
         .testTarget(name: "WorkloadTests", dependencies: ["Workload"], path: "Tests/WorkloadTests"),
     ]
 )

@@ -138,8 +138,9 @@ struct Recovery {
             let cut = RecoveryReport.Cut(
                 path: "\(directory)/\(segmentNames[stop.segmentIndex])", offset: stop.offset, reason: stop.reason,
                 framesDropped: after.intactFrames, segmentsRemoved: segmentNames.count - cutIndex,
-                droppedLSNs: after.droppedLSNs)
-            if after.highestWatermark.rawValue >= stop.expectedLSN.rawValue {
+                droppedLSNs: after.droppedLSNs, firstLostLSN: stop.expectedLSN.rawValue,
+                laterWatermark: after.highestWatermark.rawValue)
+            if cut.isCorruption {
                 guard options.recoveryMode == .salvage else {
                     throw WALError(
                         .corruption,

@@ -16,6 +16,13 @@ public struct RecoveryReport: Sendable, Equatable {
         public var segmentsRemoved: Int
         /// LSNs that were in dropped intact frames, if any.
         public var droppedLSNs: ClosedRange<UInt64>?
+        /// The first LSN the damaged spot held (the LSN the log continues with after the cut).
+        public var firstLostLSN: UInt64
+        /// The highest durable watermark found in intact frames after the cut: LSNs from `firstLostLSN`
+        /// through it were confirmed (corruption) when it is at least `firstLostLSN`.
+        public var laterWatermark: UInt64
+        /// Whether a later frame proves that the damaged spot held confirmed records.
+        public var isCorruption: Bool { laterWatermark >= firstLostLSN }
     }
 
     public var segments = 0

@@ -1,0 +1,200 @@
+import Glibc
+import LogFormat
+
+/// What a log directory holds, found without changing a byte: the recovery scan in dry-run mode, then,
+/// when asked, every frame read back, verified and decompressed. Safe beside a live writer: files are
+/// opened read-only and the writer's lock is never taken (a live log shows as a consistent prefix, its
+/// last group possibly as a torn tail).
+public struct LogInspection: Sendable {
+    public struct Segment: Sendable {
+        public var name: String
+        public var path: String
+        public var segmentID: SegmentID
+        public var firstLSN: LSN
+        /// The LSN after the segment's last record.
+        public var endLSN: LSN
+        public var frames: Int
+        public var sizeBytes: Int
+        /// Bytes of frames (headers, stored payloads, padding).
+        public var frameBytes: Int
+        public var storedPayloadBytes: Int
+        public var uncompressedPayloadBytes: Int
+        public var records: UInt64 { endLSN.rawValue - firstLSN.rawValue }
+    }
+
+    public enum Verdict: Sendable, Equatable {
+        /// Every frame intact, the segments in sequence.
+        case clean
+        /// The end of the log holds a torn write that recovery would cut (normal after a crash).
+        case tornTail(RecoveryReport.Cut)
+        /// Damage to records that a later frame proves were confirmed.
+        case corruption(RecoveryReport.Cut)
+    }
+
+    public var directory: String
+    public var identity: LogIdentity?
+    public var segments: [Segment]
+    public var verdict: Verdict
+    public var cleanShutdown: Bool
+    public var firstLSN: LSN
+    /// The LSN after the last intact record (what the next append would get after recovery).
+    public var nextLSN: LSN
+    /// Whether some process holds the writer's lock right now.
+    public var writerHoldsLock: Bool
+    /// Frames whose payload did not decompress or whose records did not add up (only with `verifyPayloads`).
+    public var payloadDefects: [(path: String, offset: Int, lsn: LSN, defect: BatchDefect)]
+}
+
+public enum LogInspector {
+    /// Inspects the log in `directory`. With `verifyPayloads`, also decompresses and checks every frame.
+    public static func inspect(directory: String, verifyPayloads: Bool = false,
+                               fileSystem: any FileSystem = PosixFileSystem()) throws(WALError) -> LogInspection {
+        var options = LogOptions()
+        options.recoveryMode = .salvage
+        var recovery = Recovery(directory: directory, options: options, fileSystem: fileSystem, dryRun: true)
+        let outcome = try recovery.run()
+        let verdict: LogInspection.Verdict
+        if let cut = outcome.report.salvaged {
+            verdict = .corruption(cut)
+        } else if let cut = outcome.report.tornTail {
+            verdict = .tornTail(cut)
+        } else {
+            verdict = .clean
+        }
+        var segments: [LogInspection.Segment] = []
+        var defects: [(String, Int, LSN, BatchDefect)] = []
+        var frame: [UInt8] = []
+        var payload: [UInt8] = []
+        for s in outcome.segments {
+            let fd = try fileSystem.open(s.path, writable: false, create: false)
+            defer { fileSystem.close(fd) }
+            var summary = LogInspection.Segment(
+                name: String(s.path.split(separator: "/").last ?? ""), path: s.path, segmentID: s.segmentID,
+                firstLSN: s.firstLSN, endLSN: s.endLSN, frames: s.frames.count,
+                sizeBytes: try fileSystem.size(fd, path: s.path), frameBytes: 0, storedPayloadBytes: 0,
+                uncompressedPayloadBytes: 0)
+            for location in s.frames {
+                let header = try readFrame(fd, path: s.path, location: location, into: &frame,
+                                           fileSystem: fileSystem, headerOnly: !verifyPayloads)
+                summary.frameBytes += header.frameBytes
+                summary.storedPayloadBytes += Int(header.storedBytes)
+                summary.uncompressedPayloadBytes += Int(header.uncompressedBytes)
+                guard verifyPayloads else { continue }
+                if case .failure(let defect) = decode(frame, header: header, into: &payload) {
+                    defects.append((s.path, Int(location.offset), header.firstLSN, defect))
+                }
+            }
+            segments.append(summary)
+        }
+        var finalVerdict = verdict
+        if case .clean = verdict, let defect = defects.first {
+            // The checksum held but the payload does not decode: written that way, or damaged together
+            // with its checksum. Either way the records are not servable.
+            finalVerdict = .corruption(RecoveryReport.Cut(
+                path: defect.0, offset: defect.1, reason: "payload: \(defect.3)", framesDropped: 0, segmentsRemoved: 0,
+                droppedLSNs: nil, firstLostLSN: defect.2.rawValue, laterWatermark: defect.2.rawValue))
+        }
+        return LogInspection(
+            directory: directory, identity: segments.isEmpty ? nil : outcome.identity, segments: segments,
+            verdict: finalVerdict, cleanShutdown: outcome.report.cleanShutdown, firstLSN: outcome.report.firstLSN,
+            nextLSN: outcome.nextLSN, writerHoldsLock: writerHoldsLock(directory), payloadDefects: defects)
+    }
+
+    /// Calls `body` with each intact record from `start` through `end`, with the header of its frame and
+    /// the frame's position, reading the log read-only. Stops when `body` returns false.
+    public static func forEachRecord(
+        directory: String, from start: LSN = .first, through end: LSN = LSN(UInt64.max),
+        fileSystem: any FileSystem = PosixFileSystem(),
+        _ body: (_ lsn: LSN, _ record: UnsafeRawBufferPointer, _ frame: FrameHeader, _ path: String, _ offset: Int) throws -> Bool
+    ) throws {
+        var options = LogOptions()
+        options.recoveryMode = .salvage
+        var recovery = Recovery(directory: directory, options: options, fileSystem: fileSystem, dryRun: true)
+        let outcome = try recovery.run()
+        var frame: [UInt8] = []
+        var payload: [UInt8] = []
+        for s in outcome.segments where s.endLSN > start && s.firstLSN <= end {
+            let fd = try fileSystem.open(s.path, writable: false, create: false)
+            defer { fileSystem.close(fd) }
+            for location in s.frames where location.firstLSN + UInt64(location.recordCount) > start.rawValue {
+                if location.firstLSN > end.rawValue { return }
+                let header = try readFrame(fd, path: s.path, location: location, into: &frame,
+                                           fileSystem: fileSystem, headerOnly: false)
+                let size: Int
+                switch decode(frame, header: header, into: &payload) {
+                case .success(let n): size = n
+                case .failure(let defect):
+                    throw WALError(.corruption, "frame payload does not decode (\(defect))", path: s.path,
+                                   offset: Int(location.offset))
+                }
+                var lsn = header.firstLSN
+                var keepGoing = true
+                try payload.withUnsafeBytes { bytes in
+                    try BatchPayload.forEachRecord(UnsafeRawBufferPointer(rebasing: bytes[0..<size])) { record in
+                        defer { lsn = lsn.next }
+                        guard keepGoing, lsn >= start, lsn <= end else { return }
+                        keepGoing = try body(lsn, record, header, s.path, Int(location.offset))
+                    }
+                }
+                if !keepGoing { return }
+            }
+        }
+    }
+
+    /// Decompresses a verified frame's payload and checks its records (bounded by the format's u32 sizes).
+    private static func decode(_ frame: [UInt8], header: FrameHeader, into payload: inout [UInt8]) -> Result<Int, BatchDefect> {
+        frame.withUnsafeBytes { bytes in
+            Result { () throws(BatchDefect) in
+                try BatchPayload.decode(frame: bytes, header: header, uncompressedBytesMax: Int(UInt32.max), into: &payload)
+            }
+        }
+    }
+
+    /// Reads one frame that recovery found intact and checks it again (the file may have changed since).
+    private static func readFrame(_ fd: Int32, path: String, location: SegmentCatalog.FrameLocation,
+                                  into frame: inout [UInt8], fileSystem: any FileSystem,
+                                  headerOnly: Bool) throws(WALError) -> FrameHeader {
+        let size = Int(location.frameBytes)
+        if frame.count < size { frame = [UInt8](repeating: 0, count: size) }
+        let n = try typedWAL { try frame.withUnsafeMutableBytes { b in
+            try fileSystem.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: b[0..<size]),
+                                at: Int(location.offset), path: path)
+        } }
+        let check = frame.withUnsafeBytes {
+            FrameHeader.check(UnsafeRawBufferPointer(rebasing: $0[0..<n]), storedBytesMax: size - FrameHeader.encodedBytes)
+        }
+        guard case .intact(let header) = check else {
+            throw WALError(.corruption, "frame changed while it was being inspected (\(check))", path: path,
+                           offset: Int(location.offset))
+        }
+        return header
+    }
+
+    /// Whether a process holds the log's writer lock: probes with a shared, non-blocking `flock` that is
+    /// released at once (a writer opening in that instant would see the log as locked and can retry).
+    public static func writerHoldsLock(_ directory: String) -> Bool {
+        let fd = Glibc.open("\(directory)/LOCK", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { Glibc.close(fd) }
+        if flock(fd, LOCK_SH | LOCK_NB) == 0 {
+            flock(fd, LOCK_UN)
+            return false
+        }
+        return errno == EWOULDBLOCK
+    }
+}
+
+extension LogInspector {
+    /// Does to the log what `WriteAheadLog.open` does before it appends, and nothing else: cuts a torn
+    /// tail (zeroes it, deletes later segments, syncs). Takes the writer's lock for the duration.
+    /// - Throws: `.locked` when a writer has the log open; `.corruption` (changing nothing) when damage
+    ///   to confirmed data is found.
+    public static func recover(directory: String, fileSystem: any FileSystem = PosixFileSystem()) throws(WALError) -> RecoveryReport {
+        let lockPath = "\(directory)/LOCK"
+        let lockFD = try fileSystem.open(lockPath, writable: true, create: true)
+        defer { fileSystem.close(lockFD) }
+        try fileSystem.lockExclusively(lockFD, path: lockPath)
+        var recovery = Recovery(directory: directory, options: LogOptions(), fileSystem: fileSystem)
+        return try recovery.run().report
+    }
+}

@@ -1,0 +1,70 @@
+import ArgumentParser
+import Foundation
+import WriteAheadLog
+
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Segments, LSN ranges, frames, records, compression and state of a log (read-only).")
+
+    @Argument(help: "The log directory.") var directory: String
+    @Flag(help: "Print JSON instead of a table.") var json = false
+
+    func run() throws {
+        try requireLogDirectory(directory)
+        let log = try reporting { try LogInspector.inspect(directory: directory) }
+        let stored = log.segments.reduce(0) { $0 + $1.storedPayloadBytes }
+        let uncompressed = log.segments.reduce(0) { $0 + $1.uncompressedPayloadBytes }
+        let records = log.segments.reduce(UInt64(0)) { $0 + $1.records }
+        let ratio = stored == 0 ? 1.0 : Double(uncompressed) / Double(stored)
+        if json {
+            let segments: [[String: Any]] = log.segments.map {
+                ["name": $0.name, "segmentID": $0.segmentID.rawValue, "firstLSN": $0.firstLSN.rawValue,
+                 "lastLSN": $0.endLSN.rawValue - 1, "frames": $0.frames, "records": $0.records,
+                 "sizeBytes": $0.sizeBytes, "frameBytes": $0.frameBytes,
+                 "storedPayloadBytes": $0.storedPayloadBytes, "uncompressedPayloadBytes": $0.uncompressedPayloadBytes]
+            }
+            var object: [String: Any] = [
+                "directory": directory, "segments": segments, "records": records, "state": log.verdict.name,
+                "cleanShutdown": log.cleanShutdown, "firstLSN": log.firstLSN.rawValue,
+                "nextLSN": log.nextLSN.rawValue, "compressionRatio": (ratio * 1000).rounded() / 1000,
+                "writerHoldsLock": log.writerHoldsLock, "checkpointLSN": NSNull(),
+            ]
+            if let identity = log.identity { object["identity"] = identity.description }
+            print(jsonLine(object))
+            return
+        }
+        print("log        \(directory)")
+        print("identity   \(log.identity?.description ?? "none (empty log)")")
+        print("state      \(log.verdict.name)\(log.cleanShutdown ? ", closed cleanly" : ", not closed cleanly")")
+        print("writer     \(log.writerHoldsLock ? "a process holds the writer lock" : "no writer")")
+        print("checkpoint none")
+        print("records    \(records) (LSN \(log.firstLSN) through \(log.nextLSN.rawValue - 1))")
+        print(String(format: "payload    %d bytes, stored %d bytes (LZ4 ratio %.2f)", uncompressed, stored, ratio))
+        print("")
+        let header = ["segment", "id", "first LSN", "last LSN", "frames", "records", "frame bytes", "file bytes"]
+        var rows = [header]
+        for s in log.segments {
+            rows.append([s.name, "\(s.segmentID)", "\(s.firstLSN)", "\(s.endLSN.rawValue - 1)", "\(s.frames)",
+                         "\(s.records)", "\(s.frameBytes)", "\(s.sizeBytes)"])
+        }
+        printTable(rows)
+        switch log.verdict {
+        case .clean: break
+        case .tornTail(let cut): print("\ntorn tail (run `walctl recover` or open the log to cut it):\n" + cut.text)
+        case .corruption(let cut): print("\ncorruption:\n" + cut.text)
+        }
+    }
+}
+
+/// Prints rows as aligned columns: text columns left, numeric columns right.
+func printTable(_ rows: [[String]]) {
+    guard let first = rows.first else { return }
+    let widths = (0..<first.count).map { c in rows.map { $0[c].count }.max() ?? 0 }
+    for row in rows {
+        let cells = row.enumerated().map { c, cell -> String in
+            let pad = String(repeating: " ", count: widths[c] - cell.count)
+            return c == 0 ? cell + pad : pad + cell
+        }
+        print(cells.joined(separator: "  "))
+    }
+}
