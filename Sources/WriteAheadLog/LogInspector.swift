@@ -47,11 +47,15 @@ public struct LogInspection: Sendable {
 
 public enum LogInspector {
     /// Inspects the log in `directory`. With `verifyPayloads`, also decompresses and checks every frame.
+    /// `progress` hears what is being done ("scanning", "verifying") and how far (done, total) per segment.
     public static func inspect(directory: String, verifyPayloads: Bool = false,
-                               fileSystem: any FileSystem = PosixFileSystem()) throws(WALError) -> LogInspection {
+                               fileSystem: any FileSystem = PosixFileSystem(),
+                               progress: ((_ phase: String, _ done: Int, _ total: Int) -> Void)? = nil)
+    throws(WALError) -> LogInspection {
         var options = LogOptions()
         options.recoveryMode = .salvage
         var recovery = Recovery(directory: directory, options: options, fileSystem: fileSystem, dryRun: true)
+        recovery.progress = progress.map { report in { report("scanning", $0, $1) } }
         let outcome = try recovery.run()
         let verdict: LogInspection.Verdict
         if let cut = outcome.report.salvaged {
@@ -65,7 +69,8 @@ public enum LogInspector {
         var defects: [(String, Int, LSN, BatchDefect)] = []
         var frame: [UInt8] = []
         var payload: [UInt8] = []
-        for s in outcome.segments {
+        for (index, s) in outcome.segments.enumerated() {
+            if verifyPayloads { progress?("verifying", index, outcome.segments.count) }
             let fd = try fileSystem.open(s.path, writable: false, create: false)
             defer { fileSystem.close(fd) }
             var summary = LogInspection.Segment(

@@ -36,6 +36,8 @@ struct Recovery {
     let fileSystem: any FileSystem
     /// Only inspect: report what recovery would do, change nothing.
     var dryRun = false
+    /// Told (segments scanned, segments in all) after each segment, for progress displays.
+    var progress: ((Int, Int) -> Void)?
 
     private var buffer: [UInt8] = []
 
@@ -71,6 +73,7 @@ struct Recovery {
             let path = "\(directory)/\(name)"
             let size = try load(path)
             report.bytesScanned += size
+            progress?(i + 1, segmentNames.count)
             let header = buffer.withUnsafeBytes { SegmentHeader.decode($0) }
             let headerProblem: String? = {
                 switch header {

@@ -11,7 +11,9 @@ struct Info: ParsableCommand {
 
     func run() throws {
         try requireLogDirectory(directory)
-        let log = try reporting { try LogInspector.inspect(directory: directory) }
+        let progress = ProgressLine()
+        let log = try reporting { try LogInspector.inspect(directory: directory, progress: progress.update) }
+        progress.finish()
         let stored = log.segments.reduce(0) { $0 + $1.storedPayloadBytes }
         let uncompressed = log.segments.reduce(0) { $0 + $1.uncompressedPayloadBytes }
         let records = log.segments.reduce(UInt64(0)) { $0 + $1.records }

@@ -13,7 +13,11 @@ struct Verify: ParsableCommand {
     func run() throws {
         try requireLogDirectory(directory)
         let start = Date()
-        let log = try reporting { try LogInspector.inspect(directory: directory, verifyPayloads: true) }
+        let progress = ProgressLine()
+        let log = try reporting {
+            try LogInspector.inspect(directory: directory, verifyPayloads: true, progress: progress.update)
+        }
+        progress.finish()
         let seconds = Date().timeIntervalSince(start)
         let bytes = log.segments.reduce(0) { $0 + $1.sizeBytes }
         let frames = log.segments.reduce(0) { $0 + $1.frames }

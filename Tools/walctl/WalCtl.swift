@@ -91,3 +91,20 @@ extension RecoveryReport.Cut {
         return lines.joined(separator: "\n")
     }
 }
+
+/// A progress line on stderr, shown only on a terminal and only once a command has run for a second.
+final class ProgressLine {
+    private let start = Date()
+    private let enabled = isatty(2) != 0
+    private var shown = false
+
+    func update(_ phase: String, _ done: Int, _ total: Int) {
+        guard enabled, Date().timeIntervalSince(start) > 1 else { return }
+        shown = true
+        FileHandle.standardError.write(Data("\r\(phase) segment \(done) of \(total)   ".utf8))
+    }
+
+    func finish() {
+        if shown { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+    }
+}
