@@ -27,6 +27,8 @@ let package = Package(
         .target(name: "LogFormat", dependencies: ["CCRC32C", "CLZ4"]),
         // Files, the group committer, recovery and readers.
         .target(name: "WriteAheadLog", dependencies: ["LogFormat"]),
+        // A file system that simulates power loss (unsynced writes dropped or torn), for tests and torture runs.
+        .target(name: "WALSimulation", dependencies: ["WriteAheadLog"]),
 
         // The benchmark workload generator (../shared/bench/WORKLOAD.md) and the benchmark itself.
         .target(name: "Workload", path: "Benchmarks/Workload"),
@@ -49,7 +51,7 @@ let package = Package(
         // A child process for the crash tests: appends under load and reports each confirm on stdout.
         .executableTarget(name: "WALCrashChild", dependencies: ["WriteAheadLog"], path: "Tests/WALCrashChild"),
         .testTarget(name: "LogFormatTests", dependencies: ["LogFormat", "CCRC32C"]),
-        .testTarget(name: "WriteAheadLogTests", dependencies: ["WriteAheadLog", "WALCrashChild", "walctl"]),
+        .testTarget(name: "WriteAheadLogTests", dependencies: ["WriteAheadLog", "WALSimulation", "WALCrashChild", "walctl"]),
         .testTarget(name: "WorkloadTests", dependencies: ["Workload"], path: "Tests/WorkloadTests"),
     ]
 )

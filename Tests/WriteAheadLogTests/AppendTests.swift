@@ -156,4 +156,5 @@ final class LockedBox<T: Sendable>: @unchecked Sendable {
     init(_ value: T) { self.value = value }
     func set(_ v: T) { lock.lock(); value = v; lock.unlock() }
     func get() -> T { lock.lock(); defer { lock.unlock() }; return value }
+    func mutate(_ body: (inout T) -> Void) { lock.lock(); body(&value); lock.unlock() }
 }

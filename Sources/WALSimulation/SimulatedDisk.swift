@@ -1,0 +1,257 @@
+import Glibc
+import Synchronization
+import WriteAheadLog
+
+/// An in-memory file system that knows what a power loss could take away: per file, the bytes made durable
+/// by `fdatasync` and the writes since; per directory, the entries made durable by a directory `fsync` and
+/// the creates, renames and deletes since. `crashImage(seed:)` builds a disk as a power cut at this moment
+/// could leave it: each unsynced write kept, dropped, or torn (only some of its 512-byte sectors kept), each
+/// unsynced directory change kept or lost. After `crash()` every call fails with EIO, so a log running on
+/// it can confirm nothing more.
+///
+/// Deterministic for a seed: the same workload and seed give the same image.
+public final class SimulatedDisk: FileSystem {
+    /// One file's contents: what is durable, and the writes not yet synced (oldest first).
+    struct Inode {
+        var durable: [UInt8] = []
+        var pending: [(offset: Int, bytes: [UInt8])] = []
+        /// The contents as the running system sees them.
+        var current: [UInt8] = []
+    }
+
+    struct State {
+        var inodes: [Int: Inode] = [:]
+        var nextInode = 1
+        /// Directory entries as the running system sees them, and as they are on disk.
+        var names: [String: Int] = [:]
+        var durableNames: [String: Int] = [:]
+        var descriptors: [Int32: Int] = [:]
+        var nextDescriptor: Int32 = 100
+        var crashed = false
+        /// Counts every mutating call (write, sync, allocate, rename, remove, directory sync, create).
+        var operations = 0
+        /// When set, the disk crashes (stops) just before this operation.
+        var crashBeforeOperation: Int?
+        var locks: Set<Int> = []
+    }
+
+    let state: Mutex<State>
+
+    public init() { state = Mutex(State()) }
+
+    init(state: State) { self.state = Mutex(state) }
+
+    /// Mutating operations performed so far.
+    public var operations: Int { state.withLock { $0.operations } }
+    public var hasCrashed: Bool { state.withLock { $0.crashed } }
+
+    /// Makes every later call fail with EIO (the power is gone).
+    public func crash() { state.withLock { $0.crashed = true } }
+
+    /// Crashes automatically just before mutating operation number `n` (0-based) would run.
+    public func crash(beforeOperation n: Int) { state.withLock { $0.crashBeforeOperation = n } }
+
+    /// A new disk holding what survives a power loss now, chosen by `seed`.
+    public func crashImage(seed: UInt64) -> SimulatedDisk {
+        state.withLock { s in
+            var rng = SplitMix64(seed: seed)
+            var image = State()
+            image.nextInode = s.nextInode
+            // Directory: durable entries, plus each unsynced change kept or lost as a whole. Changes are
+            // not recorded one by one, so per name: the current entry survives with probability 1/2 when it
+            // differs from the durable one.
+            var names = s.durableNames
+            for (name, inode) in s.names where s.durableNames[name] != inode {
+                if rng.next() % 2 == 0 { names[name] = inode }
+            }
+            for (name, _) in s.durableNames where s.names[name] == nil {
+                if rng.next() % 2 == 0 { names[name] = nil }
+            }
+            image.names = names
+            image.durableNames = names
+            for (number, inode) in s.inodes {
+                var bytes = inode.durable
+                for write in inode.pending {
+                    switch rng.next() % 4 {
+                    case 0: continue                                   // lost
+                    case 1: apply(write.bytes, at: write.offset, to: &bytes)  // kept whole
+                    case 2:                                            // torn: some sectors kept
+                        var sector = (write.offset / 512) * 512
+                        while sector < write.offset + write.bytes.count {
+                            let from = max(sector, write.offset), to = min(sector + 512, write.offset + write.bytes.count)
+                            if rng.next() % 2 == 0 {
+                                apply(Array(write.bytes[(from - write.offset)..<(to - write.offset)]), at: from, to: &bytes)
+                            }
+                            sector += 512
+                        }
+                    default:                                           // garbled: the sectors hold noise
+                        var noise = write.bytes
+                        for i in noise.indices { noise[i] = UInt8(truncatingIfNeeded: rng.next()) }
+                        apply(noise, at: write.offset, to: &bytes)
+                    }
+                }
+                image.inodes[number] = Inode(durable: bytes, pending: [], current: bytes)
+            }
+            return SimulatedDisk(state: image)
+        }
+    }
+
+    /// The disk as the running system sees it, everything durable (what a process crash leaves).
+    public func processCrashImage() -> SimulatedDisk {
+        state.withLock { s in
+            var image = State()
+            image.nextInode = s.nextInode
+            image.names = s.names
+            image.durableNames = s.names
+            for (number, inode) in s.inodes {
+                image.inodes[number] = Inode(durable: inode.current, pending: [], current: inode.current)
+            }
+            return SimulatedDisk(state: image)
+        }
+    }
+
+    /// The current contents of a file (for tests that damage or inspect it).
+    public func contents(_ path: String) -> [UInt8]? {
+        state.withLock { s in s.names[path].flatMap { s.inodes[$0]?.current } }
+    }
+
+    // MARK: - FileSystem
+
+    /// Counts a mutating operation; fails it when the disk has crashed or crashes now.
+    private func begin(_ s: inout State, _ what: String, _ path: String) throws(WALError) {
+        if let n = s.crashBeforeOperation, s.operations >= n { s.crashed = true }
+        if s.crashed { throw WALError(.ioFailure, "\(what) on a crashed disk", path: path, errno: EIO) }
+        s.operations += 1
+    }
+
+    public func open(_ path: String, writable: Bool, create: Bool) throws(WALError) -> Int32 {
+        try state.withLock { (s) throws(WALError) -> Int32 in
+            if s.crashed { throw WALError(.ioFailure, "open on a crashed disk", path: path, errno: EIO) }
+            var number = s.names[path]
+            if number == nil {
+                guard create else { throw WALError(.ioFailure, "open", path: path, errno: ENOENT) }
+                try begin(&s, "create", path)
+                number = s.nextInode
+                s.nextInode += 1
+                s.inodes[number!] = Inode()
+                s.names[path] = number
+            }
+            let fd = s.nextDescriptor
+            s.nextDescriptor += 1
+            s.descriptors[fd] = number
+            return fd
+        }
+    }
+
+    public func close(_ fd: Int32) { state.withLock { s in _ = s.descriptors.removeValue(forKey: fd) } }
+
+    public func write(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int, path: String) throws(WALError) {
+        try state.withLock { (s) throws(WALError) in
+            try begin(&s, "pwrite", path)
+            guard let number = s.descriptors[fd] else { throw WALError(.ioFailure, "pwrite", path: path, errno: EBADF) }
+            let data = Array(bytes)
+            s.inodes[number]!.pending.append((offset, data))
+            apply(data, at: offset, to: &s.inodes[number]!.current)
+        }
+    }
+
+    public func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int, path: String) throws(WALError) -> Int {
+        try state.withLock { (s) throws(WALError) -> Int in
+            if s.crashed { throw WALError(.ioFailure, "pread on a crashed disk", path: path, errno: EIO) }
+            guard let number = s.descriptors[fd] else { throw WALError(.ioFailure, "pread", path: path, errno: EBADF) }
+            let current = s.inodes[number]!.current
+            guard offset < current.count else { return 0 }
+            let n = min(buffer.count, current.count - offset)
+            current.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + offset, byteCount: n) }
+            return n
+        }
+    }
+
+    public func dataSync(_ fd: Int32, path: String) throws(WALError) {
+        try state.withLock { (s) throws(WALError) in
+            try begin(&s, "fdatasync", path)
+            guard let number = s.descriptors[fd] else { throw WALError(.ioFailure, "fdatasync", path: path, errno: EBADF) }
+            s.inodes[number]!.durable = s.inodes[number]!.current
+            s.inodes[number]!.pending.removeAll()
+        }
+    }
+
+    public func allocate(_ fd: Int32, bytes: Int, path: String) throws(WALError) {
+        try state.withLock { (s) throws(WALError) in
+            try begin(&s, "fallocate", path)
+            guard let number = s.descriptors[fd] else { throw WALError(.ioFailure, "fallocate", path: path, errno: EBADF) }
+            // Extends the file with zeros, durable only once synced (like any write).
+            let current = s.inodes[number]!.current.count
+            if bytes > current {
+                let zeros = [UInt8](repeating: 0, count: bytes - current)
+                s.inodes[number]!.pending.append((current, zeros))
+                s.inodes[number]!.current += zeros
+            }
+        }
+    }
+
+    public func size(_ fd: Int32, path: String) throws(WALError) -> Int {
+        try state.withLock { (s) throws(WALError) -> Int in
+            guard let number = s.descriptors[fd] else { throw WALError(.ioFailure, "fstat", path: path, errno: EBADF) }
+            return s.inodes[number]!.current.count
+        }
+    }
+
+    public func lockExclusively(_ fd: Int32, path: String) throws(WALError) {}
+
+    public func rename(_ from: String, to: String) throws(WALError) {
+        try state.withLock { (s) throws(WALError) in
+            try begin(&s, "rename", from)
+            guard let number = s.names.removeValue(forKey: from) else {
+                throw WALError(.ioFailure, "rename", path: from, errno: ENOENT)
+            }
+            s.names[to] = number
+        }
+    }
+
+    public func remove(_ path: String) throws(WALError) {
+        try state.withLock { (s) throws(WALError) in
+            try begin(&s, "unlink", path)
+            s.names[path] = nil
+        }
+    }
+
+    public func syncDirectory(_ path: String) throws(WALError) {
+        try state.withLock { (s) throws(WALError) in
+            try begin(&s, "fsync of directory", path)
+            let prefix = path.hasSuffix("/") ? path : path + "/"
+            for (name, number) in s.names where name.hasPrefix(prefix) { s.durableNames[name] = number }
+            for name in s.durableNames.keys where name.hasPrefix(prefix) && s.names[name] == nil {
+                s.durableNames[name] = nil
+            }
+        }
+    }
+
+    public func createDirectory(_ path: String) throws(WALError) {}
+
+    public func list(_ path: String) throws(WALError) -> [String] {
+        state.withLock { s in
+            let prefix = path.hasSuffix("/") ? path : path + "/"
+            return s.names.keys.filter { $0.hasPrefix(prefix) }.map { String($0.dropFirst(prefix.count)) }
+                .filter { !$0.contains("/") }
+        }
+    }
+}
+
+private func apply(_ data: [UInt8], at offset: Int, to bytes: inout [UInt8]) {
+    if bytes.count < offset + data.count { bytes += [UInt8](repeating: 0, count: offset + data.count - bytes.count) }
+    bytes.replaceSubrange(offset..<(offset + data.count), with: data)
+}
+
+/// splitmix64: the simulation's only source of randomness, so a seed replays a run exactly.
+public struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
