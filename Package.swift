@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "WriteAheadLog", targets: ["WriteAheadLog"]),
         .executable(name: "wal-bench", targets: ["WALBench"]),
         .executable(name: "walctl", targets: ["walctl"]),
+        .executable(name: "wal-torture", targets: ["wal-torture"]),
     ],
     dependencies: [
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
@@ -28,7 +29,7 @@ let package = Package(
         // Files, the group committer, recovery and readers.
         .target(name: "WriteAheadLog", dependencies: ["LogFormat"]),
         // A file system that simulates power loss (unsynced writes dropped or torn), for tests and torture runs.
-        .target(name: "WALSimulation", dependencies: ["WriteAheadLog"]),
+        .target(name: "WALSimulation", dependencies: ["WriteAheadLog", "LogFormat"]),
 
         // The benchmark workload generator (../shared/bench/WORKLOAD.md) and the benchmark itself.
         .target(name: "Workload", path: "Benchmarks/Workload"),
@@ -46,6 +47,13 @@ let package = Package(
             name: "walctl",
             dependencies: ["WriteAheadLog", "LogFormat", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Tools/walctl"
+        ),
+
+        // Simulated power cuts over many seeds, beyond what the default test run covers.
+        .executableTarget(
+            name: "wal-torture",
+            dependencies: ["WALSimulation", "WriteAheadLog", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Tools/wal-torture"
         ),
 
         // A child process for the crash tests: appends under load and reports each confirm on stdout.
