@@ -34,7 +34,18 @@ public protocol FileSystem: Sendable {
 
 /// The real file system.
 public struct PosixFileSystem: FileSystem {
-    public init() {}
+    /// The raw calls whose retry loops matter (EINTR, short transfers); replaceable so tests can make
+    /// them return EINTR or transfer less than asked.
+    struct Syscalls: Sendable {
+        var pwrite: @Sendable (Int32, UnsafeRawPointer, Int, off_t) -> Int = { Glibc.pwrite($0, $1, $2, $3) }
+        var pread: @Sendable (Int32, UnsafeMutableRawPointer, Int, off_t) -> Int = { Glibc.pread($0, $1, $2, $3) }
+        var fdatasync: @Sendable (Int32) -> Int32 = { Glibc.fdatasync($0) }
+    }
+
+    let syscalls: Syscalls
+
+    public init() { syscalls = Syscalls() }
+    init(syscalls: Syscalls) { self.syscalls = syscalls }
 
     public func open(_ path: String, writable: Bool, create: Bool) throws(WALError) -> Int32 {
         var flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC
@@ -51,7 +62,7 @@ public struct PosixFileSystem: FileSystem {
     public func write(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int, path: String) throws(WALError) {
         var done = 0
         while done < bytes.count {
-            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+            let n = syscalls.pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
             if n > 0 { done += n; continue }
             if n < 0 && errno == EINTR { continue }
             throw .io("pwrite", path: path, errno: n == 0 ? EIO : errno)
@@ -61,7 +72,7 @@ public struct PosixFileSystem: FileSystem {
     public func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int, path: String) throws(WALError) -> Int {
         var done = 0
         while done < buffer.count {
-            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
+            let n = syscalls.pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
             if n > 0 { done += n; continue }
             if n == 0 { break }
             if errno == EINTR { continue }
@@ -73,7 +84,7 @@ public struct PosixFileSystem: FileSystem {
     public func dataSync(_ fd: Int32, path: String) throws(WALError) {
         // EINTR is not retried blindly: fdatasync reports write-back errors once, so a retry after EINTR
         // is safe (no error was consumed), but any other failure is final.
-        while fdatasync(fd) != 0 {
+        while syscalls.fdatasync(fd) != 0 {
             if errno != EINTR { throw .io("fdatasync", path: path, errno: errno) }
         }
     }
