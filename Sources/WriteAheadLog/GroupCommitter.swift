@@ -375,7 +375,13 @@ final class GroupCommitter: @unchecked Sendable {
     private func runSync(sequence: UInt64) {
         let (fd, path) = syncTarget
         monitor.unlock()
+        #if WAL_BROKEN_CONFIRM_BEFORE_SYNC
+        // BROKEN ON PURPOSE, only in builds made to check that the tests catch it: confirms first, syncs after.
+        let outcome: Result<Void, WALError> = .success(())
+        defer { monitor.unlock(); try? sync(fd, path: path); monitor.lock() }
+        #else
         let outcome = Result { () throws(WALError) in try sync(fd, path: path) }
+        #endif
         monitor.lock()
         syncsInFlight -= 1
         if syncsInFlight == 0 { drained.broadcast() }
@@ -419,8 +425,16 @@ final class GroupCommitter: @unchecked Sendable {
     /// `fdatasync`, timed and counted (skipped only in the benchmark's unsafe no-sync mode).
     private func sync(_ fd: Int32, path: String) throws(WALError) {
         if options.durability == .unsafeNoSync { return }
+        #if WAL_BROKEN_NO_FDATASYNC
+        return  // BROKEN ON PURPOSE (harness check builds only): never syncs.
+        #endif
         let start = monotonicNanoseconds()
+        #if WAL_BROKEN_RETRY_FAILED_SYNC
+        // BROKEN ON PURPOSE (harness check builds only): retries a failed fdatasync and believes the retry.
+        do { try fileSystem.dataSync(fd, path: path) } catch { try fileSystem.dataSync(fd, path: path) }
+        #else
         try fileSystem.dataSync(fd, path: path)
+        #endif
         counters.recordSync(nanoseconds: monotonicNanoseconds() - start)
     }
 

@@ -143,7 +143,12 @@ struct Recovery {
                 framesDropped: after.intactFrames, segmentsRemoved: segmentNames.count - cutIndex,
                 droppedLSNs: after.droppedLSNs, firstLostLSN: stop.expectedLSN.rawValue,
                 laterWatermark: after.highestWatermark.rawValue)
-            if cut.isCorruption {
+            #if WAL_BROKEN_CUT_AT_FIRST_BAD_FRAME
+            let isCorruption = false  // BROKEN ON PURPOSE (harness check builds only): every bad frame is a torn tail.
+            #else
+            let isCorruption = cut.isCorruption
+            #endif
+            if isCorruption {
                 guard options.recoveryMode == .salvage else {
                     throw WALError(
                         .corruption,
