@@ -16,10 +16,18 @@ func productsDirectory() -> String {
 /// `killAfterMicroseconds`, that long after it started, which often lands in its recovery), and returns every
 /// confirm it reported before it died (LSN -> payload digest).
 func runChildAndKill(directory: String, streams: Int, seed: UInt64, confirmsBeforeKill: Int,
-                     killAfterMicroseconds: UInt32? = nil) throws -> [UInt64: UInt64] {
+                     killAfterMicroseconds: UInt32? = nil, faultSpec: String? = nil) throws -> [UInt64: UInt64] {
     let child = Process()
-    child.executableURL = URL(fileURLWithPath: productsDirectory() + "/WALCrashChild")
-    child.arguments = [directory, String(streams), String(seed)]
+    let childPath = productsDirectory() + "/WALCrashChild"
+    let childArguments = [directory, String(streams), String(seed)]
+    if let faultSpec {
+        // libfiu's POSIX preload fails the named libc calls inside the real, unmodified child binary.
+        child.executableURL = URL(fileURLWithPath: "/usr/bin/fiu-run")
+        child.arguments = ["-x", "-c", faultSpec, childPath] + childArguments
+    } else {
+        child.executableURL = URL(fileURLWithPath: childPath)
+        child.arguments = childArguments
+    }
     let pipe = Pipe()
     child.standardOutput = pipe
     try child.run()
@@ -51,7 +59,13 @@ func runChildAndKill(directory: String, streams: Int, seed: UInt64, confirmsBefo
         }
     }
     child.waitUntilExit()
-    #expect(child.terminationReason == .uncaughtSignal, "the child must die by the signal, not exit")
+    if faultSpec == nil {
+        #expect(child.terminationReason == .uncaughtSignal, "the child must die by the signal, not exit")
+    } else {
+        // Exit 3: an append failed at the injected fault; exit 1: opening the log already failed at one.
+        #expect(child.terminationReason == .uncaughtSignal || [1, 3].contains(child.terminationStatus),
+                "the child must stop at the injected failure or be killed")
+    }
     return confirms
 }
 
@@ -87,5 +101,38 @@ func runChildAndKill(directory: String, streams: Int, seed: UInt64, confirmsBefo
             try log.truncate(before: log.durableLSN)
         }
         #expect(totalConfirms > 1000)
+    }
+
+    /// Black-box fault injection with Debian's fiu-utils: fdatasync or pwrite fail inside the real child
+    /// binary; every confirm it reported before the failure must be on disk after recovery.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: "/usr/bin/fiu-run")))
+    func injectedLibcFailuresInARealBinaryLoseNoConfirm() throws {
+        let specs = [
+            "enable_random name=posix/io/sync/fdatasync,probability=0.01",
+            "enable_random name=posix/io/sync/fdatasync,probability=0.2",
+            "enable_random name=posix/io/rw/pwrite,probability=0.01",
+            "enable_random name=posix/io/rw/pwrite,probability=0.1",
+        ]
+        var confirmed = 0
+        for (round, spec) in (specs + specs).enumerated() {
+            let tmp = TemporaryDirectory()
+            let dir = tmp.sub("log")
+            let confirms = try runChildAndKill(directory: dir, streams: 8, seed: UInt64(round), confirmsBeforeKill: 200_000,
+                                               killAfterMicroseconds: 10_000_000, faultSpec: spec)
+            confirmed += confirms.count
+            let log = try WriteAheadLog.open(directory: dir, options: {
+                var o = LogOptions()
+                o.segmentBytes = 256 << 10
+                o.frameBytesMax = 32 << 10
+                o.recordBytesMax = (32 << 10) - 4
+                return o
+            }())
+            defer { try? log.close() }
+            for (lsn, digest) in confirms {
+                let bytes = try log.read(LSN(lsn))
+                #expect(bytes.withUnsafeBytes { fnv1a($0) } == digest, "\(spec): LSN \(lsn) differs")
+            }
+        }
+        #expect(confirmed > 0)
     }
 }
