@@ -6,6 +6,8 @@ let package = Package(
     name: "DurableQueue",
     products: [
         .library(name: "WriteAheadLog", targets: ["WriteAheadLog"]),
+        .library(name: "LogFormat", targets: ["LogFormat"]),
+        .library(name: "WALSimulation", targets: ["WALSimulation"]),
         .executable(name: "wal-bench", targets: ["WALBench"]),
         .executable(name: "walctl", targets: ["walctl"]),
         .executable(name: "wal-torture", targets: ["wal-torture"]),
