@@ -15,6 +15,9 @@ public struct PowerLossTrial: Sendable {
     public var options: LogOptions
     /// Fail the power a second time part-way through the first recovery.
     public var crashDuringRecovery = false
+    /// When set, the first appender truncates the log below its durable end after every this many appends
+    /// (deleting whole segments), so crash points also fall inside reclamation.
+    public var truncateEvery: Int?
     public var directory = "/sim/log"
 
     public init(seed: UInt64, crashBefore: Int?, options: LogOptions = PowerLossTrial.defaultOptions) {
@@ -66,11 +69,18 @@ public struct PowerLossTrial: Sendable {
         if let log = try? WriteAheadLog.open(directory: directory, options: options, fileSystem: wrap(disk)) {
             await withTaskGroup(of: Void.self) { group in
                 for s in 0..<streams {
-                    group.addTask { [seed, perStream] in
+                    group.addTask { [seed, perStream, truncateEvery] in
                         for i in 0..<perStream {
                             let record = Self.record(seed: seed, stream: s, index: i)
                             guard let lsn = try? await log.append(record) else { return }
                             confirms.map.withLock { $0[lsn] = record }
+                            if s == 0, let every = truncateEvery, (i + 1) % every == 0 {
+                                // Records below the durable end may go; the oracle then checks only those kept.
+                                // Noted before the call: a crash inside it may already have removed some.
+                                let keepFrom = log.durableLSN
+                                confirms.truncated.withLock { $0 = max($0, keepFrom) }
+                                guard (try? log.truncate(before: keepFrom)) != nil else { return }
+                            }
                         }
                     }
                 }
@@ -89,7 +99,8 @@ public struct PowerLossTrial: Sendable {
             image = image.crashImage(seed: seed &+ 1)
         }
         var outcome = Outcome()
-        let confirmed = confirms.map.withLock { $0 }
+        let truncatedBelow = confirms.truncated.withLock { $0 }
+        let confirmed = confirms.map.withLock { $0 }.filter { $0.key >= truncatedBelow }
         outcome.confirmed = confirmed.count
         do {
             let log = try WriteAheadLog.open(directory: directory, options: options, fileSystem: image)
@@ -115,7 +126,10 @@ public struct PowerLossTrial: Sendable {
         let disk = SimulatedDisk()
         guard let log = try? WriteAheadLog.open(directory: directory, options: options, fileSystem: disk) else { return 0 }
         for s in 0..<streams {
-            for i in 0..<perStream { _ = try? await log.append(Self.record(seed: seed, stream: s, index: i)) }
+            for i in 0..<perStream {
+                _ = try? await log.append(Self.record(seed: seed, stream: s, index: i))
+                if s == 0, let every = truncateEvery, (i + 1) % every == 0 { try? log.truncate(before: log.durableLSN) }
+            }
         }
         try? log.close()
         _ = trial
@@ -126,4 +140,6 @@ public struct PowerLossTrial: Sendable {
 /// The confirms a trial's producers saw, by LSN.
 final class ConfirmedRecords: Sendable {
     let map = Mutex<[LSN: [UInt8]]>([:])
+    /// The log was truncated below this LSN by the workload (records below it may be gone).
+    let truncated = Mutex<LSN>(.none)
 }

@@ -95,4 +95,25 @@ func verdict(_ bytes: [UInt8], _ image: LogImage) throws -> LogInspection.Verdic
         guard case .corruption(let absurd) = try verdict(bytes, image) else { Issue.record("absurd length"); return }
         #expect(absurd.offset == image.frames[1].offset)
     }
+
+    /// An LZ4 payload damaged together with a recomputed checksum passes the scan (the CRC holds) but is never
+    /// served: reads fail with `.corruption` naming the frame, and verify reports it.
+    @Test func corruptLZ4WithARecomputedChecksumIsNeverServed() async throws {
+        let image = try LogImage(count: 8)
+        let victim = image.frames[3]
+        #expect(victim.header.codec == .lz4)
+        var bytes = image.segment
+        let start = victim.offset + FrameHeader.encodedBytes
+        for i in start..<(start + Int(victim.header.storedBytes) / 2) { bytes[i] = bytes[i] &+ 0x35 }
+        let end = start + Int(victim.header.storedBytes)
+        let crc = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(victim.offset + 4)..<end])) }
+        bytes.withUnsafeMutableBytes { $0.storeBytes(of: crc.littleEndian, toByteOffset: victim.offset, as: UInt32.self) }
+        guard case .corruption(let cut) = try verdict(bytes, image) else { Issue.record("verify missed it"); return }
+        #expect(cut.offset == victim.offset && cut.firstLostLSN == 4)
+        let disk = try simulatedLog(bytes, name: image.segmentName)
+        let log = try WriteAheadLog.open(directory: "/sim/log", options: smallOptions(), fileSystem: disk)
+        #expect(try log.read(LSN(3)) == image.records[2])
+        #expect { try log.read(LSN(4)) } throws: { ($0 as? WALError)?.code == .corruption && ($0 as? WALError)?.offset == victim.offset }
+        try log.close()
+    }
 }

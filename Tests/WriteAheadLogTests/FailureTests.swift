@@ -89,4 +89,44 @@ func appendUnderLoad(_ log: WriteAheadLog, streams: Int, perStream: Int, size: I
         #expect(log.durableLSN.rawValue == (confirmed.max() ?? 0))
         try? log.close()
     }
+
+    /// EIO at every call site in turn: the n-th write, sync, allocation, rename, delete and directory sync
+    /// of a workload that rolls segments and truncates. Whatever fails, reopening loses no confirm.
+    @Test func anErrorAtEveryCallSiteInTurnLosesNoConfirm() async throws {
+        for operation in [FaultInjectingFileSystem.Operation.write, .dataSync, .allocate, .rename, .remove, .syncDirectory] {
+            // Count the calls of a clean run.
+            let clean = FaultInjectingFileSystem()
+            let probe = TemporaryDirectory()
+            try await Self.workload(directory: probe.sub("log"), fileSystem: clean)
+            let calls = clean.calls(operation)
+            #expect(calls > 0, "\(operation) never called")
+            for n in 0..<min(calls, 40) {
+                let tmp = TemporaryDirectory()
+                let fs = FaultInjectingFileSystem()
+                fs.inject(.init(operation, after: n, errno: EIO, sticky: false))
+                let confirmed = try await Self.workload(directory: tmp.sub("log"), fileSystem: fs)
+                let reopened = try WriteAheadLog.open(directory: tmp.sub("log"), options: smallOptions(segmentBytes: 64 << 10))
+                for (lsn, record) in confirmed where lsn >= reopened.firstLSN {
+                    #expect(try reopened.read(lsn) == record, "\(operation) #\(n): LSN \(lsn)")
+                }
+                try reopened.close()
+            }
+        }
+    }
+
+    /// 120 appends of 700 bytes (several segment rolls) with a truncation every 40; returns the confirms.
+    @discardableResult
+    static func workload(directory: String, fileSystem: any FileSystem) async throws -> [(LSN, [UInt8])] {
+        var confirmed: [(LSN, [UInt8])] = []
+        guard let log = try? WriteAheadLog.open(directory: directory, options: smallOptions(segmentBytes: 64 << 10),
+                                                fileSystem: fileSystem) else { return [] }
+        for i in 0..<120 {
+            let record = testRecord(7, i, size: 700)
+            guard let lsn = try? await log.append(record) else { break }
+            confirmed.append((lsn, record))
+            if i % 40 == 39 { try? log.truncate(before: log.durableLSN) }
+        }
+        try? log.close()
+        return confirmed
+    }
 }
