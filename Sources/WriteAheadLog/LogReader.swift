@@ -22,8 +22,12 @@ final class LogReader: Sendable {
         guard start <= end else { return }
         var frame: [UInt8] = []
         var payload: [UInt8] = []
-        for segment in catalog.snapshot where segment.endLSN > start && segment.firstLSN <= end {
-            for location in segment.frames {
+        // Binary search for the segment and frame holding `start`, then walk forward.
+        let segments = catalog.snapshot
+        let firstSegment = SegmentCatalog.lastIndex(in: segments) { $0.firstLSN <= start } ?? 0
+        for segment in segments[firstSegment...] where segment.endLSN > start && segment.firstLSN <= end {
+            let firstFrame = SegmentCatalog.lastIndex(in: segment.frames) { $0.firstLSN <= start.rawValue } ?? 0
+            for location in segment.frames[firstFrame...] {
                 let frameEnd = location.firstLSN + UInt64(location.recordCount)
                 if frameEnd <= start.rawValue { continue }
                 if location.firstLSN > end.rawValue { return }

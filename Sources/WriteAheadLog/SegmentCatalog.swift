@@ -37,18 +37,6 @@ final class SegmentCatalog: Sendable {
         }
     }
 
-    /// The segment holding `lsn` and the location of the frame holding it.
-    func locate(_ lsn: LSN) -> (path: String, frame: FrameLocation)? {
-        segments.withLock { all -> (String, FrameLocation)? in
-            guard let s = Self.lastIndex(in: all, where: { $0.firstLSN <= lsn }) else { return nil }
-            let frames = all[s].frames
-            guard let f = Self.lastIndex(in: frames, where: { $0.firstLSN <= lsn.rawValue }) else { return nil }
-            let frame = frames[f]
-            guard lsn.rawValue < frame.firstLSN + UInt64(frame.recordCount) else { return nil }
-            return (all[s].path, frame)
-        }
-    }
-
     /// The first LSN still in the log.
     var firstLSN: LSN { segments.withLock { $0.first?.firstLSN ?? .first } }
 
@@ -66,7 +54,7 @@ final class SegmentCatalog: Sendable {
     }
 
     /// Binary search for the last element satisfying a predicate that holds for a prefix.
-    private static func lastIndex<T>(in array: [T], where isAtOrBefore: (T) -> Bool) -> Int? {
+    static func lastIndex<T>(in array: [T], where isAtOrBefore: (T) -> Bool) -> Int? {
         var low = 0, high = array.count
         while low < high {
             let mid = (low + high) / 2
