@@ -74,7 +74,10 @@ public enum BatchPayload {
         frame: UnsafeRawBufferPointer, header: FrameHeader, uncompressedBytesMax: Int, into scratch: inout [UInt8]
     ) throws(BatchDefect) -> Int {
         let size = Int(header.uncompressedBytes)
-        guard size <= uncompressedBytesMax else { throw .uncompressedTooLarge }
+        // LZ4 cannot expand a block more than 255-fold, so a larger announced size is a lie that must not
+        // become an allocation.
+        guard size <= uncompressedBytesMax,
+              header.codec == .none || size <= 255 * Int(header.storedBytes) + 16 else { throw .uncompressedTooLarge }
         let stored = UnsafeRawBufferPointer(
             rebasing: frame[FrameHeader.encodedBytes..<(FrameHeader.encodedBytes + Int(header.storedBytes))])
         if scratch.count < size { scratch = [UInt8](repeating: 0, count: max(size, scratch.count * 2)) }

@@ -7,13 +7,11 @@ import Synchronization
 final class LogReader: Sendable {
     private let fileSystem: any FileSystem
     private let catalog: SegmentCatalog
-    private let options: LogOptions
     private let descriptors = Mutex<[String: Int32]>([:])
 
-    init(fileSystem: any FileSystem, catalog: SegmentCatalog, options: LogOptions) {
+    init(fileSystem: any FileSystem, catalog: SegmentCatalog) {
         self.fileSystem = fileSystem
         self.catalog = catalog
-        self.options = options
     }
 
     /// Calls `body` with each record from `start` through `end` in LSN order until it returns false.
@@ -74,7 +72,7 @@ final class LogReader: Sendable {
         }
         do {
             return try frame.withUnsafeBytes { (bytes) throws(BatchDefect) in
-                try BatchPayload.decode(frame: bytes, header: header, uncompressedBytesMax: options.frameBytesMax,
+                try BatchPayload.decode(frame: bytes, header: header, uncompressedBytesMax: Int(UInt32.max),
                                         into: &payload)
             }
         } catch {

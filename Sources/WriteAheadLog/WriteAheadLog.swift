@@ -83,7 +83,7 @@ public final class WriteAheadLog: Sendable {
             throw error
         }
         catalog = SegmentCatalog(segments)
-        reader = LogReader(fileSystem: fileSystem, catalog: catalog, options: options)
+        reader = LogReader(fileSystem: fileSystem, catalog: catalog)
         committer = GroupCommitter(
             directory: directory, options: options, fileSystem: fileSystem, counters: counterStore,
             catalog: catalog, identity: identity, preparer: preparer, active: active, nextLSN: recovered.nextLSN)

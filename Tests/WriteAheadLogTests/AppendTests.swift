@@ -129,6 +129,22 @@ import Testing
         try reopened.close()
     }
 
+    @Test func aLogWrittenWithLargeFramesReadsWithSmallerOptions() async throws {
+        let dir = TemporaryDirectory()
+        var large = LogOptions()
+        large.segmentBytes = 4 << 20
+        let log = try WriteAheadLog.open(directory: dir.path, options: large)
+        let records = (0..<300).map { testRecord(8, $0, size: 3000) }
+        _ = try await log.append(contentsOf: records)   // one group: frames up to 1 MiB
+        try log.close()
+        var small = smallOptions(segmentBytes: 4 << 20)
+        small.frameBytesMax = 4096
+        small.recordBytesMax = 4092
+        let reopened = try WriteAheadLog.open(directory: dir.path, options: small)
+        #expect(try readAll(reopened) == records)
+        try reopened.close()
+    }
+
     @Test func aSecondWriterIsLockedOut() throws {
         let dir = TemporaryDirectory()
         let log = try WriteAheadLog.open(directory: dir.path, options: smallOptions())
