@@ -35,13 +35,18 @@ struct EngineRun {
         let start = monotonicNanoseconds()
         let deadline = start + UInt64(secondsMax * 1e9)
         var latencies = newHistogram()
+        var cpuEnd = 0.0
 
         switch shape {
         case .awaited:
-            latencies = try await withThrowingTaskGroup(of: Histogram<UInt64>.self) { group in
+            // Each task keeps raw latencies in a small array; the histogram is built after the clock stops
+            // (a histogram per task would allocate and fault in half a megabyte inside the timed region).
+            let perTask = messagesMax / concurrency + 2
+            let samples = try await withThrowingTaskGroup(of: [UInt64].self) { group in
                 for _ in 0..<concurrency {
                     group.addTask {
-                        var mine = newHistogram()
+                        var mine: [UInt64] = []
+                        mine.reserveCapacity(perTask)
                         while true {
                             let i = shared.next.add(1, ordering: .relaxed).oldValue
                             if i >= messagesMax || monotonicNanoseconds() >= deadline { break }
@@ -49,18 +54,21 @@ struct EngineRun {
                             let t0 = monotonicNanoseconds()
                             _ = try await log.append(source[(m * 1024)..<(m * 1024 + 1024)])
                             let t1 = monotonicNanoseconds()
-                            _ = mine.record(t1 - t0)
+                            mine.append(t1 - t0)
                             _ = shared.lastConfirm.max(t1, ordering: .relaxed)
                         }
                         return mine
                     }
                 }
-                var all = newHistogram()
-                for try await h in group { all.add(h) }
+                var all: [[UInt64]] = []
+                for try await part in group { all.append(part) }
                 return all
             }
+            cpuEnd = processCPUSeconds()
+            for part in samples { for value in part { _ = latencies.record(value) } }
         case .windowed:
             latencies = try windowed(log: log, source: source, deadline: deadline, shared: shared)
+            cpuEnd = processCPUSeconds()
         }
         let confirmed = Int(latencies.totalCount)
         let counters = log.counters
@@ -69,7 +77,7 @@ struct EngineRun {
             scenario: "wal \(shape.rawValue) c=\(concurrency)" + (durability == .unsafeNoSync ? " UNSAFE-nosync" : ""),
             concurrency: concurrency, codec: codec == .lz4 ? "lz4" : "none", syncsInFlight: syncsInFlight,
             messages: confirmed, seconds: seconds, latencies: latencies, recordsPerSync: counters.recordsPerSync,
-            bytesWrittenPerRecord: counters.bytesWrittenPerRecord, cpuSeconds: processCPUSeconds() - cpuStart)
+            bytesWrittenPerRecord: counters.bytesWrittenPerRecord, cpuSeconds: cpuEnd - cpuStart)
         measurement.syncMicrosecondsMean = counters.syncMicrosecondsMean
         return measurement
     }
@@ -78,20 +86,22 @@ struct EngineRun {
     private func windowed(log: WriteAheadLog, source: [UInt8], deadline: UInt64,
                           shared: SharedProgress) throws -> Histogram<UInt64> {
         let slots = DispatchSemaphore(value: concurrency)
-        let histogram = Mutex(newHistogram())
+        // One slot per message, written by that message's completion only (0 = not confirmed).
+        let samples = LatencySlots(count: messagesMax)
         let sourceMessages = source.count / 1024
         var issued = 0
         try source.withUnsafeBytes { bytes in
             while issued < messagesMax && monotonicNanoseconds() < deadline {
                 slots.wait()
                 let m = issued % sourceMessages
+                let slot = issued
                 let t0 = monotonicNanoseconds()
                 let record = UnsafeRawBufferPointer(rebasing: bytes[(m * 1024)..<(m * 1024 + 1024)])
                 while true {
                     do {
                         try log.append(record) { result in
                             let t1 = monotonicNanoseconds()
-                            if case .success = result { histogram.withLock { _ = $0.record(t1 - t0) } }
+                            if case .success = result { samples.set(slot, max(1, t1 - t0)) }
                             _ = shared.lastConfirm.max(t1, ordering: .relaxed)
                             slots.signal()
                         }
@@ -105,8 +115,22 @@ struct EngineRun {
         }
         for _ in 0..<concurrency { slots.wait() }
         for _ in 0..<concurrency { slots.signal() }  // libdispatch refuses to free a semaphore below its start value
-        return histogram.withLock { $0 }
+        var histogram = newHistogram()
+        for i in 0..<issued where samples.get(i) > 0 { _ = histogram.record(samples.get(i)) }
+        return histogram
     }
+}
+
+/// Preallocated latency slots, each written by exactly one completion callback.
+final class LatencySlots: @unchecked Sendable {
+    private let values: UnsafeMutableBufferPointer<UInt64>
+    init(count: Int) {
+        values = .allocate(capacity: count)
+        values.initialize(repeating: 0)
+    }
+    deinit { values.deallocate() }
+    func set(_ i: Int, _ value: UInt64) { values[i] = value }
+    func get(_ i: Int) -> UInt64 { values[i] }
 }
 
 /// Progress shared by the producers of one run.
