@@ -4,6 +4,15 @@ import LogFormat
 import Testing
 @testable import WriteAheadLog
 
+/// The options WALCrashChild opens its log with (segments small enough to roll often).
+let crashChildOptions: LogOptions = {
+    var o = LogOptions()
+    o.segmentBytes = 256 << 10
+    o.frameBytesMax = 32 << 10
+    o.recordBytesMax = (32 << 10) - 4
+    return o
+}()
+
 /// The directory of the running test binary, where SwiftPM also puts the package's executables.
 func productsDirectory() -> String {
     var buffer = [CChar](repeating: 0, count: 4096)
@@ -83,13 +92,7 @@ func runChildAndKill(directory: String, streams: Int, seed: UInt64, confirmsBefo
                                                seed: seed, confirmsBeforeKill: Int.random(in: 1...1500, using: &rng),
                                                killAfterMicroseconds: early)
             totalConfirms += confirms.count
-            let log = try WriteAheadLog.open(directory: dir, options: {
-                var o = LogOptions()
-                o.segmentBytes = 256 << 10
-                o.frameBytesMax = 32 << 10
-                o.recordBytesMax = (32 << 10) - 4
-                return o
-            }())
+            let log = try WriteAheadLog.open(directory: dir, options: crashChildOptions)
             defer { try? log.close() }
             for (lsn, digest) in confirms {
                 let bytes = try log.read(LSN(lsn))
@@ -120,13 +123,7 @@ func runChildAndKill(directory: String, streams: Int, seed: UInt64, confirmsBefo
             let confirms = try runChildAndKill(directory: dir, streams: 8, seed: UInt64(round), confirmsBeforeKill: 200_000,
                                                killAfterMicroseconds: 10_000_000, faultSpec: spec)
             confirmed += confirms.count
-            let log = try WriteAheadLog.open(directory: dir, options: {
-                var o = LogOptions()
-                o.segmentBytes = 256 << 10
-                o.frameBytesMax = 32 << 10
-                o.recordBytesMax = (32 << 10) - 4
-                return o
-            }())
+            let log = try WriteAheadLog.open(directory: dir, options: crashChildOptions)
             defer { try? log.close() }
             for (lsn, digest) in confirms {
                 let bytes = try log.read(LSN(lsn))
