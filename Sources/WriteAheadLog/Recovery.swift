@@ -105,8 +105,9 @@ struct Recovery {
                 switch check {
                 case .zeros:
                     // The written part of this segment ends here. A later segment must continue it; in the
-                    // last segment, whatever follows is checked as a possible torn tail.
-                    if i == segmentNames.count - 1 && !sealed {
+                    // last segment, whatever follows is checked (even after a seal: zeros right after a seal
+                    // from an earlier close could hide confirmed frames written since).
+                    if i == segmentNames.count - 1 {
                         stop = StopPoint(segmentIndex: i, offset: offset, expectedLSN: expected, reason: "end of data")
                     }
                     break frames
@@ -164,7 +165,7 @@ struct Recovery {
             }
             if !dryRun { try cutTail(at: stop, dirtyEnd: after.dirtyEnd, segmentNames: segmentNames, cutIndex: cutIndex) }
         }
-        report.cleanShutdown = sealed && stop == nil
+        report.cleanShutdown = sealed && report.tornTail == nil && report.salvaged == nil
         report.segments = segments.count
         report.firstLSN = segments.first?.firstLSN ?? .first
         report.nextLSN = expected

@@ -253,6 +253,23 @@ func expectCorruption(_ dir: String, offset: Int, firstLSN: UInt64,
         try reopened.close()
     }
 
+    /// A seal from an earlier close does not end the log: zeros over the frames written after it are damage
+    /// to confirmed data (the final seal vouches for them), not a clean end.
+    @Test func zerosAfterAnEarlierSealAreNotACleanEnd() async throws {
+        let tmp = TemporaryDirectory()
+        let dir = tmp.sub("log")
+        try writeLog(dir, count: 3)
+        let log = try WriteAheadLog.open(directory: dir, options: smallOptions())
+        for i in 3..<6 { _ = try await log.append(testRecord(0, i)) }
+        try log.close()
+        let path = segmentPaths(dir)[0]
+        let frames = frameOffsets(path)
+        #expect(frames.map(\.header.kind) == [.records, .records, .records, .seal, .records, .records, .records, .seal])
+        let firstAfterSeal = frames[4]
+        patchFile(path, at: firstAfterSeal.offset, [UInt8](repeating: 0, count: firstAfterSeal.header.frameBytes))
+        expectCorruption(dir, offset: firstAfterSeal.offset, firstLSN: 4)
+    }
+
     @Test func leftoverPreparedSegmentsAreDeleted() throws {
         let tmp = TemporaryDirectory()
         let dir = tmp.sub("log")
