@@ -109,6 +109,11 @@ struct Recovery {
                     // from an earlier close could hide confirmed frames written since).
                     if i == segmentNames.count - 1 {
                         stop = StopPoint(segmentIndex: i, offset: offset, expectedLSN: expected, reason: "end of data")
+                    } else if !restIsZero(from: offset, size: size) {
+                        // A full segment's unused end is zeros to the last byte; anything after means frames
+                        // were zeroed here.
+                        stop = StopPoint(segmentIndex: i, offset: offset, expectedLSN: expected,
+                                         reason: "zeros before more data in a closed segment")
                     }
                     break frames
                 case .defective(let defect):
@@ -181,6 +186,19 @@ struct Recovery {
             try fileSystem.dataSync(fd, path: last.path)
         }
         return Outcome(identity: identity!, segments: segments, writeOffset: writeOffset, nextLSN: expected, report: report)
+    }
+
+    /// Whether `buffer[from..<size]` holds only zeros.
+    private func restIsZero(from: Int, size: Int) -> Bool {
+        buffer.withUnsafeBytes { b in
+            var i = from
+            while i + 8 <= size {
+                if b.loadUnaligned(fromByteOffset: i, as: UInt64.self) != 0 { return false }
+                i += 8
+            }
+            while i < size { if b[i] != 0 { return false }; i += 1 }
+            return true
+        }
     }
 
     /// Reads a whole segment into `buffer`; returns its size.

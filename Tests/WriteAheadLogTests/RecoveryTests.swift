@@ -270,6 +270,25 @@ func expectCorruption(_ dir: String, offset: Int, firstLSN: UInt64,
         expectCorruption(dir, offset: firstAfterSeal.offset, firstLSN: 4)
     }
 
+    /// Zeros over a frame in the middle of a closed (not last) segment are reported at that frame.
+    @Test func zerosInsideAnEarlierSegmentAreCorruptionAtThatFrame() async throws {
+        let tmp = TemporaryDirectory()
+        let dir = tmp.sub("log")
+        let options = smallOptions(segmentBytes: 64 << 10)
+        let log = try WriteAheadLog.open(directory: dir, options: options)
+        for i in 0..<300 { _ = try await log.append(testRecord(6, i, size: 900)) }
+        try log.close()
+        let first = segmentPaths(dir)[0]
+        #expect(segmentPaths(dir).count > 1)
+        let victim = frameOffsets(first)[3]
+        patchFile(first, at: victim.offset, [UInt8](repeating: 0, count: victim.header.frameBytes))
+        #expect { try WriteAheadLog.open(directory: dir, options: options) } throws: {
+            let e = $0 as? WALError
+            return e?.code == .corruption && e?.path == first && e?.offset == victim.offset
+                && e?.lsnRange?.lowerBound == victim.header.firstLSN.rawValue
+        }
+    }
+
     @Test func leftoverPreparedSegmentsAreDeleted() throws {
         let tmp = TemporaryDirectory()
         let dir = tmp.sub("log")
