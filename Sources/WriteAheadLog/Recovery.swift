@@ -264,12 +264,11 @@ struct Recovery {
     /// (or deletes it when its header was bad), deletes every later segment (newest first), then syncs.
     private func cutTail(at stop: StopPoint, dirtyEnd: Int, segmentNames: [String], cutIndex: Int) throws(WALError) {
         let stopPath = "\(directory)/\(segmentNames[stop.segmentIndex])"
-        var removed = false
+        // Newest first, each deletion synced: a power cut during the cut leaves a prefix of the log.
         for j in stride(from: segmentNames.count - 1, through: cutIndex, by: -1) {
             try fileSystem.remove("\(directory)/\(segmentNames[j])")
-            removed = true
+            try fileSystem.syncDirectory(directory)
         }
-        if removed { try fileSystem.syncDirectory(directory) }
         if stop.offset > 0 && dirtyEnd > stop.offset {
             let fd = try fileSystem.open(stopPath, writable: true, create: false)
             defer { fileSystem.close(fd) }

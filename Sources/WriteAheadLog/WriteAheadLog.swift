@@ -222,15 +222,19 @@ public final class WriteAheadLog: Sendable {
 
     // MARK: - Truncation and closing
 
-    /// Deletes whole segments whose records all lie before `lsn` (oldest first, then syncs the directory),
-    /// keeping the active segment. Crash-safe: a crash leaves a suffix of the log.
+    /// Deletes whole segments whose records all lie before `lsn`, oldest first, syncing the directory after
+    /// each, and keeps the active segment. Crash-safe: a crash leaves a suffix of the log.
     public func truncate(before lsn: LSN) throws(WALError) {
         let durableEnd = durableLSN.next
         let removed = catalog.removeSegments(below: min(lsn, durableEnd))
         guard !removed.isEmpty else { return }
         reader.forget(removed)
-        for path in removed { try fileSystem.remove(path) }
-        try fileSystem.syncDirectory(directory)
+        // One directory sync per deletion, oldest first: a power cut must leave a suffix of the log. Unsynced
+        // deletions may persist in any order, and a gap in the middle would read as corruption.
+        for path in removed {
+            try fileSystem.remove(path)
+            try fileSystem.syncDirectory(directory)
+        }
     }
 
     /// Writes out pending appends, waits until they are durable, records a clean shutdown and releases the

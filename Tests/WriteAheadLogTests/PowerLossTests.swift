@@ -53,6 +53,25 @@ import WALSimulation
         #expect(tornTails > 30, "the simulated power cuts must leave torn tails for recovery to cut")
     }
 
+    /// Truncation that deletes several segments at once, cut by a power loss at every operation: the
+    /// deletions must leave a suffix of the log (never a gap that reads as corruption).
+    @Test func truncationOfSeveralSegmentsSurvivesPowerLossAtEveryOperation() async throws {
+        // 500 appends fill about five 64 KiB segments; the truncation after the 500th deletes all but the last.
+        let operations = await trial(seed: 0, crashBefore: nil, streams: 1, perStream: 510, truncateEvery: 500)
+            .operationsOfAnUninterruptedRun()
+        let before = await trial(seed: 0, crashBefore: nil, streams: 1, perStream: 500, truncateEvery: nil)
+            .operationsOfAnUninterruptedRun()
+        // Crash points from a little before the truncation to the end.
+        for point in max(0, before - 30)...operations {
+            let outcome = await trial(seed: UInt64(point), crashBefore: point, streams: 1, perStream: 510,
+                                      truncateEvery: 500).run()
+            if let failure = outcome.failure {
+                Issue.record("crash before operation \(point): \(failure)")
+                return
+            }
+        }
+    }
+
     @Test func recoveryInterruptedByAnotherPowerLossLosesNothing() async throws {
         for seed in UInt64(1000)...1100 {
             var rng = SplitMix64(seed: seed)
