@@ -21,6 +21,7 @@ struct Torture: AsyncParsableCommand {
     @Option(help: "Concurrent appenders.") var streams = 8
     @Option(help: "Appends per appender.") var perStream = 30
     @Flag(help: "Also cut the power a second time during recovery.") var recoveryCrashes = false
+    @Option(help: "The first appender truncates the log after every this many appends (0: never).") var truncateEvery = 0
 
     func validate() throws {
         guard seeds > 0, streams > 0, perStream > 0 else { throw ValidationError("counts must be positive") }
@@ -56,7 +57,8 @@ struct Torture: AsyncParsableCommand {
         }
         if terminal { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
         print("seeds \(count) (from \(first)), crash points \(count) within \(budget) operations, "
-              + "\(streams) appenders x \(perStream) appends, recovery crashes \(recoveryCrashes ? "on" : "off")")
+              + "\(streams) appenders x \(perStream) appends, recovery crashes \(recoveryCrashes ? "on" : "off"), "
+              + "truncation \(truncateEvery > 0 ? "every \(truncateEvery) appends" : "off")")
         print("confirms checked \(confirms), torn tails cut \(tornTails), failures \(failures.count), "
               + String(format: "%.1f s", Date().timeIntervalSince(start)))
         for (s, failure) in failures.prefix(20) { print("  seed \(s): \(failure)") }
@@ -68,6 +70,7 @@ struct Torture: AsyncParsableCommand {
         t.streams = streams
         t.perStream = perStream
         t.crashDuringRecovery = recoveryCrashes
+        t.truncateEvery = truncateEvery > 0 ? truncateEvery : nil
         return t
     }
 }
