@@ -214,7 +214,7 @@ struct Recovery {
         let n = try typedWAL { try buffer.withUnsafeMutableBytes { b in
             try fileSystem.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: b[0..<size]), at: 0, path: path)
         } }
-        if n < size { buffer.withUnsafeMutableBytes { $0[n..<size].initializeMemory(as: UInt8.self, repeating: 0) } }
+        if n < size { buffer.withUnsafeMutableBytes { _ = $0[n..<size].initializeMemory(as: UInt8.self, repeating: 0) } }
         return size
     }
 

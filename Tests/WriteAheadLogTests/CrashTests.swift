@@ -18,7 +18,8 @@ func productsDirectory() -> String {
     var buffer = [CChar](repeating: 0, count: 4096)
     let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
     precondition(n > 0)
-    return URL(fileURLWithPath: String(cString: buffer)).deletingLastPathComponent().path
+    let path = String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    return URL(fileURLWithPath: path).deletingLastPathComponent().path
 }
 
 /// Runs the child appender, kills it with SIGKILL after it reported `confirmsBeforeKill` confirms (or, with

@@ -35,7 +35,7 @@ struct LogImage {
     func install(_ bytes: [UInt8], in dir: TemporaryDirectory) -> String {
         let logDir = dir.sub("log-\(UUID().uuidString.prefix(8))")
         try! FileManager.default.createDirectory(atPath: logDir, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: logDir + "/" + segmentName, contents: Data(bytes))
+        _ = FileManager.default.createFile(atPath: logDir + "/" + segmentName, contents: Data(bytes))
         return logDir
     }
 
@@ -220,12 +220,12 @@ func expectCorruption(_ dir: String, offset: Int, firstLSN: UInt64,
         let paths = segmentPaths(dir)
         #expect(paths.count >= 3)
         let pristine = paths.map(readFile)
-        func restore() { for (p, b) in zip(paths, pristine) { FileManager.default.createFile(atPath: p, contents: Data(b)) } }
+        func restore() { for (p, b) in zip(paths, pristine) { _ = FileManager.default.createFile(atPath: p, contents: Data(b)) } }
 
         // A damaged header on a middle segment: later segments prove it held confirmed data.
         var header = pristine[1]
         header[20] ^= 0xFF
-        FileManager.default.createFile(atPath: paths[1], contents: Data(header))
+        _ = FileManager.default.createFile(atPath: paths[1], contents: Data(header))
         #expect { try WriteAheadLog.open(directory: dir, options: options) } throws: {
             ($0 as? WALError)?.code == .corruption && ($0 as? WALError)?.path == paths[1]
         }
@@ -245,7 +245,7 @@ func expectCorruption(_ dir: String, offset: Int, firstLSN: UInt64,
             return l.durableLSN.next
         }()
         let extra = dir + "/" + SegmentNames.name(firstLSN: firstOfNew)
-        FileManager.default.createFile(atPath: extra, contents: Data([UInt8](repeating: 0, count: 64 << 10)))
+        _ = FileManager.default.createFile(atPath: extra, contents: Data([UInt8](repeating: 0, count: 64 << 10)))
         let reopened = try WriteAheadLog.open(directory: dir, options: options)
         #expect(reopened.recoveryReport.tornTail?.segmentsRemoved == 1)
         #expect(!FileManager.default.fileExists(atPath: extra))
@@ -293,7 +293,7 @@ func expectCorruption(_ dir: String, offset: Int, firstLSN: UInt64,
         let tmp = TemporaryDirectory()
         let dir = tmp.sub("log")
         try writeLog(dir, count: 3)
-        FileManager.default.createFile(atPath: dir + "/prep-7.prep", contents: Data([1, 2, 3]))
+        _ = FileManager.default.createFile(atPath: dir + "/prep-7.prep", contents: Data([1, 2, 3]))
         let log = try WriteAheadLog.open(directory: dir, options: smallOptions())
         #expect(log.recoveryReport.leftoversRemoved >= 1)
         #expect(!FileManager.default.fileExists(atPath: dir + "/prep-7.prep"))
