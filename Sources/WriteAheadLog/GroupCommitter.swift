@@ -129,7 +129,7 @@ final class GroupCommitter: @unchecked Sendable {
         monitor.lock()
         if let failure { monitor.unlock(); return .failed(failure) }
         if stopping { monitor.unlock(); return .failed(WALError(.closed, "the log is closed")) }
-        if !pending.isEmpty && pending.payload.count + totalBytes > options.pendingBytesMax {
+        if !hasRoom(bytes: totalBytes, records: count) {
             monitor.unlock()
             return .full
         }
@@ -147,11 +147,17 @@ final class GroupCommitter: @unchecked Sendable {
         return .accepted
     }
 
+    /// Whether the pending batch can take `records` more records of `bytes` in all. An empty batch takes
+    /// anything the record limits allow, so one oversized submission cannot wait forever. Lock held.
+    private func hasRoom(bytes: Int, records: Int) -> Bool {
+        pending.isEmpty || (pending.payload.count + bytes <= options.pendingBytesMax
+                            && pending.recordCount + records <= options.pendingRecordsMax)
+    }
+
     /// Parks an async producer until the writer takes the pending batch; resumed with `retryToken`.
-    func waitForRoom(_ continuation: UnsafeContinuation<UInt64, any Error>, totalBytes: Int) {
+    func waitForRoom(_ continuation: UnsafeContinuation<UInt64, any Error>, totalBytes: Int, records: Int) {
         monitor.lock()
-        let roomNow = pending.isEmpty || pending.payload.count + totalBytes <= options.pendingBytesMax
-        if roomNow || failure != nil || stopping {
+        if hasRoom(bytes: totalBytes, records: records) || failure != nil || stopping {
             monitor.unlock()
             continuation.resume(returning: PendingBatch.retryToken)
             return
@@ -160,11 +166,10 @@ final class GroupCommitter: @unchecked Sendable {
         monitor.unlock()
     }
 
-    /// Blocks the calling thread until the pending batch has room for `totalBytes`.
-    func waitForRoomBlocking(totalBytes: Int) {
+    /// Blocks the calling thread until the pending batch has room for `totalBytes` in `records` records.
+    func waitForRoomBlocking(totalBytes: Int, records: Int) {
         monitor.withLock {
-            while !pending.isEmpty && pending.payload.count + totalBytes > options.pendingBytesMax
-                && failure == nil && !stopping {
+            while !hasRoom(bytes: totalBytes, records: records) && failure == nil && !stopping {
                 roomFree.wait()
             }
         }

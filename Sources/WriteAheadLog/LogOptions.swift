@@ -10,6 +10,8 @@ public struct LogOptions: Sendable {
     public var recordBytesMax = (1 << 20) - 4
     /// Bytes waiting for the writer at most; appends past it wait (async, blocking) or fail (`tryAppend`).
     public var pendingBytesMax = 8 << 20
+    /// Records waiting for the writer at most (bounds a group of many small records the same way).
+    public var pendingRecordsMax = 65_536
     /// LZ4 compresses each frame when that saves space; `.none` stores raw.
     public var compression: FrameHeader.Codec = .lz4
     /// How many `fdatasync` calls may be in flight at once (groups written in order, synced in overlap).
@@ -47,6 +49,7 @@ public struct LogOptions: Sendable {
         guard pendingBytesMax >= frameBytesMax else {
             throw WALError(.invalidLog, "pendingBytesMax must be at least frameBytesMax")
         }
+        guard pendingRecordsMax >= 1 else { throw WALError(.invalidLog, "pendingRecordsMax must be at least 1") }
         guard (1...16).contains(syncsInFlightMax) else {
             throw WALError(.invalidLog, "syncsInFlightMax must be between 1 and 16")
         }

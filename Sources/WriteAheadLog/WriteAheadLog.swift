@@ -125,8 +125,9 @@ public final class WriteAheadLog: Sendable {
             try checkRecordSize(size)
             total += size + BatchPayload.lengthPrefixBytes
         }
-        guard total <= options.pendingBytesMax else {
-            throw WALError(.recordTooLarge, "the records together exceed pendingBytesMax; append them in parts")
+        guard total <= options.pendingBytesMax, records.count <= options.pendingRecordsMax else {
+            throw WALError(.recordTooLarge, "the records together exceed pendingBytesMax or pendingRecordsMax; "
+                           + "append them in parts")
         }
         return try await submitAsync(count: records.count, totalBytes: total) { add in
             for r in records { r.withUnsafeBytes { add($0) } }
@@ -139,7 +140,7 @@ public final class WriteAheadLog: Sendable {
             let token: UInt64 = try await withUnsafeThrowingContinuation { c in
                 switch committer.submit(count: count, totalBytes: totalBytes, completion: .async(c), records) {
                 case .accepted: break
-                case .full: committer.waitForRoom(c, totalBytes: totalBytes)
+                case .full: committer.waitForRoom(c, totalBytes: totalBytes, records: count)
                 case .failed(let error): c.resume(throwing: error)
                 }
             }
@@ -170,7 +171,7 @@ public final class WriteAheadLog: Sendable {
             let waiter = BlockingWaiter()
             switch committer.submit(count: 1, totalBytes: total, completion: .blocking(waiter), { add in add(record) }) {
             case .accepted: return try waiter.wait().get()
-            case .full: committer.waitForRoomBlocking(totalBytes: total)
+            case .full: committer.waitForRoomBlocking(totalBytes: total, records: 1)
             case .failed(let error): throw error
             }
         }

@@ -110,6 +110,24 @@ import Testing
         try log.close()
     }
 
+    @Test func theRecordBoundHoldsGroupsOfTinyRecords() async throws {
+        let dir = TemporaryDirectory()
+        var options = smallOptions()
+        options.pendingRecordsMax = 8
+        let log = try WriteAheadLog.open(directory: dir.path, options: options)
+        let lsns = try await withThrowingTaskGroup(of: LSN.self) { group in
+            for i in 0..<300 { group.addTask { try await log.append([UInt8(truncatingIfNeeded: i)]) } }
+            var all: [LSN] = []
+            for try await l in group { all.append(l) }
+            return all
+        }
+        #expect(Set(lsns).count == 300)
+        let counters = log.counters
+        #expect(Double(counters.records) / Double(counters.groups) <= 8, "no group may exceed pendingRecordsMax")
+        await #expect(throws: WALError.self) { try await log.append(contentsOf: (0..<9).map { [UInt8($0)] }) }
+        try log.close()
+    }
+
     @Test func truncateDropsWholeSegmentsBelowTheLSN() async throws {
         let dir = TemporaryDirectory()
         let log = try WriteAheadLog.open(directory: dir.path, options: smallOptions(segmentBytes: 64 << 10))
