@@ -8,7 +8,7 @@ import WriteAheadLog
 /// confirm (WORKLOAD.md §2's "64 concurrent publishers" shape), or one producer with a window of
 /// `concurrency` unconfirmed appends using the callback form (the "windowed publisher" shape).
 struct EngineRun {
-    enum Shape: String { case awaited, windowed }
+    enum Shape: String { case awaited, windowed, blocking }
 
     var shape: Shape = .awaited
     var concurrency: Int
@@ -69,6 +69,9 @@ struct EngineRun {
         case .windowed:
             latencies = try windowed(log: log, source: source, deadline: deadline, shared: shared)
             cpuEnd = processCPUSeconds()
+        case .blocking:
+            latencies = blocking(log: log, source: source, deadline: deadline, shared: shared)
+            cpuEnd = processCPUSeconds()
         }
         let confirmed = Int(latencies.totalCount)
         let counters = log.counters
@@ -80,6 +83,37 @@ struct EngineRun {
             bytesWrittenPerRecord: counters.bytesWrittenPerRecord, cpuSeconds: cpuEnd - cpuStart)
         measurement.syncMicrosecondsMean = counters.syncMicrosecondsMean
         return measurement
+    }
+
+    /// `concurrency` threads of their own, each appending with `appendAndWait` (no Swift tasks involved).
+    private func blocking(log: WriteAheadLog, source: [UInt8], deadline: UInt64, shared: SharedProgress) -> Histogram<UInt64> {
+        let sourceMessages = source.count / 1024
+        let samples = LatencySlots(count: messagesMax)
+        let done = DispatchGroup()
+        for _ in 0..<concurrency {
+            done.enter()
+            Thread.detachNewThread { [messagesMax] in
+                source.withUnsafeBytes { bytes in
+                    while true {
+                        let i = shared.next.add(1, ordering: .relaxed).oldValue
+                        if i >= messagesMax || monotonicNanoseconds() >= deadline { break }
+                        let m = i % sourceMessages
+                        let t0 = monotonicNanoseconds()
+                        guard (try? log.appendAndWait(UnsafeRawBufferPointer(rebasing: bytes[(m * 1024)..<(m * 1024 + 1024)]))) != nil else { break }
+                        let t1 = monotonicNanoseconds()
+                        samples.set(i, t1 - t0)
+                        _ = shared.lastConfirm.max(t1, ordering: .relaxed)
+                    }
+                }
+                done.leave()
+            }
+        }
+        done.wait()
+        var histogram = newHistogram()
+        for i in 0..<min(messagesMax, shared.next.load(ordering: .relaxed)) where samples.get(i) > 0 {
+            _ = histogram.record(samples.get(i))
+        }
+        return histogram
     }
 
     /// One producer thread keeps `concurrency` appends in flight; completions run on the log's threads.

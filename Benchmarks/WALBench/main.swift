@@ -78,6 +78,7 @@ for rep in 1...settings.reps {
     say("run \(rep) of \(settings.reps)")
     bare("ceiling b=1", batch: 1)
     try await engine("wal c=1", EngineRun(concurrency: 1, messagesMax: n, secondsMax: s))
+    try await engine("wal blocking c=1", EngineRun(shape: .blocking, concurrency: 1, messagesMax: n, secondsMax: s))
     bare("ceiling b=64", batch: 64)
     bare("ceiling b=64 lz4 inline", batch: 64, lz4: true)
     for k in [1, 2, 4] {
@@ -88,6 +89,7 @@ for rep in 1...settings.reps {
     }
     try await engine("wal c=64 codec=none", EngineRun(concurrency: 64, codec: .none, messagesMax: n, secondsMax: s))
     try await engine("wal c=64 random payload", EngineRun(concurrency: 64, messagesMax: n, secondsMax: s), payload: random)
+    try await engine("wal blocking c=64", EngineRun(shape: .blocking, concurrency: 64, messagesMax: n, secondsMax: s))
     try await engine("wal windowed c=64", EngineRun(shape: .windowed, concurrency: 64, messagesMax: n, secondsMax: s))
     try await engine("wal c=64 UNSAFE no-sync", EngineRun(concurrency: 64, durability: .unsafeNoSync, messagesMax: n, secondsMax: s))
     try await engine("wal c=256", EngineRun(concurrency: 256, messagesMax: n, secondsMax: s))
