@@ -187,4 +187,62 @@ let fixtureDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent
         let dump = try walctl("dump", "--width", "24", fixtureDirectory).output
         try dump.write(toFile: fixtureDirectory + "/../wal-format-1.dump.txt", atomically: true, encoding: .utf8)
     }
+
+    /// Copies of the committed fixture: as it is, with its last frame torn, and with a confirmed frame damaged.
+    func fixtureVariants(_ tmp: TemporaryDirectory) throws -> [(name: String, directory: String)] {
+        let segmentName = "00000000000000000001.wal"
+        let original = readFile(fixtureDirectory + "/" + segmentName)
+        let frames = frameOffsets(fixtureDirectory + "/" + segmentName)
+        var variants: [(String, [UInt8])] = [("clean", original)]
+        var torn = original
+        let last = frames[frames.count - 2]   // the last record frame; the seal follows it
+        for i in (last.offset + 30)..<(frames[frames.count - 1].offset + 56) { torn[i] = UInt8(truncatingIfNeeded: i &* 31) }
+        variants.append(("torn", torn))
+        var corrupt = original
+        corrupt[frames[4].offset + 100] ^= 0x20
+        variants.append(("corrupt", corrupt))
+        return try variants.map { name, bytes in
+            let dir = tmp.sub(name)
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            _ = FileManager.default.createFile(atPath: dir + "/" + segmentName, contents: Data(bytes))
+            return (name, dir)
+        }
+    }
+
+    static let goldenDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("Fixtures/golden").path
+
+    /// `info` and `verify --json` (without its timing) on the fixture and two damaged copies, against committed
+    /// golden files; directory paths are replaced by <DIR>.
+    func goldenOutputs(_ tmp: TemporaryDirectory) throws -> [String: String] {
+        var outputs: [String: String] = [:]
+        for (name, dir) in try fixtureVariants(tmp) {
+            outputs["info-\(name).txt"] = try walctl("info", dir).output.replacingOccurrences(of: dir, with: "<DIR>")
+            var verify = try parseJSON(try walctl("verify", "--json", dir).output)
+            verify["seconds"] = nil
+            verify["directory"] = "<DIR>"
+            let data = try JSONSerialization.data(withJSONObject: verify, options: [.sortedKeys, .prettyPrinted])
+            outputs["verify-\(name).json"] = String(decoding: data, as: UTF8.self)
+                .replacingOccurrences(of: dir.replacingOccurrences(of: "/", with: "\\/"), with: "<DIR>") + "\n"
+        }
+        return outputs
+    }
+
+    @Test func outputsMatchTheGoldenFiles() throws {
+        let tmp = TemporaryDirectory()
+        for (file, output) in try goldenOutputs(tmp) {
+            let golden = try String(contentsOfFile: Self.goldenDirectory + "/" + file, encoding: .utf8)
+            #expect(output == golden, "\(file) differs from its golden file")
+        }
+    }
+
+    /// Rewrites the golden files (run by hand with WAL_WRITE_FIXTURE=1 after a deliberate output change).
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["WAL_WRITE_FIXTURE"] != nil))
+    func writeGoldenFiles() throws {
+        let tmp = TemporaryDirectory()
+        try FileManager.default.createDirectory(atPath: Self.goldenDirectory, withIntermediateDirectories: true)
+        for (file, output) in try goldenOutputs(tmp) {
+            try output.write(toFile: Self.goldenDirectory + "/" + file, atomically: true, encoding: .utf8)
+        }
+    }
 }

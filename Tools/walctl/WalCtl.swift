@@ -71,7 +71,7 @@ extension RecoveryReport.Cut {
             "file": path, "offset": offset, "reason": reason, "framesAfter": framesDropped,
             "segmentsAfter": segmentsRemoved, "firstLostLSN": firstLostLSN,
         ]
-        if let d = droppedLSNs { object["unconfirmedLSNsAfter"] = [d.lowerBound, d.upperBound] }
+        if let d = droppedLSNs { object["intactLSNsAfter"] = [d.lowerBound, d.upperBound] }
         if isCorruption { object["confirmedLSNsAffected"] = [firstLostLSN, laterWatermark] }
         return object
     }
