@@ -140,10 +140,17 @@ final class GroupCommitter: @unchecked Sendable {
         nextLSN = first + UInt64(count)
         pending.waiters.append(Waiter(firstLSN: first, completion: completion))
         // Wake an idle I/O thread only if it could start at once; a busy one picks the batch up itself.
+        counters.appends.add(1, ordering: .relaxed)
+        // A blocking caller (`appendAndWait`) may block its own thread anyway: when the log is idle it writes and
+        // syncs the group itself, saving the two thread wake-ups of a hand-off. Under load the I/O threads do it.
+        if case .blocking = completion, !writeTokenHeld, syncsInFlight == 0, !stopping {
+            commitOneGroup()
+            monitor.unlock()
+            return .accepted
+        }
         let wake = idleThreads > 0 && !writeTokenHeld
         monitor.unlock()
         if wake { work.signal() }
-        counters.appends.add(1, ordering: .relaxed)
         return .accepted
     }
 

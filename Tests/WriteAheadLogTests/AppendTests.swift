@@ -72,6 +72,41 @@ import Testing
         await #expect(throws: WALError.self) { try await log.append([1]) }
     }
 
+    /// Blocking callers may write and sync an idle log on their own thread; mixed with async appends from
+    /// tasks and with each other, every append still completes once, durable, with dense LSNs.
+    @Test func blockingAndAsyncAppendsMixedCompleteExactlyOnce() async throws {
+        let dir = TemporaryDirectory()
+        let log = try WriteAheadLog.open(directory: dir.path, options: smallOptions())
+        let threads = 6, perThread = 150
+        let blockingLSNs = LockedBox<[LSN]>([])
+        let finished = DispatchGroup()
+        for t in 0..<threads {
+            finished.enter()
+            Thread.detachNewThread {
+                for i in 0..<perThread {
+                    let r = testRecord(100 + t, i)
+                    if let lsn = try? r.withUnsafeBytes({ try log.appendAndWait($0) }) {
+                        #expect(log.durableLSN >= lsn, "appendAndWait returned before its record was durable")
+                        blockingLSNs.mutate { $0.append(lsn) }
+                    }
+                }
+                finished.leave()
+            }
+        }
+        let asyncLSNs = try await withThrowingTaskGroup(of: LSN.self) { group in
+            for i in 0..<300 { group.addTask { try await log.append(testRecord(200, i)) } }
+            var all: [LSN] = []
+            for try await l in group { all.append(l) }
+            return all
+        }
+        finished.wait()
+        let all = blockingLSNs.get() + asyncLSNs
+        #expect(all.count == threads * perThread + 300)
+        #expect(Set(all.map(\.rawValue)) == Set(1...UInt64(all.count)))
+        #expect(try readAll(log).count == all.count)
+        try log.close()
+    }
+
     @Test func recordsLargerThanTheLimitAreRefused() async throws {
         let dir = TemporaryDirectory()
         let log = try WriteAheadLog.open(directory: dir.path, options: smallOptions())

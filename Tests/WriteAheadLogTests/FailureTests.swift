@@ -75,6 +75,26 @@ func appendUnderLoad(_ log: WriteAheadLog, streams: Int, perStream: Int, size: I
         try reopened.close()
     }
 
+    /// The blocking form, which may write and sync on the caller's own thread, fails the same way.
+    @Test func aFailedSyncOnTheCallersOwnThreadFailsThatAppendAndEveryLaterOne() throws {
+        let tmp = TemporaryDirectory()
+        let fs = FaultInjectingFileSystem()
+        let log = try WriteAheadLog.open(directory: tmp.sub("log"), options: smallOptions(), fileSystem: fs)
+        let first = try [UInt8]([1]).withUnsafeBytes { try log.appendAndWait($0) }
+        fs.inject(.init(.dataSync, after: fs.calls(.dataSync), errno: EIO, sticky: false))
+        #expect { try [UInt8]([2]).withUnsafeBytes { try log.appendAndWait($0) } } throws: {
+            ($0 as? WALError)?.code == .ioFailure && ($0 as? WALError)?.errno == EIO
+        }
+        #expect { try [UInt8]([3]).withUnsafeBytes { try log.appendAndWait($0) } } throws: {
+            ($0 as? WALError)?.code == .logFailed
+        }
+        #expect(log.durableLSN == first)
+        #expect(throws: WALError.self) { try log.close() }
+        let reopened = try WriteAheadLog.open(directory: tmp.sub("log"), options: smallOptions())
+        #expect(try reopened.read(first) == [1])
+        try reopened.close()
+    }
+
     @Test func confirmsStopAtTheFailureInLSNOrder() async throws {
         let tmp = TemporaryDirectory()
         let fs = FaultInjectingFileSystem()
