@@ -141,9 +141,10 @@ final class GroupCommitter: @unchecked Sendable {
         pending.waiters.append(Waiter(firstLSN: first, completion: completion))
         // Wake an idle I/O thread only if it could start at once; a busy one picks the batch up itself.
         counters.appends.add(1, ordering: .relaxed)
-        // A blocking caller (`appendAndWait`) may block its own thread anyway: when the log is idle it writes and
-        // syncs the group itself, saving the two thread wake-ups of a hand-off. Under load the I/O threads do it.
-        if case .blocking = completion, !writeTokenHeld, syncsInFlight == 0, !stopping {
+        // A blocking caller (`appendAndWait`) may block its own thread anyway: when the log is idle and nobody
+        // else is waiting it writes and syncs the group itself, saving the two thread wake-ups of a hand-off.
+        // Under load the I/O threads do it (a caller among many threads could be descheduled mid-group).
+        if case .blocking = completion, pending.waiters.count == 1, !writeTokenHeld, syncsInFlight == 0, !stopping {
             commitOneGroup()
             monitor.unlock()
             return .accepted
