@@ -123,6 +123,8 @@ var ratios: [String: Double] = [:]
 say("\nRatios (same run, same disk)")
 report("c=1 msgs/s / ceiling b=1", ratio("wal c=1", "ceiling b=1"))
 report("c=1 p50 confirm latency / ceiling b=1 p50 (write+fdatasync)", ratio("wal c=1", "ceiling b=1", \.p50Microseconds))
+report("blocking c=1 msgs/s / ceiling b=1", ratio("wal blocking c=1", "ceiling b=1"))
+report("blocking c=1 p50 confirm latency / ceiling b=1 p50", ratio("wal blocking c=1", "ceiling b=1", \.p50Microseconds))
 for k in [1, 2, 4] {
     report("c=64 syncs=\(k) msgs/s / ceiling at its own group size", ratio("wal c=64 syncs=\(k)", "ceiling at c=64 syncs=\(k) group"))
     report("c=64 syncs=\(k) msgs/s / ceiling b=64", ratio("wal c=64 syncs=\(k)", "ceiling b=64"))
