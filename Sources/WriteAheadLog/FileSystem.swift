@@ -148,3 +148,20 @@ public struct PosixFileSystem: FileSystem {
         return names
     }
 }
+
+extension FileSystem {
+    /// Takes the writer's lock, retrying for up to 100 ms: a process that forked just as the previous holder
+    /// closed the lock file can hold a copy of its descriptor until it execs (close-on-exec). Then `.locked`.
+    func lockExclusivelySoon(_ fd: Int32, path: String) throws(WALError) {
+        var attempts = 0
+        while true {
+            do {
+                try lockExclusively(fd, path: path)
+                return
+            } catch where error.code == .locked && attempts < 50 {
+                attempts += 1
+                usleep(2000)
+            }
+        }
+    }
+}

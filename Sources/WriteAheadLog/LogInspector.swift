@@ -198,7 +198,7 @@ extension LogInspector {
         let lockPath = "\(directory)/LOCK"
         let lockFD = try fileSystem.open(lockPath, writable: true, create: true)
         defer { fileSystem.close(lockFD) }
-        try fileSystem.lockExclusively(lockFD, path: lockPath)
+        try fileSystem.lockExclusivelySoon(lockFD, path: lockPath)
         var recovery = Recovery(directory: directory, options: LogOptions(), fileSystem: fileSystem)
         return try recovery.run().report
     }

@@ -45,7 +45,7 @@ public final class WriteAheadLog: Sendable {
         let lockPath = "\(directory)/LOCK"
         let lockFD = try fileSystem.open(lockPath, writable: true, create: true)
         do {
-            try fileSystem.lockExclusively(lockFD, path: lockPath)
+            try fileSystem.lockExclusivelySoon(lockFD, path: lockPath)
             var recovery = Recovery(directory: directory, options: options, fileSystem: fileSystem)
             let outcome = try recovery.run()
             return try WriteAheadLog(directory: directory, options: options, fileSystem: fileSystem,
