@@ -43,7 +43,6 @@ public final class SimulatedDisk: FileSystem {
 
     /// Mutating operations performed so far.
     public var operations: Int { state.withLock { $0.operations } }
-    public var hasCrashed: Bool { state.withLock { $0.crashed } }
 
     /// Makes every later call fail with EIO (the power is gone).
     public func crash() { state.withLock { $0.crashed = true } }
@@ -94,25 +93,6 @@ public final class SimulatedDisk: FileSystem {
             }
             return SimulatedDisk(state: image)
         }
-    }
-
-    /// The disk as the running system sees it, everything durable (what a process crash leaves).
-    public func processCrashImage() -> SimulatedDisk {
-        state.withLock { s in
-            var image = State()
-            image.nextInode = s.nextInode
-            image.names = s.names
-            image.durableNames = s.names
-            for (number, inode) in s.inodes {
-                image.inodes[number] = Inode(durable: inode.current, pending: [], current: inode.current)
-            }
-            return SimulatedDisk(state: image)
-        }
-    }
-
-    /// The current contents of a file (for tests that damage or inspect it).
-    public func contents(_ path: String) -> [UInt8]? {
-        state.withLock { s in s.names[path].flatMap { s.inodes[$0]?.current } }
     }
 
     // MARK: - FileSystem

@@ -2,10 +2,10 @@ import Glibc
 import LogFormat
 
 /// Segment file names: the first LSN, zero-padded to 20 digits so that a listing sorts them, then `.wal`.
-/// A segment being prepared is named `next.prep` until the writer renames it into place.
+/// A segment being prepared is named `prep-<segment id>.prep` (`SegmentPreparer.path`) until the writer renames
+/// it into place.
 enum SegmentNames {
     static let suffix = ".wal"
-    static let preparing = "next.prep"
 
     static func name(firstLSN: LSN) -> String {
         let digits = String(firstLSN.rawValue)
