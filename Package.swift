@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "WriteAheadLog", targets: ["WriteAheadLog"]),
         .library(name: "LogFormat", targets: ["LogFormat"]),
         .library(name: "WALSimulation", targets: ["WALSimulation"]),
+        .library(name: "DurableQueue", targets: ["DurableQueue"]),
         .executable(name: "wal-bench", targets: ["WALBench"]),
         .executable(name: "walctl", targets: ["walctl"]),
         .executable(name: "wal-torture", targets: ["wal-torture"]),
@@ -15,6 +16,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
     ],
     targets: [
         // Hardware CRC32C (SSE4.2 / ARMv8 CRC) chosen at run time, with a portable table fallback.
@@ -30,6 +32,10 @@ let package = Package(
         .target(name: "LogFormat", dependencies: ["CCRC32C", "CLZ4"]),
         // Files, the group committer, recovery and readers.
         .target(name: "WriteAheadLog", dependencies: ["LogFormat"]),
+        // The queue layer: queues with confirms and acks, streams with offsets, checkpoints, reclamation.
+        .target(name: "DurableQueue", dependencies: [
+            "WriteAheadLog", "LogFormat", .product(name: "DequeModule", package: "swift-collections"),
+        ]),
         // A file system that simulates power loss (unsynced writes dropped or torn), for tests and torture runs.
         .target(name: "WALSimulation", dependencies: ["WriteAheadLog", "LogFormat"]),
 

@@ -162,6 +162,39 @@ public final class WriteAheadLog: Sendable {
         }
     }
 
+    /// Appends `count` records (written by `records`, `totalBytes` in all including the 4-byte length of each)
+    /// as one submission and calls `completion` with the first LSN once they are durable, or with the error.
+    /// Suspends only while the pending buffer is full. For layers built on the log that act on each confirm
+    /// in LSN order: completions can arrive on several log threads at once, so order them by LSN yourself.
+    public func append(count: Int, totalBytes: Int,
+                       records: (_ add: (UnsafeRawBufferPointer) -> Void) -> Void,
+                       completion: @escaping @Sendable (Result<LSN, WALError>) -> Void) async throws(WALError) {
+        while try !tryAppend(count: count, totalBytes: totalBytes, records: records, completion: completion) {
+            await waitForRoom(totalBytes: totalBytes, count: count)
+        }
+    }
+
+    /// The same without waiting: returns false (and never calls `completion`) when the pending buffer is full.
+    public func tryAppend(count: Int, totalBytes: Int,
+                          records: (_ add: (UnsafeRawBufferPointer) -> Void) -> Void,
+                          completion: @escaping @Sendable (Result<LSN, WALError>) -> Void) throws(WALError) -> Bool {
+        precondition(count >= 1 && totalBytes <= options.pendingBytesMax && count <= options.pendingRecordsMax,
+                     "a submission must fit the pending buffer")
+        switch committer.submit(count: count, totalBytes: totalBytes, completion: .callback(completion), records) {
+        case .accepted: return true
+        case .full: return false
+        case .failed(let error): throw error
+        }
+    }
+
+    /// Suspends until the pending buffer could take `count` records of `totalBytes` (or the log failed or
+    /// closed): what to await after `tryAppend` returned false.
+    public func waitForRoom(totalBytes: Int, count: Int) async {
+        _ = try? await withUnsafeThrowingContinuation { (c: UnsafeContinuation<UInt64, any Error>) in
+            committer.waitForRoom(c, totalBytes: totalBytes, records: count)
+        }
+    }
+
     /// Appends one record and blocks the calling thread until it is durable. For threads you own; from
     /// async code use `append(_:) async`.
     public func appendAndWait(_ record: UnsafeRawBufferPointer) throws(WALError) -> LSN {
@@ -219,6 +252,18 @@ public final class WriteAheadLog: Sendable {
 
     private func outOfRange(_ lsn: LSN) -> WALError {
         WALError(.lsnOutOfRange, "LSN \(lsn) is not in the log (it holds \(firstLSN) through \(durableLSN) durably)")
+    }
+
+    /// The segment files, oldest first: each one's first LSN, the LSN after its last record, and its path.
+    /// Segments are preallocated, so each takes `options.segmentBytes` on disk.
+    public var segments: [SegmentSummary] {
+        catalog.snapshot.map { SegmentSummary(firstLSN: $0.firstLSN, endLSN: $0.endLSN, path: $0.path) }
+    }
+
+    public struct SegmentSummary: Sendable, Equatable {
+        public var firstLSN: LSN
+        public var endLSN: LSN
+        public var path: String
     }
 
     // MARK: - Truncation and closing

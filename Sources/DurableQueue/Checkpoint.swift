@@ -1,0 +1,191 @@
+import DequeModule
+import LogFormat
+import WriteAheadLog
+
+/// A snapshot of the derived state covering the log through one LSN, so that opening replays only the log
+/// after it. One file, `checkpoint`, replaced crash-safely: written to `checkpoint.tmp`, `fdatasync`ed,
+/// renamed over the old one, directory synced. Layout (little-endian):
+///
+///     0  "QWCP"  4  version (1)  8  covered LSN  16  body length  24  CRC32C of the body  28  zero  32  body
+enum Checkpoint {
+    static let fileName = "checkpoint"
+    static let magic: UInt32 = 0x5043_5751  // "QWCP"
+    static let version: UInt32 = 1
+    static let headerBytes = 32
+
+    static func encode(_ state: StoreState) -> [UInt8] {
+        var w = ByteWriter(capacity: headerBytes + 64 + state.queues.count * 128)
+        w.bytes.append(contentsOf: repeatElement(0, count: headerBytes))
+        w.u32(UInt32(state.queues.count))
+        for q in state.queues.values.sorted(by: { $0.id < $1.id }) {
+            w.u64(q.id)
+            w.blob(StoreRecord.declareQueue(name: q.name, options: q.options).encode())
+            w.u64(q.deadLettered)
+            writeEntries(q.returned, to: &w)
+            writeEntries(q.ready, to: &w)
+            w.u64(UInt64(q.unacked.count))
+            for id in q.unacked.keys.sorted() {
+                let u = q.unacked[id]!
+                writeEntry(u.entry, to: &w)
+                w.u32(u.consumer)
+            }
+        }
+        w.u32(UInt32(state.streams.count))
+        for s in state.streams.values.sorted(by: { $0.id < $1.id }) {
+            w.u64(s.id)
+            w.blob(StoreRecord.declareStream(name: s.name, options: s.options).encode())
+            w.u64(s.firstOffset)
+            w.u64(UInt64(s.entries.count))
+            for e in s.entries {
+                w.u64(e.lsn)
+                w.u32(e.bytes)
+                w.i64(e.time)
+            }
+            w.u32(UInt32(s.groups.count))
+            for g in s.groups.keys.sorted() {
+                w.string(g)
+                w.u64(s.groups[g]!)
+            }
+        }
+        var bytes = w.bytes
+        let bodyCount = bytes.count - headerBytes
+        let crc = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[headerBytes...])) }
+        bytes.withUnsafeMutableBytes { b in
+            b.storeBytes(of: magic.littleEndian, toByteOffset: 0, as: UInt32.self)
+            b.storeBytes(of: version.littleEndian, toByteOffset: 4, as: UInt32.self)
+            b.storeBytes(of: state.appliedLSN.littleEndian, toByteOffset: 8, as: UInt64.self)
+            b.storeBytes(of: UInt64(bodyCount).littleEndian, toByteOffset: 16, as: UInt64.self)
+            b.storeBytes(of: crc.littleEndian, toByteOffset: 24, as: UInt32.self)
+        }
+        return bytes
+    }
+
+    private static func writeEntries(_ entries: Deque<MessageEntry>, to w: inout ByteWriter) {
+        w.u64(UInt64(entries.count))
+        for e in entries { writeEntry(e, to: &w) }
+    }
+
+    private static func writeEntry(_ e: MessageEntry, to w: inout ByteWriter) {
+        w.u64(e.id)
+        w.u64(e.bodyLSN)
+        w.u32(e.bodyBytes)
+        w.u16(e.deliveries)
+        w.u8(e.deathReason)
+    }
+
+    static func decode(_ bytes: UnsafeRawBufferPointer) throws(ByteReader.Malformed) -> StoreState {
+        var header = ByteReader(bytes)
+        guard try header.u32() == magic else { throw .init(description: "not a checkpoint (bad magic)") }
+        let v = try header.u32()
+        guard v == version else { throw .init(description: "checkpoint version \(v) (this build reads \(version))") }
+        let lsn = try header.u64()
+        let bodyCount = try header.u64()
+        let crc = try header.u32()
+        guard bodyCount == UInt64(bytes.count - headerBytes) else {
+            throw .init(description: "body of \(bytes.count - headerBytes) bytes, header says \(bodyCount) (torn write?)")
+        }
+        let body = UnsafeRawBufferPointer(rebasing: bytes[headerBytes...])
+        guard CRC32C.checksum(body) == crc else { throw .init(description: "checksum mismatch") }
+        var r = ByteReader(body)
+        var state = StoreState()
+        state.appliedLSN = lsn
+        for _ in 0..<(try r.u32()) {
+            let id = try r.u64()
+            guard case .declareQueue(let name, let options) = try embeddedRecord(&r) else {
+                throw .init(description: "a queue without its declaration")
+            }
+            var q = QueueIndex(id: id, name: name, options: options)
+            q.deadLettered = try r.u64()
+            q.returned = try readEntries(&r)
+            q.ready = try readEntries(&r)
+            let unacked = try r.u64()
+            for _ in 0..<unacked {
+                let e = try readEntry(&r)
+                q.unacked[e.id] = (e, try r.u32())
+            }
+            q.forEachEntry { q.liveBytes += Int($0.bodyBytes) }
+            state.queues[id] = q
+            state.queueIDs[name] = id
+        }
+        for _ in 0..<(try r.u32()) {
+            let id = try r.u64()
+            guard case .declareStream(let name, let options) = try embeddedRecord(&r) else {
+                throw .init(description: "a stream without its declaration")
+            }
+            var s = StreamIndex(id: id, name: name, options: options)
+            s.firstOffset = try r.u64()
+            for _ in 0..<(try r.u64()) {
+                let e = StreamIndex.Entry(lsn: try r.u64(), bytes: try r.u32(), time: try r.i64())
+                s.entries.append(e)
+                s.bytes += Int(e.bytes)
+            }
+            for _ in 0..<(try r.u32()) {
+                let group = try r.string()
+                s.groups[group] = try r.u64()
+            }
+            state.streams[id] = s
+            state.streamIDs[name] = id
+        }
+        try r.expectEnd()
+        return state
+    }
+
+    /// Declarations are stored as their record's encoding, length-prefixed.
+    private static func embeddedRecord(_ r: inout ByteReader) throws(ByteReader.Malformed) -> StoreRecord {
+        let raw = try r.blob()
+        return try keepingType(ByteReader.Malformed.self) { try raw.withUnsafeBytes { try StoreRecord.decode($0) } }
+    }
+
+    private static func readEntries(_ r: inout ByteReader) throws(ByteReader.Malformed) -> Deque<MessageEntry> {
+        let n = try r.u64()
+        guard n <= UInt64(r.remaining / 23) else { throw .init(description: "an entry count longer than the file") }
+        var d = Deque<MessageEntry>()
+        d.reserveCapacity(Int(n))
+        for _ in 0..<n { d.append(try readEntry(&r)) }
+        return d
+    }
+
+    private static func readEntry(_ r: inout ByteReader) throws(ByteReader.Malformed) -> MessageEntry {
+        MessageEntry(id: try r.u64(), bodyLSN: try r.u64(), bodyBytes: try r.u32(), deliveries: try r.u16(),
+                     deathReason: try r.u8())
+    }
+
+    // MARK: - Files
+
+    /// Writes `bytes` as the new checkpoint, crash-safely.
+    static func write(_ bytes: [UInt8], directory: String, fileSystem: any FileSystem) throws(WALError) {
+        let temporary = "\(directory)/\(fileName).tmp"
+        let fd = try fileSystem.open(temporary, writable: true, create: true)
+        do {
+            try keepingType(WALError.self) { try bytes.withUnsafeBytes { try fileSystem.write(fd, $0, at: 0, path: temporary) } }
+            try fileSystem.dataSync(fd, path: temporary)
+        } catch {
+            fileSystem.close(fd)
+            throw error
+        }
+        fileSystem.close(fd)
+        try fileSystem.rename(temporary, to: "\(directory)/\(fileName)")
+        try fileSystem.syncDirectory(directory)
+    }
+
+    /// The checkpoint's bytes, or nil when there is none.
+    static func read(directory: String, fileSystem: any FileSystem) throws(WALError) -> [UInt8]? {
+        guard try fileSystem.list(directory).contains(fileName) else { return nil }
+        let path = "\(directory)/\(fileName)"
+        let fd = try fileSystem.open(path, writable: false, create: false)
+        defer { fileSystem.close(fd) }
+        let size = try fileSystem.size(fd, path: path)
+        var bytes = [UInt8](repeating: 0, count: size)
+        var done = 0
+        while done < size {
+            let n = try keepingType(WALError.self) {
+                try bytes.withUnsafeMutableBytes {
+                    try fileSystem.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: $0[done...]), at: done, path: path)
+                }
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return Array(bytes[0..<done])
+    }
+}

@@ -1,0 +1,127 @@
+import LogFormat
+import WriteAheadLog
+
+/// What runs in the background: ack timeouts, stream age retention, checkpoints, reclamation.
+extension QueueStore {
+    func startMaintenance() {
+        let interval = options.maintenanceInterval
+        let task = Task.detached { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                guard let self, !Task.isCancelled else { return }
+                await self.maintain()
+            }
+        }
+        maintenanceTask.withLock { $0 = task }
+    }
+
+    private func maintain() async {
+        var actions = Actions()
+        let (trims, due): ([Submission], Bool) = core.withLock { c in
+            guard c.failure == nil, !c.closed else { return ([], false) }
+            c.expireDeliveries(now: .now, &actions)
+            let now = wallClockMilliseconds()
+            var trims: [Submission] = []
+            for s in c.state.streams.values {
+                guard let age = s.options.maxAge?.milliseconds else { continue }
+                let old = s.entries.prefix { $0.time < now - age }.count
+                if old > 0 {
+                    trims.append(Submission(records: [.trimStream(stream: s.id, before: s.firstOffset + UInt64(old))],
+                                            intent: .none))
+                }
+            }
+            let due = log.counters.bytesUncompressed - c.logBytesAtCheckpoint >= UInt64(options.checkpointEveryBytes)
+            return (trims, due)
+        }
+        actions.submissions.append(contentsOf: trims)
+        run(actions)
+        if due { try? await reclaim() }
+    }
+
+    /// Writes a checkpoint of the state as applied now, then deletes the log segments nothing needs any more
+    /// (every record covered by the checkpoint and no live message body in them).
+    public func checkpoint() throws(QueueError) {
+        do { try writeCheckpoint(truncate: true) } catch { throw QueueError.from(error) }
+    }
+
+    func writeCheckpoint(truncate: Bool) throws(WALError) {
+        try checkpointLock.withLock { _ throws(WALError) in
+            // A copy of the state is a consistent snapshot (copy-on-write: the live state pays for the copy
+            // of what it changes next, not this call).
+            let (snapshot, bytesNow) = core.withLock { ($0.state, log.counters.bytesUncompressed) }
+            let previous = core.withLock { $0.checkpointLSN }
+            if snapshot.appliedLSN > previous {
+                try Checkpoint.write(Checkpoint.encode(snapshot), directory: directory, fileSystem: fileSystem)
+                core.withLock {
+                    $0.checkpointLSN = snapshot.appliedLSN
+                    $0.logBytesAtCheckpoint = bytesNow
+                }
+            }
+            guard truncate else { return }
+            let covered = max(snapshot.appliedLSN, previous)
+            let floor = min(covered + 1, snapshot.lowestLiveLSN ?? .max)
+            try log.truncate(before: LSN(floor))
+        }
+    }
+
+    /// Checkpoints, deletes what is no longer needed, and copies the few live messages of old, mostly dead
+    /// segments forward so that those segments can go too (then checkpoints again). One unacked message can
+    /// then pin at most the segment it was copied into, not the log behind it.
+    public func reclaim() async throws(QueueError) {
+        try checkpoint()
+        let moves = relocationCandidates()
+        guard !moves.isEmpty else { return }
+        var batch: [StoreRecord] = []
+        var batchBytes = 0
+        for (queue, id, lsn) in moves {
+            let message: Message
+            do { message = try readMessage(at: lsn) } catch where error.code == .notFound { continue }
+            let record = StoreRecord.relocate(queue: queue, message: id, headers: message.headers, body: message.body)
+            let size = message.body.count + 256
+            if batchBytes + size > options.log.frameBytesMax / 2, !batch.isEmpty {
+                _ = try await perform(batch)
+                batch.removeAll()
+                batchBytes = 0
+            }
+            batch.append(record)
+            batchBytes += size
+        }
+        if !batch.isEmpty { _ = try await perform(batch) }
+        try checkpoint()
+    }
+
+    /// The live messages of the oldest segments that are covered by the checkpoint, hold no stream record
+    /// and are mostly dead: (queue, message id, body LSN).
+    private func relocationCandidates() -> [(UInt64, UInt64, UInt64)] {
+        let segments = log.segments.dropLast()  // never the active one
+        let segmentBytes = Double(options.log.segmentBytes)
+        let threshold = options.compactBelowLiveFraction
+        return core.withLock { c in
+            let covered = c.checkpointLSN + 1
+            let candidates = segments.filter { $0.endLSN.rawValue <= covered }
+            guard let bound = candidates.last?.endLSN.rawValue else { return [] }
+            var live: [(UInt64, UInt64, UInt64, UInt32)] = []
+            for q in c.state.queues.values {
+                q.forEachEntry { e in if e.bodyLSN < bound { live.append((q.id, e.id, e.bodyLSN, e.bodyBytes)) } }
+            }
+            let streamPin = c.state.streams.values.compactMap { $0.entries.first?.lsn }.min() ?? .max
+            live.sort { $0.2 < $1.2 }
+            var moves: [(UInt64, UInt64, UInt64)] = []
+            var i = 0
+            for segment in candidates {
+                let end = segment.endLSN.rawValue
+                if streamPin < end { break }
+                var bytes = 0
+                var j = i
+                while j < live.count, live[j].2 < end {
+                    bytes += Int(live[j].3)
+                    j += 1
+                }
+                if Double(bytes) >= threshold * segmentBytes { break }
+                moves.append(contentsOf: live[i..<j].map { ($0.0, $0.1, $0.2) })
+                i = j
+            }
+            return moves
+        }
+    }
+}

@@ -1,0 +1,161 @@
+import DequeModule
+import Synchronization
+
+/// A publisher in confirm mode (RabbitMQ's channel after `confirm.select`): its publishes are numbered 1, 2,
+/// 3, ... and each is confirmed once durable (`ack`) or refused (`nack`). Many publishes may be in flight;
+/// `confirms` reports them coalesced, one cumulative `ack` for everything confirmed since the last one.
+public final class Publisher: Sendable {
+    let core = PublisherCore()
+    let store: QueueStore
+
+    init(store: QueueStore) { self.store = store }
+
+    /// Publishes without waiting for durability and returns the sequence number its confirm will carry.
+    /// Suspends only while the store's pending buffer is full (backpressure).
+    /// - Throws: `.notFound` (no such queue; no sequence number is used), `.invalidArgument`.
+    @discardableResult
+    public func publish(to queue: String, _ message: Message, persistent: Bool = true) async throws -> UInt64 {
+        try await store.publishWindowed(to: queue, message, persistent: persistent, publisher: core, wait: true)
+    }
+
+    /// The same, but never waits: throws `.pendingFull` when the pending buffer is full.
+    @discardableResult
+    public func tryPublish(to queue: String, _ message: Message, persistent: Bool = true) async throws -> UInt64 {
+        try await store.publishWindowed(to: queue, message, persistent: persistent, publisher: core, wait: false)
+    }
+
+    /// Confirms as they happen. Iterate from one task.
+    public var confirms: Confirms { Confirms(core: core) }
+
+    /// Waits until every publish so far is confirmed; returns false if any of them was nacked since the
+    /// previous call.
+    public func waitForConfirms() async -> Bool { await core.waitForConfirms() }
+
+    public struct Confirms: AsyncSequence, Sendable {
+        let core: PublisherCore
+        public func makeAsyncIterator() -> Iterator { Iterator(core: core) }
+        public struct Iterator: AsyncIteratorProtocol {
+            let core: PublisherCore
+            public mutating func next() async -> Confirm? { await core.nextConfirm() }
+        }
+    }
+}
+
+/// A publisher confirm.
+public enum Confirm: Sendable, Equatable {
+    /// Every publish up to `sequence` that was not nacked is durable. `multiple` says it covers more than one.
+    case ack(sequence: UInt64, multiple: Bool)
+    /// Publish `sequence` was not stored: the queue is full or gone, or the log failed.
+    case nack(sequence: UInt64, reason: QueueError)
+}
+
+/// A publisher's bookkeeping: which sequence numbers are still unconfirmed, and the confirms not yet read.
+final class PublisherCore: Sendable {
+    fileprivate enum Outcome { case pending, acked, nacked(QueueError) }
+
+    fileprivate struct State {
+        var nextSequence: UInt64 = 1
+        /// Outcomes of sequence numbers from `base` on.
+        var outcomes: Deque<Outcome> = []
+        var base: UInt64 = 1
+        var ackedThrough: UInt64 = 0
+        var reportedThrough: UInt64 = 0
+        var events: Deque<Confirm> = []
+        var reader: UnsafeContinuation<Confirm?, Never>?
+        var drainWaiters: [UnsafeContinuation<Bool, Never>] = []
+        var nackedSinceWait = false
+    }
+
+    private let state = Mutex(State())
+
+    func nextSequenceNumber() -> UInt64 {
+        state.withLock { s in
+            defer { s.nextSequence += 1 }
+            s.outcomes.append(.pending)
+            return s.nextSequence
+        }
+    }
+
+    func resolve(_ sequence: UInt64, _ result: Result<Void, QueueError>) {
+        var reader: UnsafeContinuation<Confirm?, Never>?
+        var event: Confirm?
+        var drained: [UnsafeContinuation<Bool, Never>] = []
+        var allAcked = true
+        state.withLock { s in
+            let i = Int(sequence - s.base)
+            switch result {
+            case .success: s.outcomes[i] = .acked
+            case .failure(let e):
+                s.outcomes[i] = .nacked(e)
+                s.nackedSinceWait = true
+            }
+            // Resolve the contiguous front: acks accumulate into one cumulative ack, each nack stands alone.
+            front: while let first = s.outcomes.first {
+                switch first {
+                case .pending: break front
+                case .acked: s.ackedThrough = s.base
+                case .nacked(let e):
+                    s.flushAck()
+                    s.events.append(.nack(sequence: s.base, reason: e))
+                    s.reportedThrough = s.base
+                    s.ackedThrough = s.base
+                }
+                s.outcomes.removeFirst()
+                s.base += 1
+            }
+            if s.outcomes.isEmpty, !s.drainWaiters.isEmpty {
+                drained = s.drainWaiters
+                s.drainWaiters.removeAll()
+                allAcked = !s.nackedSinceWait
+                s.nackedSinceWait = false
+            }
+            if let r = s.reader, let e = s.takeEvent() {
+                s.reader = nil
+                reader = r
+                event = e
+            }
+        }
+        reader?.resume(returning: event)
+        for w in drained { w.resume(returning: allAcked) }
+    }
+
+    func nextConfirm() async -> Confirm? {
+        if let e = state.withLock({ $0.takeEvent() }) { return e }
+        return await withUnsafeContinuation { c in
+            let e = state.withLock { s -> Confirm? in
+                if let e = s.takeEvent() { return e }
+                s.reader = c
+                return nil
+            }
+            if let e { c.resume(returning: e) }
+        }
+    }
+
+    func waitForConfirms() async -> Bool {
+        await withUnsafeContinuation { c in
+            let done: Bool? = state.withLock { s in
+                guard s.outcomes.isEmpty else {
+                    s.drainWaiters.append(c)
+                    return nil
+                }
+                defer { s.nackedSinceWait = false }
+                return !s.nackedSinceWait
+            }
+            if let done { c.resume(returning: done) }
+        }
+    }
+}
+
+extension PublisherCore.State {
+    /// Adds a cumulative ack for what was acked since the last report.
+    fileprivate mutating func flushAck() {
+        guard ackedThrough > reportedThrough else { return }
+        events.append(.ack(sequence: ackedThrough, multiple: ackedThrough - reportedThrough > 1))
+        reportedThrough = ackedThrough
+    }
+
+    fileprivate mutating func takeEvent() -> Confirm? {
+        flushAck()
+        return events.popFirst()
+    }
+}

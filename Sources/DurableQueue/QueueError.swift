@@ -1,0 +1,55 @@
+import WriteAheadLog
+
+/// The one error type of the queue layer: what went wrong and what to do next.
+public struct QueueError: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Code: Sendable, Equatable {
+        /// No queue or stream by that name (or it was deleted meanwhile).
+        case notFound
+        /// A queue or stream of that name exists with other options.
+        case mismatchedOptions
+        /// The queue is at `maxLength` with `.rejectPublish`.
+        case queueFull
+        /// The delivery tag is not outstanding on this consumer: already acked, rejected or returned (ack
+        /// timeout, cancel).
+        case unknownDeliveryTag
+        /// The consumer was cancelled.
+        case cancelled
+        /// The store's pending buffer is full (non-blocking calls only): retry after confirms arrive.
+        case pendingFull
+        /// The log failed a write or sync: nothing more is confirmed until the store is reopened. The
+        /// underlying `WALError` is in `log`.
+        case logFailed
+        /// Bytes on disk (log or checkpoint) are damaged; `log` or the message says where.
+        case corruption
+        /// Arguments out of range (a message larger than the log's records, an empty name, ...).
+        case invalidArgument
+        /// The store is closed.
+        case closed
+    }
+
+    public var code: Code
+    public var message: String
+    /// The log's own error, when the log is the cause.
+    public var log: WALError?
+
+    public init(_ code: Code, _ message: String, log: WALError? = nil) {
+        self.code = code
+        self.message = message
+        self.log = log
+    }
+
+    public var description: String {
+        "\(code): \(message)" + (log.map { " (log: \($0))" } ?? "")
+    }
+
+    static func from(_ error: WALError) -> QueueError {
+        switch error.code {
+        case .corruption: QueueError(.corruption, "the log holds damaged confirmed data", log: error)
+        case .closed: QueueError(.closed, "the store is closed", log: error)
+        case .recordTooLarge: QueueError(.invalidArgument, "the message is larger than the log takes", log: error)
+        case .pendingFull: QueueError(.pendingFull, "the pending buffer is full; retry after confirms arrive", log: error)
+        default: QueueError(.logFailed, "the log failed; nothing more is confirmed until the store is reopened",
+                            log: error)
+        }
+    }
+}

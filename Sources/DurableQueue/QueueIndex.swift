@@ -1,0 +1,110 @@
+import DequeModule
+
+/// One queued message in memory: where its body is in the log, not the body itself (24 bytes).
+struct MessageEntry: Sendable, Equatable {
+    /// The message's identity: the LSN of its publish record. Stable for its whole life.
+    var id: UInt64
+    /// The LSN of the record that holds its body now (the publish record, or a later relocate copy).
+    var bodyLSN: UInt64
+    var bodyBytes: UInt32
+    /// How many times it was handed to a consumer.
+    var deliveries: UInt16
+    /// Why it was dead-lettered into this queue (`DeadLetterReason`), 0 if it was not.
+    var deathReason: UInt8
+}
+
+/// Why a message was moved to a dead-letter queue (or dropped when the queue has none).
+public enum DeadLetterReason: UInt8, Sendable {
+    /// Rejected (`nack`/`reject`) without requeue.
+    case rejected = 1
+    /// Returned after its delivery limit.
+    case deliveryLimit = 2
+    /// Pushed out of a full queue (`maxLength` with `.dropHead`).
+    case maxLength = 3
+}
+
+/// A durable queue's derived state: its ready messages in delivery order and those out with consumers.
+struct QueueIndex: Sendable {
+    let id: UInt64
+    let name: String
+    let options: QueueOptions
+    /// Returned messages, delivered before `ready` in the order they came back.
+    var returned: Deque<MessageEntry> = []
+    /// Published (or dead-lettered into this queue) and not yet delivered, in that order.
+    var ready: Deque<MessageEntry> = []
+    /// Delivered and neither acked nor returned: the consumer id each is out with.
+    var unacked: [UInt64: (entry: MessageEntry, consumer: UInt32)] = [:]
+    /// Payload bytes of everything above (what reclamation must keep).
+    var liveBytes = 0
+    var deadLettered: UInt64 = 0
+
+    var readyCount: Int { returned.count + ready.count }
+
+    /// Takes the next ready message.
+    mutating func popReady() -> MessageEntry? {
+        if let e = returned.popFirst() { return e }
+        return ready.popFirst()
+    }
+
+    /// Applies `change` to the entry with id `id` wherever it is; false when the queue does not hold it.
+    mutating func updateEntry(_ id: UInt64, _ change: (inout MessageEntry) -> Void) -> Bool {
+        if var u = unacked[id] {
+            change(&u.entry)
+            unacked[id] = u
+            return true
+        }
+        // `ready` is in id order except for dead-lettered arrivals: search, then scan.
+        var low = 0, high = ready.count
+        while low < high {
+            let mid = (low + high) / 2
+            if ready[mid].id < id { low = mid + 1 } else { high = mid }
+        }
+        if low < ready.count, ready[low].id == id {
+            change(&ready[low])
+            return true
+        }
+        if let i = ready.firstIndex(where: { $0.id == id }) {
+            change(&ready[i])
+            return true
+        }
+        if let i = returned.firstIndex(where: { $0.id == id }) {
+            change(&returned[i])
+            return true
+        }
+        return false
+    }
+
+    /// Every message the queue holds, in no particular order.
+    func forEachEntry(_ body: (MessageEntry) -> Void) {
+        for e in returned { body(e) }
+        for e in ready { body(e) }
+        for u in unacked.values { body(u.entry) }
+    }
+}
+
+/// A stream's derived state: where each retained record is, and the consumer groups' committed offsets.
+struct StreamIndex: Sendable {
+    struct Entry: Sendable, Equatable {
+        var lsn: UInt64
+        var bytes: UInt32
+        var time: Int64
+    }
+
+    let id: UInt64
+    let name: String
+    let options: StreamOptions
+    /// The offset of `entries.first`; offsets are dense and never reused.
+    var firstOffset: UInt64 = 0
+    var entries: Deque<Entry> = []
+    var bytes = 0
+    var groups: [String: UInt64] = [:]
+
+    var nextOffset: UInt64 { firstOffset + UInt64(entries.count) }
+
+    mutating func removeFirst(_ n: Int) {
+        for _ in 0..<min(n, entries.count) {
+            bytes -= Int(entries.removeFirst().bytes)
+            firstOffset += 1
+        }
+    }
+}

@@ -1,0 +1,507 @@
+import Glibc
+import LogFormat
+import Synchronization
+import WriteAheadLog
+
+/// A durable message store: queues with publisher confirms and consumer acks, and streams with committed
+/// offsets, on one shared write-ahead log (`<directory>/wal`) plus a checkpoint of the derived state.
+///
+/// Every state change is one log record, applied to the state only once it is durable, in log order, by the
+/// same code that replays it at open. So a confirm (publish), an ack or an offset commit that returned is on
+/// disk, and the state after a crash is the state of the confirmed records.
+public final class QueueStore: Sendable {
+    public let directory: String
+    public let options: StoreOptions
+    /// What opening found: the log's recovery, the checkpoint used, the records replayed.
+    public let openReport: OpenReport
+    let log: WriteAheadLog
+    let fileSystem: any FileSystem
+    let cache: BodyCache
+    let core: Mutex<Core>
+    let maintenanceTask = Mutex<Task<Void, Never>?>(nil)
+    let checkpointLock = Mutex(())
+
+    public struct OpenReport: Sendable {
+        public var log: RecoveryReport
+        /// The LSN the checkpoint covered (0 without one) and how many records after it were replayed.
+        public var checkpointLSN: UInt64
+        public var replayedRecords: Int
+        public var replayedBytes: Int
+    }
+
+    /// Opens (creating if needed) the store in `directory`: recovers the log, loads the checkpoint, replays
+    /// the log after it, and returns every delivery of the previous run to its queue (marked redelivered).
+    ///
+    /// - Throws: `QueueError` `.corruption` (damaged log or checkpoint: the error says where),
+    ///   `.logFailed` for I/O errors, with the log's `WALError` attached.
+    public static func open(directory: String, options: StoreOptions = StoreOptions(),
+                            fileSystem: any FileSystem = PosixFileSystem()) async throws(QueueError) -> QueueStore {
+        let log: WriteAheadLog
+        var state = StoreState()
+        var replayed = 0, replayedBytes = 0
+        do {
+            try fileSystem.createDirectory(directory)
+            log = try WriteAheadLog.open(directory: "\(directory)/wal", options: options.log, fileSystem: fileSystem)
+        } catch { throw QueueError.from(error) }
+        do {
+            if let bytes = try Checkpoint.read(directory: directory, fileSystem: fileSystem) {
+                state = try keepingType(ByteReader.Malformed.self) { try bytes.withUnsafeBytes { try Checkpoint.decode($0) } }
+            }
+        } catch let error as ByteReader.Malformed {
+            try? log.close()
+            throw QueueError(.corruption, "the checkpoint \(directory)/\(Checkpoint.fileName) is damaged (\(error)). "
+                             + "If `walctl info \(directory)/wal` shows the log starting at LSN 1, delete the "
+                             + "checkpoint to rebuild from the log; otherwise restore from a backup")
+        } catch {
+            try? log.close()
+            throw QueueError.from(error as! WALError)
+        }
+        let covered = state.appliedLSN
+        guard covered <= log.durableLSN.rawValue else {
+            try? log.close()
+            throw QueueError(.corruption, "the checkpoint covers LSN \(covered) but the log ends at \(log.durableLSN): "
+                             + "confirmed records are missing from the log; restore from a backup")
+        }
+        if log.durableLSN.rawValue > covered {
+            guard LSN(covered + 1) >= log.firstLSN else {
+                try? log.close()
+                throw QueueError(.corruption, "the log starts at LSN \(log.firstLSN) but the checkpoint covers only "
+                                 + "through \(covered): records in between are missing; restore from a backup")
+            }
+            do {
+                try log.forEachRecord(from: LSN(covered + 1)) { lsn, bytes in
+                    let record = try StoreRecord.decode(bytes)
+                    _ = state.apply(record, at: lsn.rawValue)
+                    replayed += 1
+                    replayedBytes += bytes.count
+                    return true
+                }
+            } catch let error as ByteReader.Malformed {
+                try? log.close()
+                throw QueueError(.corruption, "a log record that passed its checksum does not decode (\(error)); "
+                                 + "it was written by another program or version")
+            } catch {
+                try? log.close()
+                throw QueueError.from(error as! WALError)
+            }
+        }
+        let report = OpenReport(log: log.recoveryReport, checkpointLSN: covered, replayedRecords: replayed,
+                                replayedBytes: replayedBytes)
+        let store = QueueStore(directory: directory, options: options, log: log, fileSystem: fileSystem,
+                               state: state, report: report)
+        do {
+            _ = try await store.perform([.sessionStart(time: wallClockMilliseconds())])
+        } catch {
+            try? log.close()
+            throw error
+        }
+        store.startMaintenance()
+        return store
+    }
+
+    private init(directory: String, options: StoreOptions, log: WriteAheadLog, fileSystem: any FileSystem,
+                 state: StoreState, report: OpenReport) {
+        self.directory = directory
+        self.options = options
+        self.log = log
+        self.fileSystem = fileSystem
+        self.openReport = report
+        self.cache = BodyCache(capacityBytes: options.bodyCacheBytes)
+        var core = Core(state: state, nextApply: log.durableLSN.rawValue + 1)
+        core.checkpointLSN = report.checkpointLSN
+        core.logBytesAtCheckpoint = log.counters.bytesUncompressed
+        self.core = Mutex(core)
+    }
+
+    /// Stops maintenance, ends every consumer, waits for what is in flight, writes a checkpoint and closes the
+    /// log. Unsettled deliveries go back to their queues at the next open.
+    public func close() throws(QueueError) {
+        let task = maintenanceTask.withLock { t -> Task<Void, Never>? in defer { t = nil }; return t }
+        task?.cancel()
+        var actions = Actions()
+        let wasClosed = core.withLock { c -> Bool in
+            defer { c.closed = true }
+            for id in c.consumers.keys { actions.finished.append(c.consumers[id]!.channel) }
+            c.consumers.removeAll()
+            for id in c.runtimes.keys { c.runtimes[id]!.consumers.removeAll() }
+            return c.closed
+        }
+        run(actions)
+        guard !wasClosed else { return }
+        do { try log.close() } catch { throw QueueError.from(error) }
+        if core.withLock({ $0.failure }) == nil {
+            do { try writeCheckpoint(truncate: false) } catch { throw QueueError.from(error) }
+        }
+    }
+
+    // MARK: - Queues
+
+    /// Declares a queue; declaring an existing one with the same options does nothing.
+    /// - Throws: `.mismatchedOptions` when it exists with other options.
+    public func declareQueue(_ name: String, options: QueueOptions = QueueOptions()) async throws(QueueError) {
+        guard !name.isEmpty, name.utf8.count <= 255 else {
+            throw QueueError(.invalidArgument, "a queue name is 1 to 255 bytes")
+        }
+        let exists: Bool = try core.withLock { c throws(QueueError) in
+            try c.usable()
+            if let id = c.state.queueIDs[name] {
+                guard c.state.queues[id]!.options == options else {
+                    throw QueueError(.mismatchedOptions, "queue '\(name)' exists with other options")
+                }
+                return true
+            }
+            if let id = c.transientIDs[name] {
+                guard c.runtimes[id]!.options == options else {
+                    throw QueueError(.mismatchedOptions, "queue '\(name)' exists with other options")
+                }
+                return true
+            }
+            if !options.durable {
+                let id = c.nextTransientID
+                c.nextTransientID += 1
+                c.transientIDs[name] = id
+                c.runtimes[id] = QueueRuntime(id: id, name: name, options: options)
+                return true
+            }
+            return false
+        }
+        if !exists { _ = try await perform([.declareQueue(name: name, options: options)]) }
+    }
+
+    /// Deletes a queue and its messages; its consumers end.
+    public func deleteQueue(_ name: String) async throws(QueueError) {
+        var actions = Actions()
+        let durableID: UInt64? = try core.withLock { c throws(QueueError) in
+            try c.usable()
+            let (id, durable) = try c.queue(named: name)
+            if durable { return id }
+            c.transientIDs[name] = nil
+            c.dropRuntime(id, &actions)
+            return nil
+        }
+        run(actions)
+        if let durableID { _ = try await perform([.deleteQueue(queue: durableID)]) }
+    }
+
+    /// Every queue with its counts, by name.
+    public func queues() -> [QueueInfo] {
+        core.withLock { c in
+            var infos: [QueueInfo] = []
+            for q in c.state.queues.values {
+                let rt = c.runtimes[q.id]
+                infos.append(QueueInfo(name: q.name, durable: true, ready: q.readyCount + (rt?.lane.count ?? 0),
+                                       unacked: q.unacked.count + (rt?.laneUnacked ?? 0),
+                                       consumers: rt?.consumers.count ?? 0, deadLettered: q.deadLettered,
+                                       liveBytes: q.liveBytes))
+            }
+            for (name, id) in c.transientIDs {
+                let rt = c.runtimes[id]!
+                infos.append(QueueInfo(name: name, durable: false, ready: rt.lane.count, unacked: rt.laneUnacked,
+                                       consumers: rt.consumers.count, deadLettered: 0, liveBytes: 0))
+            }
+            return infos.sorted { $0.name < $1.name }
+        }
+    }
+
+    public func queueInfo(_ name: String) -> QueueInfo? { queues().first { $0.name == name } }
+
+    // MARK: - Publishing
+
+    /// Publishes one message and returns its id once it is durable (persistent messages on durable queues:
+    /// after the `fdatasync` that covers it) or enqueued (transient messages or queues: memory only, lost on
+    /// restart).
+    /// - Throws: `.notFound`, `.queueFull` (`maxLength` with `.rejectPublish`), `.logFailed`.
+    @discardableResult
+    public func publish(to queue: String, _ message: Message, persistent: Bool = true) async throws(QueueError) -> UInt64 {
+        let target = try resolvePublish(queue, message, persistent: persistent)
+        guard case .durable(let id) = target else {
+            if case .transient(let messageID) = target { return messageID }
+            preconditionFailure()
+        }
+        let effect = try await perform([.publish(queue: id, time: wallClockMilliseconds(), headers: message.headers,
+                                                 body: message.body)])
+        guard case .published(let messageID?) = effect else {
+            if core.withLock({ $0.state.queues[id] }) == nil {
+                throw QueueError(.notFound, "queue '\(queue)' was deleted")
+            }
+            throw QueueError(.queueFull, "queue '\(queue)' is at its maxLength")
+        }
+        return messageID
+    }
+
+    /// A publisher in confirm mode: many publishes in flight, confirms as an `AsyncSequence`.
+    public func publisher() -> Publisher { Publisher(store: self) }
+
+    private enum PublishTarget { case durable(UInt64), transient(UInt64) }
+
+    /// Finds the queue; a transient message (or any message of a transient queue) is enqueued right here.
+    private func resolvePublish(_ queue: String, _ message: Message, persistent: Bool) throws(QueueError) -> PublishTarget {
+        guard message.body.count <= options.log.recordBytesMax - 64 - message.headers.reduce(0, { $0 + $1.key.utf8.count + $1.value.utf8.count + 8 }) else {
+            throw QueueError(.invalidArgument, "a message of \(message.body.count) bytes does not fit one log record "
+                             + "(recordBytesMax \(options.log.recordBytesMax))")
+        }
+        var actions = Actions()
+        let target: PublishTarget = try core.withLock { c throws(QueueError) in
+            try c.usable()
+            let (id, durable) = try c.queue(named: queue)
+            if durable && persistent { return .durable(id) }
+            if c.runtimes[id] == nil {
+                c.runtimes[id] = QueueRuntime(id: id, name: queue, options: c.state.queues[id]!.options)
+            }
+            let mid = c.nextTransientID
+            c.nextTransientID += 1
+            c.runtimes[id]!.lane.append(TransientMessage(id: mid, message: message, deliveries: 0))
+            c.dispatch(id, &actions)
+            return .transient(mid)
+        }
+        run(actions)
+        return target
+    }
+
+    func publishWindowed(to queue: String, _ message: Message, persistent: Bool, publisher: PublisherCore,
+                         wait: Bool) async throws(QueueError) -> UInt64 {
+        let target = try resolvePublish(queue, message, persistent: persistent)
+        let sequence = publisher.nextSequenceNumber()
+        guard case .durable(let id) = target else {
+            publisher.resolve(sequence, .success(()))
+            return sequence
+        }
+        let record = StoreRecord.publish(queue: id, time: wallClockMilliseconds(), headers: message.headers,
+                                         body: message.body)
+        do {
+            try await submit(Submission(records: [record], intent: .confirm(publisher, sequence: sequence)), wait: wait)
+        } catch {
+            publisher.resolve(sequence, .failure(error))
+            if error.code == .pendingFull { throw error }
+        }
+        return sequence
+    }
+
+    // MARK: - Consuming
+
+    /// Starts a consumer on `queue` that holds at most `prefetch` unacked deliveries.
+    public func consume(queue: String, prefetch: Int = 100) throws(QueueError) -> Consumer {
+        guard prefetch >= 1 else { throw QueueError(.invalidArgument, "prefetch must be at least 1") }
+        var actions = Actions()
+        let channel = DeliveryChannel()
+        let cid: UInt32 = try core.withLock { c throws(QueueError) in
+            try c.usable()
+            let (id, _) = try c.queue(named: queue)
+            if c.runtimes[id] == nil {
+                c.runtimes[id] = QueueRuntime(id: id, name: queue, options: c.state.queues[id]!.options)
+            }
+            let cid = c.nextConsumerID
+            c.nextConsumerID += 1
+            c.consumers[cid] = ConsumerRuntime(id: cid, queue: id, prefetch: prefetch, channel: channel)
+            c.runtimes[id]!.consumers.append(cid)
+            c.dispatch(id, &actions)
+            return cid
+        }
+        run(actions)
+        return Consumer(queue: queue, prefetch: prefetch, id: cid, channel: channel, store: self)
+    }
+
+    func cancelConsumer(_ cid: UInt32) {
+        var actions = Actions()
+        core.withLock { $0.cancel(cid, &actions) }
+        run(actions)
+    }
+
+    func settle(consumer cid: UInt32, tag: UInt64, multiple: Bool, as kind: Core.SettleKind) async throws(QueueError) {
+        var actions = Actions()
+        let submission: Submission? = try core.withLock { c throws(QueueError) in
+            try c.usable()
+            let tags = try c.tagsToSettle(tag, multiple: multiple, of: cid)
+            return c.claim(tags, of: cid, as: kind, reason: .requeued, &actions)
+        }
+        run(actions)
+        guard let submission, case .settle(let cid, let tags, _) = submission.intent else { return }
+        let records = submission.records
+        _ = try await perform(records) { c in
+            Submission(records: records, intent: .settle(consumer: cid, tags: tags, reply: c))
+        }
+    }
+
+    /// The delivery's message, from the cache or the log (verified against its checksum).
+    func resolve(_ pending: PendingDelivery, consumer cid: UInt32) throws(QueueError) -> Delivery {
+        let e = pending.entry
+        let message: Message
+        if let transient = pending.transient {
+            message = transient
+        } else {
+            do {
+                message = try readMessage(at: e.bodyLSN)
+            } catch where error.code == .notFound {
+                // Relocated and its old copy reclaimed since the checkout: look up where it is now.
+                let now: UInt64? = core.withLock { c in
+                    c.consumers[cid].flatMap { c.state.queues[$0.queue]?.unacked[e.id]?.entry.bodyLSN }
+                }
+                guard let now else { throw error }
+                message = try readMessage(at: now)
+            }
+        }
+        return Delivery(tag: pending.tag, messageID: Core.isTransient(e.id) ? 0 : e.id, message: message,
+                        deliveryCount: Int(e.deliveries), deadLetterReason: DeadLetterReason(rawValue: e.deathReason))
+    }
+
+    /// The message in the record at `lsn`; reading the log fills the cache with the records that follow too.
+    func readMessage(at lsn: UInt64) throws(QueueError) -> Message {
+        if let m = cache.message(at: lsn) { return m }
+        var found: Message?
+        do {
+            let end = min(lsn + 127, log.durableLSN.rawValue)
+            try log.forEachRecord(from: LSN(lsn), through: LSN(max(end, lsn))) { at, bytes in
+                if let m = StoreRecord.message(in: bytes) {
+                    if at.rawValue == lsn { found = m }
+                    cache.insert(m, at: at.rawValue)
+                }
+                return true
+            }
+        } catch let error as WALError where error.code == .lsnOutOfRange {
+            throw QueueError(.notFound, "the record at LSN \(lsn) is no longer in the log", log: error)
+        } catch let error as WALError {
+            throw QueueError.from(error)
+        } catch {
+            preconditionFailure("\(error)")
+        }
+        guard let found else { throw QueueError(.corruption, "LSN \(lsn) does not hold a message record") }
+        return found
+    }
+
+    // MARK: - Observing
+
+    /// The log's size on disk against the live data it holds.
+    public var diskUsage: DiskUsage {
+        let segments = log.segments
+        let (live, checkpoint) = core.withLock { ($0.state.liveBytes, $0.checkpointLSN) }
+        return DiskUsage(logBytes: segments.count * options.log.segmentBytes, segments: segments.count,
+                         liveBytes: live, checkpointLSN: checkpoint, firstLSN: log.firstLSN.rawValue,
+                         lastLSN: log.durableLSN.rawValue)
+    }
+
+    public var logCounters: LogCounters.Snapshot { log.counters }
+
+    // MARK: - Submitting records
+
+    /// Appends `records` as one submission and returns the effect of the last once all are durable and applied.
+    func perform(_ records: [StoreRecord]) async throws(QueueError) -> StoreState.Effect {
+        try await perform(records) { Submission(records: records, intent: .reply($0)) }
+    }
+
+    private func perform(_ records: [StoreRecord],
+                         _ makeSubmission: @escaping @Sendable (UnsafeContinuation<StoreState.Effect?, any Error>) -> Submission)
+        async throws(QueueError) -> StoreState.Effect {
+        let encoded = records.map { $0.encode() }
+        let total = encoded.reduce(0) { $0 + $1.count + BatchPayload.lengthPrefixBytes }
+        while true {
+            try core.withLock { c throws(QueueError) in try c.usable() }
+            let effect: StoreState.Effect?
+            do {
+                effect = try await withUnsafeThrowingContinuation { (c: UnsafeContinuation<StoreState.Effect?, any Error>) in
+                    do {
+                        let accepted = try log.tryAppend(count: encoded.count, totalBytes: total, records: { add in
+                            for e in encoded { e.withUnsafeBytes { add($0) } }
+                        }, completion: { [self] result in confirmed(result, makeSubmission(c)) })
+                        if !accepted { c.resume(returning: nil) }
+                    } catch {
+                        c.resume(throwing: QueueError.from(error as! WALError))
+                    }
+                }
+            } catch {
+                throw error as! QueueError
+            }
+            if let effect { return effect }
+            await log.waitForRoom(totalBytes: total, count: encoded.count)
+        }
+    }
+
+    /// Appends a submission whose outcome goes to its intent; with `wait`, suspends while the log is full,
+    /// else throws `.pendingFull`.
+    func submit(_ submission: Submission, wait: Bool) async throws(QueueError) {
+        let encoded = submission.records.map { $0.encode() }
+        let total = encoded.reduce(0) { $0 + $1.count + BatchPayload.lengthPrefixBytes }
+        while true {
+            try core.withLock { c throws(QueueError) in try c.usable() }
+            do {
+                let accepted = try log.tryAppend(count: encoded.count, totalBytes: total, records: { add in
+                    for e in encoded { e.withUnsafeBytes { add($0) } }
+                }, completion: { [self] result in confirmed(result, submission) })
+                if accepted { return }
+            } catch {
+                throw QueueError.from(error)
+            }
+            guard wait else { throw QueueError(.pendingFull, "the store's pending buffer is full; retry after confirms") }
+            await log.waitForRoom(totalBytes: total, count: encoded.count)
+        }
+    }
+
+    /// Follow-up records found under the lock (checkouts, returns): appended without waiting when there is
+    /// room, else from a task that waits for it.
+    private func submitDetached(_ submission: Submission) {
+        let encoded = submission.records.map { $0.encode() }
+        let total = encoded.reduce(0) { $0 + $1.count + BatchPayload.lengthPrefixBytes }
+        do {
+            let accepted = try log.tryAppend(count: encoded.count, totalBytes: total, records: { add in
+                for e in encoded { e.withUnsafeBytes { add($0) } }
+            }, completion: { [self] result in confirmed(result, submission) })
+            if accepted { return }
+        } catch {
+            var actions = Actions()
+            core.withLock { $0.failed(submission, QueueError.from(error), &actions) }
+            run(actions)
+            return
+        }
+        let unchecked = UncheckedSubmission(submission)
+        Task { [self] in
+            do {
+                try await submit(unchecked.value, wait: true)
+            } catch {
+                var actions = Actions()
+                core.withLock { $0.failed(unchecked.value, error as! QueueError, &actions) }
+                run(actions)
+            }
+        }
+    }
+
+    /// The log's completion: apply in LSN order, then act outside the lock.
+    private func confirmed(_ result: Result<LSN, WALError>, _ submission: Submission) {
+        var actions = Actions()
+        core.withLock { c in
+            switch result {
+            case .success(let lsn):
+                c.confirmed(submission, at: lsn.rawValue, cache: cache, &actions)
+            case .failure(let error):
+                c.failed(submission, QueueError.from(error), &actions)
+            }
+        }
+        run(actions)
+    }
+
+    func run(_ actions: Actions) {
+        for s in actions.submissions { submitDetached(s) }
+        for (channel, batch) in actions.deliveries { channel.push(batch) }
+        for channel in actions.finished { channel.finish() }
+        for (p, seq, result) in actions.confirms { p.resolve(seq, result) }
+        for w in actions.wakeups { w.resume() }
+        for (c, result) in actions.replies {
+            switch result {
+            case .success(let effect): c.resume(returning: effect)
+            case .failure(let error): c.resume(throwing: error)
+            }
+        }
+    }
+}
+
+/// A submission crossing into a task; its continuations are resumed exactly once by the store.
+struct UncheckedSubmission: @unchecked Sendable {
+    let value: Submission
+    init(_ value: Submission) { self.value = value }
+}
+
+extension Submission: @unchecked Sendable {}
+
+func wallClockMilliseconds() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+}

@@ -1,0 +1,93 @@
+import DequeModule
+
+/// What the store does once a submission's records are durable and applied. Kept with the submission until
+/// its confirm arrives.
+enum Intent {
+    /// Someone awaits the effect of the last record.
+    case reply(UnsafeContinuation<StoreState.Effect?, any Error>)
+    /// A windowed publish: tell the publisher its sequence number was confirmed (or refused).
+    case confirm(PublisherCore, sequence: UInt64)
+    /// A consumer's checkout of `requested` messages.
+    case checkout(consumer: UInt32, requested: Int)
+    /// A consumer's deliveries were acked, rejected or returned; `reply` awaits it when a caller does.
+    case settle(consumer: UInt32, tags: [UInt64], reply: UnsafeContinuation<StoreState.Effect?, any Error>?)
+    /// Nobody waits (internal returns, relocations, trims).
+    case none
+}
+
+/// Records on their way to the log, with what to do when they are confirmed.
+struct Submission {
+    var records: [StoreRecord]
+    var intent: Intent
+}
+
+/// A message of a transient queue, or a transient message of a durable queue: memory only.
+struct TransientMessage {
+    var id: UInt64
+    var message: Message
+    var deliveries: UInt16
+}
+
+/// The store's run-time view of a queue: its consumers and its memory-only messages.
+struct QueueRuntime {
+    let id: UInt64
+    let name: String
+    let options: QueueOptions
+    var consumers: [UInt32] = []
+    var nextConsumer = 0
+    /// Ready messages already promised to in-flight checkouts.
+    var reserved = 0
+    /// Transient messages, ready to deliver.
+    var lane: Deque<TransientMessage> = []
+    var laneUnacked = 0
+}
+
+/// One delivery handed to a consumer and not yet settled.
+struct DeliverySlot {
+    enum State { case out, settling, settled }
+    var tag: UInt64
+    var entry: MessageEntry
+    var transient: TransientMessage?
+    var deliveredAt: ContinuousClock.Instant
+    var state: State
+}
+
+/// A consumer's state inside the store (its deliveries, credit); the app-facing side is `Consumer`.
+struct ConsumerRuntime {
+    let id: UInt32
+    let queue: UInt64
+    let prefetch: Int
+    let channel: DeliveryChannel
+    var nextTag: UInt64 = 1
+    /// Slots by tag: `slots[i].tag == firstTag + i`; settled slots at the front are dropped.
+    var slots: Deque<DeliverySlot> = []
+    var held = 0
+    /// Messages asked for by the checkout in flight (at most one at a time, so checkouts batch).
+    var requested = 0
+    var cancelled = false
+
+    var credit: Int { cancelled ? 0 : prefetch - held - requested }
+
+    func index(of tag: UInt64) -> Int? {
+        guard let first = slots.first?.tag, tag >= first, tag - first < UInt64(slots.count) else { return nil }
+        return Int(tag - first)
+    }
+
+    mutating func add(_ entry: MessageEntry, transient: TransientMessage?, now: ContinuousClock.Instant) -> UInt64 {
+        let tag = nextTag
+        nextTag += 1
+        slots.append(DeliverySlot(tag: tag, entry: entry, transient: transient, deliveredAt: now, state: .out))
+        held += 1
+        return tag
+    }
+
+    mutating func markSettled(_ tags: [UInt64]) {
+        for tag in tags {
+            if let i = index(of: tag), slots[i].state != .settled {
+                slots[i].state = .settled
+                held -= 1
+            }
+        }
+        while let first = slots.first, first.state == .settled { slots.removeFirst() }
+    }
+}

@@ -1,0 +1,183 @@
+import DequeModule
+
+/// The store's state machine: every queue and stream, derived from the log. `apply` is the only way it
+/// changes, for live records (once confirmed, in LSN order) and replayed ones alike. It is a value: a copy
+/// is a consistent snapshot for a checkpoint.
+struct StoreState: Sendable {
+    var queues: [UInt64: QueueIndex] = [:]
+    var queueIDs: [String: UInt64] = [:]
+    var streams: [UInt64: StreamIndex] = [:]
+    var streamIDs: [String: UInt64] = [:]
+    /// The last LSN applied.
+    var appliedLSN: UInt64 = 0
+
+    /// What applying a record did, for the runtime (confirms, deliveries, dispatch).
+    enum Effect: Equatable {
+        case none
+        case declared(id: UInt64)
+        /// The new message's id, or nil when the queue refused it (full or gone).
+        case published(id: UInt64?)
+        case checkedOut([MessageEntry])
+        /// How many of the listed messages the record settled (acked, returned or rejected); the rest were no
+        /// longer out (already settled by an earlier record).
+        case settled(Int)
+        case appended(offset: UInt64)
+        case relocated(Bool)
+    }
+
+    mutating func apply(_ record: StoreRecord, at lsn: UInt64) -> Effect {
+        precondition(lsn > appliedLSN, "records are applied in LSN order")
+        appliedLSN = lsn
+        switch record {
+        case .sessionStart:
+            for id in queues.keys.sorted() {
+                let out = queues[id]!.unacked.keys.sorted()
+                returnMessages(out, to: id)
+            }
+            return .none
+
+        case .declareQueue(let name, let options):
+            if let existing = queueIDs[name] { return .declared(id: existing) }
+            queueIDs[name] = lsn
+            queues[lsn] = QueueIndex(id: lsn, name: name, options: options)
+            return .declared(id: lsn)
+
+        case .deleteQueue(let id):
+            guard let q = queues.removeValue(forKey: id) else { return .none }
+            queueIDs[q.name] = nil
+            return .none
+
+        case .publish(let qid, _, _, let body):
+            guard let options = queues[qid]?.options else { return .published(id: nil) }
+            if let max = options.maxLength, options.overflow == .rejectPublish, queues[qid]!.readyCount >= max {
+                return .published(id: nil)
+            }
+            let entry = MessageEntry(id: lsn, bodyLSN: lsn, bodyBytes: UInt32(body.count), deliveries: 0,
+                                     deathReason: 0)
+            queues[qid]!.ready.append(entry)
+            queues[qid]!.liveBytes += body.count
+            if let max = options.maxLength, options.overflow == .dropHead {
+                while queues[qid]!.readyCount > max, let head = queues[qid]!.popReady() {
+                    deadLetter(head, from: qid, reason: .maxLength)
+                }
+            }
+            return .published(id: lsn)
+
+        case .checkout(let qid, let consumer, let max):
+            guard queues[qid] != nil else { return .checkedOut([]) }
+            var picked: [MessageEntry] = []
+            picked.reserveCapacity(Int(min(max, 1024)))
+            while picked.count < Int(max), var e = queues[qid]!.popReady() {
+                e.deliveries &+= 1
+                queues[qid]!.unacked[e.id] = (e, consumer)
+                picked.append(e)
+            }
+            return .checkedOut(picked)
+
+        case .ack(let qid, let ids):
+            guard queues[qid] != nil else { return .settled(0) }
+            var n = 0
+            for id in ids {
+                if let u = queues[qid]!.unacked.removeValue(forKey: id) {
+                    queues[qid]!.liveBytes -= Int(u.entry.bodyBytes)
+                    n += 1
+                }
+            }
+            return .settled(n)
+
+        case .requeue(let qid, _, let ids):
+            return .settled(returnMessages(ids, to: qid))
+
+        case .reject(let qid, let ids):
+            guard queues[qid] != nil else { return .settled(0) }
+            var n = 0
+            for id in ids {
+                if let u = queues[qid]!.unacked.removeValue(forKey: id) {
+                    deadLetter(u.entry, from: qid, reason: .rejected)
+                    n += 1
+                }
+            }
+            return .settled(n)
+
+        case .relocate(let qid, let id, _, _):
+            guard queues[qid] != nil else { return .relocated(false) }
+            return .relocated(queues[qid]!.updateEntry(id) { $0.bodyLSN = lsn })
+
+        case .declareStream(let name, let options):
+            if let existing = streamIDs[name] { return .declared(id: existing) }
+            streamIDs[name] = lsn
+            streams[lsn] = StreamIndex(id: lsn, name: name, options: options)
+            return .declared(id: lsn)
+
+        case .deleteStream(let id):
+            guard let s = streams.removeValue(forKey: id) else { return .none }
+            streamIDs[s.name] = nil
+            return .none
+
+        case .streamAppend(let sid, let time, _, let body):
+            guard streams[sid] != nil else { return .none }
+            let offset = streams[sid]!.nextOffset
+            streams[sid]!.entries.append(.init(lsn: lsn, bytes: UInt32(body.count), time: time))
+            streams[sid]!.bytes += body.count
+            if let max = streams[sid]!.options.maxBytes {
+                // Size retention keeps at least the newest record.
+                while streams[sid]!.bytes > max, streams[sid]!.entries.count > 1 { streams[sid]!.removeFirst(1) }
+            }
+            return .appended(offset: offset)
+
+        case .commitOffset(let sid, let group, let offset):
+            guard streams[sid] != nil else { return .none }
+            streams[sid]!.groups[group] = offset
+            return .none
+
+        case .trimStream(let sid, let before):
+            guard let s = streams[sid], before > s.firstOffset else { return .none }
+            streams[sid]!.removeFirst(Int(min(before - s.firstOffset, UInt64(s.entries.count))))
+            return .none
+        }
+    }
+
+    /// Puts delivered messages back at the front of their queue, or dead-letters those past the delivery
+    /// limit. Returns how many were out.
+    @discardableResult
+    private mutating func returnMessages(_ ids: [UInt64], to qid: UInt64) -> Int {
+        guard let limit = queues[qid].map({ $0.options.deliveryLimit }) else { return 0 }
+        var n = 0
+        for id in ids {
+            guard let u = queues[qid]!.unacked.removeValue(forKey: id) else { continue }
+            n += 1
+            if let limit, Int(u.entry.deliveries) >= limit {
+                deadLetter(u.entry, from: qid, reason: .deliveryLimit)
+            } else {
+                queues[qid]!.returned.append(u.entry)
+            }
+        }
+        return n
+    }
+
+    /// Moves a message (no longer in `qid`) to `qid`'s dead-letter queue, or drops it.
+    private mutating func deadLetter(_ entry: MessageEntry, from qid: UInt64, reason: DeadLetterReason) {
+        queues[qid]!.liveBytes -= Int(entry.bodyBytes)
+        queues[qid]!.deadLettered += 1
+        guard let name = queues[qid]!.options.deadLetterQueue, let target = queueIDs[name], target != qid else { return }
+        var moved = entry
+        moved.deliveries = 0
+        moved.deathReason = reason.rawValue
+        queues[target]!.ready.append(moved)
+        queues[target]!.liveBytes += Int(entry.bodyBytes)
+    }
+
+    // MARK: - Reclamation support
+
+    /// The lowest LSN that holds a live message body or retained stream record (nil when none does).
+    var lowestLiveLSN: UInt64? {
+        var low = UInt64.max
+        for q in queues.values { q.forEachEntry { low = min(low, $0.bodyLSN) } }
+        for s in streams.values { if let first = s.entries.first { low = min(low, first.lsn) } }
+        return low == .max ? nil : low
+    }
+
+    var liveBytes: Int {
+        queues.values.reduce(0) { $0 + $1.liveBytes } + streams.values.reduce(0) { $0 + $1.bytes }
+    }
+}
