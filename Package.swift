@@ -68,6 +68,7 @@ let package = Package(
         .executableTarget(name: "WALCrashChild", dependencies: ["WriteAheadLog"], path: "Tests/WALCrashChild"),
         .testTarget(name: "LogFormatTests", dependencies: ["LogFormat", "CCRC32C"]),
         .testTarget(name: "WriteAheadLogTests", dependencies: ["WriteAheadLog", "WALSimulation", "WALCrashChild", "walctl"]),
+        .testTarget(name: "DurableQueueTests", dependencies: ["DurableQueue", "WriteAheadLog"]),
         .testTarget(name: "WorkloadTests", dependencies: ["Workload"], path: "Tests/WorkloadTests"),
     ]
 )

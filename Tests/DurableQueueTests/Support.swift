@@ -1,0 +1,56 @@
+import Foundation
+import WriteAheadLog
+@testable import DurableQueue
+
+/// A fresh directory under the system temporary directory, removed when the test ends.
+final class TemporaryDirectory {
+    let path: String
+    init() {
+        path = NSTemporaryDirectory() + "queue-test-" + UUID().uuidString
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// Small segments so that tests roll, checkpoint and reclaim quickly; maintenance off unless asked for.
+func testOptions(segmentBytes: Int = 256 << 10, maintenance: Duration = .seconds(3600)) -> StoreOptions {
+    var o = StoreOptions()
+    o.log.segmentBytes = segmentBytes
+    o.log.frameBytesMax = 32 << 10
+    o.log.recordBytesMax = (32 << 10) - 4
+    o.log.pendingBytesMax = 256 << 10
+    o.checkpointEveryBytes = 1 << 40
+    o.maintenanceInterval = maintenance
+    return o
+}
+
+func text(_ s: String) -> Message { Message(body: Array(s.utf8)) }
+
+extension Delivery {
+    var text: String { String(decoding: message.body, as: UTF8.self) }
+}
+
+/// The next `n` deliveries of a consumer (fails the test by throwing when the stream ends first).
+func take(_ n: Int, from consumer: Consumer) async throws -> [Delivery] {
+    var result: [Delivery] = []
+    var iterator = consumer.deliveries.makeAsyncIterator()
+    while result.count < n {
+        guard let d = try await iterator.next() else { throw TestFailure("deliveries ended after \(result.count)") }
+        result.append(d)
+    }
+    return result
+}
+
+/// Waits (polling, up to `seconds`) until `condition` holds.
+func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async throws {
+    let deadline = Date().addingTimeInterval(seconds)
+    while !condition() {
+        if Date() > deadline { throw TestFailure("condition not met within \(seconds) s") }
+        try await Task.sleep(for: .milliseconds(5))
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
