@@ -6,7 +6,9 @@ import WriteAheadLog
 /// after it. One file, `checkpoint`, replaced crash-safely: written to `checkpoint.tmp`, `fdatasync`ed,
 /// renamed over the old one, directory synced. Layout (little-endian):
 ///
-///     0  "QWCP"  4  version (1)  8  covered LSN  16  body length  24  CRC32C of the body  28  zero  32  body
+///     0  "QWCP"  4  version (1)  8  covered LSN  16  body length  24  CRC32C  28  zero  32  body
+///
+/// The CRC32C covers bytes 0..<24 and then the body.
 enum Checkpoint {
     static let fileName = "checkpoint"
     static let magic: UInt32 = 0x5043_5751  // "QWCP"
@@ -49,15 +51,20 @@ enum Checkpoint {
         }
         var bytes = w.bytes
         let bodyCount = bytes.count - headerBytes
-        let crc = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[headerBytes...])) }
         bytes.withUnsafeMutableBytes { b in
             b.storeBytes(of: magic.littleEndian, toByteOffset: 0, as: UInt32.self)
             b.storeBytes(of: version.littleEndian, toByteOffset: 4, as: UInt32.self)
             b.storeBytes(of: state.appliedLSN.littleEndian, toByteOffset: 8, as: UInt64.self)
             b.storeBytes(of: UInt64(bodyCount).littleEndian, toByteOffset: 16, as: UInt64.self)
-            b.storeBytes(of: crc.littleEndian, toByteOffset: 24, as: UInt32.self)
+            b.storeBytes(of: checksum(UnsafeRawBufferPointer(b)).littleEndian, toByteOffset: 24, as: UInt32.self)
         }
         return bytes
+    }
+
+    /// CRC32C of the header's first 24 bytes and the body.
+    private static func checksum(_ file: UnsafeRawBufferPointer) -> UInt32 {
+        let head = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: file[0..<24]))
+        return CRC32C.checksum(UnsafeRawBufferPointer(rebasing: file[headerBytes...]), continuing: head)
     }
 
     private static func writeEntries(_ entries: Deque<MessageEntry>, to w: inout ByteWriter) {
@@ -81,11 +88,12 @@ enum Checkpoint {
         let lsn = try header.u64()
         let bodyCount = try header.u64()
         let crc = try header.u32()
+        guard try header.u32() == 0 else { throw .init(description: "non-zero reserved header bytes") }
         guard bodyCount == UInt64(bytes.count - headerBytes) else {
             throw .init(description: "body of \(bytes.count - headerBytes) bytes, header says \(bodyCount) (torn write?)")
         }
         let body = UnsafeRawBufferPointer(rebasing: bytes[headerBytes...])
-        guard CRC32C.checksum(body) == crc else { throw .init(description: "checksum mismatch") }
+        guard checksum(bytes) == crc else { throw .init(description: "checksum mismatch") }
         var r = ByteReader(body)
         var state = StoreState()
         state.appliedLSN = lsn

@@ -1,0 +1,102 @@
+import Foundation
+import Testing
+import WriteAheadLog
+@testable import DurableQueue
+
+@Suite struct CheckpointTests {
+    @Test func recordsRoundTrip() throws {
+        let records: [StoreRecord] = [
+            .sessionStart(time: 123),
+            .declareQueue(name: "q", options: QueueOptions(durable: true, deliveryLimit: 5, deadLetterQueue: "d",
+                                                           ackTimeout: .milliseconds(1500), maxLength: 0, overflow: .rejectPublish)),
+            .declareQueue(name: "plain", options: QueueOptions()),
+            .deleteQueue(queue: 9),
+            .publish(queue: 7, time: -1, headers: ["k": "v", "a": ""], body: [1, 2, 3]),
+            .checkout(queue: 7, consumer: 3, max: 100),
+            .ack(queue: 7, messages: [1, 2, .max]),
+            .requeue(queue: 7, reason: .ackTimeout, messages: []),
+            .reject(queue: 7, messages: [5]),
+            .relocate(queue: 7, message: 8, headers: [:], body: []),
+            .declareStream(name: "s", options: StreamOptions(maxBytes: 0, maxAge: .seconds(60))),
+            .deleteStream(stream: 4),
+            .streamAppend(stream: 4, time: 5, headers: ["x": "y"], body: Array(repeating: 9, count: 1000)),
+            .commitOffset(stream: 4, group: "g", offset: 77),
+            .trimStream(stream: 4, before: 10),
+        ]
+        for r in records {
+            let bytes = r.encode()
+            #expect(try bytes.withUnsafeBytes { try StoreRecord.decode($0) } == r)
+            // Every truncation is refused, never misread.
+            for cut in 0..<bytes.count {
+                #expect(throws: ByteReader.Malformed.self) {
+                    try bytes.withUnsafeBytes { try StoreRecord.decode(UnsafeRawBufferPointer(rebasing: $0[0..<cut])) }
+                }
+            }
+        }
+    }
+
+    @Test func checkpointRoundTripsTheState() async throws {
+        let dir = TemporaryDirectory()
+        let store = try await QueueStore.open(directory: dir.path, options: testOptions())
+        try await store.declareQueue("dlq")
+        try await store.declareQueue("q", options: QueueOptions(deliveryLimit: 1, deadLetterQueue: "dlq"))
+        for i in 0..<20 { try await store.publish(to: "q", text("\(i)")) }
+        let c = try store.consume(queue: "q", prefetch: 5)
+        let got = try await take(5, from: c)
+        try await c.ack(got[0].tag)
+        try await c.nack(got[1].tag, requeue: true)  // over the limit: to the DLQ
+        try await store.declareStream("s")
+        for i in 0..<7 { try await store.append(to: "s", text("\(i)")) }
+        try await store.commitOffset(stream: "s", group: "g", offset: 3)
+        let state = store.core.withLock { $0.state }
+        let bytes = Checkpoint.encode(state)
+        let decoded = try bytes.withUnsafeBytes { try Checkpoint.decode($0) }
+        #expect(Checkpoint.encode(decoded) == bytes)
+        #expect(decoded.appliedLSN == state.appliedLSN && decoded.liveBytes == state.liveBytes)
+        let q = state.queueIDs["q"]!
+        #expect(decoded.queues[q]!.unacked.count == state.queues[q]!.unacked.count)
+        #expect(decoded.queues[q]!.ready == state.queues[q]!.ready)
+        // A flipped byte anywhere is refused.
+        for i in stride(from: 0, to: bytes.count, by: 7) {
+            var bad = bytes
+            bad[i] ^= 0x10
+            #expect(throws: ByteReader.Malformed.self) { try bad.withUnsafeBytes { try Checkpoint.decode($0) } }
+        }
+        try store.close()
+    }
+
+    @Test func openReplaysOnlyTheTailAfterACheckpoint() async throws {
+        let dir = TemporaryDirectory()
+        var store = try await QueueStore.open(directory: dir.path, options: testOptions())
+        try await store.declareQueue("q")
+        for i in 0..<500 { try await store.publish(to: "q", text("\(i)")) }
+        try store.checkpoint()
+        for i in 500..<510 { try await store.publish(to: "q", text("\(i)")) }
+        // Drop the store without close (no final checkpoint), as a crash would.
+        let log = store.log
+        store.maintenanceTask.withLock { $0?.cancel() }
+        try log.close()
+        store = try await QueueStore.open(directory: dir.path, options: testOptions())
+        defer { try? store.close() }
+        #expect(store.openReport.replayedRecords == 10)
+        #expect(store.queueInfo("q")?.ready == 510)
+        let c = try store.consume(queue: "q", prefetch: 1000)
+        let all = try await take(510, from: c)
+        #expect(all.map(\.text) == (0..<510).map { "\($0)" })
+    }
+
+    @Test func damagedCheckpointIsReportedNotServed() async throws {
+        let dir = TemporaryDirectory()
+        let store = try await QueueStore.open(directory: dir.path, options: testOptions())
+        try await store.declareQueue("q")
+        try await store.publish(to: "q", text("x"))
+        try store.close()
+        let path = dir.path + "/checkpoint"
+        var bytes = [UInt8](FileManager.default.contents(atPath: path)!)
+        bytes[bytes.count - 3] ^= 1
+        _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        await #expect {
+            _ = try await QueueStore.open(directory: dir.path, options: testOptions())
+        } throws: { ($0 as? QueueError)?.code == .corruption }
+    }
+}
