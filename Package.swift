@@ -68,7 +68,8 @@ let package = Package(
         .executableTarget(name: "WALCrashChild", dependencies: ["WriteAheadLog"], path: "Tests/WALCrashChild"),
         .testTarget(name: "LogFormatTests", dependencies: ["LogFormat", "CCRC32C"]),
         .testTarget(name: "WriteAheadLogTests", dependencies: ["WriteAheadLog", "WALSimulation", "WALCrashChild", "walctl"]),
-        .testTarget(name: "DurableQueueTests", dependencies: ["DurableQueue", "WriteAheadLog"]),
+        .executableTarget(name: "QueueCrashChild", dependencies: ["DurableQueue"], path: "Tests/QueueCrashChild"),
+        .testTarget(name: "DurableQueueTests", dependencies: ["DurableQueue", "WriteAheadLog", "QueueCrashChild"]),
         .testTarget(name: "WorkloadTests", dependencies: ["Workload"], path: "Tests/WorkloadTests"),
     ]
 )
