@@ -69,7 +69,7 @@ let package = Package(
         .testTarget(name: "LogFormatTests", dependencies: ["LogFormat", "CCRC32C"]),
         .testTarget(name: "WriteAheadLogTests", dependencies: ["WriteAheadLog", "WALSimulation", "WALCrashChild", "walctl"]),
         .executableTarget(name: "QueueCrashChild", dependencies: ["DurableQueue"], path: "Tests/QueueCrashChild"),
-        .testTarget(name: "DurableQueueTests", dependencies: ["DurableQueue", "WriteAheadLog", "QueueCrashChild"]),
+        .testTarget(name: "DurableQueueTests", dependencies: ["DurableQueue", "WriteAheadLog", "WALSimulation", "QueueCrashChild"]),
         .testTarget(name: "WorkloadTests", dependencies: ["Workload"], path: "Tests/WorkloadTests"),
     ]
 )
