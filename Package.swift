@@ -44,7 +44,7 @@ let package = Package(
         .executableTarget(
             name: "WALBench",
             dependencies: [
-                "WriteAheadLog", "Workload", "CLZ4",
+                "WriteAheadLog", "DurableQueue", "Workload", "CLZ4",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             path: "Benchmarks/WALBench"

@@ -68,6 +68,10 @@ var order: [String] = []
     if let only = settings.only, !key.contains(only) { return }
     keep(key, try await run.run(messages: payload, directory: settings.directory))
 }
+@MainActor func queue(_ key: String, _ run: QueueRun, payload: [UInt8] = events) async throws {
+    if let only = settings.only, !key.contains(only) { return }
+    keep(key, try await run.run(messages: payload, directory: settings.directory))
+}
 @MainActor func bare(_ key: String, batch: Int, lz4: Bool = false, payload: [UInt8] = events) {
     if let only = settings.only, !key.contains(only) { return }
     keep(key, ceiling.run(messages: payload, batch: batch, lz4: lz4, messagesMax: settings.messages, secondsMax: settings.seconds))
@@ -87,6 +91,11 @@ for rep in 1...settings.reps {
         let group = Int(last.recordsPerSync.rounded())
         bare("ceiling at c=64 syncs=\(k) group", batch: max(1, group))
     }
+    try await queue("queue c=1", QueueRun(concurrency: 1, messagesMax: n, secondsMax: s))
+    try await queue("queue c=64", QueueRun(concurrency: 64, messagesMax: n, secondsMax: s))
+    try await queue("queue windowed c=64", QueueRun(shape: .windowed, concurrency: 64, messagesMax: n, secondsMax: s))
+    try await queue("queue end-to-end c=64 consumers=1", QueueRun(shape: .endToEnd, concurrency: 64, consumers: 1, messagesMax: n, secondsMax: s))
+    try await queue("queue end-to-end c=64 consumers=4", QueueRun(shape: .endToEnd, concurrency: 64, consumers: 4, messagesMax: n, secondsMax: s))
     try await engine("wal c=64 codec=none", EngineRun(concurrency: 64, codec: .none, messagesMax: n, secondsMax: s))
     try await engine("wal c=64 random payload", EngineRun(concurrency: 64, messagesMax: n, secondsMax: s), payload: random)
     try await engine("wal blocking c=64", EngineRun(shape: .blocking, concurrency: 64, messagesMax: n, secondsMax: s))
@@ -132,6 +141,11 @@ for k in [1, 2, 4] {
 report("c=64 lz4 msgs/s / c=64 codec=none msgs/s", ratio("wal c=64 syncs=2", "wal c=64 codec=none"))
 report("c=64 codec=none bytes/record / lz4 bytes/record", ratio("wal c=64 codec=none", "wal c=64 syncs=2", \.bytesWrittenPerRecord))
 report("c=1024 msgs/s / ceiling b=1024", ratio("wal c=1024", "ceiling b=1024"))
+report("queue c=1 msgs/s / wal c=1 (target 0.8)", ratio("queue c=1", "wal c=1"))
+report("queue c=64 msgs/s / wal c=64 syncs=2 (target 0.8)", ratio("queue c=64", "wal c=64 syncs=2"))
+report("queue windowed c=64 msgs/s / wal windowed c=64 (target 0.8)", ratio("queue windowed c=64", "wal windowed c=64"))
+report("end-to-end c=64 1 consumer / queue c=64 publish (target 0.5)", ratio("queue end-to-end c=64 consumers=1", "queue c=64"))
+report("end-to-end c=64 4 consumers / queue c=64 publish (target 0.5)", ratio("queue end-to-end c=64 consumers=4", "queue c=64"))
 
 if let path = settings.jsonPath {
     struct Output: Codable {

@@ -1,0 +1,159 @@
+import DurableQueue
+import Foundation
+import Histogram
+import Synchronization
+import WriteAheadLog
+
+/// Durable publishes through the queue layer (`QueueStore`), the same workload as `EngineRun`: awaited
+/// publishes from `concurrency` tasks, or one windowed publisher with `concurrency` unconfirmed publishes;
+/// and end to end, publish -> consume -> ack, with `consumers` consumers acking in batches.
+struct QueueRun {
+    enum Shape: String { case awaited, windowed, endToEnd = "end-to-end" }
+
+    var shape: Shape = .awaited
+    var concurrency: Int
+    var consumers = 1
+    var messagesMax: Int
+    var secondsMax: Double
+
+    func run(messages source: [UInt8], directory: String) async throws -> Measurement {
+        let dir = directory + "/store-\(UUID().uuidString.prefix(8))"
+        let store = try await QueueStore.open(directory: dir)
+        defer {
+            try? store.close()
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+        try await store.declareQueue("bench")
+        let bodies = (0..<(source.count / 1024)).map { Message(body: Array(source[($0 * 1024)..<($0 * 1024 + 1024)])) }
+        let shared = SharedProgress()
+        let cpuStart = processCPUSeconds()
+        let start = monotonicNanoseconds()
+        let deadline = start + UInt64(secondsMax * 1e9)
+        var latencies = newHistogram()
+        var delivered = 0
+
+        switch shape {
+        case .awaited, .endToEnd:
+            let consuming = shape == .endToEnd ? startConsumers(store, shared: shared) : nil
+            let perTask = messagesMax / concurrency + 2
+            let samples = try await withThrowingTaskGroup(of: [UInt64].self) { group in
+                for _ in 0..<concurrency {
+                    group.addTask {
+                        var mine: [UInt64] = []
+                        mine.reserveCapacity(perTask)
+                        while true {
+                            let i = shared.next.add(1, ordering: .relaxed).oldValue
+                            if i >= messagesMax || monotonicNanoseconds() >= deadline { break }
+                            let t0 = monotonicNanoseconds()
+                            try await store.publish(to: "bench", bodies[i % bodies.count])
+                            let t1 = monotonicNanoseconds()
+                            mine.append(t1 - t0)
+                            _ = shared.lastConfirm.max(t1, ordering: .relaxed)
+                        }
+                        return mine
+                    }
+                }
+                var all: [[UInt64]] = []
+                for try await part in group { all.append(part) }
+                return all
+            }
+            for part in samples { for value in part { _ = latencies.record(value) } }
+            if let consuming {
+                // End to end: the clock runs until every published message is acked.
+                let published = Int(latencies.totalCount)
+                while consuming.acked.load(ordering: .relaxed) < published { try await Task.sleep(for: .milliseconds(1)) }
+                for c in consuming.consumers { c.cancel() }
+                delivered = published
+                _ = shared.lastConfirm.max(consuming.lastAck.load(ordering: .relaxed), ordering: .relaxed)
+            }
+        case .windowed:
+            latencies = try await windowed(store, bodies: bodies, deadline: deadline, shared: shared)
+        }
+        let cpuEnd = processCPUSeconds()
+        let counters = store.logCounters
+        let seconds = Double(shared.lastConfirm.load(ordering: .relaxed) - start) / 1e9
+        var m = Measurement(
+            scenario: "queue \(shape.rawValue) c=\(concurrency)", concurrency: concurrency, codec: "lz4", syncsInFlight: 2,
+            messages: shape == .endToEnd ? delivered : Int(latencies.totalCount), seconds: seconds, latencies: latencies,
+            recordsPerSync: counters.recordsPerSync, bytesWrittenPerRecord: counters.bytesWrittenPerRecord,
+            cpuSeconds: cpuEnd - cpuStart)
+        m.syncMicrosecondsMean = counters.syncMicrosecondsMean
+        return m
+    }
+
+    final class Consuming: Sendable {
+        let consumers: [Consumer]
+        let acked = Atomic<Int>(0)
+        let lastAck = Atomic<UInt64>(0)
+        init(_ consumers: [Consumer]) { self.consumers = consumers }
+    }
+
+    /// Consumers that ack every 64th delivery with `multiple` (and whatever is left when the queue runs dry).
+    private func startConsumers(_ store: QueueStore, shared: SharedProgress) -> Consuming {
+        let consumers = (0..<consumers).map { _ in try! store.consume(queue: "bench", prefetch: 512) }
+        let consuming = Consuming(consumers)
+        for consumer in consumers {
+            Task {
+                var pending = 0
+                var last: UInt64 = 0
+                do {
+                    for try await d in consumer.deliveries {
+                        pending += 1
+                        last = d.tag
+                        if pending == 64 {
+                            try await consumer.ack(last, multiple: true)
+                            consuming.acked.add(pending, ordering: .relaxed)
+                            _ = consuming.lastAck.max(monotonicNanoseconds(), ordering: .relaxed)
+                            pending = 0
+                        } else if (store.queueInfo("bench")?.ready ?? 0) == 0 {
+                            try await consumer.ack(last, multiple: true)
+                            consuming.acked.add(pending, ordering: .relaxed)
+                            _ = consuming.lastAck.max(monotonicNanoseconds(), ordering: .relaxed)
+                            pending = 0
+                        }
+                    }
+                } catch {}
+            }
+        }
+        return consuming
+    }
+
+    /// One task publishes with `concurrency` unconfirmed at most; another reads the coalesced confirms.
+    private func windowed(_ store: QueueStore, bodies: [Message], deadline: UInt64,
+                          shared: SharedProgress) async throws -> Histogram<UInt64> {
+        let publisher = store.publisher()
+        let sentAt = LatencySlots(count: messagesMax + 2)
+        let confirmedThrough = Atomic<Int>(0)
+        let final = Atomic<Int>(-1)
+        let window = concurrency
+        let reader = Task {
+            var histogram = newHistogram()
+            var done = 0
+            for await confirm in publisher.confirms {
+                guard case .ack(let sequence, _) = confirm else { continue }
+                let t1 = monotonicNanoseconds()
+                let last = final.load(ordering: .acquiring)
+                while done < Int(sequence) {
+                    done += 1
+                    if last >= 0 && done > last { break }  // the sentinel
+                    _ = histogram.record(t1 - sentAt.get(done))
+                    _ = shared.lastConfirm.max(t1, ordering: .relaxed)
+                }
+                confirmedThrough.store(done, ordering: .releasing)
+                if last >= 0 && done > last { break }
+            }
+            return histogram
+        }
+        var issued = 0
+        while issued < messagesMax && monotonicNanoseconds() < deadline {
+            while issued - confirmedThrough.load(ordering: .acquiring) >= window { await Task.yield() }
+            sentAt.set(issued + 1, monotonicNanoseconds())
+            try await publisher.publish(to: "bench", bodies[issued % bodies.count])
+            issued += 1
+        }
+        // A sentinel publish whose confirm (after every other) ends the reader.
+        final.store(issued, ordering: .releasing)
+        try await publisher.publish(to: "bench", bodies[0])
+        return await reader.value
+    }
+}
