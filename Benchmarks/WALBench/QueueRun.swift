@@ -62,6 +62,7 @@ struct QueueRun {
                 // End to end: the clock runs until every published message is acked.
                 let published = Int(latencies.totalCount)
                 while consuming.acked.load(ordering: .relaxed) < published { try await Task.sleep(for: .milliseconds(1)) }
+                consuming.stop.store(true, ordering: .relaxed)
                 for c in consuming.consumers { c.cancel() }
                 delivered = published
                 _ = shared.lastConfirm.max(consuming.lastAck.load(ordering: .relaxed), ordering: .relaxed)
@@ -81,38 +82,43 @@ struct QueueRun {
         return m
     }
 
+    final class UnackedTally: Sendable {
+        let state = Mutex<(count: Int, last: UInt64)>((0, 0))
+    }
+
     final class Consuming: Sendable {
         let consumers: [Consumer]
         let acked = Atomic<Int>(0)
         let lastAck = Atomic<UInt64>(0)
+        let stop = Atomic<Bool>(false)
         init(_ consumers: [Consumer]) { self.consumers = consumers }
     }
 
-    /// Consumers that ack every 64th delivery with `multiple` (and whatever is left when the queue runs dry).
+    /// Each consumer reads its deliveries in one task and acks them from another, every half millisecond
+    /// with one cumulative (`multiple`) ack for what arrived since: batched acks, as real consumers do.
     private func startConsumers(_ store: QueueStore, shared: SharedProgress) -> Consuming {
         let consumers = (0..<consumers).map { _ in try! store.consume(queue: "bench", prefetch: 512) }
         let consuming = Consuming(consumers)
         for consumer in consumers {
+            let unacked = UnackedTally()
             Task {
-                var pending = 0
-                var last: UInt64 = 0
                 do {
                     for try await d in consumer.deliveries {
-                        pending += 1
-                        last = d.tag
-                        if pending == 64 {
-                            try await consumer.ack(last, multiple: true)
-                            consuming.acked.add(pending, ordering: .relaxed)
-                            _ = consuming.lastAck.max(monotonicNanoseconds(), ordering: .relaxed)
-                            pending = 0
-                        } else if (store.queueInfo("bench")?.ready ?? 0) == 0 {
-                            try await consumer.ack(last, multiple: true)
-                            consuming.acked.add(pending, ordering: .relaxed)
-                            _ = consuming.lastAck.max(monotonicNanoseconds(), ordering: .relaxed)
-                            pending = 0
-                        }
+                        unacked.state.withLock { $0 = ($0.count + 1, d.tag) }
                     }
                 } catch {}
+            }
+            Task {
+                while !consuming.stop.load(ordering: .relaxed) {
+                    let (count, last) = unacked.state.withLock { u in defer { u = (0, 0) }; return u }
+                    if count > 0 {
+                        do { try await consumer.ack(last, multiple: true) } catch { return }
+                        consuming.acked.add(count, ordering: .relaxed)
+                        _ = consuming.lastAck.max(monotonicNanoseconds(), ordering: .relaxed)
+                    } else {
+                        try? await Task.sleep(for: .microseconds(500))
+                    }
+                }
             }
         }
         return consuming
