@@ -82,6 +82,34 @@ struct QueueRun {
         return m
     }
 
+    /// How far confirms got; the producer waits here while its window is full (no spinning: two cores).
+    final class WindowGate: Sendable {
+        private let state = Mutex<(done: Int, waiter: UnsafeContinuation<Void, Never>?, target: Int)>((0, nil, 0))
+
+        func advance(to done: Int) {
+            let waiter = state.withLock { s -> UnsafeContinuation<Void, Never>? in
+                s.done = done
+                guard let w = s.waiter, done >= s.target else { return nil }
+                s.waiter = nil
+                return w
+            }
+            waiter?.resume()
+        }
+
+        func wait(until target: Int) async {
+            if state.withLock({ $0.done >= target }) { return }
+            await withUnsafeContinuation { c in
+                let now = state.withLock { s -> Bool in
+                    if s.done >= target { return true }
+                    s.waiter = c
+                    s.target = target
+                    return false
+                }
+                if now { c.resume() }
+            }
+        }
+    }
+
     final class UnackedTally: Sendable {
         let state = Mutex<(count: Int, last: UInt64)>((0, 0))
     }
@@ -129,7 +157,7 @@ struct QueueRun {
                           shared: SharedProgress) async throws -> Histogram<UInt64> {
         let publisher = store.publisher()
         let sentAt = LatencySlots(count: messagesMax + 2)
-        let confirmedThrough = Atomic<Int>(0)
+        let confirmedThrough = WindowGate()
         let final = Atomic<Int>(-1)
         let window = concurrency
         let reader = Task {
@@ -145,14 +173,14 @@ struct QueueRun {
                     _ = histogram.record(t1 - sentAt.get(done))
                     _ = shared.lastConfirm.max(t1, ordering: .relaxed)
                 }
-                confirmedThrough.store(done, ordering: .releasing)
+                confirmedThrough.advance(to: done)
                 if last >= 0 && done > last { break }
             }
             return histogram
         }
         var issued = 0
         while issued < messagesMax && monotonicNanoseconds() < deadline {
-            while issued - confirmedThrough.load(ordering: .acquiring) >= window { await Task.yield() }
+            await confirmedThrough.wait(until: issued - window + 1)
             sentAt.set(issued + 1, monotonicNanoseconds())
             try await publisher.publish(to: "bench", bodies[issued % bodies.count])
             issued += 1

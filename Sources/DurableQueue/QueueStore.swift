@@ -394,7 +394,7 @@ public final class QueueStore: Sendable {
         let encoded = records.map { $0.encode() }
         let total = encoded.reduce(0) { $0 + $1.count + BatchPayload.lengthPrefixBytes }
         while true {
-            try core.withLock { c throws(QueueError) in try c.usable() }
+            // No usability check here: the log itself refuses appends once it failed or closed.
             let effect: StoreState.Effect?
             do {
                 effect = try await withUnsafeThrowingContinuation { (c: UnsafeContinuation<StoreState.Effect?, any Error>) in
@@ -469,7 +469,7 @@ public final class QueueStore: Sendable {
         core.withLock { c in
             switch result {
             case .success(let lsn):
-                c.confirmed(submission, at: lsn.rawValue, cache: cache, &actions)
+                c.confirmed(submission, at: lsn.rawValue, &actions)
             case .failure(let error):
                 c.failed(submission, QueueError.from(error), &actions)
             }
@@ -478,6 +478,7 @@ public final class QueueStore: Sendable {
     }
 
     func run(_ actions: Actions) {
+        for (lsn, message) in actions.cached { cache.insert(message, at: lsn) }
         for s in actions.submissions { submitDetached(s) }
         for (channel, batch) in actions.deliveries { channel.push(batch) }
         for channel in actions.finished { channel.finish() }

@@ -9,6 +9,8 @@ struct Actions {
     var submissions: [Submission] = []
     var finished: [DeliveryChannel] = []
     var wakeups: [UnsafeContinuation<Void, Never>] = []
+    /// Message contents to cache, by the LSN of their record.
+    var cached: [(UInt64, Message)] = []
 }
 
 /// Everything the store's lock guards: the state machine, the confirms waiting to be applied in LSN order,
@@ -48,14 +50,14 @@ struct Core {
     // MARK: - Confirms
 
     /// A submission's records are durable at `lsn...`: apply it, and any stashed ones that now follow, in order.
-    mutating func confirmed(_ submission: Submission, at lsn: UInt64, cache: BodyCache, _ actions: inout Actions) {
+    mutating func confirmed(_ submission: Submission, at lsn: UInt64, _ actions: inout Actions) {
         guard lsn == nextApply else {
             stash[lsn] = submission
             return
         }
-        applyLive(submission, at: lsn, cache: cache, &actions)
+        applyLive(submission, at: lsn, &actions)
         while let next = stash.removeValue(forKey: nextApply) {
-            applyLive(next, at: nextApply, cache: cache, &actions)
+            applyLive(next, at: nextApply, &actions)
         }
     }
 
@@ -69,14 +71,13 @@ struct Core {
         }
     }
 
-    private mutating func applyLive(_ submission: Submission, at first: UInt64, cache: BodyCache,
-                                    _ actions: inout Actions) {
+    private mutating func applyLive(_ submission: Submission, at first: UInt64, _ actions: inout Actions) {
         touched.removeAll(keepingCapacity: true)
         var effect = StoreState.Effect.none
         var lsn = first
         for record in submission.records {
             effect = state.apply(record, at: lsn)
-            noteApplied(record, at: lsn, cache: cache, &actions)
+            noteApplied(record, at: lsn, &actions)
             lsn += 1
         }
         nextApply = lsn
@@ -111,15 +112,15 @@ struct Core {
     }
 
     /// Run-time consequences of one applied record: cache its body, note the queues that may deliver now.
-    private mutating func noteApplied(_ record: StoreRecord, at lsn: UInt64, cache: BodyCache, _ actions: inout Actions) {
+    private mutating func noteApplied(_ record: StoreRecord, at lsn: UInt64, _ actions: inout Actions) {
         switch record {
         case .publish(let q, _, let headers, let body):
-            cache.insert(Message(headers: headers, body: body), at: lsn)
+            actions.cached.append((lsn, Message(headers: headers, body: body)))
             touch(q)
         case .relocate(_, _, let headers, let body):
-            cache.insert(Message(headers: headers, body: body), at: lsn)
+            actions.cached.append((lsn, Message(headers: headers, body: body)))
         case .streamAppend(let s, _, let headers, let body):
-            cache.insert(Message(headers: headers, body: body), at: lsn)
+            actions.cached.append((lsn, Message(headers: headers, body: body)))
             if let waiters = streamWaiters.removeValue(forKey: s) { actions.wakeups.append(contentsOf: waiters) }
         case .checkout(let q, _, _), .ack(let q, _):
             touch(q)
