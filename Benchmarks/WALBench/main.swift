@@ -7,6 +7,12 @@ import LogFormat
 import Workload
 import WriteAheadLog
 
+// The reopen scenario's child: fill a store and exit without closing it.
+if CommandLine.arguments.count == 5, CommandLine.arguments[1] == "--fill", let bytes = Int(CommandLine.arguments[3]) {
+    try await ReopenRun.fill(directory: CommandLine.arguments[2], bytes: bytes,
+                             checkpoints: CommandLine.arguments[4] == "checkpoints")
+}
+
 struct Settings {
     var reps = 3
     var seconds = 3.0
@@ -15,6 +21,8 @@ struct Settings {
     var jsonPath: String?
     /// Runs only the scenarios whose name contains this text.
     var only: String?
+    /// Log size for the reopen-after-crash scenario.
+    var reopenBytes = 1 << 30
 
     init(_ arguments: [String]) throws {
         var i = 1
@@ -31,9 +39,10 @@ struct Settings {
             case "--dir": directory = try value()
             case "--json": jsonPath = try value()
             case "--only": only = try value()
-            case "--quick": reps = 1; seconds = 1; messages = 30_000
+            case "--reopen-bytes": reopenBytes = Int(try value()) ?? reopenBytes
+            case "--quick": reps = 1; seconds = 1; messages = 30_000; reopenBytes = 256 << 20
             case "--help", "-h":
-                say("usage: wal-bench [--reps N] [--seconds S] [--messages N] [--dir PATH] [--json PATH] [--only TEXT] [--quick]")
+                say("usage: wal-bench [--reps N] [--seconds S] [--messages N] [--dir PATH] [--json PATH] [--only TEXT] [--reopen-bytes N] [--quick]")
                 exit(0)
             default: throw BenchError("unknown argument \(arguments[i]); see --help")
             }
@@ -106,6 +115,21 @@ for rep in 1...settings.reps {
     bare("ceiling b=1024", batch: 1024)
 }
 
+var reopens: [ReopenRun.Result] = []
+if settings.only.map({ "reopen".contains($0) || $0.contains("reopen") }) ?? true {
+    say("reopen after a crash with \(settings.reopenBytes >> 20) MiB of log (filling in a child process, then timing open)")
+    for checkpoints in [true, false] {
+        let r = try await ReopenRun.run(directory: settings.directory, bytes: settings.reopenBytes, checkpoints: checkpoints)
+        reopens.append(r)
+        say(String(format: "  reopen %@: %.1f ms for %d MiB of log, %d messages queued; checkpoint LSN %llu, replayed %d records (%.1f MiB), log scanned %.1f MiB",
+                   checkpoints ? "with checkpoints" : "without checkpoint", r.openMilliseconds, r.logBytes >> 20, r.queued,
+                   r.checkpointLSN, r.replayedRecords, Double(r.replayedBytes) / 1048576, Double(r.logBytesScanned) / 1048576))
+        say(String(format: "    checkpoint load %.1f ms, log open %.1f ms, replay %.1f ms, the rest (session record, sync) %.1f ms",
+                   r.checkpointMilliseconds, r.logOpenMilliseconds, r.replayMilliseconds,
+                   r.openMilliseconds - r.checkpointMilliseconds - r.logOpenMilliseconds - r.replayMilliseconds))
+    }
+}
+
 let summaries = order.filter { runs[$0] != nil }.map { ($0, Summary(runs[$0]!)) }
 let byKey = Dictionary(uniqueKeysWithValues: summaries)
 
@@ -153,6 +177,7 @@ if let path = settings.jsonPath {
         var settings: [String: String]
         var scenarios: [String: Summary]
         var ratios: [String: Double]
+        var reopen: [ReopenRun.Result]
     }
     var uts = utsname()
     uname(&uts)
@@ -161,7 +186,7 @@ if let path = settings.jsonPath {
         machine: ["cores": String(ProcessInfo.processInfo.activeProcessorCount), "kernel": kernel,
                   "memoryBytes": String(ProcessInfo.processInfo.physicalMemory), "date": ISO8601DateFormatter().string(from: Date())],
         settings: ["reps": String(settings.reps), "seconds": String(settings.seconds), "messages": String(settings.messages)],
-        scenarios: byKey, ratios: ratios)
+        scenarios: byKey, ratios: ratios, reopen: reopens)
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     try encoder.encode(output).write(to: URL(fileURLWithPath: path))

@@ -58,6 +58,12 @@ struct ByteReader {
         return T(littleEndian: bytes.loadUnaligned(fromByteOffset: at, as: T.self))
     }
 
+    /// The next `n` bytes, for bulk decoding of fixed-size entries (valid while the input is).
+    mutating func raw(_ n: Int) throws(Malformed) -> UnsafeRawBufferPointer {
+        let at = try take(n)
+        return UnsafeRawBufferPointer(rebasing: bytes[at..<(at + n)])
+    }
+
     mutating func u8() throws(Malformed) -> UInt8 { try load(UInt8.self) }
     mutating func u16() throws(Malformed) -> UInt16 { try load(UInt16.self) }
     mutating func u32() throws(Malformed) -> UInt32 { try load(UInt32.self) }

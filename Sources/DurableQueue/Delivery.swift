@@ -33,16 +33,18 @@ final class DeliveryChannel: Sendable {
 
     private let state = Mutex(State())
 
-    func push(_ deliveries: [PendingDelivery]) {
-        guard !deliveries.isEmpty else { return }
-        let resume: (UnsafeContinuation<PendingDelivery?, Never>, PendingDelivery)? = state.withLock { s in
+    /// Appends deliveries in tag order. Called under the store's lock, so that batches from checkouts applied
+    /// one after the other reach the consumer in that order whatever thread hands them over; returns the
+    /// waiting reader to resume (after the lock is released), if one waits.
+    func enqueue(_ deliveries: [PendingDelivery]) -> (UnsafeContinuation<PendingDelivery?, Never>, PendingDelivery)? {
+        guard !deliveries.isEmpty else { return nil }
+        return state.withLock { s in
             guard !s.finished else { return nil }
             s.buffer.append(contentsOf: deliveries)
             guard let w = s.waiter else { return nil }
             s.waiter = nil
             return (w, s.buffer.removeFirst())
         }
-        if let (w, d) = resume { w.resume(returning: d) }
     }
 
     func finish() {

@@ -27,6 +27,11 @@ public final class QueueStore: Sendable {
         public var checkpointLSN: UInt64
         public var replayedRecords: Int
         public var replayedBytes: Int
+        /// Where the time went, in milliseconds: loading the checkpoint, opening (recovering) the log,
+        /// replaying the records after the checkpoint.
+        public var checkpointMilliseconds = 0.0
+        public var logOpenMilliseconds = 0.0
+        public var replayMilliseconds = 0.0
     }
 
     /// Opens (creating if needed) the store in `directory`: recovers the log, loads the checkpoint, replays
@@ -39,23 +44,26 @@ public final class QueueStore: Sendable {
         let log: WriteAheadLog
         var state = StoreState()
         var replayed = 0, replayedBytes = 0
+        var clock = PhaseClock()
+        // The checkpoint first: the log need not checksum the segments it covers (reads still verify them).
         do {
             try fileSystem.createDirectory(directory)
-            log = try WriteAheadLog.open(directory: "\(directory)/wal", options: options.log, fileSystem: fileSystem)
-        } catch { throw QueueError.from(error) }
-        do {
             if let bytes = try Checkpoint.read(directory: directory, fileSystem: fileSystem) {
                 state = try keepingType(ByteReader.Malformed.self) { try bytes.withUnsafeBytes { try Checkpoint.decode($0) } }
             }
         } catch let error as ByteReader.Malformed {
-            try? log.close()
             throw QueueError(.corruption, "the checkpoint \(directory)/\(Checkpoint.fileName) is damaged (\(error)). "
                              + "If `walctl info \(directory)/wal` shows the log starting at LSN 1, delete the "
                              + "checkpoint to rebuild from the log; otherwise restore from a backup")
         } catch {
-            try? log.close()
             throw QueueError.from(error as! WALError)
         }
+        let checkpointTime = clock.lap()
+        do {
+            log = try WriteAheadLog.open(directory: "\(directory)/wal", options: options.log, fileSystem: fileSystem,
+                                         verifyingFrom: LSN(state.appliedLSN + 1))
+        } catch { throw QueueError.from(error) }
+        let logTime = clock.lap()
         let covered = state.appliedLSN
         guard covered <= log.durableLSN.rawValue else {
             try? log.close()
@@ -85,8 +93,11 @@ public final class QueueStore: Sendable {
                 throw QueueError.from(error as! WALError)
             }
         }
-        let report = OpenReport(log: log.recoveryReport, checkpointLSN: covered, replayedRecords: replayed,
+        var report = OpenReport(log: log.recoveryReport, checkpointLSN: covered, replayedRecords: replayed,
                                 replayedBytes: replayedBytes)
+        report.checkpointMilliseconds = checkpointTime
+        report.logOpenMilliseconds = logTime
+        report.replayMilliseconds = clock.lap()
         let store = QueueStore(directory: directory, options: options, log: log, fileSystem: fileSystem,
                                state: state, report: report)
         do {
@@ -480,7 +491,7 @@ public final class QueueStore: Sendable {
     func run(_ actions: Actions) {
         for (lsn, message) in actions.cached { cache.insert(message, at: lsn) }
         for s in actions.submissions { submitDetached(s) }
-        for (channel, batch) in actions.deliveries { channel.push(batch) }
+        for (reader, delivery) in actions.readers { reader.resume(returning: delivery) }
         for channel in actions.finished { channel.finish() }
         for (p, seq, result) in actions.confirms { p.resolve(seq, result) }
         for w in actions.wakeups { w.resume() }
@@ -500,6 +511,18 @@ struct UncheckedSubmission: @unchecked Sendable {
 }
 
 extension Submission: @unchecked Sendable {}
+
+/// Milliseconds between laps of a monotonic clock.
+struct PhaseClock {
+    private var last = ContinuousClock.now
+
+    mutating func lap() -> Double {
+        let now = ContinuousClock.now
+        defer { last = now }
+        let (seconds, attoseconds) = (now - last).components
+        return Double(seconds) * 1000 + Double(attoseconds) / 1e15
+    }
+}
 
 func wallClockMilliseconds() -> Int64 {
     var ts = timespec()

@@ -5,7 +5,8 @@ import DequeModule
 struct Actions {
     var replies: [(UnsafeContinuation<StoreState.Effect?, any Error>, Result<StoreState.Effect, QueueError>)] = []
     var confirms: [(PublisherCore, UInt64, Result<Void, QueueError>)] = []
-    var deliveries: [(DeliveryChannel, [PendingDelivery])] = []
+    /// Consumers waiting for a delivery that is now in their buffer.
+    var readers: [(UnsafeContinuation<PendingDelivery?, Never>, PendingDelivery)] = []
     var submissions: [Submission] = []
     var finished: [DeliveryChannel] = []
     var wakeups: [UnsafeContinuation<Void, Never>] = []
@@ -178,7 +179,7 @@ struct Core {
             let tag = c.add(e, transient: nil, now: now)
             batch.append(PendingDelivery(tag: tag, entry: e, transient: nil))
         }
-        if !batch.isEmpty { actions.deliveries.append((c.channel, batch)) }
+        if let reader = c.channel.enqueue(batch) { actions.readers.append(reader) }
         consumers[cid] = c
         touch(q)
     }
@@ -218,7 +219,7 @@ struct Core {
                 actions.submissions.append(Submission(records: [.checkout(queue: q, consumer: cid, max: UInt32(take))],
                                                       intent: .checkout(consumer: cid, requested: take)))
             }
-            if !batch.isEmpty { actions.deliveries.append((c.channel, batch)) }
+            if let reader = c.channel.enqueue(batch) { actions.readers.append(reader) }
             consumers[cid] = c
         }
         rt.nextConsumer = (rt.nextConsumer + 1) % n

@@ -105,7 +105,10 @@ extension FrameHeader {
     /// to bound the checksum, never to allocate.
     ///
     /// - Parameter storedBytesMax: the largest stored payload the caller allows (bounded by the space left).
-    public static func check(_ bytes: UnsafeRawBufferPointer, storedBytesMax: Int) -> FrameCheck {
+    /// - Parameter verifyingChecksum: false checks the header's fields only (the payload need not be in
+    ///   `bytes`): for indexing frames that an earlier pass verified; readers verify each frame again.
+    public static func check(_ bytes: UnsafeRawBufferPointer, storedBytesMax: Int,
+                             verifyingChecksum: Bool = true) -> FrameCheck {
         guard bytes.count >= encodedBytes else {
             return bytes.allSatisfy({ $0 == 0 }) ? .zeros : .defective(.truncatedHeader)
         }
@@ -125,10 +128,12 @@ extension FrameHeader {
         guard Int(stored) <= storedBytesMax, codec != .none || stored == uncompressed else {
             return .defective(.lengthOutOfBounds)
         }
-        guard bytes.count >= encodedBytes + Int(stored) else { return .defective(.truncatedPayload) }
-        let covered = UnsafeRawBufferPointer(rebasing: bytes[4..<(encodedBytes + Int(stored))])
-        guard CRC32C.checksum(covered) == head.loadLE(0, as: UInt32.self) else {
-            return .defective(.checksumMismatch)
+        if verifyingChecksum {
+            guard bytes.count >= encodedBytes + Int(stored) else { return .defective(.truncatedPayload) }
+            let covered = UnsafeRawBufferPointer(rebasing: bytes[4..<(encodedBytes + Int(stored))])
+            guard CRC32C.checksum(covered) == head.loadLE(0, as: UInt32.self) else {
+                return .defective(.checksumMismatch)
+            }
         }
         return .intact(FrameHeader(
             codec: codec, kind: kind, storedBytes: stored, uncompressedBytes: uncompressed,

@@ -36,6 +36,9 @@ struct Recovery {
     let fileSystem: any FileSystem
     /// Only inspect: report what recovery would do, change nothing.
     var dryRun = false
+    /// Closed segments whose records all lie before this LSN are indexed from their frame headers without
+    /// reading the payloads (a layer above holds a checkpoint covering them; reads still verify every frame).
+    var verifyFrom = LSN.first
     /// Told (segments scanned, segments in all) after each segment, for progress displays.
     var progress: ((Int, Int) -> Void)?
 
@@ -71,7 +74,9 @@ struct Recovery {
 
         scan: for (i, name) in segmentNames.enumerated() {
             let path = "\(directory)/\(name)"
-            let size = try load(path)
+            let nextFirst = i + 1 < segmentNames.count ? SegmentNames.firstLSN(ofName: segmentNames[i + 1]) : nil
+            let trusted = nextFirst.map { $0 <= verifyFrom } ?? false
+            var size = trusted ? try loadHeaderBlock(path) : try load(path)
             report.bytesScanned += size
             progress?(i + 1, segmentNames.count)
             let header = buffer.withUnsafeBytes { SegmentHeader.decode($0) }
@@ -94,6 +99,17 @@ struct Recovery {
             let h = try! header.get()
             identity = identity ?? h.logIdentity
             previousID = h.segmentID
+            if trusted, let nextFirst {
+                if let indexed = try indexFromHeaders(path, segmentID: h.segmentID, firstLSN: expected, endLSN: nextFirst) {
+                    report.bytesScanned += indexed.frames.count * FrameHeader.encodedBytes
+                    segments.append(indexed)
+                    expected = nextFirst
+                    sealed = false
+                    continue scan
+                }
+                size = try load(path)  // the headers disagree: verify the whole segment to say where and why
+                report.bytesScanned += size
+            }
             var segment = SegmentCatalog.Segment(segmentID: h.segmentID, firstLSN: expected, path: path, frames: [])
             var offset = SegmentHeader.blockBytes
             sealed = false
@@ -199,6 +215,53 @@ struct Recovery {
             while i < size { if b[i] != 0 { return false }; i += 1 }
             return true
         }
+    }
+
+    /// Reads a segment's header block into `buffer`; returns its size.
+    private mutating func loadHeaderBlock(_ path: String) throws(WALError) -> Int {
+        let fd = try fileSystem.open(path, writable: false, create: false)
+        defer { fileSystem.close(fd) }
+        let size = SegmentHeader.blockBytes
+        if buffer.count < size { buffer = [UInt8](repeating: 0, count: size) }
+        let fileSystem = self.fileSystem
+        let n = try typedWAL { try buffer.withUnsafeMutableBytes { b in
+            try fileSystem.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: b[0..<size]), at: 0, path: path)
+        } }
+        if n < size { buffer.withUnsafeMutableBytes { _ = $0[n..<size].initializeMemory(as: UInt8.self, repeating: 0) } }
+        return size
+    }
+
+    /// Indexes a closed, checkpoint-covered segment by walking its frame headers (one small read each) without
+    /// the payloads or checksums. Returns nil when the headers do not lead from `firstLSN` to `endLSN` in
+    /// order (the caller then verifies the segment in full).
+    private func indexFromHeaders(_ path: String, segmentID: SegmentID, firstLSN: LSN,
+                                  endLSN: LSN) throws(WALError) -> SegmentCatalog.Segment? {
+        let fd = try fileSystem.open(path, writable: false, create: false)
+        defer { fileSystem.close(fd) }
+        let size = try fileSystem.size(fd, path: path)
+        var segment = SegmentCatalog.Segment(segmentID: segmentID, firstLSN: firstLSN, path: path, frames: [])
+        var head = [UInt8](repeating: 0, count: FrameHeader.encodedBytes)
+        var offset = SegmentHeader.blockBytes
+        var expected = firstLSN
+        let fileSystem = self.fileSystem
+        while expected < endLSN {
+            guard offset + FrameHeader.encodedBytes <= size else { return nil }
+            let n = try typedWAL { try head.withUnsafeMutableBytes { b in
+                try fileSystem.read(fd, into: b, at: offset, path: path)
+            } }
+            guard n == FrameHeader.encodedBytes else { return nil }
+            let check = head.withUnsafeBytes {
+                FrameHeader.check($0, storedBytesMax: size - offset - FrameHeader.encodedBytes, verifyingChecksum: false)
+            }
+            guard case .intact(let f) = check, f.segmentID == segmentID, f.firstLSN == expected else { return nil }
+            if f.kind == .records {
+                segment.frames.append(.init(firstLSN: f.firstLSN.rawValue, offset: UInt32(offset),
+                                            frameBytes: UInt32(f.frameBytes), recordCount: f.recordCount))
+            }
+            expected = f.endLSN
+            offset += f.frameBytes
+        }
+        return expected == endLSN ? segment : nil
     }
 
     /// Reads a whole segment into `buffer`; returns its size.

@@ -38,8 +38,13 @@ public final class WriteAheadLog: Sendable {
     /// `options.recoveryMode` is `.salvage`). Holds an exclusive `flock` on `LOCK` while open.
     ///
     /// - Throws: `.locked` if another process has the log open, `.corruption`, `.ioFailure`, `.invalidLog`.
+    ///
+    /// - Parameter verifyingFrom: closed segments whose records all lie before this LSN are indexed from their
+    ///   frame headers only, without reading and checksumming their payloads: for a layer whose checkpoint
+    ///   covers them, so that opening a large log does not read all of it. Reads still verify every frame.
     public static func open(directory: String, options: LogOptions = LogOptions(),
-                            fileSystem: any FileSystem = PosixFileSystem()) throws(WALError) -> WriteAheadLog {
+                            fileSystem: any FileSystem = PosixFileSystem(),
+                            verifyingFrom: LSN = .first) throws(WALError) -> WriteAheadLog {
         try options.validate()
         try fileSystem.createDirectory(directory)
         let lockPath = "\(directory)/LOCK"
@@ -47,6 +52,7 @@ public final class WriteAheadLog: Sendable {
         do {
             try fileSystem.lockExclusivelySoon(lockFD, path: lockPath)
             var recovery = Recovery(directory: directory, options: options, fileSystem: fileSystem)
+            recovery.verifyFrom = verifyingFrom
             let outcome = try recovery.run()
             return try WriteAheadLog(directory: directory, options: options, fileSystem: fileSystem,
                                      lockFD: lockFD, recovered: outcome)

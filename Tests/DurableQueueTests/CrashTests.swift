@@ -4,7 +4,7 @@ import Testing
 @testable import DurableQueue
 
 /// What the child reported before it was killed, over one or more runs on the same store.
-struct ChildReport {
+struct ChildReport: Sendable {
     var published: [UInt64: String] = [:]
     var acked: Set<UInt64> = []
     /// Acks called whose return was not (yet) reported.
@@ -81,6 +81,14 @@ func runQueueChild(directory: String, tag: String, steps: Int, afterMicroseconds
     child.waitUntilExit()
 }
 
+/// Runs blocking work (reading a child's pipe, waiting for it) on a thread of its own, so that it does not
+/// hold one of the few cooperative threads other tests run on.
+func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { c in
+        Thread.detachNewThread { c.resume(with: Result { try body() }) }
+    }
+}
+
 @Suite struct QueueCrashTests {
     /// `kill -9` a child under load (publishes, deliveries with acks, nacks and unacked ones, consumer
     /// cancels, stream appends, offset commits, checkpoints and reclamation), sometimes twice on one store, then
@@ -94,10 +102,15 @@ func runQueueChild(directory: String, tag: String, steps: Int, afterMicroseconds
             let runs = round % 3 == 0 ? 2 : 1
             for run in 0..<runs {
                 let early = round % 4 == 3 && run == runs - 1
-                try runQueueChild(directory: dir.path, tag: "r\(round)x\(run)",
-                                  steps: round % 4 == 0 ? 15_000 : Int.random(in: 500...8000, using: &generator),
-                                  afterMicroseconds: early ? UInt32.random(in: 1_000...80_000, using: &generator) : nil,
-                                  into: &report)
+                let steps = round % 4 == 0 ? 15_000 : Int.random(in: 500...8000, using: &generator)
+                let after = early ? UInt32.random(in: 1_000...80_000, using: &generator) : nil
+                let path = dir.path
+                report = try await offThePool { [report] in
+                    var r = report
+                    try runQueueChild(directory: path, tag: "r\(round)x\(run)", steps: steps,
+                                      afterMicroseconds: after, into: &r)
+                    return r
+                }
             }
             let (checkpoint, firstLSN) = try await verify(dir.path, report, round: round)
             if checkpoint > 0 { checkpointed += 1 }

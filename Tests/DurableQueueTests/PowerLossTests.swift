@@ -36,8 +36,12 @@ struct StorePowerLossTrial {
         let disk = SimulatedDisk()
         if let crashBefore { disk.crash(beforeOperation: crashBefore) }
         var oracle = Oracle()
+        var opened: QueueStore?
+        // Closed even after the power went, so that its log threads end.
+        defer { try? opened?.close() }
         do {
             let store = try await QueueStore.open(directory: "/sim/store", options: Self.options, fileSystem: disk)
+            opened = store
             try await store.declareQueue("q")
             try await store.declareStream("s", options: StreamOptions(maxBytes: 8 << 10))
             let consumer = try store.consume(queue: "q", prefetch: 1)

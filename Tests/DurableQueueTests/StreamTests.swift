@@ -48,7 +48,7 @@ import Testing
         for i in 0..<5 { try await store.append(to: "s", text("old\(i)")) }
         try await Task.sleep(for: .milliseconds(200))
         try await store.append(to: "s", text("new"))
-        try await eventually { store.streamInfo("s")?.firstOffset == 5 }
+        try await eventually(30) { store.streamInfo("s")?.firstOffset == 5 }
         #expect(try store.read(stream: "s", from: 0).map(\.offset) == [5])
     }
 
