@@ -53,7 +53,8 @@ let package = Package(
         // The log-inspection CLI: info, verify, dump, recover.
         .executableTarget(
             name: "walctl",
-            dependencies: ["WriteAheadLog", "LogFormat", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["WriteAheadLog", "LogFormat", "DurableQueue",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Tools/walctl"
         ),
 
@@ -69,7 +70,7 @@ let package = Package(
         .testTarget(name: "LogFormatTests", dependencies: ["LogFormat", "CCRC32C"]),
         .testTarget(name: "WriteAheadLogTests", dependencies: ["WriteAheadLog", "WALSimulation", "WALCrashChild", "walctl"]),
         .executableTarget(name: "QueueCrashChild", dependencies: ["DurableQueue"], path: "Tests/QueueCrashChild"),
-        .testTarget(name: "DurableQueueTests", dependencies: ["DurableQueue", "WriteAheadLog", "WALSimulation", "QueueCrashChild"]),
+        .testTarget(name: "DurableQueueTests", dependencies: ["DurableQueue", "WriteAheadLog", "WALSimulation", "QueueCrashChild", "walctl"]),
         .testTarget(name: "WorkloadTests", dependencies: ["Workload"], path: "Tests/WorkloadTests"),
     ]
 )

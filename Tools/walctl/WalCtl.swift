@@ -9,12 +9,12 @@ import WriteAheadLog
 struct WalCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "walctl",
-        abstract: "Inspect, verify, dump and recover a write-ahead log directory.",
+        abstract: "Inspect, verify, dump and recover a write-ahead log directory; list a store's queues.",
         discussion: """
             Exit codes: 0 clean; 1 torn tail (recoverable: what recovery would cut); 2 corruption of \
             confirmed data; 64 bad arguments; 74 an I/O error or a directory that holds no log.
             """,
-        subcommands: [Info.self, Verify.self, Dump.self, Recover.self])
+        subcommands: [Info.self, Verify.self, Dump.self, Recover.self, Queues.self])
 }
 
 enum ExitStatus {

@@ -1,0 +1,59 @@
+import LogFormat
+import WriteAheadLog
+
+/// Read-only inspection of a store directory (for tools such as `walctl queues`): loads the checkpoint and
+/// replays the log after it without opening the store, taking its lock or writing a byte. Safe beside a
+/// running store; what it shows is the state as of the log's durable end.
+public enum StoreInspector {
+    public struct Summary: Sendable {
+        /// The LSN the checkpoint covers (0 without one), and the records replayed after it.
+        public var checkpointLSN: UInt64
+        public var replayedRecords: Int
+        public var lastLSN: UInt64
+        /// Queues as the log says: `unacked` counts deliveries of a running (or crashed) process, which go back
+        /// to their queues when the store is next opened.
+        public var queues: [QueueInfo]
+        public var streams: [StreamInfo]
+        public var liveBytes: Int
+    }
+
+    /// - Throws: `QueueError` `.corruption` for a damaged checkpoint or record, `.logFailed` for I/O errors.
+    public static func summarize(directory: String, fileSystem: any FileSystem = PosixFileSystem()) throws(QueueError) -> Summary {
+        var state = StoreState()
+        do {
+            if let bytes = try Checkpoint.read(directory: directory, fileSystem: fileSystem) {
+                state = try keepingType(ByteReader.Malformed.self) { try bytes.withUnsafeBytes { try Checkpoint.decode($0) } }
+            }
+        } catch let error as ByteReader.Malformed {
+            throw QueueError(.corruption, "the checkpoint \(directory)/\(Checkpoint.fileName) is damaged (\(error))")
+        } catch {
+            throw QueueError.from(error as! WALError)
+        }
+        let covered = state.appliedLSN
+        var replayed = 0
+        do {
+            try LogInspector.forEachRecord(directory: "\(directory)/wal", from: LSN(covered + 1)) { lsn, bytes, _, _, _ in
+                guard lsn.rawValue > state.appliedLSN else { return true }
+                _ = state.apply(try StoreRecord.decode(bytes), at: lsn.rawValue)
+                replayed += 1
+                return true
+            }
+        } catch let error as ByteReader.Malformed {
+            throw QueueError(.corruption, "a log record does not decode (\(error))")
+        } catch let error as WALError {
+            throw QueueError.from(error)
+        } catch {
+            preconditionFailure("\(error)")
+        }
+        let queues = state.queues.values.map {
+            QueueInfo(name: $0.name, durable: true, ready: $0.readyCount, unacked: $0.unacked.count, consumers: 0,
+                      deadLettered: $0.deadLettered, liveBytes: $0.liveBytes)
+        }.sorted { $0.name < $1.name }
+        let streams = state.streams.values.map {
+            StreamInfo(name: $0.name, firstOffset: $0.firstOffset, nextOffset: $0.nextOffset, bytes: $0.bytes,
+                       committedOffsets: $0.groups)
+        }.sorted { $0.name < $1.name }
+        return Summary(checkpointLSN: covered, replayedRecords: replayed, lastLSN: state.appliedLSN, queues: queues,
+                       streams: streams, liveBytes: state.liveBytes)
+    }
+}

@@ -1,0 +1,44 @@
+import Foundation
+import Testing
+@testable import DurableQueue
+
+@Suite struct QueuesCommandTests {
+    /// `walctl queues` reads a store's checkpoint and log without opening it: counts, offsets, JSON.
+    @Test func walctlQueuesShowsCountsAndOffsets() async throws {
+        let dir = TemporaryDirectory()
+        let store = try await QueueStore.open(directory: dir.path, options: testOptions())
+        try await store.declareQueue("orders")
+        for i in 0..<5 { try await store.publish(to: "orders", text("\(i)")) }
+        let c = try store.consume(queue: "orders", prefetch: 2)
+        let got = try await take(2, from: c)
+        try await c.ack(got[0].tag)
+        try store.checkpoint()
+        try await store.declareStream("events")
+        for i in 0..<3 { try await store.append(to: "events", text("\(i)")) }
+        try await store.commitOffset(stream: "events", group: "g", offset: 2)
+        let before = try FileManager.default.attributesOfItem(atPath: dir.path + "/checkpoint")[.modificationDate] as? Date
+
+        let walctl = Process()
+        walctl.executableURL = URL(fileURLWithPath: productsDirectory() + "/walctl")
+        walctl.arguments = ["queues", dir.path, "--json"]
+        let pipe = Pipe()
+        walctl.standardOutput = pipe
+        try walctl.run()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        walctl.waitUntilExit()
+        #expect(walctl.terminationStatus == 0)
+        let object = try #require(try JSONSerialization.jsonObject(with: output) as? [String: Any])
+        let queues = try #require(object["queues"] as? [[String: Any]])
+        #expect(queues.count == 1)
+        #expect(queues[0]["name"] as? String == "orders")
+        // One acked of five; the consumer's refill may or may not have been checked out yet.
+        #expect((queues[0]["ready"] as? Int ?? 0) + (queues[0]["unacked"] as? Int ?? 0) == 4)
+        let streams = try #require(object["streams"] as? [[String: Any]])
+        #expect(streams[0]["nextOffset"] as? Int == 3)
+        #expect((streams[0]["committedOffsets"] as? [String: Int]) == ["g": 2])
+        #expect((object["checkpointLSN"] as? Int ?? 0) > 0 && (object["replayedRecords"] as? Int ?? 0) >= 5)
+        let after = try FileManager.default.attributesOfItem(atPath: dir.path + "/checkpoint")[.modificationDate] as? Date
+        #expect(before == after, "read-only")
+        try store.close()
+    }
+}
