@@ -15,7 +15,8 @@ extension QueueStore {
         maintenanceTask.withLock { $0 = task }
     }
 
-    private func maintain() async {
+    /// One maintenance pass (the background task runs one every `maintenanceInterval`).
+    func maintain() async {
         var actions = Actions()
         let (trims, due): ([Submission], Bool) = core.withLock { c in
             guard c.failure == nil, !c.closed else { return ([], false) }

@@ -402,63 +402,57 @@ public final class QueueStore: Sendable {
     private func perform(_ records: [StoreRecord],
                          _ makeSubmission: @escaping @Sendable (UnsafeContinuation<StoreState.Effect?, any Error>) -> Submission)
         async throws(QueueError) -> StoreState.Effect {
-        let encoded = records.map { $0.encode() }
-        let total = encoded.reduce(0) { $0 + $1.count + BatchPayload.lengthPrefixBytes }
+        let encoded = EncodedRecords(records)
         while true {
             // No usability check here: the log itself refuses appends once it failed or closed.
             let effect: StoreState.Effect?
             do {
                 effect = try await withUnsafeThrowingContinuation { (c: UnsafeContinuation<StoreState.Effect?, any Error>) in
                     do {
-                        let accepted = try log.tryAppend(count: encoded.count, totalBytes: total, records: { add in
-                            for e in encoded { e.withUnsafeBytes { add($0) } }
-                        }, completion: { [self] result in confirmed(result, makeSubmission(c)) })
-                        if !accepted { c.resume(returning: nil) }
+                        if try !tryAppend(encoded, makeSubmission(c)) { c.resume(returning: nil) }
                     } catch {
-                        c.resume(throwing: QueueError.from(error as! WALError))
+                        c.resume(throwing: error)
                     }
                 }
             } catch {
                 throw error as! QueueError
             }
             if let effect { return effect }
-            await log.waitForRoom(totalBytes: total, count: encoded.count)
+            await log.waitForRoom(totalBytes: encoded.totalBytes, count: encoded.records.count)
         }
     }
 
     /// Appends a submission whose outcome goes to its intent; with `wait`, suspends while the log is full,
     /// else throws `.pendingFull`.
     func submit(_ submission: Submission, wait: Bool) async throws(QueueError) {
-        let encoded = submission.records.map { $0.encode() }
-        let total = encoded.reduce(0) { $0 + $1.count + BatchPayload.lengthPrefixBytes }
+        let encoded = EncodedRecords(submission.records)
         while true {
             try core.withLock { c throws(QueueError) in try c.usable() }
-            do {
-                let accepted = try log.tryAppend(count: encoded.count, totalBytes: total, records: { add in
-                    for e in encoded { e.withUnsafeBytes { add($0) } }
-                }, completion: { [self] result in confirmed(result, submission) })
-                if accepted { return }
-            } catch {
-                throw QueueError.from(error)
-            }
+            if try tryAppend(encoded, submission) { return }
             guard wait else { throw QueueError(.pendingFull, "the store's pending buffer is full; retry after confirms") }
-            await log.waitForRoom(totalBytes: total, count: encoded.count)
+            await log.waitForRoom(totalBytes: encoded.totalBytes, count: encoded.records.count)
+        }
+    }
+
+    /// Hands encoded records to the log, their confirm to go to `submission`; false when the log is full.
+    private func tryAppend(_ encoded: EncodedRecords, _ submission: Submission) throws(QueueError) -> Bool {
+        do {
+            return try log.tryAppend(count: encoded.records.count, totalBytes: encoded.totalBytes, records: { add in
+                for e in encoded.records { e.withUnsafeBytes { add($0) } }
+            }, completion: { [self] result in confirmed(result, submission) })
+        } catch {
+            throw QueueError.from(error)
         }
     }
 
     /// Follow-up records found under the lock (checkouts, returns): appended without waiting when there is
     /// room, else from a task that waits for it.
     private func submitDetached(_ submission: Submission) {
-        let encoded = submission.records.map { $0.encode() }
-        let total = encoded.reduce(0) { $0 + $1.count + BatchPayload.lengthPrefixBytes }
         do {
-            let accepted = try log.tryAppend(count: encoded.count, totalBytes: total, records: { add in
-                for e in encoded { e.withUnsafeBytes { add($0) } }
-            }, completion: { [self] result in confirmed(result, submission) })
-            if accepted { return }
+            if try tryAppend(EncodedRecords(submission.records), submission) { return }
         } catch {
             var actions = Actions()
-            core.withLock { $0.failed(submission, QueueError.from(error), &actions) }
+            core.withLock { $0.failed(submission, error, &actions) }
             run(actions)
             return
         }
@@ -501,6 +495,17 @@ public final class QueueStore: Sendable {
             case .failure(let error): c.resume(throwing: error)
             }
         }
+    }
+}
+
+/// Records encoded for the log, and the bytes they take in its pending buffer.
+struct EncodedRecords: Sendable {
+    let records: [[UInt8]]
+    let totalBytes: Int
+
+    init(_ records: [StoreRecord]) {
+        self.records = records.map { $0.encode() }
+        totalBytes = self.records.reduce(0) { $0 + $1.count + BatchPayload.lengthPrefixBytes }
     }
 }
 

@@ -219,16 +219,7 @@ struct Recovery {
 
     /// Reads a segment's header block into `buffer`; returns its size.
     private mutating func loadHeaderBlock(_ path: String) throws(WALError) -> Int {
-        let fd = try fileSystem.open(path, writable: false, create: false)
-        defer { fileSystem.close(fd) }
-        let size = SegmentHeader.blockBytes
-        if buffer.count < size { buffer = [UInt8](repeating: 0, count: size) }
-        let fileSystem = self.fileSystem
-        let n = try typedWAL { try buffer.withUnsafeMutableBytes { b in
-            try fileSystem.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: b[0..<size]), at: 0, path: path)
-        } }
-        if n < size { buffer.withUnsafeMutableBytes { _ = $0[n..<size].initializeMemory(as: UInt8.self, repeating: 0) } }
-        return size
+        try load(path, prefix: SegmentHeader.blockBytes)
     }
 
     /// Indexes a closed, checkpoint-covered segment by walking its frame headers (one small read each) without
@@ -264,11 +255,12 @@ struct Recovery {
         return expected == endLSN ? segment : nil
     }
 
-    /// Reads a whole segment into `buffer`; returns its size.
-    private mutating func load(_ path: String) throws(WALError) -> Int {
+    /// Reads a whole segment (or its first `prefix` bytes) into `buffer`; returns the size read.
+    private mutating func load(_ path: String, prefix: Int? = nil) throws(WALError) -> Int {
         let fd = try fileSystem.open(path, writable: false, create: false)
         defer { fileSystem.close(fd) }
-        let size = try fileSystem.size(fd, path: path)
+        let size: Int
+        if let prefix { size = prefix } else { size = try fileSystem.size(fd, path: path) }
         guard size <= max(options.segmentBytes, 1 << 32) else {
             throw WALError(.invalidLog, "segment file larger than any segment this log writes", path: path)
         }

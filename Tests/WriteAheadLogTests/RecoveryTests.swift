@@ -289,6 +289,41 @@ func expectCorruption(_ dir: String, offset: Int, firstLSN: UInt64,
         }
     }
 
+    /// `verifyingFrom`: covered segments are indexed from frame headers only. A damaged payload there is not
+    /// read at open but is refused when read; a damaged header makes open verify the segment and report it.
+    @Test func segmentsCoveredByACheckpointAreIndexedFromHeadersAndStillVerifiedOnRead() async throws {
+        let tmp = TemporaryDirectory()
+        let dir = tmp.sub("log")
+        let options = smallOptions(segmentBytes: 64 << 10)
+        let log = try WriteAheadLog.open(directory: dir, options: options)
+        for i in 0..<300 { _ = try await log.append(testRecord(7, i, size: 900)) }
+        try log.close()
+        let paths = segmentPaths(dir)
+        #expect(paths.count >= 3)
+        let everything = LSN(1000)
+        // Intact: the same records, fewer bytes read.
+        let full = try WriteAheadLog.open(directory: dir, options: options)
+        let fullScan = full.recoveryReport.bytesScanned
+        try full.close()
+        var trusted = try WriteAheadLog.open(directory: dir, options: options, verifyingFrom: everything)
+        #expect(trusted.recoveryReport.bytesScanned < fullScan / 2)
+        for i in [0, 150, 299] { #expect(try trusted.read(LSN(UInt64(i + 1))) == testRecord(7, i, size: 900)) }
+        try trusted.close()
+        // A flipped payload byte in a covered segment: open does not see it, the read refuses it.
+        let victim = frameOffsets(paths[0])[2]
+        patchFile(paths[0], at: victim.offset + FrameHeader.encodedBytes + 10, [0xEE])
+        trusted = try WriteAheadLog.open(directory: dir, options: options, verifyingFrom: everything)
+        #expect { _ = try trusted.read(victim.header.firstLSN) } throws: { ($0 as? WALError)?.code == .corruption }
+        try trusted.close()
+        // A damaged frame header in a covered segment: open falls back to the full check and names the frame.
+        let other = frameOffsets(paths[1])[1]
+        patchFile(paths[1], at: other.offset + 4, [0, 0, 0, 0])  // the magic
+        #expect { try WriteAheadLog.open(directory: dir, options: options, verifyingFrom: everything) } throws: {
+            let e = $0 as? WALError
+            return e?.code == .corruption && e?.path == paths[1] && e?.offset == other.offset
+        }
+    }
+
     @Test func leftoverPreparedSegmentsAreDeleted() throws {
         let tmp = TemporaryDirectory()
         let dir = tmp.sub("log")
