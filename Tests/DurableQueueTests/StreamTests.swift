@@ -51,8 +51,10 @@ import Testing
         try await Task.sleep(for: .milliseconds(200))
         try await store.append(to: "s", text("new"))
         await store.maintain()  // submits the trim
-        try await eventually(30) { store.streamInfo("s")?.firstOffset == 5 }
-        #expect(try store.read(stream: "s", from: 0).map(\.offset) == [5])
+        // The five old ones go; on a loaded machine "new" may be past its age too by the time maintenance ran.
+        try await eventually(30) { (store.streamInfo("s")?.firstOffset ?? 0) >= 5 }
+        #expect(try store.read(stream: "s", from: 0).allSatisfy { $0.offset >= 5 })
+        #expect(store.streamInfo("s")?.nextOffset == 6)
     }
 
     @Test func waitForRecordsWakesOnAppend() async throws {
