@@ -456,13 +456,12 @@ public final class QueueStore: Sendable {
             run(actions)
             return
         }
-        let unchecked = UncheckedSubmission(submission)
         Task { [self] in
             do {
-                try await submit(unchecked.value, wait: true)
+                try await submit(submission, wait: true)
             } catch {
                 var actions = Actions()
-                core.withLock { $0.failed(unchecked.value, error as! QueueError, &actions) }
+                core.withLock { $0.failed(submission, error as! QueueError, &actions) }
                 run(actions)
             }
         }
@@ -509,12 +508,8 @@ struct EncodedRecords: Sendable {
     }
 }
 
-/// A submission crossing into a task; its continuations are resumed exactly once by the store.
-struct UncheckedSubmission: @unchecked Sendable {
-    let value: Submission
-    init(_ value: Submission) { self.value = value }
-}
-
+/// A submission crosses into the log's completion and into tasks; its continuations are resumed exactly once,
+/// by the store, under the rules of `Core`.
 extension Submission: @unchecked Sendable {}
 
 /// Milliseconds between laps of a monotonic clock.
