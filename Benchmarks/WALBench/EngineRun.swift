@@ -39,33 +39,12 @@ struct EngineRun {
 
         switch shape {
         case .awaited:
-            // Each task keeps raw latencies in a small array; the histogram is built after the clock stops
-            // (a histogram per task would allocate and fault in half a megabyte inside the timed region).
-            let perTask = messagesMax / concurrency + 2
-            let samples = try await withThrowingTaskGroup(of: [UInt64].self) { group in
-                for _ in 0..<concurrency {
-                    group.addTask {
-                        var mine: [UInt64] = []
-                        mine.reserveCapacity(perTask)
-                        while true {
-                            let i = shared.next.add(1, ordering: .relaxed).oldValue
-                            if i >= messagesMax || monotonicNanoseconds() >= deadline { break }
-                            let m = i % sourceMessages
-                            let t0 = monotonicNanoseconds()
-                            _ = try await log.append(source[(m * 1024)..<(m * 1024 + 1024)])
-                            let t1 = monotonicNanoseconds()
-                            mine.append(t1 - t0)
-                            _ = shared.lastConfirm.max(t1, ordering: .relaxed)
-                        }
-                        return mine
-                    }
-                }
-                var all: [[UInt64]] = []
-                for try await part in group { all.append(part) }
-                return all
+            latencies = try await runAwaitedProducers(concurrency: concurrency, messagesMax: messagesMax,
+                                                      deadline: deadline, shared: shared) { i in
+                let m = i % sourceMessages
+                _ = try await log.append(source[(m * 1024)..<(m * 1024 + 1024)])
             }
             cpuEnd = processCPUSeconds()
-            for part in samples { for value in part { _ = latencies.record(value) } }
         case .windowed:
             latencies = try windowed(log: log, source: source, deadline: deadline, shared: shared)
             cpuEnd = processCPUSeconds()

@@ -35,29 +35,10 @@ struct QueueRun {
         switch shape {
         case .awaited, .endToEnd:
             let consuming = shape == .endToEnd ? startConsumers(store, shared: shared) : nil
-            let perTask = messagesMax / concurrency + 2
-            let samples = try await withThrowingTaskGroup(of: [UInt64].self) { group in
-                for _ in 0..<concurrency {
-                    group.addTask {
-                        var mine: [UInt64] = []
-                        mine.reserveCapacity(perTask)
-                        while true {
-                            let i = shared.next.add(1, ordering: .relaxed).oldValue
-                            if i >= messagesMax || monotonicNanoseconds() >= deadline { break }
-                            let t0 = monotonicNanoseconds()
-                            try await store.publish(to: "bench", bodies[i % bodies.count])
-                            let t1 = monotonicNanoseconds()
-                            mine.append(t1 - t0)
-                            _ = shared.lastConfirm.max(t1, ordering: .relaxed)
-                        }
-                        return mine
-                    }
-                }
-                var all: [[UInt64]] = []
-                for try await part in group { all.append(part) }
-                return all
+            latencies = try await runAwaitedProducers(concurrency: concurrency, messagesMax: messagesMax,
+                                                      deadline: deadline, shared: shared) { i in
+                try await store.publish(to: "bench", bodies[i % bodies.count])
             }
-            for part in samples { for value in part { _ = latencies.record(value) } }
             if let consuming {
                 // End to end: the clock runs until every published message is acked.
                 let published = Int(latencies.totalCount)
