@@ -172,6 +172,9 @@ enum Checkpoint {
     /// Writes `bytes` as the new checkpoint, crash-safely.
     static func write(_ bytes: [UInt8], directory: String, fileSystem: any FileSystem) throws(WALError) {
         let temporary = "\(directory)/\(fileName).tmp"
+        // A leftover from a write that never reached its rename may be longer than this checkpoint; files are
+        // opened without truncation, so start from a new file rather than leave its tail behind ours.
+        if try fileSystem.list(directory).contains("\(fileName).tmp") { try fileSystem.remove(temporary) }
         let fd = try fileSystem.open(temporary, writable: true, create: true)
         do {
             try keepingType(WALError.self) { try bytes.withUnsafeBytes { try fileSystem.write(fd, $0, at: 0, path: temporary) } }

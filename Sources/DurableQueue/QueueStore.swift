@@ -47,7 +47,7 @@ public final class QueueStore: Sendable {
         var clock = PhaseClock()
         // The checkpoint first: the log need not checksum the segments it covers (reads still verify them).
         do {
-            try fileSystem.createDirectory(directory)
+            try fileSystem.createDirectoryDurably(directory)
             if let bytes = try Checkpoint.read(directory: directory, fileSystem: fileSystem) {
                 state = try keepingType(ByteReader.Malformed.self) { try bytes.withUnsafeBytes { try Checkpoint.decode($0) } }
             }

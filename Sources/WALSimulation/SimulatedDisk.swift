@@ -200,8 +200,10 @@ public final class SimulatedDisk: FileSystem {
         try state.withLock { (s) throws(WALError) in
             try begin(&s, "fsync of directory", path)
             let prefix = path.hasSuffix("/") ? path : path + "/"
-            for (name, number) in s.names where name.hasPrefix(prefix) { s.durableNames[name] = number }
-            for name in s.durableNames.keys where name.hasPrefix(prefix) && s.names[name] == nil {
+            // Only the directory's own entries, not those of directories below it.
+            func isChild(_ name: String) -> Bool { name.hasPrefix(prefix) && !name.dropFirst(prefix.count).contains("/") }
+            for (name, number) in s.names where isChild(name) { s.durableNames[name] = number }
+            for name in s.durableNames.keys where isChild(name) && s.names[name] == nil {
                 s.durableNames[name] = nil
             }
         }

@@ -165,3 +165,20 @@ extension FileSystem {
         }
     }
 }
+
+extension FileSystem {
+    /// Creates `path` if it does not exist yet and then fsyncs its parent directory, so that a power cut
+    /// cannot lose the new directory's entry (and with it every file synced inside it).
+    public func createDirectoryDurably(_ path: String) throws(WALError) {
+        if (try? list(path)) != nil { return }
+        try createDirectory(path)
+        let trimmed = path.hasSuffix("/") ? String(path.dropLast()) : path
+        let parent: String
+        if let slash = trimmed.lastIndex(of: "/") {
+            parent = slash == trimmed.startIndex ? "/" : String(trimmed[..<slash])
+        } else {
+            parent = "."
+        }
+        try syncDirectory(parent)
+    }
+}

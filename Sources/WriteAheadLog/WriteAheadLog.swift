@@ -46,7 +46,7 @@ public final class WriteAheadLog: Sendable {
                             fileSystem: any FileSystem = PosixFileSystem(),
                             verifyingFrom: LSN = .first) throws(WALError) -> WriteAheadLog {
         try options.validate()
-        try fileSystem.createDirectory(directory)
+        try fileSystem.createDirectoryDurably(directory)
         let lockPath = "\(directory)/LOCK"
         let lockFD = try fileSystem.open(lockPath, writable: true, create: true)
         do {

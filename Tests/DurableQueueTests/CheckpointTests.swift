@@ -85,6 +85,22 @@ import WriteAheadLog
         #expect(all.map(\.text) == (0..<510).map { "\($0)" })
     }
 
+    /// A longer `checkpoint.tmp` left by a crash before its rename must not leave its tail in the next checkpoint.
+    @Test func aLeftoverTemporaryCheckpointDoesNotSpoilTheNextOne() async throws {
+        let dir = TemporaryDirectory()
+        let garbage = [UInt8](repeating: 0xAB, count: 1 << 20)
+        _ = FileManager.default.createFile(atPath: dir.path + "/checkpoint.tmp", contents: Data(garbage))
+        var store = try await QueueStore.open(directory: dir.path, options: testOptions())
+        try await store.declareQueue("q")
+        try await store.publish(to: "q", text("x"))
+        try store.checkpoint()
+        try store.close()
+        store = try await QueueStore.open(directory: dir.path, options: testOptions())
+        defer { try? store.close() }
+        #expect(store.openReport.checkpointLSN > 0)
+        #expect(store.queueInfo("q")?.ready == 1)
+    }
+
     @Test func damagedCheckpointIsReportedNotServed() async throws {
         let dir = TemporaryDirectory()
         let store = try await QueueStore.open(directory: dir.path, options: testOptions())
