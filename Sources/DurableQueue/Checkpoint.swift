@@ -6,16 +6,18 @@ import WriteAheadLog
 /// after it. One file, `checkpoint`, replaced crash-safely: written to `checkpoint.tmp`, `fdatasync`ed,
 /// renamed over the old one, directory synced. Layout (little-endian):
 ///
-///     0  "QWCP"  4  version (1)  8  covered LSN  16  body length  24  CRC32C  28  zero  32  body
+///     0  "QWCP"  4  version (2)  8  covered LSN  16  body length  24  CRC32C  28  zero  32  body
 ///
-/// The CRC32C covers bytes 0..<24 and then the body.
+/// The CRC32C covers bytes 0..<24 and then the body. The body is the queues, the streams, then (from
+/// version 2) the idempotent producers and the pending half messages; version 1 files are still read.
 enum Checkpoint {
     static let fileName = "checkpoint"
     static let magic: UInt32 = 0x5043_5751  // "QWCP"
-    static let version: UInt32 = 1
+    static let version: UInt32 = 2
     static let headerBytes = 32
 
     static func encode(_ state: StoreState) -> [UInt8] {
+        precondition(state.openTransactions.isEmpty, "a checkpoint is taken between submissions")
         var w = ByteWriter(capacity: headerBytes + 64 + state.queues.count * 128)
         w.bytes.append(contentsOf: repeatElement(0, count: headerBytes))
         w.u32(UInt32(state.queues.count))
@@ -48,6 +50,28 @@ enum Checkpoint {
                 w.string(g)
                 w.u64(s.groups[g]!)
             }
+        }
+        w.u32(UInt32(state.producers.count))
+        for p in state.producers.values.sorted(by: { $0.id < $1.id }) {
+            w.u64(p.id)
+            w.string(p.name)
+            w.u32(p.epoch)
+            w.i64(p.lastActive)
+            w.u32(UInt32(p.targets.count))
+            for target in p.targets.keys.sorted() {
+                w.u64(target)
+                w.u64(p.targets[target]!.sequence)
+                w.u64(p.targets[target]!.result)
+            }
+        }
+        w.u64(UInt64(state.halfMessages.count))
+        for id in state.halfMessages.keys.sorted() {
+            let h = state.halfMessages[id]!
+            w.u64(h.queue)
+            writeEntry(h.entry, to: &w)
+            w.i64(h.preparedAt)
+            w.u16(h.checks)
+            w.i64(h.lastCheckAt)
         }
         var bytes = w.bytes
         let bodyCount = bytes.count - headerBytes
@@ -84,7 +108,9 @@ enum Checkpoint {
         var header = ByteReader(bytes)
         guard try header.u32() == magic else { throw .init(description: "not a checkpoint (bad magic)") }
         let v = try header.u32()
-        guard v == version else { throw .init(description: "checkpoint version \(v) (this build reads \(version))") }
+        guard v == 1 || v == version else {
+            throw .init(description: "checkpoint version \(v) (this build reads 1 and \(version))")
+        }
         let lsn = try header.u64()
         let bodyCount = try header.u64()
         let crc = try header.u32()
@@ -133,6 +159,21 @@ enum Checkpoint {
             }
             state.streams[id] = s
             state.streamIDs[name] = id
+        }
+        if v >= 2 {
+            for _ in 0..<(try r.u32()) {
+                var p = ProducerState(id: try r.u64(), name: try r.string(), epoch: try r.u32(), lastActive: try r.i64())
+                for _ in 0..<(try r.u32()) {
+                    p.targets[try r.u64()] = .init(sequence: try r.u64(), result: try r.u64())
+                }
+                state.producers[p.id] = p
+                state.producerIDs[p.name] = p.id
+            }
+            for _ in 0..<(try r.u64()) {
+                let h = HalfMessageEntry(queue: try r.u64(), entry: try readEntry(&r), preparedAt: try r.i64(),
+                                         checks: try r.u16(), lastCheckAt: try r.i64())
+                state.halfMessages[h.entry.id] = h
+            }
         }
         try r.expectEnd()
         return state

@@ -1,7 +1,8 @@
 import LogFormat
 import WriteAheadLog
 
-/// What runs in the background: ack timeouts, stream age retention, checkpoints, reclamation.
+/// What runs in the background: ack timeouts, stream age retention, idle producer expiry, half message
+/// check-backs, checkpoints, reclamation.
 extension QueueStore {
     func startMaintenance() {
         let interval = options.maintenanceInterval
@@ -31,11 +32,21 @@ extension QueueStore {
                                             intent: .none))
                 }
             }
+            let idleSince = now - options.producerIdleExpiry.milliseconds
+            for p in c.state.producers.values where p.lastActive < idleSince {
+                // Conditional on the producer being idle still when the record applies.
+                trims.append(Submission(records: [.expireProducer(producer: p.id, idleSince: p.lastActive)],
+                                        intent: .none))
+            }
             let due = log.counters.bytesUncompressed - c.logBytesAtCheckpoint >= UInt64(options.checkpointEveryBytes)
             return (trims, due)
         }
         actions.submissions.append(contentsOf: trims)
         run(actions)
+        // Check-backs call the application, which may take its time: off this pass (one pass at a time).
+        if core.withLock({ !$0.state.halfMessages.isEmpty }) {
+            Task { [weak self] in await self?.checkHalfMessages() }
+        }
         if due { try? await reclaim() }
     }
 

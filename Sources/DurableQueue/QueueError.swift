@@ -25,6 +25,16 @@ public struct QueueError: Error, Sendable, Equatable, CustomStringConvertible {
         case invalidArgument
         /// The store is closed.
         case closed
+        /// A transaction's commit was refused and none of it applied: a delivery it acks is no longer out
+        /// (the store restarted), or a queue or stream it writes to was deleted or is full. Redo the work.
+        case transactionAborted
+        /// An idempotent producer's id is not registered (never, or it expired after being idle): register
+        /// again and resume from `lastSequence`.
+        case unknownProducer
+        /// A newer instance of this idempotent producer registered (a higher epoch): stop this one.
+        case fenced
+        /// An idempotent publish skipped a sequence number: the message says which one the store expects.
+        case outOfSequence
     }
 
     public var code: Code

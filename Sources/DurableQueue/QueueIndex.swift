@@ -21,6 +21,8 @@ public enum DeadLetterReason: UInt8, Sendable {
     case deliveryLimit = 2
     /// Pushed out of a full queue (`maxLength` with `.dropHead`).
     case maxLength = 3
+    /// A half message whose check-backs all went unanswered, moved to `HalfMessageOptions.unresolvedQueue`.
+    case halfMessageUnresolved = 4
 }
 
 /// A durable queue's derived state: its ready messages in delivery order and those out with consumers.

@@ -20,6 +20,9 @@ public final class QueueStore: Sendable {
     let core: Mutex<Core>
     let maintenanceTask = Mutex<Task<Void, Never>?>(nil)
     let checkpointLock = Mutex(())
+    let halfMessageChecker = Mutex<HalfMessageChecker?>(nil)
+    /// True while a check-back pass runs (one at a time).
+    let checkingHalfMessages = Mutex(false)
 
     public struct OpenReport: Sendable {
         public var log: RecoveryReport
@@ -247,10 +250,7 @@ public final class QueueStore: Sendable {
 
     /// Finds the queue; a transient message (or any message of a transient queue) is enqueued right here.
     private func resolvePublish(_ queue: String, _ message: Message, persistent: Bool) throws(QueueError) -> PublishTarget {
-        guard message.body.count <= options.log.recordBytesMax - 64 - message.headers.reduce(0, { $0 + $1.key.utf8.count + $1.value.utf8.count + 8 }) else {
-            throw QueueError(.invalidArgument, "a message of \(message.body.count) bytes does not fit one log record "
-                             + "(recordBytesMax \(options.log.recordBytesMax))")
-        }
+        try checkFits(message)
         var actions = Actions()
         let target: PublishTarget = try core.withLock { c throws(QueueError) in
             try c.usable()
@@ -267,6 +267,16 @@ public final class QueueStore: Sendable {
         }
         run(actions)
         return target
+    }
+
+    /// Throws `.invalidArgument` when the message cannot fit one log record (with room for the largest
+    /// record header: a stamped or transactional publish).
+    func checkFits(_ message: Message) throws(QueueError) {
+        let headerBytes = message.headers.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count + 8 }
+        guard message.body.count <= options.log.recordBytesMax - 96 - headerBytes else {
+            throw QueueError(.invalidArgument, "a message of \(message.body.count) bytes does not fit one log record "
+                             + "(recordBytesMax \(options.log.recordBytesMax))")
+        }
     }
 
     func publishWindowed(to queue: String, _ message: Message, persistent: Bool, publisher: PublisherCore,
@@ -399,10 +409,10 @@ public final class QueueStore: Sendable {
         try await perform(records) { Submission(records: records, intent: .reply($0)) }
     }
 
-    private func perform(_ records: [StoreRecord],
-                         _ makeSubmission: @escaping @Sendable (UnsafeContinuation<StoreState.Effect?, any Error>) -> Submission)
+    func perform(_ records: [StoreRecord], encoded: EncodedRecords? = nil,
+                 _ makeSubmission: @escaping @Sendable (UnsafeContinuation<StoreState.Effect?, any Error>) -> Submission)
         async throws(QueueError) -> StoreState.Effect {
-        let encoded = EncodedRecords(records)
+        let encoded = encoded ?? EncodedRecords(records)
         while true {
             // No usability check here: the log itself refuses appends once it failed or closed.
             let effect: StoreState.Effect?
@@ -503,8 +513,12 @@ struct EncodedRecords: Sendable {
     let totalBytes: Int
 
     init(_ records: [StoreRecord]) {
-        self.records = records.map { $0.encode() }
-        totalBytes = self.records.reduce(0) { $0 + $1.count + BatchPayload.lengthPrefixBytes }
+        self.init(encoded: records.map { $0.encode() })
+    }
+
+    init(encoded: [[UInt8]]) {
+        records = encoded
+        totalBytes = encoded.reduce(0) { $0 + $1.count + BatchPayload.lengthPrefixBytes }
     }
 }
 

@@ -11,6 +11,9 @@ enum Intent {
     case checkout(consumer: UInt32, requested: Int)
     /// A consumer's deliveries were acked, rejected or returned; `reply` awaits it when a caller does.
     case settle(consumer: UInt32, tags: [UInt64], reply: UnsafeContinuation<StoreState.Effect?, any Error>?)
+    /// A transaction's commit: the deliveries it acks, claimed by consumer, are settled when it applies and
+    /// released (out again) when it is refused; `reply` awaits the commit's effect.
+    case transaction(reply: UnsafeContinuation<StoreState.Effect?, any Error>, claims: [UInt32: [UInt64]])
     /// Nobody waits (internal returns, relocations, trims).
     case none
 }

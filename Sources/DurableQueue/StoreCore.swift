@@ -33,6 +33,8 @@ struct Core {
     var logBytesAtCheckpoint: UInt64 = 0
     var streamWaiters: [UInt64: [UnsafeContinuation<Void, Never>]] = [:]
     var touched: [UInt64] = []
+    /// Transaction ids only need to be unique within a session: a new session drops unfinished ones.
+    var nextTransactionID: UInt64 = 1
 
     static func isTransient(_ queue: UInt64) -> Bool { queue & (1 << 63) != 0 }
 
@@ -68,6 +70,7 @@ struct Core {
         case .reply(let c): actions.replies.append((c, .failure(error)))
         case .confirm(let p, let seq): actions.confirms.append((p, seq, .failure(error)))
         case .settle(_, _, let reply): if let reply { actions.replies.append((reply, .failure(error))) }
+        case .transaction(let reply, _): actions.replies.append((reply, .failure(error)))
         case .checkout, .none: break
         }
     }
@@ -77,8 +80,21 @@ struct Core {
         var effect = StoreState.Effect.none
         var lsn = first
         for record in submission.records {
-            effect = state.apply(record, at: lsn)
-            noteApplied(record, at: lsn, &actions)
+            switch record {
+            case .txCommit(let tx, _):
+                let operations = state.openTransactions[tx] ?? []
+                effect = state.apply(record, at: lsn)
+                if case .transaction(_, nil) = effect {
+                    for op in operations { noteApplied(op.record, at: op.lsn, &actions) }
+                }
+            case .resolveHalf(let id, let outcome):
+                let queue = state.halfMessages[id]?.queue
+                effect = state.apply(record, at: lsn)
+                if case .moved(let target) = outcome { touch(target) } else if let queue { touch(queue) }
+            default:
+                effect = state.apply(record, at: lsn)
+                noteApplied(record, at: lsn, &actions)
+            }
             lsn += 1
         }
         nextApply = lsn
@@ -106,6 +122,19 @@ struct Core {
                 keepOrDrop(c)
             }
             if let reply { actions.replies.append((reply, .success(effect))) }
+        case .transaction(let reply, let claims):
+            let committed = if case .transaction(_, nil) = effect { true } else { false }
+            for (cid, tags) in claims {
+                if committed {
+                    if var c = consumers.removeValue(forKey: cid) {
+                        c.markSettled(tags)
+                        keepOrDrop(c)
+                    }
+                } else {
+                    releaseClaims(tags, of: cid, &actions)
+                }
+            }
+            actions.replies.append((reply, .success(effect)))
         case .none:
             break
         }
@@ -134,7 +163,15 @@ struct Core {
             dropRuntime(q, &actions)
         case .deleteStream(let s):
             if let waiters = streamWaiters.removeValue(forKey: s) { actions.wakeups.append(contentsOf: waiters) }
-        case .declareQueue, .declareStream, .commitOffset, .trimStream:
+        case .stamped(_, _, _, let operation):
+            // A duplicate's body is cached under its own LSN too: harmless, nothing refers to it.
+            noteApplied(operation, at: lsn, &actions)
+        case .prepareHalf(_, _, let headers, let body):
+            actions.cached.append((lsn, Message(headers: headers, body: body)))
+        case .declareQueue, .declareStream, .commitOffset, .trimStream, .registerProducer, .expireProducer,
+             .halfChecked, .txPart, .txCommit, .resolveHalf:
+            // Transaction operations and half message resolutions are noted by `applyLive`, which knows
+            // what they apply to.
             break
         }
     }
@@ -277,6 +314,39 @@ struct Core {
         }
         guard multiple else { return [tag] }
         return c.slots[...i].filter { $0.state == .out }.map(\.tag)
+    }
+
+    /// Claims deliveries for a transaction's ack: they stay out (no timeout returns them, no other ack can
+    /// settle them) until the transaction commits or is rolled back. Returns the ack record's operation.
+    mutating func claimForTransaction(_ tag: UInt64, multiple: Bool, of cid: UInt32) throws(QueueError)
+        -> (tags: [UInt64], operation: StoreRecord) {
+        let tags = try tagsToSettle(tag, multiple: multiple, of: cid)
+        var c = consumers[cid]!
+        var ids: [UInt64] = []
+        for tag in tags {
+            let i = c.index(of: tag)!
+            guard c.slots[i].transient == nil else {
+                throw QueueError(.invalidArgument, "delivery \(tag) is a transient message: ack it outside the transaction")
+            }
+            ids.append(c.slots[i].entry.id)
+        }
+        for tag in tags { c.slots[c.index(of: tag)!].state = .settling }
+        consumers[cid] = c
+        return (tags, .ack(queue: c.queue, messages: ids))
+    }
+
+    /// Gives deliveries claimed by a transaction that did not commit back to their consumer (or to the queue,
+    /// when the consumer was cancelled meanwhile).
+    mutating func releaseClaims(_ tags: [UInt64], of cid: UInt32, _ actions: inout Actions) {
+        guard var c = consumers.removeValue(forKey: cid) else { return }
+        for tag in tags {
+            if let i = c.index(of: tag), c.slots[i].state == .settling { c.slots[i].state = .out }
+        }
+        let cancelled = c.cancelled
+        consumers[cid] = c
+        if cancelled, let s = claim(tags, of: cid, as: .requeue, reason: .consumerCancelled, &actions) {
+            actions.submissions.append(s)
+        }
     }
 
     /// Cancels a consumer: no more deliveries, its unsettled ones go back to the queue.

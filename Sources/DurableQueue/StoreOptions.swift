@@ -14,6 +14,31 @@ public struct StoreOptions: Sendable {
     public var compactBelowLiveFraction = 0.5
     /// How often maintenance runs: ack timeouts, stream age retention, checkpoints, reclamation.
     public var maintenanceInterval: Duration = .milliseconds(100)
+    /// An idempotent producer that neither registered nor published for this long is forgotten (its
+    /// deduplication state is what the store must keep per producer). Kafka's default is a day.
+    public var producerIdleExpiry: Duration = .seconds(86_400)
+    /// When half messages are checked back and what happens when the checks run out.
+    public var halfMessages = HalfMessageOptions()
 
     public init() {}
+}
+
+/// The check-back of half messages (RocketMQ's transaction check): an unresolved half message is asked
+/// about `firstCheckAfter` its prepare, then every `checkInterval`, up to `maxChecks` times; then it is
+/// rolled back, or moved to `unresolvedQueue` when one is named.
+public struct HalfMessageOptions: Sendable, Equatable {
+    public var firstCheckAfter: Duration = .seconds(6)
+    public var checkInterval: Duration = .seconds(60)
+    public var maxChecks = 15
+    /// A durable queue (by name) that takes half messages whose checks ran out, marked
+    /// `.halfMessageUnresolved`; nil: they are rolled back.
+    public var unresolvedQueue: String?
+
+    public init(firstCheckAfter: Duration = .seconds(6), checkInterval: Duration = .seconds(60), maxChecks: Int = 15,
+                unresolvedQueue: String? = nil) {
+        self.firstCheckAfter = firstCheckAfter
+        self.checkInterval = checkInterval
+        self.maxChecks = maxChecks
+        self.unresolvedQueue = unresolvedQueue
+    }
 }

@@ -1,7 +1,7 @@
 /// One state change of the store, as written to the log (one log record each). The same value is applied
 /// by `StoreState.apply` when it is confirmed and when it is replayed at open, so live and recovered state
 /// cannot drift. The byte layout of each kind is in DESIGN.md ("Store records").
-enum StoreRecord: Equatable {
+indirect enum StoreRecord: Equatable, Sendable {
     /// A new process opened the store: every delivery of the previous one is void and goes back to its queue.
     case sessionStart(time: Int64)
     case declareQueue(name: String, options: QueueOptions)
@@ -23,10 +23,43 @@ enum StoreRecord: Equatable {
     case commitOffset(stream: UInt64, group: String, offset: UInt64)
     /// Age retention: records before `before` are removed.
     case trimStream(stream: UInt64, before: UInt64)
+    /// One operation of transaction `tx` (publish, stream append, ack or offset commit): held back until the
+    /// transaction's commit record, dropped if the log ends (or a new session starts) before it. A message
+    /// published this way has this record's LSN as its id.
+    case txPart(tx: UInt64, StoreRecord)
+    /// Applies transaction `tx`'s `parts` held-back operations all at once, or none of them when one cannot
+    /// apply (an acked message no longer out, a queue or stream gone, a full queue).
+    case txCommit(tx: UInt64, parts: UInt32)
+    /// An idempotent producer registers: a new one gets this record's LSN as its id and epoch 0, a known one
+    /// keeps its id and its epoch goes up by one (fencing the previous instance).
+    case registerProducer(name: String, time: Int64)
+    /// A publish or stream append by an idempotent producer: stored only if `sequence` is the next one for
+    /// this producer and target and `epoch` is the producer's current one.
+    case stamped(producer: UInt64, epoch: UInt32, sequence: UInt64, StoreRecord)
+    /// The producer's deduplication state is dropped, if it was idle since `idleSince` (ms since 1970).
+    case expireProducer(producer: UInt64, idleSince: Int64)
+    /// A half message: stored durably but invisible until resolved. Its id is this record's LSN.
+    case prepareHalf(queue: UInt64, time: Int64, headers: [String: String], body: [UInt8])
+    case resolveHalf(message: UInt64, HalfOutcome)
+    /// A check-back asked about the half message and got no answer (unknown, or the checker failed).
+    case halfChecked(message: UInt64, time: Int64)
+
+    /// How a half message ends.
+    enum HalfOutcome: Equatable, Sendable {
+        /// Made visible in its queue.
+        case commit
+        /// Discarded at the application's request.
+        case rollback
+        /// Discarded after its last check-back went unanswered.
+        case expired
+        /// Moved to another queue after its last check-back went unanswered.
+        case moved(queue: UInt64)
+    }
 
     enum Kind: UInt8 {
         case sessionStart = 1, declareQueue, deleteQueue, publish, checkout, ack, requeue, reject, relocate
         case declareStream, deleteStream, streamAppend, commitOffset, trimStream
+        case txPart, txCommit, registerProducer, stamped, expireProducer, prepareHalf, resolveHalf, halfChecked
     }
 
     var kind: Kind {
@@ -45,11 +78,29 @@ enum StoreRecord: Equatable {
         case .streamAppend: .streamAppend
         case .commitOffset: .commitOffset
         case .trimStream: .trimStream
+        case .txPart: .txPart
+        case .txCommit: .txCommit
+        case .registerProducer: .registerProducer
+        case .stamped: .stamped
+        case .expireProducer: .expireProducer
+        case .prepareHalf: .prepareHalf
+        case .resolveHalf: .resolveHalf
+        case .halfChecked: .halfChecked
         }
     }
 
+    /// The kinds a transaction may hold.
+    static let transactional: Set<Kind> = [.publish, .streamAppend, .ack, .commitOffset]
+    /// The kinds an idempotent producer stamps.
+    static let stampable: Set<Kind> = [.publish, .streamAppend]
+
     func encode() -> [UInt8] {
-        var w = ByteWriter(capacity: 32 + bodyCount)
+        var w = ByteWriter(capacity: 48 + bodyCount)
+        encode(to: &w)
+        return w.bytes
+    }
+
+    private func encode(to w: inout ByteWriter) {
         w.u8(kind.rawValue)
         switch self {
         case .sessionStart(let time):
@@ -96,13 +147,47 @@ enum StoreRecord: Equatable {
         case .trimStream(let s, let before):
             w.u64(s)
             w.u64(before)
+        case .txPart(let tx, let inner):
+            w.u64(tx)
+            inner.encode(to: &w)
+        case .txCommit(let tx, let parts):
+            w.u64(tx)
+            w.u32(parts)
+        case .registerProducer(let name, let time):
+            w.string(name)
+            w.i64(time)
+        case .stamped(let producer, let epoch, let sequence, let inner):
+            w.u64(producer)
+            w.u32(epoch)
+            w.u64(sequence)
+            inner.encode(to: &w)
+        case .expireProducer(let producer, let idleSince):
+            w.u64(producer)
+            w.i64(idleSince)
+        case .prepareHalf(let q, let time, let headers, let body):
+            w.u64(q)
+            w.i64(time)
+            w.headers(headers)
+            w.blob(body)
+        case .resolveHalf(let id, let outcome):
+            w.u64(id)
+            switch outcome {
+            case .commit: w.u8(1); w.u64(0)
+            case .rollback: w.u8(2); w.u64(0)
+            case .expired: w.u8(3); w.u64(0)
+            case .moved(let q): w.u8(4); w.u64(q)
+            }
+        case .halfChecked(let id, let time):
+            w.u64(id)
+            w.i64(time)
         }
-        return w.bytes
     }
 
     private var bodyCount: Int {
         switch self {
-        case .publish(_, _, _, let b), .relocate(_, _, _, let b), .streamAppend(_, _, _, let b): b.count
+        case .publish(_, _, _, let b), .relocate(_, _, _, let b), .streamAppend(_, _, _, let b),
+             .prepareHalf(_, _, _, let b): b.count
+        case .txPart(_, let inner), .stamped(_, _, _, let inner): inner.bodyCount
         default: 0
         }
     }
@@ -123,6 +208,20 @@ enum StoreRecord: Equatable {
 
     static func decode(_ bytes: UnsafeRawBufferPointer) throws(ByteReader.Malformed) -> StoreRecord {
         var r = ByteReader(bytes)
+        let record = try decode(&r)
+        try r.expectEnd()
+        return record
+    }
+
+    /// A record nested in a transaction part or a stamp, of one of the `allowed` kinds.
+    private static func decodeInner(_ r: inout ByteReader, allowed: Set<Kind>, in outer: Kind)
+        throws(ByteReader.Malformed) -> StoreRecord {
+        let inner = try decode(&r)
+        guard allowed.contains(inner.kind) else { throw .init(description: "a \(inner.kind) record inside \(outer)") }
+        return inner
+    }
+
+    private static func decode(_ r: inout ByteReader) throws(ByteReader.Malformed) -> StoreRecord {
         let raw = try r.u8()
         guard let kind = Kind(rawValue: raw) else {
             throw .init(description: "unknown record kind \(raw) (written by a newer version?)")
@@ -186,21 +285,59 @@ enum StoreRecord: Equatable {
             record = .commitOffset(stream: try r.u64(), group: try r.string(), offset: try r.u64())
         case .trimStream:
             record = .trimStream(stream: try r.u64(), before: try r.u64())
+        case .txPart:
+            let tx = try r.u64()
+            record = .txPart(tx: tx, try decodeInner(&r, allowed: transactional, in: kind))
+        case .txCommit:
+            record = .txCommit(tx: try r.u64(), parts: try r.u32())
+        case .registerProducer:
+            record = .registerProducer(name: try r.string(), time: try r.i64())
+        case .stamped:
+            let producer = try r.u64()
+            let epoch = try r.u32()
+            let sequence = try r.u64()
+            record = .stamped(producer: producer, epoch: epoch, sequence: sequence,
+                              try decodeInner(&r, allowed: stampable, in: kind))
+        case .expireProducer:
+            record = .expireProducer(producer: try r.u64(), idleSince: try r.i64())
+        case .prepareHalf:
+            let q = try r.u64()
+            let time = try r.i64()
+            let headers = try r.headers()
+            record = .prepareHalf(queue: q, time: time, headers: headers, body: try r.blob())
+        case .resolveHalf:
+            let id = try r.u64()
+            let outcome = try r.u8()
+            let q = try r.u64()
+            switch outcome {
+            case 1: record = .resolveHalf(message: id, .commit)
+            case 2: record = .resolveHalf(message: id, .rollback)
+            case 3: record = .resolveHalf(message: id, .expired)
+            case 4: record = .resolveHalf(message: id, .moved(queue: q))
+            default: throw .init(description: "unknown half message outcome \(outcome)")
+            }
+        case .halfChecked:
+            record = .halfChecked(message: try r.u64(), time: try r.i64())
         }
-        try r.expectEnd()
         return record
     }
 
-    /// The headers and body of a record that carries a message (publish, relocate, stream append), without
-    /// decoding the rest; nil for other kinds.
+    /// The headers and body of a record that carries a message (publish, relocate, stream append, half
+    /// message, and those inside a transaction part or a stamp); nil for other kinds.
     static func message(in bytes: UnsafeRawBufferPointer) -> Message? {
         guard let first = bytes.first, let kind = Kind(rawValue: first),
-              kind == .publish || kind == .relocate || kind == .streamAppend,
+              [.publish, .relocate, .streamAppend, .prepareHalf, .txPart, .stamped].contains(kind),
               let record = try? decode(bytes) else { return nil }
-        switch record {
-        case .publish(_, _, let h, let b), .relocate(_, _, let h, let b), .streamAppend(_, _, let h, let b):
-            return Message(headers: h, body: b)
-        default: return nil
+        return record.message
+    }
+
+    var message: Message? {
+        switch self {
+        case .publish(_, _, let h, let b), .relocate(_, _, let h, let b), .streamAppend(_, _, let h, let b),
+             .prepareHalf(_, _, let h, let b):
+            Message(headers: h, body: b)
+        case .txPart(_, let inner), .stamped(_, _, _, let inner): inner.message
+        default: nil
         }
     }
 }

@@ -8,6 +8,14 @@ struct StoreState: Sendable {
     var queueIDs: [String: UInt64] = [:]
     var streams: [UInt64: StreamIndex] = [:]
     var streamIDs: [String: UInt64] = [:]
+    /// Idempotent producers by id, and their ids by name.
+    var producers: [UInt64: ProducerState] = [:]
+    var producerIDs: [String: UInt64] = [:]
+    /// Half messages prepared and not yet resolved, by id.
+    var halfMessages: [UInt64: HalfMessageEntry] = [:]
+    /// Parts of transactions whose commit record has not been applied yet: (LSN, operation) in log order.
+    /// Empty between submissions (a transaction is appended as one), so never in a checkpoint.
+    var openTransactions: [UInt64: [(lsn: UInt64, record: StoreRecord)]] = [:]
     /// The last LSN applied.
     var appliedLSN: UInt64 = 0
 
@@ -23,17 +31,35 @@ struct StoreState: Sendable {
         case settled(Int)
         case appended(offset: UInt64)
         case relocated(Bool)
+        /// A transaction's commit: the effect of each operation in order, or why none was applied.
+        case transaction(effects: [Effect], refusal: String?)
+        case registered(producer: UInt64, epoch: UInt32)
+        /// A stamped record that was stored before: the original's message id or offset when it was the
+        /// producer's last one for that target.
+        case duplicate(of: UInt64?)
+        case stampRefused(StampRefusal)
+        /// The half message's id, or nil when its queue is gone.
+        case prepared(id: UInt64?)
+        case halfResolved(HalfResolution)
     }
 
     mutating func apply(_ record: StoreRecord, at lsn: UInt64) -> Effect {
         precondition(lsn > appliedLSN, "records are applied in LSN order")
         appliedLSN = lsn
+        return change(record, at: lsn)
+    }
+
+    /// The change a record makes; `lsn` is its own LSN (for a transaction's operation, the LSN of its part
+    /// record, applied at the commit's).
+    mutating func change(_ record: StoreRecord, at lsn: UInt64) -> Effect {
         switch record {
         case .sessionStart:
             for id in queues.keys.sorted() {
                 let out = queues[id]!.unacked.keys.sorted()
                 returnMessages(out, to: id)
             }
+            // A transaction without its commit was cut off by the crash that ended the previous session.
+            openTransactions.removeAll()
             return .none
 
         case .declareQueue(let name, let options):
@@ -45,23 +71,13 @@ struct StoreState: Sendable {
         case .deleteQueue(let id):
             guard let q = queues.removeValue(forKey: id) else { return .none }
             queueIDs[q.name] = nil
+            forgetTarget(id)
             return .none
 
         case .publish(let qid, _, _, let body):
-            guard let options = queues[qid]?.options else { return .published(id: nil) }
-            if let max = options.maxLength, options.overflow == .rejectPublish, queues[qid]!.readyCount >= max {
-                return .published(id: nil)
-            }
             let entry = MessageEntry(id: lsn, bodyLSN: lsn, bodyBytes: UInt32(body.count), deliveries: 0,
                                      deathReason: 0)
-            queues[qid]!.ready.append(entry)
-            queues[qid]!.liveBytes += body.count
-            if let max = options.maxLength, options.overflow == .dropHead {
-                while queues[qid]!.readyCount > max, let head = queues[qid]!.popReady() {
-                    deadLetter(head, from: qid, reason: .maxLength)
-                }
-            }
-            return .published(id: lsn)
+            return .published(id: enqueue(entry, into: qid) ? lsn : nil)
 
         case .checkout(let qid, let consumer, let max):
             guard queues[qid] != nil else { return .checkedOut([]) }
@@ -112,6 +128,7 @@ struct StoreState: Sendable {
         case .deleteStream(let id):
             guard let s = streams.removeValue(forKey: id) else { return .none }
             streamIDs[s.name] = nil
+            forgetTarget(id)
             return .none
 
         case .streamAppend(let sid, let time, _, let body):
@@ -134,7 +151,66 @@ struct StoreState: Sendable {
             guard let s = streams[sid], before > s.firstOffset else { return .none }
             streams[sid]!.removeFirst(Int(min(before - s.firstOffset, UInt64(s.entries.count))))
             return .none
+
+        case .txPart(let tx, let operation):
+            openTransactions[tx, default: []].append((lsn, operation))
+            return .none
+
+        case .txCommit(let tx, let parts):
+            let operations = openTransactions.removeValue(forKey: tx) ?? []
+            if let refusal = refusal(of: operations, expecting: Int(parts)) {
+                return .transaction(effects: [], refusal: refusal)
+            }
+            return .transaction(effects: operations.map { change($0.record, at: $0.lsn) }, refusal: nil)
+
+        case .registerProducer(let name, let time):
+            return register(name, time: time, at: lsn)
+
+        case .stamped(let producer, let epoch, let sequence, let operation):
+            return applyStamped(operation, producer: producer, epoch: epoch, sequence: sequence, at: lsn)
+
+        case .expireProducer(let producer, let idleSince):
+            if let p = producers[producer], p.lastActive <= idleSince {
+                producers[producer] = nil
+                producerIDs[p.name] = nil
+            }
+            return .none
+
+        case .prepareHalf(let qid, let time, _, let body):
+            guard queues[qid] != nil else { return .prepared(id: nil) }
+            halfMessages[lsn] = HalfMessageEntry(
+                queue: qid, entry: MessageEntry(id: lsn, bodyLSN: lsn, bodyBytes: UInt32(body.count), deliveries: 0,
+                                                deathReason: 0),
+                preparedAt: time, checks: 0, lastCheckAt: time)
+            return .prepared(id: lsn)
+
+        case .resolveHalf(let id, let outcome):
+            return .halfResolved(resolveHalf(id, outcome))
+
+        case .halfChecked(let id, let time):
+            if halfMessages[id] != nil {
+                halfMessages[id]!.checks &+= 1
+                halfMessages[id]!.lastCheckAt = time
+            }
+            return .none
         }
+    }
+
+    /// Appends a message to a queue's ready messages, applying its `maxLength`; false when the queue is gone
+    /// or refuses it (`.rejectPublish`). `force` ignores `.rejectPublish` (a queue of last resort).
+    mutating func enqueue(_ entry: MessageEntry, into qid: UInt64, force: Bool = false) -> Bool {
+        guard let options = queues[qid]?.options else { return false }
+        if !force, let max = options.maxLength, options.overflow == .rejectPublish, queues[qid]!.readyCount >= max {
+            return false
+        }
+        queues[qid]!.ready.append(entry)
+        queues[qid]!.liveBytes += Int(entry.bodyBytes)
+        if let max = options.maxLength, options.overflow == .dropHead {
+            while queues[qid]!.readyCount > max, let head = queues[qid]!.popReady() {
+                deadLetter(head, from: qid, reason: .maxLength)
+            }
+        }
+        return true
     }
 
     /// Puts delivered messages back at the front of their queue, or dead-letters those past the delivery
@@ -174,10 +250,12 @@ struct StoreState: Sendable {
         var low = UInt64.max
         for q in queues.values { q.forEachEntry { low = min(low, $0.bodyLSN) } }
         for s in streams.values { if let first = s.entries.first { low = min(low, first.lsn) } }
+        for h in halfMessages.values { low = min(low, h.entry.bodyLSN) }
         return low == .max ? nil : low
     }
 
     var liveBytes: Int {
         queues.values.reduce(0) { $0 + $1.liveBytes } + streams.values.reduce(0) { $0 + $1.bytes }
+            + halfMessages.values.reduce(0) { $0 + Int($1.entry.bodyBytes) }
     }
 }

@@ -104,7 +104,7 @@ extension QueueStore {
         }
     }
 
-    private func streamID(_ name: String) throws(QueueError) -> UInt64 {
+    func streamID(_ name: String) throws(QueueError) -> UInt64 {
         try core.withLock { c throws(QueueError) in
             try c.usable()
             guard let id = c.state.streamIDs[name] else { throw QueueError(.notFound, "no stream named '\(name)'") }

@@ -22,6 +22,19 @@ import WriteAheadLog
             .streamAppend(stream: 4, time: 5, headers: ["x": "y"], body: Array(repeating: 9, count: 1000)),
             .commitOffset(stream: 4, group: "g", offset: 77),
             .trimStream(stream: 4, before: 10),
+            .txPart(tx: 3, .publish(queue: 7, time: 1, headers: [:], body: [4, 5])),
+            .txPart(tx: 3, .ack(queue: 7, messages: [2])),
+            .txPart(tx: 3, .commitOffset(stream: 4, group: "g", offset: 1)),
+            .txCommit(tx: 3, parts: 3),
+            .registerProducer(name: "p", time: 99),
+            .stamped(producer: 12, epoch: 2, sequence: 40, .streamAppend(stream: 4, time: 5, headers: [:], body: [1])),
+            .expireProducer(producer: 12, idleSince: -5),
+            .prepareHalf(queue: 7, time: 6, headers: ["t": "1"], body: [7, 7]),
+            .resolveHalf(message: 30, .commit),
+            .resolveHalf(message: 30, .rollback),
+            .resolveHalf(message: 30, .expired),
+            .resolveHalf(message: 30, .moved(queue: 9)),
+            .halfChecked(message: 30, time: 8),
         ]
         for r in records {
             let bytes = r.encode()
@@ -33,6 +46,11 @@ import WriteAheadLog
                 }
             }
         }
+        // Nesting is limited to the kinds that make sense (a declaration inside a transaction is refused).
+        let nested = StoreRecord.txPart(tx: 1, .declareQueue(name: "x", options: QueueOptions())).encode()
+        #expect(throws: ByteReader.Malformed.self) { try nested.withUnsafeBytes { try StoreRecord.decode($0) } }
+        let stampedAck = StoreRecord.stamped(producer: 1, epoch: 0, sequence: 1, .ack(queue: 1, messages: [])).encode()
+        #expect(throws: ByteReader.Malformed.self) { try stampedAck.withUnsafeBytes { try StoreRecord.decode($0) } }
     }
 
     @Test func checkpointRoundTripsTheState() async throws {
@@ -48,7 +66,12 @@ import WriteAheadLog
         try await store.declareStream("s")
         for i in 0..<7 { try await store.append(to: "s", text("\(i)")) }
         try await store.commitOffset(stream: "s", group: "g", offset: 3)
+        let producer = try await store.registerProducer(name: "p")
+        _ = try await producer.publish(to: "q", text("idem"), sequence: 1)
+        _ = try await producer.append(to: "s", text("idem"), sequence: 1)
+        _ = try await store.prepare(to: "q", text("half"))
         let state = store.core.withLock { $0.state }
+        #expect(state.producers.count == 1 && state.halfMessages.count == 1)
         let bytes = Checkpoint.encode(state)
         let decoded = try bytes.withUnsafeBytes { try Checkpoint.decode($0) }
         #expect(Checkpoint.encode(decoded) == bytes)
@@ -56,6 +79,8 @@ import WriteAheadLog
         let q = state.queueIDs["q"]!
         #expect(decoded.queues[q]!.unacked.count == state.queues[q]!.unacked.count)
         #expect(decoded.queues[q]!.ready == state.queues[q]!.ready)
+        #expect(decoded.producers == state.producers && decoded.producerIDs == state.producerIDs)
+        #expect(decoded.halfMessages == state.halfMessages)
         // A flipped byte anywhere is refused.
         for i in stride(from: 0, to: bytes.count, by: 7) {
             var bad = bytes

@@ -54,3 +54,10 @@ struct TestFailure: Error, CustomStringConvertible {
     var description: String
     init(_ d: String) { description = d }
 }
+
+/// Stops a store the way a crash would: no final checkpoint, nothing more written (the log is closed, so
+/// what it confirmed is on disk and what it did not is not).
+func dropWithoutClosing(_ store: QueueStore) throws {
+    store.maintenanceTask.withLock { $0?.cancel() }
+    try store.log.close()
+}

@@ -1,0 +1,120 @@
+/// A producer whose retries never store a message twice (Kafka's idempotent producer). It has a durable id
+/// and an epoch; each publish (or stream append) carries the next sequence number for its target, from 1.
+/// The store keeps, per producer and target, the last sequence it stored: a retry of a sequence already
+/// stored is confirmed as a duplicate and not stored again; a sequence that skips ahead is refused
+/// (`.outOfSequence`); an instance with an older epoch is fenced off (`.fenced`) once a newer one
+/// registered under the same name. Retrying until confirmed then neither loses nor duplicates a message.
+///
+/// Issue a target's sequences in order (await each, or retry from the first unconfirmed one). After a
+/// restart, register again (same name: same id, next epoch) and resume after `lastSequence(...)`, or
+/// resend from your own last confirmed sequence: what was stored already comes back as duplicates.
+/// The state survives crashes and checkpoints; a producer idle for `StoreOptions.producerIdleExpiry` is
+/// forgotten (its next publish gets `.unknownProducer`).
+public final class IdempotentProducer: Sendable {
+    public let name: String
+    public let id: UInt64
+    public let epoch: UInt32
+    let store: QueueStore
+
+    init(name: String, id: UInt64, epoch: UInt32, store: QueueStore) {
+        self.name = name
+        self.id = id
+        self.epoch = epoch
+        self.store = store
+    }
+
+    /// Publishes a persistent message to a durable queue as sequence `sequence` of this producer for it.
+    /// Returns `.stored(messageID)` once durable, or `.duplicate` when that sequence was stored before.
+    /// - Throws: `.outOfSequence`, `.fenced`, `.unknownProducer`, `.queueFull`, `.notFound`, `.logFailed`.
+    public func publish(to queue: String, _ message: Message, sequence: UInt64) async throws(QueueError) -> IdempotentResult {
+        try store.checkFits(message)
+        let qid: UInt64 = try store.core.withLock { c throws(QueueError) in
+            try c.usable()
+            let (id, durable) = try c.queue(named: queue)
+            guard durable else { throw QueueError(.invalidArgument, "queue '\(queue)' is transient: idempotence needs a durable queue") }
+            return id
+        }
+        return try await send(.publish(queue: qid, time: wallClockMilliseconds(), headers: message.headers,
+                                       body: message.body), target: queue, sequence: sequence)
+    }
+
+    /// Appends to a stream as sequence `sequence` of this producer for it; `.stored(offset)` or `.duplicate`.
+    public func append(to stream: String, _ message: Message, sequence: UInt64) async throws(QueueError) -> IdempotentResult {
+        try store.checkFits(message)
+        let sid = try store.streamID(stream)
+        return try await send(.streamAppend(stream: sid, time: wallClockMilliseconds(), headers: message.headers,
+                                            body: message.body), target: stream, sequence: sequence)
+    }
+
+    /// The last sequence the store holds from this producer for a queue (0: none).
+    public func lastSequence(queue: String) throws(QueueError) -> UInt64 {
+        try store.core.withLock { c throws(QueueError) in
+            let (qid, _) = try c.queue(named: queue)
+            return c.state.producers[id]?.targets[qid]?.sequence ?? 0
+        }
+    }
+
+    /// The last sequence the store holds from this producer for a stream (0: none).
+    public func lastSequence(stream: String) throws(QueueError) -> UInt64 {
+        let sid = try store.streamID(stream)
+        return store.core.withLock { $0.state.producers[id]?.targets[sid]?.sequence ?? 0 }
+    }
+
+    private func send(_ operation: StoreRecord, target name: String, sequence: UInt64) async throws(QueueError)
+        -> IdempotentResult {
+        guard sequence >= 1 else { throw QueueError(.invalidArgument, "sequences start at 1") }
+        let (target, _) = StoreState.target(of: operation)
+        // A sequence the applied (so durable) state already holds is answered without writing it again.
+        // A sequence that skips ahead is written anyway: the ones before it may be in flight.
+        var early = store.core.withLock { $0.state.check(producer: id, epoch: epoch, sequence: sequence, target: target) }
+        if case .stampRefused(.outOfSequence) = early { early = nil }
+        var effect = early ?? .none
+        if early == nil {
+            effect = try await store.perform([.stamped(producer: id, epoch: epoch, sequence: sequence, operation)])
+        }
+        switch effect {
+        case .published(let messageID?): return .stored(messageID)
+        case .appended(let offset): return .stored(offset)
+        case .duplicate(let original): return .duplicate(of: original)
+        case .published(nil):
+            let gone = store.core.withLock { $0.state.queues[target] == nil }
+            throw gone ? QueueError(.notFound, "queue '\(name)' was deleted")
+                : QueueError(.queueFull, "queue '\(name)' is at its maxLength")
+        case .stampRefused(.unknownProducer):
+            throw QueueError(.unknownProducer, "producer '\(self.name)' (id \(id)) is not registered (expired after "
+                             + "being idle?): register again and resume after lastSequence")
+        case .stampRefused(.fenced(let current)):
+            throw QueueError(.fenced, "producer '\(self.name)' epoch \(epoch) was fenced by epoch \(current): a newer "
+                             + "instance registered; stop this one")
+        case .stampRefused(.outOfSequence(let expected)):
+            throw QueueError(.outOfSequence, "sequence \(sequence) for '\(name)' skips ahead: the store expects "
+                             + "\(expected); resend from there")
+        default:
+            // An append to a deleted stream.
+            throw QueueError(.notFound, "'\(name)' was deleted")
+        }
+    }
+}
+
+/// What an idempotent publish did.
+public enum IdempotentResult: Sendable, Equatable {
+    /// Stored now: the message id (queue) or offset (stream).
+    case stored(UInt64)
+    /// That sequence was stored before and is not stored again; the original's id or offset when it was the
+    /// producer's last one for the target (older ones are not kept).
+    case duplicate(of: UInt64?)
+}
+
+extension QueueStore {
+    /// Registers an idempotent producer under `name`: the first time, a new durable id with epoch 0; again
+    /// (a restarted instance), the same id with the next epoch, which fences the previous instance off.
+    public func registerProducer(name: String) async throws(QueueError) -> IdempotentProducer {
+        guard !name.isEmpty, name.utf8.count <= 255 else {
+            throw QueueError(.invalidArgument, "a producer name is 1 to 255 bytes")
+        }
+        try core.withLock { c throws(QueueError) in try c.usable() }
+        let effect = try await perform([.registerProducer(name: name, time: wallClockMilliseconds())])
+        guard case .registered(let id, let epoch) = effect else { preconditionFailure("\(effect)") }
+        return IdempotentProducer(name: name, id: id, epoch: epoch, store: self)
+    }
+}
