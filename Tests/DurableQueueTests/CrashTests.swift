@@ -3,8 +3,13 @@ import Glibc
 import Testing
 @testable import DurableQueue
 
+/// What a crash child reports, one line at a time.
+protocol ChildLines: Sendable {
+    mutating func parse(_ line: Substring)
+}
+
 /// What the child reported before it was killed, over one or more runs on the same store.
-struct ChildReport: Sendable {
+struct ChildReport: ChildLines {
     var published: [UInt64: String] = [:]
     var acked: Set<UInt64> = []
     /// Acks called whose return was not (yet) reported.
@@ -41,11 +46,11 @@ func productsDirectory() -> String {
 
 /// Runs the child on `directory` and kills it with SIGKILL once it reported `steps` lines after opening (or
 /// `afterMicroseconds` after it started, which can land in its recovery).
-func runQueueChild(directory: String, tag: String, steps: Int, afterMicroseconds: UInt32?,
-                   into report: inout ChildReport) throws {
+func runQueueChild<Report: ChildLines>(directory: String, tag: String, extraArguments: [String] = [], steps: Int,
+                                       afterMicroseconds: UInt32?, into report: inout Report) throws {
     let child = Process()
     child.executableURL = URL(fileURLWithPath: productsDirectory() + "/QueueCrashChild")
-    child.arguments = [directory, tag]
+    child.arguments = [directory, tag] + extraArguments
     let pipe = Pipe()
     child.standardOutput = pipe
     try child.run()

@@ -9,6 +9,8 @@
 //   S <offset> <body>          stream append confirmed
 //   C <offset>                 offset commit returned
 // Usage: QueueCrashChild <store directory> <run tag>
+//        QueueCrashChild <store directory> <run tag> exactly-once <first idempotent sequence>
+// (the second: transactions, idempotent producers and half messages; see ExactlyOnce.swift)
 import DurableQueue
 import Glibc
 
@@ -18,8 +20,12 @@ func emit(_ line: String) {
 }
 
 let arguments = CommandLine.arguments
+if arguments.count == 5, arguments[3] == "exactly-once", let first = UInt64(arguments[4]) {
+    await runExactlyOnceWorkload(directory: arguments[1], run: arguments[2], firstSequence: first)
+    exit(0)
+}
 guard arguments.count == 3 else {
-    emit("usage: QueueCrashChild DIR TAG")
+    emit("usage: QueueCrashChild DIR TAG [exactly-once FIRST-SEQUENCE]")
     exit(2)
 }
 let run = arguments[2]
