@@ -5,8 +5,9 @@ import WriteAheadLog
 /// An in-memory file system that knows what a power loss could take away: per file, the bytes made durable
 /// by `fdatasync` and the writes since; per directory, the entries made durable by a directory `fsync` and
 /// the creates, renames and deletes since. `crashImage(seed:)` builds a disk as a power cut at this moment
-/// could leave it: each unsynced write kept, dropped, or torn (only some of its 512-byte sectors kept), each
-/// unsynced directory change kept or lost. After `crash()` every call fails with EIO, so a log running on
+/// could leave it: each unsynced write kept, dropped, cut (its first sectors kept, as in-order writeback
+/// leaves it), torn (only some of its 512-byte sectors kept) or garbled, each unsynced directory change kept
+/// or lost. After `crash()` every call fails with EIO, so a log running on
 /// it can confirm nothing more.
 ///
 /// Deterministic for a seed: the same workload and seed give the same image.
@@ -71,9 +72,13 @@ public final class SimulatedDisk: FileSystem {
             for (number, inode) in s.inodes {
                 var bytes = inode.durable
                 for write in inode.pending {
-                    switch rng.next() % 4 {
+                    switch rng.next() % 5 {
                     case 0: continue                                   // lost
                     case 1: apply(write.bytes, at: write.offset, to: &bytes)  // kept whole
+                    case 4:                                            // cut: written back in order, up to a sector
+                        let sectors = (write.offset % 512 + write.bytes.count + 511) / 512
+                        let end = min(write.bytes.count, (write.offset / 512 + Int(rng.next() % UInt64(sectors + 1))) * 512 - write.offset)
+                        if end > 0 { apply(Array(write.bytes[..<end]), at: write.offset, to: &bytes) }
                     case 2:                                            // torn: some sectors kept
                         var sector = (write.offset / 512) * 512
                         while sector < write.offset + write.bytes.count {

@@ -114,10 +114,4 @@ struct ExactlyOnceReport: ChildLines {
                 "round \(round)")
     }
 
-    /// Every ready message of a queue, without acking (they go back when the consumer is dropped).
-    private func drain(_ queue: String, _ store: QueueStore) async throws -> [Delivery] {
-        guard let info = store.queueInfo(queue), info.ready > 0 else { return [] }
-        let consumer = try store.consume(queue: queue, prefetch: info.ready)
-        return try await take(info.ready, from: consumer)
-    }
 }

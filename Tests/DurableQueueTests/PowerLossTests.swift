@@ -5,7 +5,8 @@ import WriteAheadLog
 @testable import DurableQueue
 
 /// A store workload on a simulated disk that loses power before a chosen operation: publishes, acks, stream
-/// appends, offset commits, checkpoints and reclamation. A process kill cannot reveal a missing sync; this
+/// appends, offset commits, transactions larger than a frame, idempotent publishes, half messages,
+/// checkpoints and reclamation. A process kill cannot reveal a missing sync; this
 /// can (unsynced writes dropped or torn, unsynced directory changes lost).
 struct StorePowerLossTrial {
     var seed: UInt64
@@ -17,7 +18,15 @@ struct StorePowerLossTrial {
         var acking: Set<UInt64> = []
         var appended: [UInt64: [UInt8]] = [:]
         var committed: UInt64 = 0
+        /// Transactions whose commit returned (by number); each publishes `transactionSize` messages.
+        var transactions: Set<Int> = []
+        var sequences: Set<UInt64> = []
+        /// Half messages whose prepare returned, and those whose commit returned.
+        var prepared: Set<UInt64> = []
+        var committedHalves: Set<UInt64> = []
     }
+
+    static let transactionSize = 3
 
     static var options: StoreOptions {
         var o = testOptions(segmentBytes: 64 << 10)
@@ -44,6 +53,9 @@ struct StorePowerLossTrial {
             opened = store
             try await store.declareQueue("q")
             try await store.declareStream("s", options: StreamOptions(maxBytes: 8 << 10))
+            for name in ["t", "iq", "h"] { try await store.declareQueue(name) }
+            let producer = try await store.registerProducer(name: "p")
+            var sequence: UInt64 = 0
             let consumer = try store.consume(queue: "q", prefetch: 1)
             var deliveries = consumer.deliveries.makeAsyncIterator()
             for i in 0..<240 {
@@ -66,6 +78,28 @@ struct StorePowerLossTrial {
                     try await store.commitOffset(stream: "s", group: "g", offset: next)
                     oracle.committed = next
                 }
+                if i % 12 == 5 {
+                    // Three 3 KiB messages: more than one 8 KiB frame.
+                    let tx = store.transaction()
+                    for j in 0..<Self.transactionSize {
+                        try tx.publish(to: "t", Message(body: Array("tx\(i)-\(j) ".utf8) + [UInt8](repeating: UInt8(j), count: 3000)))
+                    }
+                    try await tx.commit()
+                    oracle.transactions.insert(i)
+                }
+                if i % 6 == 1 {
+                    sequence += 1
+                    _ = try await producer.publish(to: "iq", Message(body: Array("\(sequence)".utf8)), sequence: sequence)
+                    oracle.sequences.insert(sequence)
+                }
+                if i % 20 == 3 {
+                    let id = try await store.prepare(to: "h", Message(body: body))
+                    oracle.prepared.insert(id)
+                    if i % 40 == 3 {
+                        try await store.commitHalfMessage(id)
+                        oracle.committedHalves.insert(id)
+                    }
+                }
                 if i % 40 == 39 { try await store.reclaim() }
             }
             try store.close()
@@ -85,13 +119,10 @@ struct StorePowerLossTrial {
         }
         defer { try? store.close() }
         var recovered: [UInt64: [UInt8]] = [:]
-        if let info = store.queueInfo("q"), info.ready > 0 {
-            do {
-                let consumer = try store.consume(queue: "q", prefetch: info.ready)
-                for d in try await take(info.ready, from: consumer) { recovered[d.messageID] = d.message.body }
-            } catch {
-                return "reading the queue: \(error)"
-            }
+        do {
+            for d in try await drain("q", store) { recovered[d.messageID] = d.message.body }
+        } catch {
+            return "reading the queue: \(error)"
         }
         for (id, body) in oracle.published where !oracle.acked.contains(id) && !oracle.acking.contains(id) {
             guard let got = recovered[id] else { return "confirmed message \(id) lost" }
@@ -107,8 +138,37 @@ struct StorePowerLossTrial {
             }
             if oracle.committed > (info.committedOffsets["g"] ?? 0) { return "committed offset went back" }
         }
+        guard store.queueInfo("t") != nil else { return oracle.transactions.isEmpty ? nil : "queue t lost" }
+        do {
+            // Transactions: all of one or none of it.
+            var perTransaction: [Int: Int] = [:]
+            for d in try await drain("t", store) {
+                let tag = String(decoding: d.message.body.prefix { $0 != UInt8(ascii: "-") }, as: UTF8.self)
+                perTransaction[Int(tag.dropFirst(2))!, default: 0] += 1
+            }
+            for (i, n) in perTransaction where n != transactionSize { return "transaction \(i) shows \(n) messages" }
+            for i in oracle.transactions where perTransaction[i] == nil { return "committed transaction \(i) lost" }
+            // Idempotent publishes: each confirmed sequence once, none twice, and a retry is a duplicate.
+            let sequences = try await drain("iq", store).map { UInt64(String(decoding: $0.message.body, as: UTF8.self))! }
+            if Set(sequences).count != sequences.count { return "a sequence stored twice" }
+            if !oracle.sequences.isSubset(of: Set(sequences)) { return "a confirmed sequence lost" }
+            if let last = sequences.max() {
+                let producer = try await store.registerProducer(name: "p")
+                guard case .duplicate = try await producer.publish(to: "iq", Message(body: Array("\(last)".utf8)), sequence: last)
+                else { return "the retry of sequence \(last) was stored again" }
+            }
+            // Half messages: a confirmed prepare is pending or (its commit was in flight) visible; never both.
+            let visible = Set(try await drain("h", store).map(\.messageID))
+            let pending = Set(store.halfMessages().map(\.id))
+            if !visible.isDisjoint(with: pending) { return "a half message both pending and visible" }
+            if !oracle.committedHalves.isSubset(of: visible) { return "a committed half message lost" }
+            if !oracle.prepared.isSubset(of: visible.union(pending)) { return "a prepared half message lost" }
+        } catch {
+            return "checking transactions, sequences and half messages: \(error)"
+        }
         return nil
     }
+
 }
 
 @Suite struct StorePowerLossTests {

@@ -61,3 +61,10 @@ func dropWithoutClosing(_ store: QueueStore) throws {
     store.maintenanceTask.withLock { $0?.cancel() }
     try store.log.close()
 }
+
+/// Every ready message of a queue, without acking (they go back when the consumer is dropped).
+func drain(_ queue: String, _ store: QueueStore) async throws -> [Delivery] {
+    guard let info = store.queueInfo(queue), info.ready > 0 else { return [] }
+    let consumer = try store.consume(queue: queue, prefetch: info.ready)
+    return try await take(info.ready, from: consumer)
+}
