@@ -40,7 +40,7 @@ struct EngineRun {
         switch shape {
         case .awaited:
             latencies = try await runAwaitedProducers(concurrency: concurrency, messagesMax: messagesMax,
-                                                      deadline: deadline, shared: shared) { i in
+                                                      deadline: deadline, shared: shared) { _, i in
                 let m = i % sourceMessages
                 _ = try await log.append(source[(m * 1024)..<(m * 1024 + 1024)])
             }

@@ -6,13 +6,18 @@ import WriteAheadLog
 
 /// Durable publishes through the queue layer (`QueueStore`), the same workload as `EngineRun`: awaited
 /// publishes from `concurrency` tasks, or one windowed publisher with `concurrency` unconfirmed publishes;
-/// and end to end, publish -> consume -> ack, with `consumers` consumers acking in batches.
+/// and end to end, publish -> consume -> ack, with `consumers` consumers acking in batches. The exactly-once
+/// shapes are awaited too: transactions of `transactionSize` publishes, idempotent publishes (one producer per
+/// task), half messages (prepare, then commit).
 struct QueueRun {
-    enum Shape: String { case awaited, windowed, endToEnd = "end-to-end" }
+    enum Shape: String {
+        case awaited, windowed, endToEnd = "end-to-end", transactions = "tx", idempotent, halfMessages = "half"
+    }
 
     var shape: Shape = .awaited
     var concurrency: Int
     var consumers = 1
+    var transactionSize = 1
     var messagesMax: Int
     var secondsMax: Double
 
@@ -36,7 +41,7 @@ struct QueueRun {
         case .awaited, .endToEnd:
             let consuming = shape == .endToEnd ? startConsumers(store, shared: shared) : nil
             latencies = try await runAwaitedProducers(concurrency: concurrency, messagesMax: messagesMax,
-                                                      deadline: deadline, shared: shared) { i in
+                                                      deadline: deadline, shared: shared) { _, i in
                 try await store.publish(to: "bench", bodies[i % bodies.count])
             }
             if let consuming {
@@ -50,13 +55,41 @@ struct QueueRun {
             }
         case .windowed:
             latencies = try await windowed(store, bodies: bodies, deadline: deadline, shared: shared)
+        case .transactions:
+            let size = transactionSize
+            latencies = try await runAwaitedProducers(concurrency: concurrency, messagesMax: messagesMax / size,
+                                                      deadline: deadline, shared: shared) { _, i in
+                let tx = store.transaction()
+                for j in 0..<size { try tx.publish(to: "bench", bodies[(i * size + j) % bodies.count]) }
+                try await tx.commit()
+            }
+        case .idempotent:
+            var producers: [IdempotentProducer] = []
+            for task in 0..<concurrency { producers.append(try await store.registerProducer(name: "bench-\(task)")) }
+            let sequences = (0..<concurrency).map { _ in SequenceCounter() }
+            latencies = try await runAwaitedProducers(concurrency: concurrency, messagesMax: messagesMax,
+                                                      deadline: deadline, shared: shared) { [producers] task, i in
+                let sequence = sequences[task].value.add(1, ordering: .relaxed).newValue
+                _ = try await producers[task].publish(to: "bench", bodies[i % bodies.count], sequence: sequence)
+            }
+        case .halfMessages:
+            latencies = try await runAwaitedProducers(concurrency: concurrency, messagesMax: messagesMax,
+                                                      deadline: deadline, shared: shared) { _, i in
+                let id = try await store.prepare(to: "bench", bodies[i % bodies.count])
+                try await store.commitHalfMessage(id)
+            }
         }
         let cpuEnd = processCPUSeconds()
         let counters = store.logCounters
         let seconds = Double(shared.lastConfirm.load(ordering: .relaxed) - start) / 1e9
+        let messages = switch shape {
+        case .endToEnd: delivered
+        case .transactions: Int(latencies.totalCount) * transactionSize
+        default: Int(latencies.totalCount)
+        }
         var m = Measurement(
             scenario: "queue \(shape.rawValue) c=\(concurrency)", concurrency: concurrency, codec: "lz4", syncsInFlight: 2,
-            messages: shape == .endToEnd ? delivered : Int(latencies.totalCount), seconds: seconds, latencies: latencies,
+            messages: messages, seconds: seconds, latencies: latencies,
             recordsPerSync: counters.recordsPerSync, bytesWrittenPerRecord: counters.bytesWrittenPerRecord,
             cpuSeconds: cpuEnd - cpuStart)
         m.syncMicrosecondsMean = counters.syncMicrosecondsMean
@@ -89,6 +122,10 @@ struct QueueRun {
                 if now { c.resume() }
             }
         }
+    }
+
+    final class SequenceCounter: Sendable {
+        let value = Atomic<UInt64>(0)
     }
 
     final class UnackedTally: Sendable {

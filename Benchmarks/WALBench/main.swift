@@ -105,6 +105,11 @@ for rep in 1...settings.reps {
     try await queue("queue windowed c=64", QueueRun(shape: .windowed, concurrency: 64, messagesMax: n, secondsMax: s))
     try await queue("queue end-to-end c=64 consumers=1", QueueRun(shape: .endToEnd, concurrency: 64, consumers: 1, messagesMax: n, secondsMax: s))
     try await queue("queue end-to-end c=64 consumers=4", QueueRun(shape: .endToEnd, concurrency: 64, consumers: 4, messagesMax: n, secondsMax: s))
+    try await queue("queue tx c=1 size=1", QueueRun(shape: .transactions, concurrency: 1, messagesMax: n, secondsMax: s))
+    try await queue("queue tx c=64 size=1", QueueRun(shape: .transactions, concurrency: 64, messagesMax: n, secondsMax: s))
+    try await queue("queue tx c=64 size=10", QueueRun(shape: .transactions, concurrency: 64, transactionSize: 10, messagesMax: n, secondsMax: s))
+    try await queue("queue idempotent c=64", QueueRun(shape: .idempotent, concurrency: 64, messagesMax: n, secondsMax: s))
+    try await queue("queue half c=64", QueueRun(shape: .halfMessages, concurrency: 64, messagesMax: n, secondsMax: s))
     try await engine("wal c=64 codec=none", EngineRun(concurrency: 64, codec: .none, messagesMax: n, secondsMax: s))
     try await engine("wal c=64 random payload", EngineRun(concurrency: 64, messagesMax: n, secondsMax: s), payload: random)
     try await engine("wal blocking c=64", EngineRun(shape: .blocking, concurrency: 64, messagesMax: n, secondsMax: s))
@@ -170,6 +175,12 @@ report("queue c=64 msgs/s / wal c=64 syncs=2 (target 0.8)", ratio("queue c=64", 
 report("queue windowed c=64 msgs/s / wal windowed c=64 (target 0.8)", ratio("queue windowed c=64", "wal windowed c=64"))
 report("end-to-end c=64 1 consumer / queue c=64 publish (target 0.5)", ratio("queue end-to-end c=64 consumers=1", "queue c=64"))
 report("end-to-end c=64 4 consumers / queue c=64 publish (target 0.5)", ratio("queue end-to-end c=64 consumers=4", "queue c=64"))
+report("tx c=1 size=1 commits/s / queue c=1 publishes/s", ratio("queue tx c=1 size=1", "queue c=1"))
+report("tx c=1 size=1 p50 commit latency / queue c=1 p50 publish latency", ratio("queue tx c=1 size=1", "queue c=1", \.p50Microseconds))
+report("tx c=64 size=1 commits/s / queue c=64 publishes/s", ratio("queue tx c=64 size=1", "queue c=64"))
+report("tx c=64 size=10 msgs/s / queue c=64 msgs/s", ratio("queue tx c=64 size=10", "queue c=64"))
+report("idempotent c=64 msgs/s / queue c=64 msgs/s", ratio("queue idempotent c=64", "queue c=64"))
+report("half (prepare+commit) c=64 msgs/s / queue c=64 msgs/s", ratio("queue half c=64", "queue c=64"))
 
 if let path = settings.jsonPath {
     struct Output: Codable {
