@@ -15,6 +15,23 @@ public enum StoreInspector {
         public var queues: [QueueInfo]
         public var streams: [StreamInfo]
         public var liveBytes: Int
+        public var producers: [ProducerInfo]
+        /// Half messages prepared and not yet committed or rolled back.
+        public var halfMessages: [HalfMessageInfo]
+        /// Operations of a transaction whose commit record is not in the log (a crash cut it off): the next
+        /// open drops them.
+        public var uncommittedOperations: Int
+    }
+
+    /// An idempotent producer's deduplication state.
+    public struct ProducerInfo: Sendable, Equatable {
+        public var name: String
+        public var id: UInt64
+        public var epoch: UInt32
+        /// Milliseconds since 1970 of its last registration or publish.
+        public var lastActive: Int64
+        /// The last sequence stored, per queue or stream name.
+        public var lastSequences: [String: UInt64]
     }
 
     /// - Throws: `QueueError` `.corruption` for a damaged checkpoint or record, `.logFailed` for I/O errors.
@@ -53,7 +70,18 @@ public enum StoreInspector {
             StreamInfo(name: $0.name, firstOffset: $0.firstOffset, nextOffset: $0.nextOffset, bytes: $0.bytes,
                        committedOffsets: $0.groups)
         }.sorted { $0.name < $1.name }
+        let producers = state.producers.values.map { p in
+            ProducerInfo(name: p.name, id: p.id, epoch: p.epoch, lastActive: p.lastActive,
+                         lastSequences: Dictionary(uniqueKeysWithValues: p.targets.map { target, last in
+                             (state.queues[target]?.name ?? state.streams[target]?.name ?? "#\(target)", last.sequence)
+                         }))
+        }.sorted { $0.name < $1.name }
+        let halves = state.halfMessages.keys.sorted().map { id in
+            let h = state.halfMessages[id]!
+            return HalfMessageInfo(id: id, queue: state.queues[h.queue]?.name ?? "", checks: Int(h.checks), preparedAt: h.preparedAt)
+        }
         return Summary(checkpointLSN: covered, replayedRecords: replayed, lastLSN: state.appliedLSN, queues: queues,
-                       streams: streams, liveBytes: state.liveBytes)
+                       streams: streams, liveBytes: state.liveBytes, producers: producers, halfMessages: halves,
+                       uncommittedOperations: state.openTransactions.values.reduce(0) { $0 + $1.count })
     }
 }

@@ -4,7 +4,7 @@ import Foundation
 
 struct Queues: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Queues and streams of a store directory (its checkpoint plus the log after it; read-only).")
+        abstract: "Queues, streams, idempotent producers and pending half messages of a store directory (its checkpoint plus the log after it; read-only).")
 
     @Argument(help: "The store directory (the one holding `checkpoint` and `wal/`).") var directory: String
     @Flag(help: "Print JSON instead of tables.") var json = false
@@ -30,6 +30,14 @@ struct Queues: ParsableCommand {
                     ["name": $0.name, "firstOffset": $0.firstOffset, "nextOffset": $0.nextOffset, "bytes": $0.bytes,
                      "committedOffsets": $0.committedOffsets] as [String: Any]
                 },
+                "producers": summary.producers.map {
+                    ["name": $0.name, "id": $0.id, "epoch": $0.epoch, "lastActive": $0.lastActive,
+                     "lastSequences": $0.lastSequences] as [String: Any]
+                },
+                "halfMessages": summary.halfMessages.map {
+                    ["id": $0.id, "queue": $0.queue, "checks": $0.checks, "preparedAt": $0.preparedAt] as [String: Any]
+                },
+                "uncommittedOperations": summary.uncommittedOperations,
             ]
             print(jsonLine(object))
             return
@@ -49,6 +57,25 @@ struct Queues: ParsableCommand {
                 let groups = s.committedOffsets.keys.sorted().map { "\($0)=\(s.committedOffsets[$0]!)" }.joined(separator: " ")
                 print(pad(s.name, 24) + pad("\(s.firstOffset)", 14) + pad("\(s.nextOffset)", 14) + pad("\(s.bytes)", 12) + groups)
             }
+        }
+        if !summary.producers.isEmpty {
+            print("")
+            print(pad("idempotent producer", 24) + pad("id", 14) + pad("epoch", 8) + "last sequences")
+            for p in summary.producers {
+                let last = p.lastSequences.keys.sorted().map { "\($0)=\(p.lastSequences[$0]!)" }.joined(separator: " ")
+                print(pad(p.name, 24) + pad("\(p.id)", 14) + pad("\(p.epoch)", 8) + last)
+            }
+        }
+        if !summary.halfMessages.isEmpty {
+            print("")
+            print(pad("half message", 24) + pad("queue", 24) + pad("checks", 8) + "prepared at (ms since 1970)")
+            for h in summary.halfMessages {
+                print(pad("\(h.id)", 24) + pad(h.queue, 24) + pad("\(h.checks)", 8) + "\(h.preparedAt)")
+            }
+        }
+        if summary.uncommittedOperations > 0 {
+            print("")
+            print("uncommitted transaction operations at the log's end: \(summary.uncommittedOperations) (the next open drops them)")
         }
     }
 
