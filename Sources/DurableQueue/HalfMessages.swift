@@ -24,7 +24,8 @@ extension QueueStore {
 
     /// Makes the half message visible in its queue; durable when it returns.
     /// - Throws: `.notFound` when it is not pending (committed or rolled back already, by a call or a
-    ///   check-back); `.queueFull` (`maxLength` with `.rejectPublish`; it stays pending, retry).
+    ///   check-back) or its queue was deleted (the message is dropped); `.queueFull` (`maxLength` with
+    ///   `.rejectPublish`; it stays pending, retry).
     public func commitHalfMessage(_ id: UInt64) async throws(QueueError) {
         try await resolveHalfMessage(id, .commit)
     }
@@ -44,6 +45,7 @@ extension QueueStore {
         switch effect {
         case .halfResolved(.committed), .halfResolved(.rolledBack): return
         case .halfResolved(.queueFull): throw QueueError(.queueFull, "half message \(id)'s queue is at its maxLength; it is still pending")
+        case .halfResolved(.queueGone): throw QueueError(.notFound, "half message \(id)'s queue was deleted; the message went with it")
         default: throw Self.notPending(id)
         }
     }
@@ -69,9 +71,9 @@ extension QueueStore {
         halfMessageChecker.withLock { $0 = checker }
     }
 
-    /// Runs the check-backs that are due now (maintenance does this on its own): asks the checker about each
-    /// due half message and writes what it answered; those whose checks ran out are rolled back or moved.
-    /// Returns how many half messages it resolved.
+    /// Runs the check-backs that are due now (maintenance does this on its own, when the earliest one is
+    /// due): asks the checker about each due half message and writes what it answered; those whose checks
+    /// ran out are rolled back or moved. Returns how many half messages it resolved.
     @discardableResult
     public func checkHalfMessages() async -> Int {
         guard let checker = halfMessageChecker.withLock({ $0 }) else { return 0 }
@@ -91,6 +93,14 @@ extension QueueStore {
                 guard now >= h.lastCheckAt + wait.milliseconds else { return nil }
                 return (id, h, c.state.queues[h.queue]?.name ?? "", lastResort)
             }
+        }
+        defer {
+            // The next pass is due when the earliest pending one is; one prepared after this pass is due no
+            // earlier than `firstCheckAfter` from now.
+            let next = core.withLock { c in
+                c.state.halfMessages.values.map { $0.lastCheckAt + ($0.checks == 0 ? o.firstCheckAfter : o.checkInterval).milliseconds }.min()
+            }
+            nextCheckBack.store(min(next ?? .max, wallClockMilliseconds() + o.firstCheckAfter.milliseconds), ordering: .relaxed)
         }
         var resolved = 0
         for (id, half, queue, lastResort) in due {

@@ -44,7 +44,8 @@ extension QueueStore {
         actions.submissions.append(contentsOf: trims)
         run(actions)
         // Check-backs call the application, which may take its time: off this pass (one pass at a time).
-        if core.withLock({ !$0.state.halfMessages.isEmpty }) {
+        if wallClockMilliseconds() >= nextCheckBack.load(ordering: .relaxed), halfMessageChecker.withLock({ $0 != nil }),
+           core.withLock({ !$0.state.halfMessages.isEmpty }) {
             Task { [weak self] in await self?.checkHalfMessages() }
         }
         if due { try? await reclaim() }

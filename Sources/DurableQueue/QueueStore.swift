@@ -23,6 +23,8 @@ public final class QueueStore: Sendable {
     let halfMessageChecker = Mutex<HalfMessageChecker?>(nil)
     /// True while a check-back pass runs (one at a time).
     let checkingHalfMessages = Mutex(false)
+    /// When (ms since 1970) maintenance should start the next check-back pass.
+    let nextCheckBack = Atomic<Int64>(0)
 
     public struct OpenReport: Sendable {
         public var log: RecoveryReport

@@ -18,6 +18,8 @@ enum HalfResolution: Sendable, Equatable {
     case notPending
     /// Its queue is at `maxLength` with `.rejectPublish`: still pending.
     case queueFull
+    /// Its queue was deleted since the prepare: dropped.
+    case queueGone
 }
 
 extension StoreState {
@@ -25,8 +27,12 @@ extension StoreState {
         guard let half = halfMessages[id] else { return .notPending }
         switch outcome {
         case .commit:
-            // A queue deleted since the prepare takes the message with it, as it would have at commit time.
-            if queues[half.queue] != nil, !enqueue(half.entry, into: half.queue) { return .queueFull }
+            guard queues[half.queue] != nil else {
+                // Deleted since the prepare: the message goes with it, as a publish to it would.
+                halfMessages[id] = nil
+                return .queueGone
+            }
+            guard enqueue(half.entry, into: half.queue) else { return .queueFull }
             halfMessages[id] = nil
             return .committed
         case .rollback, .expired:

@@ -62,6 +62,17 @@ func immediateChecks(maxChecks: Int = 3, unresolvedQueue: String? = nil) -> Stor
         #expect(store.halfMessages().isEmpty && store.diskUsage.liveBytes == 0)
     }
 
+    @Test func committingIntoADeletedQueueDropsTheMessage() async throws {
+        let dir = TemporaryDirectory()
+        let store = try await QueueStore.open(directory: dir.path, options: testOptions())
+        defer { try? store.close() }
+        try await store.declareQueue("q")
+        let id = try await store.prepare(to: "q", text("x"))
+        try await store.deleteQueue("q")
+        await #expect { try await store.commitHalfMessage(id) } throws: { ($0 as? QueueError)?.code == .notFound }
+        #expect(store.halfMessages().isEmpty && store.diskUsage.liveBytes == 0)
+    }
+
     /// The commit was lost: the check-back asks the application, which answers "unknown" twice and then
     /// "commit"; the check count is durable across a restart.
     @Test func checkBackResolvesAndCountsChecksDurably() async throws {
