@@ -10,12 +10,7 @@ extension QueueStore {
     ///   the message is not stored.
     public func prepare(to queue: String, _ message: Message) async throws(QueueError) -> UInt64 {
         try checkFits(message)
-        let qid: UInt64 = try core.withLock { c throws(QueueError) in
-            try c.usable()
-            let (id, durable) = try c.queue(named: queue)
-            guard durable else { throw QueueError(.invalidArgument, "queue '\(queue)' is transient: half messages need a durable queue") }
-            return id
-        }
+        let qid = try durableQueueID(queue, for: "half messages")
         let effect = try await perform([.prepareHalf(queue: qid, time: wallClockMilliseconds(),
                                                      headers: message.headers, body: message.body)])
         guard case .prepared(let id?) = effect else { throw QueueError(.notFound, "queue '\(queue)' was deleted") }

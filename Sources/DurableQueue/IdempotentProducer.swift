@@ -28,12 +28,7 @@ public final class IdempotentProducer: Sendable {
     /// - Throws: `.outOfSequence`, `.fenced`, `.unknownProducer`, `.queueFull`, `.notFound`, `.logFailed`.
     public func publish(to queue: String, _ message: Message, sequence: UInt64) async throws(QueueError) -> IdempotentResult {
         try store.checkFits(message)
-        let qid: UInt64 = try store.core.withLock { c throws(QueueError) in
-            try c.usable()
-            let (id, durable) = try c.queue(named: queue)
-            guard durable else { throw QueueError(.invalidArgument, "queue '\(queue)' is transient: idempotence needs a durable queue") }
-            return id
-        }
+        let qid = try store.durableQueueID(queue, for: "idempotent publishes")
         return try await send(.publish(queue: qid, time: wallClockMilliseconds(), headers: message.headers,
                                        body: message.body), target: queue, sequence: sequence)
     }

@@ -271,6 +271,17 @@ public final class QueueStore: Sendable {
         return target
     }
 
+    /// The id of a durable queue, for operations that only durable queues take (`purpose` names them in the
+    /// error for a transient one).
+    func durableQueueID(_ name: String, for purpose: String) throws(QueueError) -> UInt64 {
+        try core.withLock { c throws(QueueError) in
+            try c.usable()
+            let (id, durable) = try c.queue(named: name)
+            guard durable else { throw QueueError(.invalidArgument, "queue '\(name)' is transient: \(purpose) need a durable queue") }
+            return id
+        }
+    }
+
     /// Throws `.invalidArgument` when the message cannot fit one log record (with room for the largest
     /// record header: a stamped or transactional publish).
     func checkFits(_ message: Message) throws(QueueError) {

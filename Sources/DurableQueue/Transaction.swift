@@ -34,12 +34,7 @@ public final class Transaction: Sendable {
     /// Adds a persistent publish to a durable queue.
     public func publish(to queue: String, _ message: Message) throws(QueueError) {
         try store.checkFits(message)
-        let qid: UInt64 = try store.core.withLock { c throws(QueueError) in
-            try c.usable()
-            let (id, durable) = try c.queue(named: queue)
-            guard durable else { throw QueueError(.invalidArgument, "queue '\(queue)' is transient: transactions hold durable queues' messages only") }
-            return id
-        }
+        let qid = try store.durableQueueID(queue, for: "transactions")
         try add(.publish(queue: qid, time: wallClockMilliseconds(), headers: message.headers, body: message.body))
     }
 

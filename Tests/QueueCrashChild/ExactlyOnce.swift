@@ -22,13 +22,7 @@ func decideHalfMessage(_ check: HalfMessageCheck) -> HalfMessageDecision {
 }
 
 func runExactlyOnceWorkload(directory: String, run: String, firstSequence: UInt64) async {
-    var options = StoreOptions()
-    options.log.segmentBytes = 64 << 10
-    options.log.frameBytesMax = 16 << 10
-    options.log.recordBytesMax = (16 << 10) - 4
-    options.log.pendingBytesMax = 64 << 10
-    options.checkpointEveryBytes = 32 << 10
-    options.maintenanceInterval = .milliseconds(20)
+    var options = crashChildOptions()
     options.halfMessages = HalfMessageOptions(firstCheckAfter: .milliseconds(50), checkInterval: .milliseconds(20),
                                               maxChecks: 100)
     let store: QueueStore

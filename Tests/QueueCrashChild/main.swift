@@ -19,6 +19,19 @@ func emit(_ line: String) {
     _ = text.withCString { write(1, $0, strlen($0)) }
 }
 
+/// Small segments, frames and checkpoint interval, so that a short run rolls segments, checkpoints and
+/// reclaims; maintenance every 20 ms.
+func crashChildOptions() -> StoreOptions {
+    var options = StoreOptions()
+    options.log.segmentBytes = 64 << 10
+    options.log.frameBytesMax = 16 << 10
+    options.log.recordBytesMax = (16 << 10) - 4
+    options.log.pendingBytesMax = 64 << 10
+    options.checkpointEveryBytes = 32 << 10
+    options.maintenanceInterval = .milliseconds(20)
+    return options
+}
+
 let arguments = CommandLine.arguments
 if arguments.count == 5, arguments[3] == "exactly-once", let first = UInt64(arguments[4]) {
     await runExactlyOnceWorkload(directory: arguments[1], run: arguments[2], firstSequence: first)
@@ -30,17 +43,9 @@ guard arguments.count == 3 else {
 }
 let run = arguments[2]
 
-var options = StoreOptions()
-options.log.segmentBytes = 64 << 10
-options.log.frameBytesMax = 16 << 10
-options.log.recordBytesMax = (16 << 10) - 4
-options.log.pendingBytesMax = 64 << 10
-options.checkpointEveryBytes = 32 << 10
-options.maintenanceInterval = .milliseconds(20)
-
 let store: QueueStore
 do {
-    store = try await QueueStore.open(directory: arguments[1], options: options)
+    store = try await QueueStore.open(directory: arguments[1], options: crashChildOptions())
     try await store.declareQueue("q")
     try await store.declareStream("s", options: StreamOptions(maxBytes: 16 << 10))
 } catch {
