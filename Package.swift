@@ -39,12 +39,19 @@ let package = Package(
         // A file system that simulates power loss (unsynced writes dropped or torn), for tests and torture runs.
         .target(name: "WALSimulation", dependencies: ["WriteAheadLog", "LogFormat"]),
 
-        // The benchmark workload generator (../shared/bench/WORKLOAD.md) and the benchmark itself.
+        // The benchmark workload generator (../shared/bench/WORKLOAD.md) and the benchmark itself, which runs
+        // the system's SQLite (Debian: libsqlite3-dev) side by side on the same work.
         .target(name: "Workload", path: "Benchmarks/Workload"),
+        .systemLibrary(
+            name: "CSQLite",
+            path: "Benchmarks/CSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]
+        ),
         .executableTarget(
             name: "WALBench",
             dependencies: [
-                "WriteAheadLog", "DurableQueue", "Workload", "CLZ4",
+                "WriteAheadLog", "DurableQueue", "Workload", "CLZ4", "CSQLite",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             path: "Benchmarks/WALBench"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what the package needs beyond the Swift toolchain: the system's LZ4 (Debian: liblz4-dev) and
-# pkg-config, which SwiftPM uses to find it. With --test-tools, also tries fiu-utils (fiu-run) for one
+# Installs what the package needs beyond the Swift toolchain: the system's LZ4 (Debian: liblz4-dev), the
+# system's SQLite (libsqlite3-dev; the benchmark runs it side by side) and pkg-config, which SwiftPM uses to
+# find both. With --test-tools, also tries fiu-utils (fiu-run) for one
 # black-box fault-injection test, which is skipped where fiu-run is missing. Does nothing when all are present.
 set -euo pipefail
 if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -9,10 +10,11 @@ install() {
     [ $updated -eq 1 ] || { $SUDO apt-get update -qq; updated=1; }
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
 }
-if ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists liblz4; then
-    echo "installing liblz4-dev and pkg-config" >&2
-    install liblz4-dev pkg-config
+if ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists liblz4 || ! pkg-config --exists sqlite3; then
+    echo "installing liblz4-dev, libsqlite3-dev and pkg-config" >&2
+    install liblz4-dev libsqlite3-dev pkg-config
     pkg-config --exists liblz4
+    pkg-config --exists sqlite3
 fi
 if [ "${1:-}" = "--test-tools" ] && ! command -v fiu-run >/dev/null 2>&1; then
     echo "installing fiu-utils (optional)" >&2

@@ -3,17 +3,21 @@ import Foundation
 import Histogram
 
 /// The disk's ceiling (WORKLOAD.md §3): one thread, one `pwrite` of b messages then one `fdatasync`, on a
-/// preallocated, zero-filled file overwritten in place, optionally LZ4-compressing each batch inline.
+/// preallocated, zero-filled file overwritten in place (or, `growing`, appended to a new file, so that each
+/// sync also commits the file's new size), optionally LZ4-compressing each batch inline.
 final class CeilingFile {
     let path: String
     let fd: Int32
     let bytes: Int
+    let growing: Bool
 
-    init(directory: String, bytes: Int) throws {
-        path = directory + "/ceiling.dat"
+    init(directory: String, bytes: Int, growing: Bool = false) throws {
+        path = directory + (growing ? "/ceiling-growing.dat" : "/ceiling.dat")
         self.bytes = bytes
+        self.growing = growing
         fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw BenchError("cannot create \(path)") }
+        if growing { return }
         guard posix_fallocate(fd, 0, off_t(bytes)) == 0 else { throw BenchError("fallocate failed") }
         let zeros = [UInt8](repeating: 0, count: 1 << 20)
         var offset = 0
@@ -31,8 +35,9 @@ final class CeilingFile {
     }
 
     /// Runs batches of `batch` messages until `messagesMax` are written or `secondsMax` passed.
-    func run(messages source: [UInt8], batch: Int, lz4: Bool, messagesMax: Int, secondsMax: Double) -> Measurement {
-        let batchBytes = batch * 1024
+    func run(messages: MessageSet, batch: Int, lz4: Bool, messagesMax: Int, secondsMax: Double) -> Measurement {
+        let source = messages.bytes
+        let batchBytes = batch * messages.size
         var compressed = [UInt8](repeating: 0, count: Int(LZ4_compressBound(Int32(batchBytes))) + 8)
         var latencies = newHistogram()
         var offset = 0
@@ -44,7 +49,7 @@ final class CeilingFile {
         var now = start
         while done < messagesMax && now < deadline {
             let batchStart = monotonicNanoseconds()
-            let sourceOffset = (done * 1024) % (source.count - batchBytes + 1)
+            let sourceOffset = (done * messages.size) % (source.count - batchBytes + 1)
             var length = batchBytes
             source.withUnsafeBytes { src in
                 let base = src.baseAddress! + sourceOffset
@@ -56,11 +61,11 @@ final class CeilingFile {
                         dst.storeBytes(of: UInt32(n), toByteOffset: 0, as: UInt32.self)
                         dst.storeBytes(of: UInt32(batch), toByteOffset: 4, as: UInt32.self)
                         length = Int(n) + 8
-                        if offset + length > bytes { offset = 0 }
+                        if offset + length > bytes { offset = growing ? startOver() : 0 }
                         _ = pwrite(fd, dst.baseAddress!, length, off_t(offset))
                     }
                 } else {
-                    if offset + length > bytes { offset = 0 }
+                    if offset + length > bytes { offset = growing ? startOver() : 0 }
                     _ = pwrite(fd, base, length, off_t(offset))
                 }
             }
@@ -73,9 +78,18 @@ final class CeilingFile {
         }
         let seconds = Double(now - start) / 1e9
         return Measurement(
-            scenario: "ceiling b=\(batch)" + (lz4 ? " lz4" : ""), concurrency: batch, codec: lz4 ? "lz4" : "none",
+            scenario: "ceiling\(growing ? " growing" : "") b=\(batch)" + (lz4 ? " lz4" : "") + messages.label, concurrency: batch, codec: lz4 ? "lz4" : "none",
             syncsInFlight: 1, messages: done, seconds: seconds, latencies: latencies, recordsPerSync: Double(batch),
-            bytesWrittenPerRecord: Double(written) / Double(max(done, 1)), cpuSeconds: processCPUSeconds() - cpuStart)
+            bytesWrittenPerRecord: Double(written) / Double(max(done, 1)), cpuSeconds: processCPUSeconds() - cpuStart,
+            messageBytes: messages.size)
+    }
+
+    /// A growing file that reached its size starts again empty (truncated and synced outside the timing
+    /// that matters: it happens once per `bytes`).
+    private func startOver() -> Int {
+        _ = ftruncate(fd, 0)
+        _ = fsync(fd)
+        return 0
     }
 }
 

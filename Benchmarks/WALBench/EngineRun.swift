@@ -18,7 +18,7 @@ struct EngineRun {
     var messagesMax: Int
     var secondsMax: Double
 
-    func run(messages source: [UInt8], directory: String) async throws -> Measurement {
+    func run(messages: MessageSet, directory: String) async throws -> Measurement {
         let dir = directory + "/log-\(UUID().uuidString.prefix(8))"
         var options = LogOptions()
         options.compression = codec
@@ -29,7 +29,6 @@ struct EngineRun {
             try? log.close()
             try? FileManager.default.removeItem(atPath: dir)
         }
-        let sourceMessages = source.count / 1024
         let shared = SharedProgress()
         let cpuStart = processCPUSeconds()
         let start = monotonicNanoseconds()
@@ -41,44 +40,41 @@ struct EngineRun {
         case .awaited:
             latencies = try await runAwaitedProducers(concurrency: concurrency, messagesMax: messagesMax,
                                                       deadline: deadline, shared: shared) { _, i in
-                let m = i % sourceMessages
-                _ = try await log.append(source[(m * 1024)..<(m * 1024 + 1024)])
+                _ = try await log.append(messages.bytes[messages.range(i)])
             }
             cpuEnd = processCPUSeconds()
         case .windowed:
-            latencies = try windowed(log: log, source: source, deadline: deadline, shared: shared)
+            latencies = try windowed(log: log, messages: messages, deadline: deadline, shared: shared)
             cpuEnd = processCPUSeconds()
         case .blocking:
-            latencies = blocking(log: log, source: source, deadline: deadline, shared: shared)
+            latencies = blocking(log: log, messages: messages, deadline: deadline, shared: shared)
             cpuEnd = processCPUSeconds()
         }
         let confirmed = Int(latencies.totalCount)
         let counters = log.counters
         let seconds = Double(shared.lastConfirm.load(ordering: .relaxed) - start) / 1e9
         var measurement = Measurement(
-            scenario: "wal \(shape.rawValue) c=\(concurrency)" + (durability == .unsafeNoSync ? " UNSAFE-nosync" : ""),
+            scenario: "wal \(shape.rawValue) c=\(concurrency)" + (durability == .unsafeNoSync ? " UNSAFE-nosync" : "") + messages.label,
             concurrency: concurrency, codec: codec == .lz4 ? "lz4" : "none", syncsInFlight: syncsInFlight,
             messages: confirmed, seconds: seconds, latencies: latencies, recordsPerSync: counters.recordsPerSync,
-            bytesWrittenPerRecord: counters.bytesWrittenPerRecord, cpuSeconds: cpuEnd - cpuStart)
+            bytesWrittenPerRecord: counters.bytesWrittenPerRecord, cpuSeconds: cpuEnd - cpuStart, messageBytes: messages.size)
         measurement.syncMicrosecondsMean = counters.syncMicrosecondsMean
         return measurement
     }
 
     /// `concurrency` threads of their own, each appending with `appendAndWait` (no Swift tasks involved).
-    private func blocking(log: WriteAheadLog, source: [UInt8], deadline: UInt64, shared: SharedProgress) -> Histogram<UInt64> {
-        let sourceMessages = source.count / 1024
+    private func blocking(log: WriteAheadLog, messages: MessageSet, deadline: UInt64, shared: SharedProgress) -> Histogram<UInt64> {
         let samples = LatencySlots(count: messagesMax)
         let done = DispatchGroup()
         for _ in 0..<concurrency {
             done.enter()
             Thread.detachNewThread { [messagesMax] in
-                source.withUnsafeBytes { bytes in
+                messages.bytes.withUnsafeBytes { bytes in
                     while true {
                         let i = shared.next.add(1, ordering: .relaxed).oldValue
                         if i >= messagesMax || monotonicNanoseconds() >= deadline { break }
-                        let m = i % sourceMessages
                         let t0 = monotonicNanoseconds()
-                        guard (try? log.appendAndWait(UnsafeRawBufferPointer(rebasing: bytes[(m * 1024)..<(m * 1024 + 1024)]))) != nil else { break }
+                        guard (try? log.appendAndWait(UnsafeRawBufferPointer(rebasing: bytes[messages.range(i)]))) != nil else { break }
                         let t1 = monotonicNanoseconds()
                         samples.set(i, t1 - t0)
                         _ = shared.lastConfirm.max(t1, ordering: .relaxed)
@@ -96,20 +92,18 @@ struct EngineRun {
     }
 
     /// One producer thread keeps `concurrency` appends in flight; completions run on the log's threads.
-    private func windowed(log: WriteAheadLog, source: [UInt8], deadline: UInt64,
+    private func windowed(log: WriteAheadLog, messages: MessageSet, deadline: UInt64,
                           shared: SharedProgress) throws -> Histogram<UInt64> {
         let slots = DispatchSemaphore(value: concurrency)
         // One slot per message, written by that message's completion only (0 = not confirmed).
         let samples = LatencySlots(count: messagesMax)
-        let sourceMessages = source.count / 1024
         var issued = 0
-        try source.withUnsafeBytes { bytes in
+        try messages.bytes.withUnsafeBytes { bytes in
             while issued < messagesMax && monotonicNanoseconds() < deadline {
                 slots.wait()
-                let m = issued % sourceMessages
                 let slot = issued
                 let t0 = monotonicNanoseconds()
-                let record = UnsafeRawBufferPointer(rebasing: bytes[(m * 1024)..<(m * 1024 + 1024)])
+                let record = UnsafeRawBufferPointer(rebasing: bytes[messages.range(issued)])
                 while true {
                     do {
                         try log.append(record) { result in

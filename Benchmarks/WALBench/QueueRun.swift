@@ -1,6 +1,7 @@
 import DurableQueue
 import Foundation
 import Histogram
+import LogFormat
 import Synchronization
 import WriteAheadLog
 
@@ -12,24 +13,32 @@ import WriteAheadLog
 struct QueueRun {
     enum Shape: String {
         case awaited, windowed, endToEnd = "end-to-end", transactions = "tx", idempotent, halfMessages = "half"
+        /// Consume + ack a backlog published before the clock starts: `consumers` consumers with `concurrency`
+        /// deliveries in flight in all.
+        case drain = "consume+ack"
     }
 
     var shape: Shape = .awaited
     var concurrency: Int
     var consumers = 1
     var transactionSize = 1
+    var codec: FrameHeader.Codec = .lz4
     var messagesMax: Int
     var secondsMax: Double
 
-    func run(messages source: [UInt8], directory: String) async throws -> Measurement {
+    func run(messages: MessageSet, directory: String) async throws -> Measurement {
         let dir = directory + "/store-\(UUID().uuidString.prefix(8))"
-        let store = try await QueueStore.open(directory: dir)
+        var options = StoreOptions()
+        options.log.compression = codec
+        let store = try await QueueStore.open(directory: dir, options: options)
         defer {
             try? store.close()
             try? FileManager.default.removeItem(atPath: dir)
         }
         try await store.declareQueue("bench")
-        let bodies = (0..<(source.count / 1024)).map { Message(body: Array(source[($0 * 1024)..<($0 * 1024 + 1024)])) }
+        let bodies = messages.bodies()
+        if shape == .drain { try await publishBacklog(store, bodies: bodies) }
+        let countersBefore = store.logCounters
         let shared = SharedProgress()
         let cpuStart = processCPUSeconds()
         let start = monotonicNanoseconds()
@@ -72,6 +81,8 @@ struct QueueRun {
                 let sequence = sequences[task].value.add(1, ordering: .relaxed).newValue
                 _ = try await producers[task].publish(to: "bench", bodies[i % bodies.count], sequence: sequence)
             }
+        case .drain:
+            delivered = try await drain(store, bodies: bodies, shared: shared)
         case .halfMessages:
             latencies = try await runAwaitedProducers(concurrency: concurrency, messagesMax: messagesMax,
                                                       deadline: deadline, shared: shared) { _, i in
@@ -80,18 +91,18 @@ struct QueueRun {
             }
         }
         let cpuEnd = processCPUSeconds()
-        let counters = store.logCounters
+        let counters = store.logCounters.since(countersBefore)
         let seconds = Double(shared.lastConfirm.load(ordering: .relaxed) - start) / 1e9
-        let messages = switch shape {
-        case .endToEnd: delivered
+        let counted = switch shape {
+        case .endToEnd, .drain: delivered
         case .transactions: Int(latencies.totalCount) * transactionSize
         default: Int(latencies.totalCount)
         }
         var m = Measurement(
-            scenario: "queue \(shape.rawValue) c=\(concurrency)", concurrency: concurrency, codec: "lz4", syncsInFlight: 2,
-            messages: messages, seconds: seconds, latencies: latencies,
+            scenario: "queue \(shape.rawValue) c=\(concurrency)" + messages.label, concurrency: concurrency, codec: codec == .lz4 ? "lz4" : "none", syncsInFlight: 2,
+            messages: counted, seconds: seconds, latencies: latencies,
             recordsPerSync: counters.recordsPerSync, bytesWrittenPerRecord: counters.bytesWrittenPerRecord,
-            cpuSeconds: cpuEnd - cpuStart)
+            cpuSeconds: cpuEnd - cpuStart, messageBytes: messages.size)
         m.syncMicrosecondsMean = counters.syncMicrosecondsMean
         return m
     }
@@ -142,8 +153,8 @@ struct QueueRun {
 
     /// Each consumer reads its deliveries in one task and acks them from another, every half millisecond
     /// with one cumulative (`multiple`) ack for what arrived since: batched acks, as real consumers do.
-    private func startConsumers(_ store: QueueStore, shared: SharedProgress) -> Consuming {
-        let consumers = (0..<consumers).map { _ in try! store.consume(queue: "bench", prefetch: 512) }
+    private func startConsumers(_ store: QueueStore, shared: SharedProgress, prefetch: Int = 512) -> Consuming {
+        let consumers = (0..<consumers).map { _ in try! store.consume(queue: "bench", prefetch: prefetch) }
         let consuming = Consuming(consumers)
         for consumer in consumers {
             let unacked = UnackedTally()
@@ -168,6 +179,23 @@ struct QueueRun {
             }
         }
         return consuming
+    }
+
+    /// The drain's backlog: `messagesMax` messages, published (windowed) before the clock starts.
+    private func publishBacklog(_ store: QueueStore, bodies: [Message]) async throws {
+        let publisher = store.publisher()
+        for i in 0..<messagesMax { try await publisher.publish(to: "bench", bodies[i % bodies.count]) }
+        guard await publisher.waitForConfirms() else { throw BenchError("a backlog publish was refused") }
+    }
+
+    /// Consumes and acks the backlog; returns how many were acked.
+    private func drain(_ store: QueueStore, bodies: [Message], shared: SharedProgress) async throws -> Int {
+        let consuming = startConsumers(store, shared: shared, prefetch: max(1, concurrency / consumers))
+        while consuming.acked.load(ordering: .relaxed) < messagesMax { try await Task.sleep(for: .milliseconds(1)) }
+        consuming.stop.store(true, ordering: .relaxed)
+        for c in consuming.consumers { c.cancel() }
+        _ = shared.lastConfirm.max(consuming.lastAck.load(ordering: .relaxed), ordering: .relaxed)
+        return messagesMax
     }
 
     /// One task publishes with `concurrency` unconfirmed at most; another reads the coalesced confirms.

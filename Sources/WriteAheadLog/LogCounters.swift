@@ -30,6 +30,20 @@ public final class LogCounters: Sendable {
         public var recordsPerSync: Double { syncs == 0 ? 0 : Double(records) / Double(syncs) }
         public var syncMicrosecondsMean: Double { syncs == 0 ? 0 : Double(syncNanoseconds) / Double(syncs) / 1000 }
         public var bytesWrittenPerRecord: Double { records == 0 ? 0 : Double(bytesWritten) / Double(records) }
+
+        /// What happened between `earlier` and this snapshot (the maximum sync time stays this one's).
+        public func since(_ earlier: Snapshot) -> Snapshot {
+            var d = self
+            d.appends -= earlier.appends
+            d.records -= earlier.records
+            d.groups -= earlier.groups
+            d.frames -= earlier.frames
+            d.syncs -= earlier.syncs
+            d.syncNanoseconds -= earlier.syncNanoseconds
+            d.bytesUncompressed -= earlier.bytesUncompressed
+            d.bytesWritten -= earlier.bytesWritten
+            return d
+        }
     }
 
     public func snapshot() -> Snapshot {
