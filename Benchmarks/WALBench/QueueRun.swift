@@ -151,30 +151,33 @@ struct QueueRun {
         init(_ consumers: [Consumer]) { self.consumers = consumers }
     }
 
-    /// Each consumer reads its deliveries in one task and acks them from another, every half millisecond
-    /// with one cumulative (`multiple`) ack for what arrived since: batched acks, as real consumers do.
+    /// Each consumer reads its deliveries in one task and acks them from another with one cumulative
+    /// (`multiple`) ack for what arrived since the last: batched acks, as real consumers do.
     private func startConsumers(_ store: QueueStore, shared: SharedProgress, prefetch: Int = 512) -> Consuming {
         let consumers = (0..<consumers).map { _ in try! store.consume(queue: "bench", prefetch: prefetch) }
         let consuming = Consuming(consumers)
         for consumer in consumers {
             let unacked = UnackedTally()
+            // The reader notes each delivery and nudges the acker, which acks everything noted so far with one
+            // cumulative ack, and again as soon as more arrived meanwhile: batched acks, without polling.
+            let (nudges, nudge) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
             Task {
                 do {
                     for try await d in consumer.deliveries {
                         unacked.state.withLock { $0 = ($0.count + 1, d.tag) }
+                        nudge.yield()
                     }
                 } catch {}
+                nudge.finish()
             }
             Task {
-                while !consuming.stop.load(ordering: .relaxed) {
+                for await _ in nudges {
+                    if consuming.stop.load(ordering: .relaxed) { return }
                     let (count, last) = unacked.state.withLock { u in defer { u = (0, 0) }; return u }
-                    if count > 0 {
-                        do { try await consumer.ack(last, multiple: true) } catch { return }
-                        consuming.acked.add(count, ordering: .relaxed)
-                        _ = consuming.lastAck.max(monotonicNanoseconds(), ordering: .relaxed)
-                    } else {
-                        try? await Task.sleep(for: .microseconds(500))
-                    }
+                    guard count > 0 else { continue }
+                    do { try await consumer.ack(last, multiple: true) } catch { return }
+                    consuming.acked.add(count, ordering: .relaxed)
+                    _ = consuming.lastAck.max(monotonicNanoseconds(), ordering: .relaxed)
                 }
             }
         }

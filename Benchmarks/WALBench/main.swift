@@ -142,6 +142,7 @@ for rep in 1...settings.reps {
     try await suite.queue("queue end-to-end c=64 consumers=1", QueueRun(shape: .endToEnd, concurrency: 64, consumers: 1, messagesMax: n, secondsMax: s), events)
     try await suite.queue("queue end-to-end c=64 consumers=4", QueueRun(shape: .endToEnd, concurrency: 64, consumers: 4, messagesMax: n, secondsMax: s), events)
     try await suite.queue("queue consume+ack c=64", QueueRun(shape: .drain, concurrency: 64, messagesMax: n / 2, secondsMax: s), events)
+    try await suite.queue("queue consume+ack c=64 consumers=4", QueueRun(shape: .drain, concurrency: 64, consumers: 4, messagesMax: n / 2, secondsMax: s), events)
     try await suite.queue("queue consume+ack c=256 consumers=4", QueueRun(shape: .drain, concurrency: 256, consumers: 4, messagesMax: n / 2, secondsMax: s), events)
     try await suite.queue("queue tx c=1 size=1", QueueRun(shape: .transactions, concurrency: 1, messagesMax: n, secondsMax: s), events)
     try await suite.queue("queue tx c=64 size=1", QueueRun(shape: .transactions, concurrency: 64, messagesMax: n, secondsMax: s), events)

@@ -351,7 +351,15 @@ public final class QueueStore: Sendable {
         run(actions)
         guard let submission, case .settle(let cid, let tags, _) = submission.intent else { return }
         let records = submission.records
-        _ = try await perform(records) { c in
+        _ = try await perform(records, afterAppend: { [self] in
+            // The settled deliveries no longer count against prefetch: the next checkout follows the
+            // settlement into the log (a requeue first, so its messages are taken first), often in one group.
+            var actions = Actions()
+            core.withLock { c in
+                if let queue = c.consumers[cid]?.queue { c.dispatch(queue, &actions) }
+            }
+            run(actions)
+        }) { c in
             Submission(records: records, intent: .settle(consumer: cid, tags: tags, reply: c))
         }
     }
@@ -422,7 +430,8 @@ public final class QueueStore: Sendable {
         try await perform(records) { Submission(records: records, intent: .reply($0)) }
     }
 
-    func perform(_ records: [StoreRecord], encoded: EncodedRecords? = nil,
+    /// `afterAppend` runs once the records are in the log's pending buffer, before they are durable.
+    func perform(_ records: [StoreRecord], encoded: EncodedRecords? = nil, afterAppend: (@Sendable () -> Void)? = nil,
                  _ makeSubmission: @escaping @Sendable (UnsafeContinuation<StoreState.Effect?, any Error>) -> Submission)
         async throws(QueueError) -> StoreState.Effect {
         let encoded = encoded ?? EncodedRecords(records)
@@ -432,7 +441,11 @@ public final class QueueStore: Sendable {
             do {
                 effect = try await withUnsafeThrowingContinuation { (c: UnsafeContinuation<StoreState.Effect?, any Error>) in
                     do {
-                        if try !tryAppend(encoded, makeSubmission(c)) { c.resume(returning: nil) }
+                        if try tryAppend(encoded, makeSubmission(c)) {
+                            afterAppend?()
+                        } else {
+                            c.resume(returning: nil)
+                        }
                     } catch {
                         c.resume(throwing: error)
                     }

@@ -64,12 +64,17 @@ struct ConsumerRuntime {
     var nextTag: UInt64 = 1
     /// Slots by tag: `slots[i].tag == firstTag + i`; settled slots at the front are dropped.
     var slots: Deque<DeliverySlot> = []
+    /// Deliveries not yet settled (out, or being settled).
     var held = 0
+    /// Deliveries out with the consumer, not being settled: what prefetch limits. A delivery stops counting
+    /// when the consumer acks (or nacks) it, not when the ack is durable (RabbitMQ counts the same way), so
+    /// that the ack and the checkout of the next messages can share one group commit.
+    var out = 0
     /// Messages asked for by the checkout in flight (at most one at a time, so checkouts batch).
     var requested = 0
     var cancelled = false
 
-    var credit: Int { cancelled ? 0 : prefetch - held - requested }
+    var credit: Int { cancelled ? 0 : prefetch - out - requested }
 
     func index(of tag: UInt64) -> Int? {
         guard let first = slots.first?.tag, tag >= first, tag - first < UInt64(slots.count) else { return nil }
@@ -81,12 +86,28 @@ struct ConsumerRuntime {
         nextTag += 1
         slots.append(DeliverySlot(tag: tag, entry: entry, transient: transient, deliveredAt: now, state: .out))
         held += 1
+        out += 1
         return tag
+    }
+
+    /// Marks an outstanding delivery as being settled (claimed by an ack, a nack, a return or a transaction).
+    mutating func beginSettling(at i: Int) {
+        precondition(slots[i].state == .out)
+        slots[i].state = .settling
+        out -= 1
+    }
+
+    /// A claim that did not go through (a transaction rolled back): the delivery is out again.
+    mutating func cancelSettling(at i: Int) {
+        precondition(slots[i].state == .settling)
+        slots[i].state = .out
+        out += 1
     }
 
     mutating func markSettled(_ tags: [UInt64]) {
         for tag in tags {
             if let i = index(of: tag), slots[i].state != .settled {
+                if slots[i].state == .out { out -= 1 }
                 slots[i].state = .settled
                 held -= 1
             }

@@ -276,8 +276,8 @@ struct Core {
         var transientTags: [UInt64] = []
         for tag in tags {
             guard let i = c.index(of: tag), c.slots[i].state == .out else { continue }
+            c.beginSettling(at: i)
             if let t = c.slots[i].transient {
-                c.slots[i].state = .settling
                 transientTags.append(tag)
                 runtimes[c.queue]?.laneUnacked -= 1
                 if kind == .requeue, runtimes[c.queue] != nil {
@@ -285,7 +285,6 @@ struct Core {
                     touch(c.queue)
                 }
             } else {
-                c.slots[i].state = .settling
                 durableTags.append(tag)
                 ids.append(c.slots[i].entry.id)
             }
@@ -293,6 +292,9 @@ struct Core {
         c.markSettled(transientTags)
         let queue = c.queue
         consumers[cid] = c
+        // The claimed durable deliveries no longer count against prefetch either, but the caller dispatches
+        // only after appending their settlement record: a checkout appended before a requeue would take
+        // the messages behind the returned ones.
         if !transientTags.isEmpty { dispatch(queue, &actions) }
         guard !ids.isEmpty else { return nil }
         let record: StoreRecord = switch kind {
@@ -330,7 +332,7 @@ struct Core {
             }
             ids.append(c.slots[i].entry.id)
         }
-        for tag in tags { c.slots[c.index(of: tag)!].state = .settling }
+        for tag in tags { c.beginSettling(at: c.index(of: tag)!) }
         consumers[cid] = c
         return (tags, .ack(queue: c.queue, messages: ids))
     }
@@ -340,12 +342,13 @@ struct Core {
     mutating func releaseClaims(_ tags: [UInt64], of cid: UInt32, _ actions: inout Actions) {
         guard var c = consumers.removeValue(forKey: cid) else { return }
         for tag in tags {
-            if let i = c.index(of: tag), c.slots[i].state == .settling { c.slots[i].state = .out }
+            if let i = c.index(of: tag), c.slots[i].state == .settling { c.cancelSettling(at: i) }
         }
         let cancelled = c.cancelled
         consumers[cid] = c
         if cancelled, let s = claim(tags, of: cid, as: .requeue, reason: .consumerCancelled, &actions) {
             actions.submissions.append(s)
+            dispatch(c.queue, &actions)
         }
     }
 
@@ -359,6 +362,7 @@ struct Core {
         consumers[cid] = c
         if let s = claim(out, of: cid, as: .requeue, reason: .consumerCancelled, &actions) {
             actions.submissions.append(s)
+            dispatch(c.queue, &actions)  // other consumers: after the returns, in submission order
         }
         if let c = consumers.removeValue(forKey: cid) { keepOrDrop(c) }
     }
@@ -371,7 +375,10 @@ struct Core {
             else { continue }
             let late = c.slots.filter { $0.state == .out && $0.deliveredAt + timeout <= now }.map(\.tag)
             guard !late.isEmpty else { continue }
-            if let s = claim(late, of: cid, as: .requeue, reason: .ackTimeout, &actions) { actions.submissions.append(s) }
+            if let s = claim(late, of: cid, as: .requeue, reason: .ackTimeout, &actions) {
+                actions.submissions.append(s)
+                dispatch(c.queue, &actions)
+            }
         }
     }
 }

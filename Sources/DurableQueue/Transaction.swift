@@ -56,10 +56,15 @@ public final class Transaction: Sendable {
     public func ack(_ tag: UInt64, on consumer: Consumer, multiple: Bool = false) throws(QueueError) {
         try state.withLock { s throws(QueueError) in
             guard !s.finished else { throw Self.finishedError }
+            var actions = Actions()
             let (tags, operation) = try store.core.withLock { c throws(QueueError) in
                 try c.usable()
-                return try c.claimForTransaction(tag, multiple: multiple, of: consumer.id)
+                let claimed = try c.claimForTransaction(tag, multiple: multiple, of: consumer.id)
+                // Acked deliveries no longer count against prefetch: the consumer may get more meanwhile.
+                c.dispatch(c.consumers[consumer.id]!.queue, &actions)
+                return claimed
             }
+            store.run(actions)
             s.claims[consumer.id, default: []].append(contentsOf: tags)
             Self.append(operation, to: &s, id: id)
         }
