@@ -43,6 +43,9 @@ struct Recovery {
     var progress: ((Int, Int) -> Void)?
 
     private var buffer: [UInt8] = []
+    /// Which file `buffer` holds in full, and its size (so that the search after a stop in it does not read
+    /// it again).
+    private var loaded: (path: String, size: Int)?
 
     init(directory: String, options: LogOptions, fileSystem: any FileSystem, dryRun: Bool = false) {
         self.directory = directory
@@ -264,13 +267,23 @@ struct Recovery {
         guard size <= max(options.segmentBytes, 1 << 32) else {
             throw WALError(.invalidLog, "segment file larger than any segment this log writes", path: path)
         }
-        if buffer.count < size { buffer = [UInt8](repeating: 0, count: size) }
+        if buffer.count < size {
+            // Not zero-filled first: the read overwrites it (a short read is zeroed below).
+            buffer = [UInt8](unsafeUninitializedCapacity: size) { _, count in count = size }
+        }
         let fileSystem = self.fileSystem
         let n = try typedWAL { try buffer.withUnsafeMutableBytes { b in
             try fileSystem.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: b[0..<size]), at: 0, path: path)
         } }
         if n < size { buffer.withUnsafeMutableBytes { _ = $0[n..<size].initializeMemory(as: UInt8.self, repeating: 0) } }
+        loaded = prefix == nil ? (path, size) : nil
         return size
+    }
+
+    /// `load`, unless `buffer` holds that file already.
+    private mutating func loadUnlessLoaded(_ path: String) throws(WALError) -> Int {
+        if let loaded, loaded.path == path { return loaded.size }
+        return try load(path)
     }
 
     /// Looks for intact frames anywhere after a stop point (at every 8-byte boundary, since the bad frame's
@@ -280,7 +293,7 @@ struct Recovery {
         after.dirtyEnd = stop.offset
         for j in stop.segmentIndex..<segmentNames.count {
             let path = "\(directory)/\(segmentNames[j])"
-            let size = try load(path)
+            let size = try loadUnlessLoaded(path)
             let start = j == stop.segmentIndex ? max(stop.offset + 8, SegmentHeader.blockBytes) : SegmentHeader.blockBytes
             buffer.withUnsafeBytes { b in
                 let bytes = UnsafeRawBufferPointer(rebasing: b[0..<size])
