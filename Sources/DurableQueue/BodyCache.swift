@@ -2,7 +2,9 @@ import DequeModule
 import Synchronization
 
 /// Recently written or read message contents by the LSN of the record holding them, bounded by bytes; the
-/// oldest go first. Deliveries of messages still in it skip the log read.
+/// oldest go first, and acked messages' contents are dropped at once (nothing reads them again), which keeps
+/// room for the read-ahead of a consumer catching up on a backlog larger than the cache. Deliveries of
+/// messages still in it skip the log read.
 final class BodyCache: Sendable {
     private struct State {
         var messages: [UInt64: Message] = [:]
@@ -23,8 +25,17 @@ final class BodyCache: Sendable {
             s.order.append((lsn, size))
             s.bytes += size
             while s.bytes > capacityBytes, let old = s.order.popFirst() {
-                s.messages[old.lsn] = nil
-                s.bytes -= old.bytes
+                // An entry removed already (acked) was accounted for then.
+                if s.messages.removeValue(forKey: old.lsn) != nil { s.bytes -= old.bytes }
+            }
+        }
+    }
+
+    /// Drops the contents of acked messages.
+    func remove(_ lsns: [UInt64]) {
+        state.withLock { s in
+            for lsn in lsns {
+                if let m = s.messages.removeValue(forKey: lsn) { s.bytes -= m.body.count + 64 }
             }
         }
     }

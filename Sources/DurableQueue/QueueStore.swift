@@ -386,12 +386,15 @@ public final class QueueStore: Sendable {
                         deliveryCount: Int(e.deliveries), deadLetterReason: DeadLetterReason(rawValue: e.deathReason))
     }
 
-    /// The message in the record at `lsn`; reading the log fills the cache with the records that follow too.
+    /// The message in the record at `lsn`; reading the log fills the cache with the records that follow too
+    /// (through the end of the frame that holds the 128th).
     func readMessage(at lsn: UInt64) throws(QueueError) -> Message {
         if let m = cache.message(at: lsn) { return m }
         var found: Message?
         do {
-            let end = min(lsn + 127, log.durableLSN.rawValue)
+            // At least the next 127 records, and the rest of the frame they end in: it is decompressed anyway.
+            let ahead = log.recordsInFrame(containing: LSN(lsn + 127)).map { $0.upperBound.rawValue - 1 } ?? lsn + 127
+            let end = min(max(lsn + 127, ahead), log.durableLSN.rawValue)
             try log.forEachRecord(from: LSN(lsn), through: LSN(max(end, lsn))) { at, bytes in
                 if let m = StoreRecord.message(in: bytes) {
                     if at.rawValue == lsn { found = m }
@@ -519,6 +522,7 @@ public final class QueueStore: Sendable {
 
     func run(_ actions: Actions) {
         for (lsn, message) in actions.cached { cache.insert(message, at: lsn) }
+        if !actions.uncached.isEmpty { cache.remove(actions.uncached) }
         for s in actions.submissions { submitDetached(s) }
         for (reader, delivery) in actions.readers { reader.resume(returning: delivery) }
         for channel in actions.finished { channel.finish() }

@@ -10,8 +10,9 @@ struct Actions {
     var submissions: [Submission] = []
     var finished: [DeliveryChannel] = []
     var wakeups: [UnsafeContinuation<Void, Never>] = []
-    /// Message contents to cache, by the LSN of their record.
+    /// Message contents to cache, by the LSN of their record, and acked messages whose contents can go.
     var cached: [(UInt64, Message)] = []
+    var uncached: [UInt64] = []
 }
 
 /// Everything the store's lock guards: the state machine, the confirms waiting to be applied in LSN order,
@@ -152,8 +153,12 @@ struct Core {
         case .streamAppend(let s, _, let headers, let body):
             actions.cached.append((lsn, Message(headers: headers, body: body)))
             if let waiters = streamWaiters.removeValue(forKey: s) { actions.wakeups.append(contentsOf: waiters) }
-        case .checkout(let q, _, _), .ack(let q, _):
+        case .checkout(let q, _, _):
             touch(q)
+        case .ack(let q, let ids):
+            touch(q)
+            // Their bodies are at their own LSN unless relocated (those simply age out).
+            actions.uncached.append(contentsOf: ids)
         case .requeue(let q, _, _), .reject(let q, _):
             touch(q)
             if let dlq = state.queues[q]?.options.deadLetterQueue, let id = state.queueIDs[dlq] { touch(id) }

@@ -53,6 +53,17 @@ final class SegmentCatalog: Sendable {
         }
     }
 
+    /// The LSNs of the records in the frame that holds `lsn`, or nil when no frame in the log holds it.
+    func frameRecords(containing lsn: LSN) -> Range<UInt64>? {
+        segments.withLock { all in
+            guard let s = Self.lastIndex(in: all, where: { $0.firstLSN <= lsn }),
+                  let f = Self.lastIndex(in: all[s].frames, where: { $0.firstLSN <= lsn.rawValue }) else { return nil }
+            let frame = all[s].frames[f]
+            let records = frame.firstLSN..<(frame.firstLSN + UInt64(frame.recordCount))
+            return records.contains(lsn.rawValue) ? records : nil
+        }
+    }
+
     /// Binary search for the last element satisfying a predicate that holds for a prefix.
     static func lastIndex<T>(in array: [T], where isAtOrBefore: (T) -> Bool) -> Int? {
         var low = 0, high = array.count

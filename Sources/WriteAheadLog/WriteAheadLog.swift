@@ -242,6 +242,12 @@ public final class WriteAheadLog: Sendable {
         return result
     }
 
+    /// The LSNs of the records stored in the same frame as `lsn` (a frame is read and decompressed whole, so
+    /// a reader that wants records near `lsn` gets the rest of the frame for free); nil when no frame holds it.
+    public func recordsInFrame(containing lsn: LSN) -> Range<LSN>? {
+        catalog.frameRecords(containing: lsn).map { LSN($0.lowerBound)..<LSN($0.upperBound) }
+    }
+
     /// Calls `body` with each durable record from `start` (through `end`, when given) in LSN order, until it
     /// returns false. Each frame is verified before any of its records is passed on; the bytes are valid
     /// only during the call.
