@@ -444,7 +444,9 @@ public final class QueueStore: Sendable {
             do {
                 effect = try await withUnsafeThrowingContinuation { (c: UnsafeContinuation<StoreState.Effect?, any Error>) in
                     do {
-                        if try tryAppend(encoded, makeSubmission(c)) {
+                        // An idle log may commit and complete this on our thread, inside the call: the reply
+                        // then resumes `c` before this closure returns, which continuations allow.
+                        if try tryAppend(encoded, makeSubmission(c), onCaller: true) {
                             afterAppend?()
                         } else {
                             c.resume(returning: nil)
@@ -474,9 +476,12 @@ public final class QueueStore: Sendable {
     }
 
     /// Hands encoded records to the log, their confirm to go to `submission`; false when the log is full.
-    private func tryAppend(_ encoded: EncodedRecords, _ submission: Submission) throws(QueueError) -> Bool {
+    /// `onCaller`: the log may commit and confirm them on this thread when it is idle (never from inside a
+    /// confirm: follow-up submissions go through the log's threads, so commits do not nest).
+    private func tryAppend(_ encoded: EncodedRecords, _ submission: Submission, onCaller: Bool = false) throws(QueueError) -> Bool {
         do {
-            return try log.tryAppend(count: encoded.records.count, totalBytes: encoded.totalBytes, records: { add in
+            return try log.tryAppend(count: encoded.records.count, totalBytes: encoded.totalBytes, callbackOnCaller: onCaller,
+                                     records: { add in
                 for e in encoded.records { e.withUnsafeBytes { add($0) } }
             }, completion: { [self] result in confirmed(result, submission) })
         } catch {

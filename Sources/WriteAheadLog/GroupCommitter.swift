@@ -124,7 +124,7 @@ final class GroupCommitter: @unchecked Sendable {
     // MARK: - Producers
 
     /// Adds records to the pending batch, or says why not. `records` yields each record's bytes.
-    func submit(count: Int, totalBytes: Int, completion: Completion,
+    func submit(count: Int, totalBytes: Int, completion: Completion, callbackOnCaller: Bool = false,
                 _ records: (_ add: (UnsafeRawBufferPointer) -> Void) -> Void) -> Admission {
         monitor.lock()
         if let failure { monitor.unlock(); return .failed(failure) }
@@ -141,10 +141,18 @@ final class GroupCommitter: @unchecked Sendable {
         pending.waiters.append(Waiter(firstLSN: first, completion: completion))
         // Wake an idle I/O thread only if it could start at once; a busy one picks the batch up itself.
         counters.appends.add(1, ordering: .relaxed)
-        // A blocking caller (`appendAndWait`) may block its own thread anyway: when the log is idle and nobody
-        // else is waiting it writes and syncs the group itself, saving the two thread wake-ups of a hand-off.
-        // Under load the I/O threads do it (a caller among many threads could be descheduled mid-group).
-        if case .blocking = completion, pending.waiters.count == 1, !writeTokenHeld, syncsInFlight == 0, !stopping {
+        // When the log is idle and nobody else is waiting, the caller writes and syncs the group itself,
+        // saving the two thread wake-ups of a hand-off: a blocking caller (`appendAndWait`) blocks its own
+        // thread anyway; an async caller (`append`) blocks its cooperative thread for about one `fdatasync`
+        // (unless `commitOnCallerWhenIdle` is off). Under load the I/O threads do it (a caller among many
+        // could be descheduled mid-group). A callback runs here only when its submitter asked for it: a
+        // callback that submits again would otherwise nest commits.
+        let inline: Bool = switch completion {
+        case .blocking: true
+        case .async: options.commitOnCallerWhenIdle
+        case .callback: callbackOnCaller && options.commitOnCallerWhenIdle
+        }
+        if inline, pending.waiters.count == 1, !writeTokenHeld, syncsInFlight == 0, !stopping {
             commitOneGroup()
             monitor.unlock()
             return .accepted

@@ -181,12 +181,16 @@ public final class WriteAheadLog: Sendable {
     }
 
     /// The same without waiting: returns false (and never calls `completion`) when the pending buffer is full.
-    public func tryAppend(count: Int, totalBytes: Int,
+    /// With `callbackOnCaller`, an append to an idle log may be written, synced and completed on the calling
+    /// thread before this returns (see `LogOptions.commitOnCallerWhenIdle`): only for callers whose
+    /// `completion` may run on their own thread, inside this call.
+    public func tryAppend(count: Int, totalBytes: Int, callbackOnCaller: Bool = false,
                           records: (_ add: (UnsafeRawBufferPointer) -> Void) -> Void,
                           completion: @escaping @Sendable (Result<LSN, WALError>) -> Void) throws(WALError) -> Bool {
         precondition(count >= 1 && totalBytes <= options.pendingBytesMax && count <= options.pendingRecordsMax,
                      "a submission must fit the pending buffer")
-        switch committer.submit(count: count, totalBytes: totalBytes, completion: .callback(completion), records) {
+        switch committer.submit(count: count, totalBytes: totalBytes, completion: .callback(completion),
+                                callbackOnCaller: callbackOnCaller, records) {
         case .accepted: return true
         case .full: return false
         case .failed(let error): throw error
