@@ -1,4 +1,5 @@
 import Foundation
+import LogFormat
 import Testing
 import WriteAheadLog
 @testable import DurableQueue
@@ -88,6 +89,30 @@ import WriteAheadLog
             #expect(throws: ByteReader.Malformed.self) { try bad.withUnsafeBytes { try Checkpoint.decode($0) } }
         }
         try store.close()
+    }
+
+    /// A version 1 checkpoint (written before producers and half messages existed: the same layout without
+    /// their two sections) still loads.
+    @Test func aVersionOneCheckpointStillLoads() async throws {
+        let dir = TemporaryDirectory()
+        let store = try await QueueStore.open(directory: dir.path, options: testOptions())
+        try await store.declareQueue("q")
+        for i in 0..<5 { try await store.publish(to: "q", text("\(i)")) }
+        let state = store.core.withLock { $0.state }
+        try store.close()
+        var bytes = Checkpoint.encode(state)
+        bytes.removeLast(4 + 8)  // no producers (u32 count), no half messages (u64 count)
+        bytes.withUnsafeMutableBytes { b in
+            b.storeBytes(of: UInt32(1).littleEndian, toByteOffset: 4, as: UInt32.self)
+            b.storeBytes(of: UInt64(b.count - Checkpoint.headerBytes).littleEndian, toByteOffset: 16, as: UInt64.self)
+            let head = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[0..<24]))
+            let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: b[Checkpoint.headerBytes...]), continuing: head)
+            b.storeBytes(of: crc.littleEndian, toByteOffset: 24, as: UInt32.self)
+        }
+        let decoded = try bytes.withUnsafeBytes { try Checkpoint.decode($0) }
+        let q = state.queueIDs["q"]!
+        #expect(decoded.appliedLSN == state.appliedLSN && decoded.queues[q]!.ready == state.queues[q]!.ready)
+        #expect(decoded.producers.isEmpty && decoded.halfMessages.isEmpty)
     }
 
     @Test func openReplaysOnlyTheTailAfterACheckpoint() async throws {
