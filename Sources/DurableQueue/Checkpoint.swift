@@ -236,7 +236,8 @@ enum Checkpoint {
         let fd = try fileSystem.open(path, writable: false, create: false)
         defer { fileSystem.close(fd) }
         let size = try fileSystem.size(fd, path: path)
-        var bytes = [UInt8](repeating: 0, count: size)
+        // Not zero-filled first: the reads overwrite it, and only what they filled is returned.
+        var bytes = [UInt8](unsafeUninitializedCapacity: size) { _, count in count = size }
         var done = 0
         while done < size {
             let n = try keepingType(WALError.self) {
@@ -247,7 +248,8 @@ enum Checkpoint {
             if n == 0 { break }
             done += n
         }
-        return Array(bytes[0..<done])
+        if done < size { bytes.removeLast(size - done) }
+        return bytes
     }
 }
 
