@@ -78,6 +78,6 @@ let package = Package(
         .testTarget(name: "WriteAheadLogTests", dependencies: ["WriteAheadLog", "WALSimulation", "WALCrashChild", "walctl"]),
         .executableTarget(name: "QueueCrashChild", dependencies: ["DurableQueue"], path: "Tests/QueueCrashChild"),
         .testTarget(name: "DurableQueueTests", dependencies: ["DurableQueue", "WriteAheadLog", "WALSimulation", "QueueCrashChild", "walctl"]),
-        .testTarget(name: "WorkloadTests", dependencies: ["Workload"], path: "Tests/WorkloadTests"),
+        .testTarget(name: "WorkloadTests", dependencies: ["Workload", "WALBench"], path: "Tests/WorkloadTests"),
     ]
 )
