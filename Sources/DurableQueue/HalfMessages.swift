@@ -102,8 +102,7 @@ extension QueueStore {
             let record: StoreRecord
             if Int(half.checks) >= o.maxChecks {
                 record = .resolveHalf(message: id, lastResort.map { .moved(queue: $0) } ?? .expired)
-            } else {
-                guard let message = try? readMessage(at: half.entry.bodyLSN) else { continue }
+            } else if let message = try? readMessage(at: half.entry.bodyLSN) {
                 let check = HalfMessageCheck(id: id, queue: queue, message: message, checks: Int(half.checks),
                                              preparedAt: half.preparedAt)
                 switch await checker(check) {
@@ -111,6 +110,10 @@ extension QueueStore {
                 case .rollback: record = .resolveHalf(message: id, .rollback)
                 case .unknown: record = .halfChecked(message: id, time: wallClockMilliseconds())
                 }
+            } else {
+                // Its body cannot be read (damaged: reads refuse it): the check counts as unanswered, so the
+                // message still ends after `maxChecks` instead of staying pending for ever.
+                record = .halfChecked(message: id, time: wallClockMilliseconds())
             }
             guard let effect = try? await perform([record]) else { break }  // the log failed or closed
             if case .halfResolved(.committed) = effect { resolved += 1 }
