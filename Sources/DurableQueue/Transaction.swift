@@ -1,4 +1,5 @@
 import LogFormat
+import WriteAheadLog
 import Synchronization
 
 /// A group of publishes, stream appends, offset commits and acks that become durable and visible all at
@@ -54,19 +55,26 @@ public final class Transaction: Sendable {
     /// Adds the ack of delivery `tag` of `consumer` (with `multiple`, of every outstanding one up to it).
     /// The deliveries are claimed now and settled by the commit.
     public func ack(_ tag: UInt64, on consumer: Consumer, multiple: Bool = false) throws(QueueError) {
+        let cid = consumer.id
         try state.withLock { s throws(QueueError) in
             guard !s.finished else { throw Self.finishedError }
-            var actions = Actions()
             let (tags, operation) = try store.core.withLock { c throws(QueueError) in
                 try c.usable()
-                let claimed = try c.claimForTransaction(tag, multiple: multiple, of: consumer.id)
-                // Acked deliveries no longer count against prefetch: the consumer may get more meanwhile.
-                c.dispatch(c.consumers[consumer.id]!.queue, &actions)
-                return claimed
+                return try c.claimForTransaction(tag, multiple: multiple, of: cid)
+            }
+            let added = Result { () throws(QueueError) in
+                try Self.append(operation, to: &s, id: id, limits: store.options.log)
+            }
+            if case .success = added { s.claims[cid, default: []].append(contentsOf: tags) }
+            // Added: the acked deliveries no longer count against prefetch, the consumer may get more
+            // meanwhile. Refused: they are out with the consumer again.
+            var actions = Actions()
+            store.core.withLock { c in
+                if case .failure = added { c.releaseClaims(tags, of: cid, &actions) }
+                if let queue = c.consumers[cid]?.queue { c.dispatch(queue, &actions) }
             }
             store.run(actions)
-            s.claims[consumer.id, default: []].append(contentsOf: tags)
-            Self.append(operation, to: &s, id: id)
+            try added.get()
         }
     }
 
@@ -123,22 +131,26 @@ public final class Transaction: Sendable {
     private func add(_ operation: StoreRecord) throws(QueueError) {
         try state.withLock { s throws(QueueError) in
             guard !s.finished else { throw Self.finishedError }
-            Self.append(operation, to: &s, id: id)
-            let limits = store.options.log
-            guard s.bytes + 64 <= limits.pendingBytesMax, s.encoded.count + 1 <= limits.pendingRecordsMax else {
-                s.operations.removeLast()
-                s.bytes -= s.encoded.removeLast().count + BatchPayload.lengthPrefixBytes
-                throw QueueError(.invalidArgument, "a transaction must fit the log's pending buffer "
-                                 + "(pendingBytesMax \(limits.pendingBytesMax), pendingRecordsMax \(limits.pendingRecordsMax))")
-            }
+            try Self.append(operation, to: &s, id: id, limits: store.options.log)
         }
     }
 
-    private static func append(_ operation: StoreRecord, to s: inout State, id: UInt64) {
+    /// Adds an operation, unless the transaction (with its commit record) would no longer fit the log's
+    /// pending buffer, or the operation one record.
+    private static func append(_ operation: StoreRecord, to s: inout State, id: UInt64, limits: LogOptions) throws(QueueError) {
         let bytes = StoreRecord.txPart(tx: id, operation).encode()
+        guard bytes.count <= limits.recordBytesMax else {
+            throw QueueError(.invalidArgument, "an operation of \(bytes.count) bytes does not fit one log record "
+                             + "(recordBytesMax \(limits.recordBytesMax)); ack fewer deliveries at once")
+        }
+        let total = s.bytes + bytes.count + BatchPayload.lengthPrefixBytes
+        guard total + 64 <= limits.pendingBytesMax, s.encoded.count + 2 <= limits.pendingRecordsMax else {
+            throw QueueError(.invalidArgument, "a transaction must fit the log's pending buffer "
+                             + "(pendingBytesMax \(limits.pendingBytesMax), pendingRecordsMax \(limits.pendingRecordsMax))")
+        }
         s.operations.append(operation)
         s.encoded.append(bytes)
-        s.bytes += bytes.count + BatchPayload.lengthPrefixBytes
+        s.bytes = total
     }
 
     private static var finishedError: QueueError {

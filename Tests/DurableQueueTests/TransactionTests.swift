@@ -140,6 +140,33 @@ import WriteAheadLog
         #expect(result.messageIDs.count == added && store.queueInfo("q")?.ready == added)
     }
 
+    /// An ack that would take the transaction past the log's pending limits is refused, and its delivery is
+    /// out with the consumer again (not claimed by a transaction that cannot hold it).
+    @Test func anAckBeyondThePendingLimitsIsRefusedAndReleased() async throws {
+        let dir = TemporaryDirectory()
+        var options = testOptions()
+        options.log.pendingRecordsMax = 8
+        let store = try await QueueStore.open(directory: dir.path, options: options)
+        defer { try? store.close() }
+        try await store.declareQueue("q")
+        for i in 0..<10 { try await store.publish(to: "q", text("\(i)")) }
+        let c = try store.consume(queue: "q", prefetch: 10)
+        let got = try await take(10, from: c)
+        let tx = store.transaction()
+        var refused: Delivery?
+        for d in got {
+            do { try tx.ack(d.tag, on: c) } catch {
+                #expect(error.code == .invalidArgument)
+                refused = d
+                break
+            }
+        }
+        let d = try #require(refused, "the limit (8 records with the commit) was never reached")
+        try await c.ack(d.tag)  // released: an ordinary ack settles it
+        try await tx.commit()
+        #expect(store.queueInfo("q")?.unacked == 10 - 7 - 1)
+    }
+
     /// A transaction spanning several frames, its tail lost at every point a power cut could leave it:
     /// recovery shows all of it or none of it.
     @Test func aTransactionAcrossFramesIsAllOrNothingWhereverTheLogIsCut() async throws {
