@@ -124,6 +124,7 @@ public final class QueueStore: Sendable {
         self.openReport = report
         self.cache = BodyCache(capacityBytes: options.bodyCacheBytes)
         var core = Core(state: state, nextApply: log.durableLSN.rawValue + 1)
+        core.idsPerRecord = max(1, (options.log.recordBytesMax - 64) / 8)
         core.checkpointLSN = report.checkpointLSN
         core.logBytesAtCheckpoint = log.counters.bytesUncompressed
         self.core = Mutex(core)
@@ -315,7 +316,9 @@ public final class QueueStore: Sendable {
 
     /// Starts a consumer on `queue` that holds at most `prefetch` unacked deliveries.
     public func consume(queue: String, prefetch: Int = 100) throws(QueueError) -> Consumer {
-        guard prefetch >= 1 else { throw QueueError(.invalidArgument, "prefetch must be at least 1") }
+        guard (1...65_535).contains(prefetch) else {
+            throw QueueError(.invalidArgument, "prefetch is 1 to 65,535 (as in AMQP)")
+        }
         var actions = Actions()
         let channel = DeliveryChannel()
         let cid: UInt32 = try core.withLock { c throws(QueueError) in

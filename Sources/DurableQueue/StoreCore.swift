@@ -36,6 +36,8 @@ struct Core {
     var touched: [UInt64] = []
     /// Transaction ids only need to be unique within a session: a new session drops unfinished ones.
     var nextTransactionID: UInt64 = 1
+    /// How many message ids an ack, requeue or reject record holds at most (set from `recordBytesMax`).
+    var idsPerRecord = 100_000
 
     static func isTransient(_ queue: UInt64) -> Bool { queue & (1 << 63) != 0 }
 
@@ -302,12 +304,16 @@ struct Core {
         // the messages behind the returned ones.
         if !transientTags.isEmpty { dispatch(queue, &actions) }
         guard !ids.isEmpty else { return nil }
-        let record: StoreRecord = switch kind {
-        case .ack: .ack(queue: queue, messages: ids)
-        case .requeue: .requeue(queue: queue, reason: reason, messages: ids)
-        case .reject: .reject(queue: queue, messages: ids)
+        // One record per `idsPerRecord` ids, so that each fits a log record; one submission applies them together.
+        let records: [StoreRecord] = stride(from: 0, to: ids.count, by: idsPerRecord).map { start in
+            let part = Array(ids[start..<min(start + idsPerRecord, ids.count)])
+            return switch kind {
+            case .ack: .ack(queue: queue, messages: part)
+            case .requeue: .requeue(queue: queue, reason: reason, messages: part)
+            case .reject: .reject(queue: queue, messages: part)
+            }
         }
-        return Submission(records: [record], intent: .settle(consumer: cid, tags: durableTags, reply: nil))
+        return Submission(records: records, intent: .settle(consumer: cid, tags: durableTags, reply: nil))
     }
 
     /// The tags `ack`/`nack` with these arguments settle; throws when `tag` is not outstanding.

@@ -87,6 +87,28 @@ import WriteAheadLog
         #expect(store.queueInfo("q")?.unacked == 0)
     }
 
+    /// An ack of more deliveries than one log record can list is written as several records of one
+    /// submission, applied together.
+    @Test func aCumulativeAckLargerThanARecordIsSplit() async throws {
+        let dir = TemporaryDirectory()
+        var store = try await QueueStore.open(directory: dir.path, options: testOptions())  // 32 KiB records
+        try await store.declareQueue("q")
+        let publisher = store.publisher()
+        for i in 0..<10_000 { try await publisher.publish(to: "q", text("\(i)")) }
+        #expect(await publisher.waitForConfirms())
+        let c = try store.consume(queue: "q", prefetch: 10_000)
+        let got = try await take(10_000, from: c)
+        let before = store.logCounters.records
+        try await c.ack(got.last!.tag, multiple: true)  // 80,000 bytes of ids
+        #expect(store.logCounters.records - before == 3, "three records of at most 4,088 ids each")
+        #expect(store.queueInfo("q")?.unacked == 0 && store.queueInfo("q")?.ready == 0)
+        await #expect(throws: QueueError.self) { _ = try store.consume(queue: "q", prefetch: 70_000) }
+        try dropWithoutClosing(store)
+        store = try await QueueStore.open(directory: dir.path, options: testOptions())
+        defer { try? store.close() }
+        #expect(store.queueInfo("q")?.ready == 0)
+    }
+
     @Test func deliveryLimitDeadLettersWithReason() async throws {
         let dir = TemporaryDirectory()
         let store = try await QueueStore.open(directory: dir.path, options: testOptions())
