@@ -314,7 +314,7 @@ public final class QueueStore: Sendable {
 
     // MARK: - Consuming
 
-    /// Starts a consumer on `queue` that holds at most `prefetch` unacked deliveries.
+    /// Starts a consumer on `queue` that holds at most `prefetch` (1 to 65,535) unacked deliveries.
     public func consume(queue: String, prefetch: Int = 100) throws(QueueError) -> Consumer {
         guard (1...65_535).contains(prefetch) else {
             throw QueueError(.invalidArgument, "prefetch is 1 to 65,535 (as in AMQP)")
