@@ -34,29 +34,28 @@ import Foundation
     }
 
     func engine(_ key: String, _ run: EngineRun, _ messages: MessageSet) async throws {
-        guard settings.wants(key) else { return }
-        let before = startRSS()
-        var m = try await run.run(messages: messages, directory: settings.directory)
-        noteRSS(&m, before)
-        addCeiling(&m, messages)
-        keep(key, m)
+        try await measure(key, messages, withCeiling: true) { try await run.run(messages: messages, directory: $0) }
     }
 
     func queue(_ key: String, _ run: QueueRun, _ messages: MessageSet) async throws {
-        guard settings.wants(key) else { return }
-        let before = startRSS()
-        var m = try await run.run(messages: messages, directory: settings.directory)
-        noteRSS(&m, before)
         // A drain's records (checkouts, acks) each cover many messages: no ceiling to compare with.
-        if run.shape != .drain { addCeiling(&m, messages) }
-        keep(key, m)
+        try await measure(key, messages, withCeiling: run.shape != .drain) {
+            try await run.run(messages: messages, directory: $0)
+        }
     }
 
     func sqlite(_ key: String, _ run: SQLiteRun, _ messages: MessageSet) async throws {
+        try await measure(key, messages, withCeiling: false) { try await run.run(messages: messages, directory: $0) }
+    }
+
+    /// Runs one scenario (if `--only` wants it) with its peak RSS, and the ceiling at its group size.
+    private func measure(_ key: String, _ messages: MessageSet, withCeiling: Bool,
+                         _ body: (_ directory: String) async throws -> Measurement) async throws {
         guard settings.wants(key) else { return }
         let before = startRSS()
-        var m = try await run.run(messages: messages, directory: settings.directory)
+        var m = try await body(settings.directory)
         noteRSS(&m, before)
+        if withCeiling { addCeiling(&m, messages) }
         keep(key, m)
     }
 
