@@ -20,7 +20,7 @@ public struct LogOptions: Sendable {
     /// handing it to the log's threads: at concurrency 1 that saves two thread wake-ups per confirm (about
     /// 20 us, a fifth of a sync here), at the price of blocking one cooperative thread for about one
     /// `fdatasync`. Under load (anything in flight) the log's threads commit as always. `appendAndWait`
-    /// always does this; callbacks never.
+    /// always does this; a callback only when its `tryAppend` asks for it (`callbackOnCaller`).
     public var commitOnCallerWhenIdle = true
     /// Written into every frame header; 0 on a single node.
     public var leaderEpoch: UInt64 = 0

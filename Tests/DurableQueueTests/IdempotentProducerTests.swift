@@ -20,7 +20,7 @@ import Testing
         await #expect { _ = try await p.publish(to: "q", text("4"), sequence: 4) } throws: {
             ($0 as? QueueError)?.code == .outOfSequence
         }
-        #expect(try await p.publish(to: "q", text("3"), sequence: 3) != .duplicate(of: nil))
+        guard case .stored = try await p.publish(to: "q", text("3"), sequence: 3) else { throw TestFailure("3 not stored") }
         #expect(store.queueInfo("q")?.ready == 3)
         let c = try store.consume(queue: "q", prefetch: 10)
         #expect(try await take(3, from: c).map(\.text) == ["1", "2", "3"])
@@ -50,14 +50,18 @@ import Testing
         try await store.declareQueue("q")
         let old = try await store.registerProducer(name: "p")
         _ = try await old.publish(to: "q", text("1"), sequence: 1)
-        _ = try await old.publish(to: "q", text("2"), sequence: 2)
+        let second = try await old.publish(to: "q", text("2"), sequence: 2)
         let new = try await store.registerProducer(name: "p")
         #expect(new.id == old.id && new.epoch == 1)
         await #expect { _ = try await old.publish(to: "q", text("3"), sequence: 3) } throws: {
             ($0 as? QueueError)?.code == .fenced
         }
         #expect(try new.lastSequence(queue: "q") == 2)
-        #expect(try await new.publish(to: "q", text("2"), sequence: 2) != .duplicate(of: nil))  // the last one: its id
+        guard case .stored(let id2) = second,
+              case .duplicate(let original?) = try await new.publish(to: "q", text("2"), sequence: 2) else {
+            throw TestFailure("a retry of the last sequence is a duplicate that names the original")
+        }
+        #expect(original == id2)
         guard case .stored = try await new.publish(to: "q", text("3"), sequence: 3) else { throw TestFailure("3 not stored") }
         #expect(store.queueInfo("q")?.ready == 3)
     }
