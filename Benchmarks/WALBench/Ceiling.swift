@@ -11,14 +11,15 @@ final class CeilingFile {
     let bytes: Int
     let growing: Bool
 
-    init(directory: String, bytes: Int, growing: Bool = false) throws {
-        path = directory + (growing ? "/ceiling-growing.dat" : "/ceiling.dat")
+    init(directory: String, bytes: Int, growing: Bool = false, zeroed: Bool = true) throws {
+        path = directory + (growing ? "/ceiling-growing.dat" : zeroed ? "/ceiling.dat" : "/ceiling-allocated.dat")
         self.bytes = bytes
         self.growing = growing
         fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw BenchError("cannot create \(path)") }
         if growing { return }
         guard posix_fallocate(fd, 0, off_t(bytes)) == 0 else { throw BenchError("fallocate failed") }
+        if !zeroed { return }
         let zeros = [UInt8](repeating: 0, count: 1 << 20)
         var offset = 0
         while offset < bytes {

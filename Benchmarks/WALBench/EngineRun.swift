@@ -13,7 +13,7 @@ struct EngineRun {
     var shape: Shape = .awaited
     var concurrency: Int
     var codec: FrameHeader.Codec = .lz4
-    var syncsInFlight = 2
+    var syncsInFlight = LogOptions().syncsInFlightMax
     var durability: LogOptions.Durability = .fdatasync
     var messagesMax: Int
     var secondsMax: Double

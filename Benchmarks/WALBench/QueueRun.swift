@@ -99,7 +99,7 @@ struct QueueRun {
         default: Int(latencies.totalCount)
         }
         var m = Measurement(
-            scenario: "queue \(shape.rawValue) c=\(concurrency)" + messages.label, concurrency: concurrency, codec: codec == .lz4 ? "lz4" : "none", syncsInFlight: 2,
+            scenario: "queue \(shape.rawValue) c=\(concurrency)" + messages.label, concurrency: concurrency, codec: codec == .lz4 ? "lz4" : "none", syncsInFlight: options.log.syncsInFlightMax,
             messages: counted, seconds: seconds, latencies: latencies,
             recordsPerSync: counters.recordsPerSync, bytesWrittenPerRecord: counters.bytesWrittenPerRecord,
             cpuSeconds: cpuEnd - cpuStart, messageBytes: messages.size)

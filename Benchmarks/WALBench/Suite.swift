@@ -22,6 +22,9 @@ import Foundation
         /// SQLite at this row's concurrency and message size (its median), msgs/s.
         var sqlitePerSecond: Double?
         var ratioToSQLite: Double?
+        /// The reference committer (one flusher thread, one sync at a time) at this row's concurrency, msgs/s.
+        var referencePerSecond: Double?
+        var ratioToReference: Double?
     }
 
     func bare(_ key: String, batch: Int, lz4: Bool = false, messages: MessageSet, file: CeilingFile? = nil) {
@@ -41,6 +44,13 @@ import Foundation
         // A drain's records (checkouts, acks) each cover many messages: no ceiling to compare with.
         try await measure(key, messages, withCeiling: run.shape != .drain) {
             try await run.run(messages: messages, directory: $0)
+        }
+    }
+
+    func reference(_ key: String, _ run: ReferenceRun, _ messages: MessageSet) async throws {
+        let (fd, bytes) = (ceiling.fd, ceiling.bytes)
+        try await measure(key, messages, withCeiling: true) { _ in
+            try await run.run(messages: messages, fd: fd, fileBytes: bytes)
         }
     }
 
@@ -105,21 +115,27 @@ import Foundation
                 row.sqlitePerSecond = peer.median.messagesPerSecond
                 row.ratioToSQLite = m.messagesPerSecond / peer.median.messagesPerSecond
             }
+            if key.hasPrefix("wal") || key.hasPrefix("queue"), m.messageBytes == 1024,
+               let peer = summaries["reference c=\(m.concurrency)"] {
+                row.referencePerSecond = peer.median.messagesPerSecond
+                row.ratioToReference = m.messagesPerSecond / peer.median.messagesPerSecond
+            }
             rows.append(row)
         }
         say("\nMedians of \(settings.reps) runs (msgs/s min-max); 1 KiB events unless the name says otherwise. x ceiling: the")
         say("ceiling (pwrite + fdatasync, pre-zeroed file) at the row's own records per sync; x SQLite: SQLite at the row's concurrency.")
         say("RSS MB: the process's peak (it holds the suite's message buffers throughout); +MB: how far the run raised it.")
-        say(padded("scenario", 40) + "    msgs/s (min-max)            MB/s    p50 us    p99 us   p999 us  rec/sync  B/rec  cpu s/M  RSS MB  +MB   x ceil  x SQLite")
+        say(padded("scenario", 40) + "    msgs/s (min-max)            MB/s    p50 us    p99 us   p999 us  rec/sync  B/rec  cpu s/M  RSS MB  +MB   x ceil  x SQLite    x ref")
         for row in rows {
             let m = row.summary.median
-            say(String(format: "%@ %9.0f (%8.0f-%8.0f) %7.1f %9.1f %9.1f %9.1f %9.1f %6.0f %8.2f %7.0f %4.0f %8@ %9@",
+            say(String(format: "%@ %9.0f (%8.0f-%8.0f) %7.1f %9.1f %9.1f %9.1f %9.1f %6.0f %8.2f %7.0f %4.0f %8@ %9@ %8@",
                        padded(row.name, 40) as NSString, m.messagesPerSecond, row.summary.minimumPerSecond, row.summary.maximumPerSecond,
                        m.megabytesPerSecond, m.p50Microseconds, m.p99Microseconds, m.p999Microseconds, m.recordsPerSync,
                        m.bytesWrittenPerRecord, m.cpuSecondsPerMillion, Double(m.peakRSSBytes) / 1048576,
                        Double(m.rssGrowthBytes) / 1048576,
                        padded(Self.times(row.ratioToCeiling), 8, right: true) as NSString,
-                       padded(Self.times(row.ratioToSQLite), 9, right: true) as NSString))
+                       padded(Self.times(row.ratioToSQLite), 9, right: true) as NSString,
+                       padded(Self.times(row.ratioToReference), 8, right: true) as NSString))
         }
         return rows
     }

@@ -34,7 +34,8 @@ struct Settings {
           --messages N        at most this many messages per run (200000; 4x at concurrency 1024)
           --concurrency LIST  the concurrency sweep, e.g. 1,16,64,256,1024
           --sizes LIST        the message-size sweep at concurrency 64, e.g. 128,1024,16384
-          --only TEXT         only scenarios whose name contains TEXT (e.g. "queue", "sqlite", "c=64", "reopen")
+          --only TEXT         only scenarios whose name contains TEXT (e.g. "queue", "sqlite", "c=64", "reopen");
+                              several, separated by |, e.g. "wal c=64|reference c=64"
           --reopen-bytes N    log size for the reopen-after-crash scenario (1 GiB)
           --reclaim-bytes N   bytes through the stuck-message reclamation scenario (256 MiB)
           --json PATH         write every scenario, with machine facts, as JSON
@@ -81,7 +82,9 @@ struct Settings {
         }
     }
 
-    func wants(_ key: String) -> Bool { only.map { key.contains($0) } ?? true }
+    func wants(_ key: String) -> Bool {
+        only.map { $0.split(separator: "|").contains { key.contains($0) } } ?? true
+    }
 }
 
 /// Prints a line at once, also when the output is a pipe (progress must show while the suite runs).
@@ -98,6 +101,7 @@ let random = MessageSet(.random)
 let sized = Dictionary(uniqueKeysWithValues: settings.sizes.filter { $0 != 1024 }.map { ($0, MessageSet(.events, size: $0)) })
 let ceiling = try CeilingFile(directory: settings.directory, bytes: 256 << 20)
 let growingCeiling = try CeilingFile(directory: settings.directory, bytes: 256 << 20, growing: true)
+let allocatedCeiling = try CeilingFile(directory: settings.directory, bytes: 256 << 20, zeroed: false)
 let suite = Suite(settings: settings, ceiling: ceiling)
 
 let n = settings.messages, s = settings.seconds
@@ -109,6 +113,7 @@ for rep in 1...settings.reps {
     }
     for b in [1, 64, 1024] {
         suite.bare("ceiling growing b=\(b)", batch: b, messages: events, file: growingCeiling)
+        suite.bare("ceiling allocated b=\(b)", batch: b, messages: events, file: allocatedCeiling)
     }
     suite.bare("ceiling b=64 lz4 inline", batch: 64, lz4: true, messages: events)
 
@@ -116,6 +121,7 @@ for rep in 1...settings.reps {
     // concurrency; each engine row also gets the ceiling at its own group size.
     for c in settings.concurrencies {
         let m = c >= 1024 ? 4 * n : n
+        try await suite.reference("reference c=\(c)", ReferenceRun(concurrency: c, messagesMax: m, secondsMax: s), events)
         try await suite.engine("wal c=\(c)", EngineRun(concurrency: c, messagesMax: m, secondsMax: s), events)
         try await suite.engine("wal windowed c=\(c)", EngineRun(shape: .windowed, concurrency: c, messagesMax: m, secondsMax: s), events)
         try await suite.queue("queue c=\(c)", QueueRun(concurrency: c, messagesMax: m, secondsMax: s), events)
@@ -126,7 +132,10 @@ for rep in 1...settings.reps {
     try await suite.engine("wal blocking c=1", EngineRun(shape: .blocking, concurrency: 1, messagesMax: n, secondsMax: s), events)
 
     // Payload, codec and size at concurrency 64.
-    try await suite.engine("wal c=64 codec=none", EngineRun(concurrency: 64, codec: .none, messagesMax: n, secondsMax: s), events)
+    for c in settings.concurrencies where c >= 64 {
+        let m = c >= 1024 ? 4 * n : n
+        try await suite.engine("wal c=\(c) codec=none", EngineRun(concurrency: c, codec: .none, messagesMax: m, secondsMax: s), events)
+    }
     try await suite.queue("queue c=64 codec=none", QueueRun(concurrency: 64, codec: .none, messagesMax: n, secondsMax: s), events)
     try await suite.engine("wal c=64 random", EngineRun(concurrency: 64, messagesMax: n, secondsMax: s), random)
     try await suite.queue("queue c=64 random", QueueRun(concurrency: 64, messagesMax: n, secondsMax: s), random)

@@ -40,6 +40,9 @@ public struct PowerLossTrial: Sendable {
         public var confirmed = 0
         public var lost: [LSN] = []
         public var differing: [LSN] = []
+        /// LSNs served with a record that was confirmed at another LSN (an older one, e.g. a stale frame of a
+        /// recycled segment taken for live data).
+        public var resurrected: [LSN] = []
         public var openError: WALError?
         public var tornTailCut = false
         /// Nil when every confirm survived; otherwise what went wrong.
@@ -47,6 +50,7 @@ public struct PowerLossTrial: Sendable {
             if let openError { return "reopen failed: \(openError)" }
             if !lost.isEmpty { return "confirmed LSNs lost: \(lost.prefix(5).map(\.rawValue))" }
             if !differing.isEmpty { return "confirmed LSNs changed: \(differing.prefix(5).map(\.rawValue))" }
+            if !resurrected.isEmpty { return "records served at LSNs they were not confirmed at: \(resurrected.prefix(5).map(\.rawValue))" }
             return nil
         }
     }
@@ -112,6 +116,13 @@ public struct PowerLossTrial: Sendable {
                 } catch {
                     outcome.lost.append(lsn)
                 }
+            }
+            // Every record the log serves is either unconfirmed or confirmed at that very LSN.
+            var confirmedAt: [[UInt8]: LSN] = [:]
+            for (lsn, record) in confirms.map.withLock({ $0 }) { confirmedAt[record] = lsn }
+            try? log.forEachRecord(from: max(log.firstLSN, .first)) { lsn, bytes in
+                if let at = confirmedAt[Array(bytes)], at != lsn { outcome.resurrected.append(lsn) }
+                return true
             }
         } catch {
             outcome.openError = error

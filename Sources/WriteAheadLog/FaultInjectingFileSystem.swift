@@ -1,3 +1,4 @@
+import Dispatch
 import Glibc
 import Synchronization
 
@@ -27,10 +28,16 @@ public final class FaultInjectingFileSystem: FileSystem {
         var faults: [Fault] = []
         var calls: [Operation: Int] = [:]
         var fired: [Operation: Int] = [:]
+        var holdingSyncs = false
+        var syncsHeld = 0
     }
 
     private let base: any FileSystem
     private let state = Mutex(State())
+    /// Signalled once per `fdatasync` that starts waiting at the gate.
+    private let syncArrived = DispatchSemaphore(value: 0)
+    /// Opened (signalled many times) to let held syncs go on.
+    private let gate = DispatchSemaphore(value: 0)
 
     public init(base: any FileSystem = PosixFileSystem()) { self.base = base }
 
@@ -65,8 +72,35 @@ public final class FaultInjectingFileSystem: FileSystem {
         try base.read(fd, into: buffer, at: offset, path: path)
     }
     public func dataSync(_ fd: Int32, path: String) throws(WALError) {
+        let hold = state.withLock { s in
+            if s.holdingSyncs { s.syncsHeld += 1 }
+            return s.holdingSyncs
+        }
+        if hold {
+            syncArrived.signal()
+            gate.wait()
+        }
         try check(.dataSync, path: path)
         try base.dataSync(fd, path: path)
+    }
+
+    /// From now on every `fdatasync` waits (holding its caller's thread, as a slow disk would) until
+    /// `releaseSyncs()`.
+    public func holdSyncs() { state.withLock { $0.holdingSyncs = true } }
+
+    /// Waits until an `fdatasync` is held at the gate; false if none arrived within `seconds`.
+    public func waitForHeldSync(seconds: Double) -> Bool {
+        syncArrived.wait(timeout: .now() + seconds) == .success
+    }
+
+    /// Lets every held `fdatasync` go on, and stops holding new ones.
+    public func releaseSyncs() {
+        let held = state.withLock { s in
+            s.holdingSyncs = false
+            defer { s.syncsHeld = 0 }
+            return s.syncsHeld
+        }
+        for _ in 0..<held { gate.signal() }
     }
     public func allocate(_ fd: Int32, bytes: Int, path: String) throws(WALError) {
         try check(.allocate, path: path)

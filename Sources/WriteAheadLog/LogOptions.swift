@@ -14,14 +14,24 @@ public struct LogOptions: Sendable {
     public var pendingRecordsMax = 65_536
     /// LZ4 compresses each frame when that saves space; `.none` stores raw.
     public var compression: FrameHeader.Codec = .lz4
-    /// How many `fdatasync` calls may be in flight at once (groups written in order, synced in overlap).
-    public var syncsInFlightMax = 2
-    /// An `append` (async) to an idle log writes and syncs the group on the calling task's thread instead of
-    /// handing it to the log's threads: at concurrency 1 that saves two thread wake-ups per confirm (about
-    /// 20 us, a fifth of a sync here), at the price of blocking one cooperative thread for about one
-    /// `fdatasync`. Under load (anything in flight) the log's threads commit as always. `appendAndWait`
-    /// always does this; a callback only when its `tryAppend` asks for it (`callbackOnCaller`).
-    public var commitOnCallerWhenIdle = true
+    /// How many `fdatasync` calls may be in flight at once. One (the default) makes groups as large as
+    /// Little's law allows: what arrives during a sync joins the next group. More overlap syncs of smaller
+    /// groups, which pays only on a device that runs flushes in parallel.
+    public var syncsInFlightMax = 1
+    /// While a sync is in flight, pending records are encoded, compressed and written ahead (to be covered
+    /// by the next sync) once they reach this many bytes, so that this work overlaps the disk's instead of
+    /// following it. Smaller values overlap more and compress in smaller frames.
+    public var runAheadBytes = 16 << 10
+    /// An I/O thread that has nothing to do watches for the next append this long before it sleeps: at low
+    /// concurrency a confirmed producer usually appends again at once, and a sleeping thread costs a wake-up
+    /// (a fifth of a sync on a fast disk). 0 turns it off (no busy waiting at all).
+    public var idleSpinMicroseconds = 50
+    /// A callback append made with `tryAppend(..., callbackOnCaller: true)` to an idle log is written, synced
+    /// and completed on the calling thread instead of the log's threads, saving two thread wake-ups. Off by
+    /// default: it blocks the caller for one `fdatasync`, so turn it on only when such callers run on threads
+    /// of their own, never on Swift's cooperative pool. `appendAndWait` always commits an idle log on its own
+    /// (already blocked) thread; an `async` append never blocks its thread.
+    public var commitOnCallerWhenIdle = false
     /// Written into every frame header; 0 on a single node.
     public var leaderEpoch: UInt64 = 0
     /// What `open` does with corruption of confirmed data.
@@ -58,6 +68,10 @@ public struct LogOptions: Sendable {
         guard pendingRecordsMax >= 1 else { throw WALError(.invalidLog, "pendingRecordsMax must be at least 1") }
         guard (1...16).contains(syncsInFlightMax) else {
             throw WALError(.invalidLog, "syncsInFlightMax must be between 1 and 16")
+        }
+        guard runAheadBytes >= 0 else { throw WALError(.invalidLog, "runAheadBytes must not be negative") }
+        guard (0...10_000).contains(idleSpinMicroseconds) else {
+            throw WALError(.invalidLog, "idleSpinMicroseconds must be between 0 and 10000")
         }
     }
 }

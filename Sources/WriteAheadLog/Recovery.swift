@@ -23,6 +23,8 @@ struct Recovery {
         var offset: Int
         var expectedLSN: LSN
         var reason: String
+        /// The stop segment's id, when its header was intact.
+        var segmentID: SegmentID?
     }
 
     /// What the bytes after a stop point hold.
@@ -124,27 +126,47 @@ struct Recovery {
                     FrameHeader.check(UnsafeRawBufferPointer(rebasing: $0[offset..<size]),
                                       storedBytesMax: size - offset - FrameHeader.encodedBytes)
                 }
-                switch check {
-                case .zeros:
+                let isLast = i == segmentNames.count - 1
+                let end: String? = switch check {
+                case .zeros: "end of data"
+                // A recycled segment's old contents: an intact frame of an earlier segment, for records before
+                // these. The written part ends here just as at zeros.
+                case .intact(let f) where f.segmentID < h.segmentID && f.endLSN <= expected:
+                    "end of data (older contents of a recycled segment)"
+                // In a closed recycled segment, the bytes after its last frame are the middle of an old frame;
+                // they end it only where the next segment continues exactly (else: damage, reported here).
+                case .defective where !isLast && nextFirst == expected:
+                    "end of data (older bytes of a recycled segment)"
+                default: nil
+                }
+                if let end {
                     // The written part of this segment ends here. A later segment must continue it; in the
                     // last segment, whatever follows is checked (even after a seal: zeros right after a seal
                     // from an earlier close could hide confirmed frames written since).
-                    if i == segmentNames.count - 1 {
-                        stop = StopPoint(segmentIndex: i, offset: offset, expectedLSN: expected, reason: "end of data")
-                    } else if !restIsZero(from: offset, size: size) {
-                        // A full segment's unused end is zeros to the last byte; anything after means frames
-                        // were zeroed here.
+                    if isLast {
+                        stop = StopPoint(segmentIndex: i, offset: offset, expectedLSN: expected, reason: end,
+                                         segmentID: h.segmentID)
+                    } else if intactFrame(of: h.segmentID, after: offset, size: size) {
+                        // A closed segment holds nothing of its own after its end: zeros, or a recycled
+                        // file's older frames. A frame of its own after it means frames were lost here.
                         stop = StopPoint(segmentIndex: i, offset: offset, expectedLSN: expected,
-                                         reason: "zeros before more data in a closed segment")
+                                         reason: "frames of this segment after the end of its data",
+                                         segmentID: h.segmentID)
                     }
                     break frames
+                }
+                switch check {
+                case .zeros:
+                    preconditionFailure("handled above")
                 case .defective(let defect):
-                    stop = StopPoint(segmentIndex: i, offset: offset, expectedLSN: expected, reason: defect.description)
+                    stop = StopPoint(segmentIndex: i, offset: offset, expectedLSN: expected, reason: defect.description,
+                                     segmentID: h.segmentID)
                     break frames
                 case .intact(let f):
                     guard f.segmentID == h.segmentID, f.firstLSN == expected else {
                         stop = StopPoint(segmentIndex: i, offset: offset, expectedLSN: expected,
-                                         reason: "intact frame of segment \(f.segmentID) at LSN \(f.firstLSN) out of place")
+                                         reason: "intact frame of segment \(f.segmentID) at LSN \(f.firstLSN) out of place",
+                                         segmentID: h.segmentID)
                         break frames
                     }
                     if f.kind == .seal {
@@ -210,16 +232,20 @@ struct Recovery {
         return Outcome(identity: identity!, segments: segments, writeOffset: writeOffset, nextLSN: expected, report: report)
     }
 
-    /// Whether `buffer[from..<size]` holds only zeros.
-    private func restIsZero(from: Int, size: Int) -> Bool {
+    /// Whether `buffer[from..<size]` holds an intact frame of segment `segmentID` (at any 8-byte boundary).
+    private func intactFrame(of segmentID: SegmentID, after from: Int, size: Int) -> Bool {
         buffer.withUnsafeBytes { b in
-            var i = from
-            while i + 8 <= size {
-                if b.loadUnaligned(fromByteOffset: i, as: UInt64.self) != 0 { return false }
-                i += 8
+            var p = from
+            while p + FrameHeader.encodedBytes <= size {
+                if b.loadUnaligned(fromByteOffset: p + 4, as: UInt32.self) == FrameHeader.magic.littleEndian,
+                   case .intact(let f) = FrameHeader.check(UnsafeRawBufferPointer(rebasing: b[p..<size]),
+                                                           storedBytesMax: size - p - FrameHeader.encodedBytes),
+                   f.segmentID == segmentID {
+                    return true
+                }
+                p += 8
             }
-            while i < size { if b[i] != 0 { return false }; i += 1 }
-            return true
+            return false
         }
     }
 
@@ -302,6 +328,8 @@ struct Recovery {
             let path = "\(directory)/\(segmentNames[j])"
             let size = try loadUnlessLoaded(path)
             let start = j == stop.segmentIndex ? max(stop.offset + 8, SegmentHeader.blockBytes) : SegmentHeader.blockBytes
+            var staleFrames = 0
+            var newerFramesEnd = stop.offset
             buffer.withUnsafeBytes { b in
                 let bytes = UnsafeRawBufferPointer(rebasing: b[0..<size])
                 if j == stop.segmentIndex {
@@ -318,9 +346,14 @@ struct Recovery {
                     let check = FrameHeader.check(UnsafeRawBufferPointer(rebasing: bytes[p...]),
                                                   storedBytesMax: size - p - FrameHeader.encodedBytes)
                     guard case .intact(let f) = check, f.firstLSN >= stop.expectedLSN || f.durableLSN >= stop.expectedLSN else {
+                        if j == stop.segmentIndex, case .intact(let f) = check, let own = stop.segmentID,
+                           f.segmentID < own, f.endLSN <= stop.expectedLSN {
+                            staleFrames += 1
+                        }
                         p += 8
                         continue
                     }
+                    if j == stop.segmentIndex { newerFramesEnd = p + f.frameBytes }
                     after.intactFrames += 1
                     after.highestWatermark = max(after.highestWatermark, f.durableLSN)
                     if f.recordCount > 0 {
@@ -331,6 +364,11 @@ struct Recovery {
                     p += f.frameBytes
                 }
             }
+            // A recycled segment holds an older segment's frames after the stop: they are not this log's tail
+            // (never zeroed, never reported). What matters of ours there is any intact frame for records at
+            // or after the stop, which must go before the writer continues at the stop; torn bytes of ours
+            // that are not an intact frame can never be read as one.
+            if j == stop.segmentIndex && staleFrames > 0 { after.dirtyEnd = newerFramesEnd }
         }
         return after
     }

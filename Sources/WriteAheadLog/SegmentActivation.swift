@@ -1,6 +1,6 @@
 import LogFormat
 
-extension GroupCommitter {
+extension SegmentWriter {
     /// Turns a prepared, zero-filled file into the live segment `firstLSN...`: writes its header, syncs it,
     /// renames it to its final name and syncs the directory. Only then may frames go into it, so that a
     /// frame never depends on a create or rename that a power loss could undo.

@@ -1,11 +1,15 @@
 import Foundation
 import LogFormat
 
-/// Prepares the next segment file off the hot path: creates it, allocates it, fills it with zeros and
-/// syncs it, so that an `fdatasync` after a group written into it commits no file metadata (on this kind
-/// of disk worth 1.4-1.9x; `fallocate` alone leaves unwritten extents whose conversion is metadata).
-/// The file is named `prep-<segment id>.prep` until the writer renames it into place; recovery deletes
-/// such leftovers.
+/// Prepares the next segment file off the hot path, so that an `fdatasync` after a group written into it
+/// commits no file metadata (on this kind of disk worth 1.4-1.9x; `fallocate` alone leaves unwritten
+/// extents whose conversion is metadata). In steady state it recycles: a segment freed by truncation is
+/// kept as a spare (`spare-<n>.prep`, at most `sparesMax`) and becomes the next segment as it is, its
+/// blocks already written. Its old frames stay behind the write position; they carry an older segment id
+/// and older LSNs, which recovery and readers never take for live data (DESIGN.md, "Recycled segments").
+/// Only when no spare is left does it create a file, allocate it, fill it with zeros and sync it.
+/// A file being prepared is named `prep-<segment id>.prep` until the writer renames it into place;
+/// recovery deletes such leftovers and spares.
 final class SegmentPreparer: @unchecked Sendable {
     struct Prepared {
         let segmentID: SegmentID
@@ -24,6 +28,11 @@ final class SegmentPreparer: @unchecked Sendable {
     private var result: (SegmentID, Result<Prepared, WALError>)?
     private var stopping = false
     private var exited = false
+    /// Freed segment files kept for reuse, oldest first.
+    private var spares: [String] = []
+    private var nextSpareNumber = 0
+    /// How many freed segments are kept for reuse; the rest are deleted.
+    static let sparesMax = 2
 
     init(directory: String, segmentBytes: Int, fileSystem: any FileSystem) {
         self.directory = directory
@@ -91,20 +100,59 @@ final class SegmentPreparer: @unchecked Sendable {
         monitor.unlock()
     }
 
+    /// Takes a segment file freed by truncation as a spare, renaming it out of the log's names; the caller
+    /// syncs the directory, as for a deletion. False when enough spares are kept (delete it instead).
+    func adoptSpare(_ segmentPath: String) throws(WALError) -> Bool {
+        let sparePath: String? = monitor.withLock {
+            guard spares.count < Self.sparesMax, !stopping else { return nil }
+            nextSpareNumber += 1
+            return "\(directory)/spare-\(nextSpareNumber).prep"
+        }
+        guard let sparePath else { return false }
+        try fileSystem.rename(segmentPath, to: sparePath)
+        monitor.withLock { spares.append(sparePath) }
+        return true
+    }
+
+    /// How many freed segments wait for reuse.
+    var spareCount: Int { monitor.withLock { spares.count } }
+
+    private func takeSpare() -> String? {
+        monitor.withLock { spares.isEmpty ? nil : spares.removeFirst() }
+    }
+
     private func makeFile(_ id: SegmentID) throws(WALError) -> Prepared {
+        if let spare = takeSpare() {
+            // Its blocks are written and its old contents durable: nothing to fill or sync. The writer
+            // gives it its new header (synced) before any frame goes in.
+            let fd = try fileSystem.open(spare, writable: true, create: false)
+            if try fileSystem.size(fd, path: spare) == segmentBytes { return Prepared(segmentID: id, path: spare, fd: fd) }
+            fileSystem.close(fd)  // made with another segment size: not reusable
+            try fileSystem.remove(spare)
+        }
         let path = Self.path(directory: directory, segmentID: id)
         try fileSystem.remove(path)
         let fd = try fileSystem.open(path, writable: true, create: true)
         do {
             try fileSystem.allocate(fd, bytes: segmentBytes, path: path)
-            try Self.zeroFill(fd: fd, from: 0, to: segmentBytes, path: path, fileSystem: fileSystem)
-            try fileSystem.dataSync(fd, path: path)
+            // Synced a few MiB at a time: one flush of a whole dirty segment holds the device for about 100 ms
+            // here, and the log's own syncs would wait behind it.
+            var offset = 0
+            while offset < segmentBytes {
+                let end = min(segmentBytes, offset + Self.zeroFillSyncBytes)
+                try Self.zeroFill(fd: fd, from: offset, to: end, path: path, fileSystem: fileSystem)
+                try fileSystem.dataSync(fd, path: path)
+                offset = end
+            }
         } catch {
             fileSystem.close(fd)
             throw error
         }
         return Prepared(segmentID: id, path: path, fd: fd)
     }
+
+    /// How much of a new segment is zero-filled between two syncs.
+    static let zeroFillSyncBytes = 4 << 20
 
     /// Writes zeros over `[from, to)` in 1 MiB writes.
     static func zeroFill(fd: Int32, from: Int, to: Int, path: String, fileSystem: any FileSystem) throws(WALError) {

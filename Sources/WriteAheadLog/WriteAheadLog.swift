@@ -29,6 +29,7 @@ public final class WriteAheadLog: Sendable {
     private let committer: GroupCommitter
     private let catalog: SegmentCatalog
     private let reader: LogReader
+    private let preparer: SegmentPreparer
     private let fileSystem: any FileSystem
     private let lockFD: Int32
     private let closed = Atomic<Bool>(false)
@@ -70,8 +71,8 @@ public final class WriteAheadLog: Sendable {
         self.lockFD = lockFD
         self.identity = recovered.identity
         self.recoveryReport = recovered.report
-        let preparer = SegmentPreparer(directory: directory, segmentBytes: options.segmentBytes, fileSystem: fileSystem)
-        let active: GroupCommitter.ActiveSegment
+        preparer = SegmentPreparer(directory: directory, segmentBytes: options.segmentBytes, fileSystem: fileSystem)
+        let active: SegmentWriter.ActiveSegment
         var segments = recovered.segments
         do {
             if let last = segments.last, let offset = recovered.writeOffset {
@@ -80,7 +81,7 @@ public final class WriteAheadLog: Sendable {
                                writeOffset: offset)
             } else {
                 let prepared = try preparer.take(SegmentID(1))
-                active = try GroupCommitter.activate(prepared, firstLSN: recovered.nextLSN, identity: identity,
+                active = try SegmentWriter.activate(prepared, firstLSN: recovered.nextLSN, identity: identity,
                                                      directory: directory, options: options, fileSystem: fileSystem)
                 segments = [.init(segmentID: active.segmentID, firstLSN: active.firstLSN, path: active.path, frames: [])]
             }
@@ -90,9 +91,11 @@ public final class WriteAheadLog: Sendable {
         }
         catalog = SegmentCatalog(segments)
         reader = LogReader(fileSystem: fileSystem, catalog: catalog)
-        committer = GroupCommitter(
-            directory: directory, options: options, fileSystem: fileSystem, counters: counterStore,
-            catalog: catalog, identity: identity, preparer: preparer, active: active, nextLSN: recovered.nextLSN)
+        let writer = SegmentWriter(directory: directory, options: options, fileSystem: fileSystem,
+                                   counters: counterStore, catalog: catalog, identity: identity,
+                                   preparer: preparer, active: active)
+        committer = GroupCommitter(options: options, fileSystem: fileSystem, counters: counterStore,
+                                   writer: writer, nextLSN: recovered.nextLSN)
     }
 
     // MARK: - Watermarks and counters
@@ -291,10 +294,11 @@ public final class WriteAheadLog: Sendable {
         let removed = catalog.removeSegments(below: min(lsn, durableEnd))
         guard !removed.isEmpty else { return }
         reader.forget(removed)
-        // One directory sync per deletion, oldest first: a power cut must leave a suffix of the log. Unsynced
-        // deletions may persist in any order, and a gap in the middle would read as corruption.
+        // One directory sync per deletion (or rename to a spare, which takes the file out of the log just the
+        // same), oldest first: a power cut must leave a suffix of the log. Unsynced deletions may persist in
+        // any order, and a gap in the middle would read as corruption.
         for path in removed {
-            try fileSystem.remove(path)
+            if try !preparer.adoptSpare(path) { try fileSystem.remove(path) }
             try fileSystem.syncDirectory(directory)
         }
     }

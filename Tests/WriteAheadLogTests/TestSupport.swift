@@ -98,3 +98,24 @@ func fnv1a(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
     for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
     return h
 }
+
+/// Every intact frame anywhere in a segment file (at each 8-byte boundary), including a recycled file's
+/// older frames behind its live ones.
+func intactFramesAnywhere(_ path: String) -> [(offset: Int, header: FrameHeader)] {
+    let bytes = readFile(path)
+    var result: [(Int, FrameHeader)] = []
+    var offset = SegmentHeader.blockBytes
+    while offset + FrameHeader.encodedBytes <= bytes.count {
+        let check = bytes.withUnsafeBytes {
+            FrameHeader.check(UnsafeRawBufferPointer(rebasing: $0[offset...]),
+                              storedBytesMax: bytes.count - offset - FrameHeader.encodedBytes)
+        }
+        if case .intact(let h) = check {
+            result.append((offset, h))
+            offset += h.frameBytes
+        } else {
+            offset += 8
+        }
+    }
+    return result
+}

@@ -1,0 +1,144 @@
+import LogFormat
+
+/// The group committer's bookkeeping, with no threads, locks or I/O, so that its rules can be checked over
+/// every interleaving: groups written and waiting for a sync, the syncs issued and in flight, the durable
+/// watermark and the failure latch.
+///
+/// Rules:
+/// - A sync covers every record written before it was issued (`writtenEnd` at issue).
+/// - A sync's success counts only once every sync issued before it has returned successfully too: a
+///   write-back error is reported to one `fdatasync` caller only, so a later success that overtook an
+///   earlier, failing sync proves nothing about the earlier one's pages.
+/// - Groups are released whole and in LSN order, once the durable watermark passes their last record.
+/// - After the first failure nothing is confirmed again; every group not yet released fails with it.
+struct CommitLedger<Waiter> {
+    struct Group {
+        var endLSN: LSN
+        var waiters: [Waiter]
+    }
+
+    /// A sync issued and not yet returned.
+    struct Ticket: Equatable {
+        let sequence: UInt64
+        let endLSN: LSN
+    }
+
+    /// What a returned sync (or a failure) releases: groups now durable, in LSN order, or waiters that
+    /// will never be confirmed, with the error to give them.
+    struct Release {
+        var confirmed: [Group] = []
+        var failed: [Waiter] = []
+        var error: WALError?
+        var isEmpty: Bool { confirmed.isEmpty && failed.isEmpty }
+    }
+
+    /// The highest durable LSN (its `previous` before anything is).
+    private(set) var durable: LSN
+    /// The end of the records written so far (the next sync issued covers up to here).
+    private(set) var writtenEnd: LSN
+    /// The first failure; once set, nothing is confirmed again.
+    private(set) var failure: WALError?
+    /// How many syncs may be in flight at once.
+    let syncsInFlightMax: Int
+
+    private var groups: [Group] = []
+    private var firstGroup = 0
+    private var tickets: [(ticket: Ticket, returned: Bool)] = []
+    private var nextSequence: UInt64 = 0
+    /// The end covered by the last sync issued.
+    private var issuedEnd: LSN
+
+    init(nextLSN: LSN, syncsInFlightMax: Int) {
+        precondition(syncsInFlightMax >= 1)
+        durable = nextLSN.previous
+        writtenEnd = nextLSN
+        issuedEnd = nextLSN
+        self.syncsInFlightMax = syncsInFlightMax
+    }
+
+    var syncsInFlight: Int { tickets.count }
+    /// Records are written that no sync issued so far covers.
+    var hasUnsyncedWrites: Bool { writtenEnd > issuedEnd }
+    /// A sync should be issued now: there is something to cover and room for one more in flight.
+    var wantsSync: Bool { failure == nil && hasUnsyncedWrites && tickets.count < syncsInFlightMax }
+    /// Groups written and not yet released.
+    var unreleasedGroups: Int { groups.count - firstGroup }
+
+    /// Notes that the records before `end` are written, and who waits for them (possibly nobody, for the
+    /// part of a group written before a segment roll).
+    mutating func written(through end: LSN, waiters: [Waiter]) {
+        precondition(end >= writtenEnd, "writes are recorded in LSN order")
+        writtenEnd = end
+        if !waiters.isEmpty { groups.append(Group(endLSN: end, waiters: waiters)) }
+    }
+
+    /// Issues a sync covering everything written so far.
+    mutating func issueSync() -> Ticket {
+        precondition(tickets.count < syncsInFlightMax, "too many syncs in flight")
+        let ticket = Ticket(sequence: nextSequence, endLSN: writtenEnd)
+        nextSequence += 1
+        issuedEnd = writtenEnd
+        tickets.append((ticket, false))
+        return ticket
+    }
+
+    /// Records the outcome of the sync `ticket` and returns what it releases.
+    mutating func syncReturned(_ ticket: Ticket, _ outcome: Result<Void, WALError>) -> Release {
+        guard let i = tickets.firstIndex(where: { $0.ticket == ticket }) else {
+            preconditionFailure("a sync returned twice or was never issued")
+        }
+        if case .failure(let error) = outcome {
+            tickets.remove(at: i)
+            return fail(error)
+        }
+        tickets[i].returned = true
+        guard failure == nil else {
+            tickets.remove(at: i)
+            return Release()
+        }
+        var newDurable = durable
+        #if WAL_BROKEN_CONFIRM_OUT_OF_ORDER
+        // BROKEN ON PURPOSE (harness check builds only): believes a later sync although an earlier one is
+        // still in flight.
+        newDurable = max(newDurable, tickets[i].ticket.endLSN.previous)
+        tickets.remove(at: i)
+        #else
+        while let first = tickets.first, first.returned {
+            newDurable = max(newDurable, first.ticket.endLSN.previous)
+            tickets.removeFirst()
+        }
+        #endif
+        durable = newDurable
+        var release = Release()
+        while firstGroup < groups.count, groups[firstGroup].endLSN.previous <= newDurable {
+            release.confirmed.append(groups[firstGroup])
+            firstGroup += 1
+        }
+        compact()
+        return release
+    }
+
+    /// Latches `error` (the first one wins) and returns every waiter that will now never be confirmed.
+    mutating func fail(_ error: WALError) -> Release {
+        if failure == nil {
+            failure = WALError(.logFailed, "the log failed and confirms nothing more; close and reopen it to "
+                               + "run recovery (cause: \(error))", path: error.path, errno: error.errno)
+        }
+        var release = Release(error: error)
+        for group in groups[firstGroup...] { release.failed.append(contentsOf: group.waiters) }
+        groups.removeAll()
+        firstGroup = 0
+        return release
+    }
+
+    /// Drops released groups from the front once they are the larger part of the array.
+    private mutating func compact() {
+        if firstGroup == groups.count {
+            groups.removeAll(keepingCapacity: true)
+            firstGroup = 0
+        } else if firstGroup > 64 && firstGroup * 2 > groups.count {
+            groups.removeFirst(firstGroup)
+            firstGroup = 0
+        }
+    }
+}
