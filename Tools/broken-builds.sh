@@ -12,10 +12,13 @@ declare -A suites=(
     [WAL_BROKEN_NO_DIRECTORY_SYNC]="PowerLossTests"
     [WAL_BROKEN_CUT_AT_FIRST_BAD_FRAME]="RecoveryTests|CorruptionSweepTests"
     [WAL_BROKEN_RETRY_FAILED_SYNC]="FailureTests"
+    [WAL_BROKEN_CONFIRM_OUT_OF_ORDER]="CommitLedgerTests"
+    [WAL_BROKEN_ASYNC_COMMITS_ON_CALLER]="CooperativePoolTests"
 )
 escaped=0
 for flag in WAL_BROKEN_NO_FDATASYNC WAL_BROKEN_CONFIRM_BEFORE_SYNC WAL_BROKEN_NO_DIRECTORY_SYNC \
-            WAL_BROKEN_CUT_AT_FIRST_BAD_FRAME WAL_BROKEN_RETRY_FAILED_SYNC; do
+            WAL_BROKEN_CUT_AT_FIRST_BAD_FRAME WAL_BROKEN_RETRY_FAILED_SYNC WAL_BROKEN_CONFIRM_OUT_OF_ORDER \
+            WAL_BROKEN_ASYNC_COMMITS_ON_CALLER; do
     log=".build-broken/$flag.log"
     mkdir -p .build-broken
     if swift test --scratch-path .build-broken -Xswiftc "-D$flag" --filter "${suites[$flag]}" > "$log" 2>&1; then

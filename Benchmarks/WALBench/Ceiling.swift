@@ -10,8 +10,12 @@ final class CeilingFile {
     let fd: Int32
     let bytes: Int
     let growing: Bool
+    /// Allocated (unwritten extents) but never written: each run starts from a freshly allocated file, so
+    /// that every write converts extents, as in a new segment that was not zero-filled.
+    let allocatedOnly: Bool
 
     init(directory: String, bytes: Int, growing: Bool = false, zeroed: Bool = true) throws {
+        allocatedOnly = !growing && !zeroed
         path = directory + (growing ? "/ceiling-growing.dat" : zeroed ? "/ceiling.dat" : "/ceiling-allocated.dat")
         self.bytes = bytes
         self.growing = growing
@@ -44,6 +48,10 @@ final class CeilingFile {
         var offset = 0
         var done = 0
         var written = 0
+        if allocatedOnly {
+            precondition(ftruncate(fd, 0) == 0 && posix_fallocate(fd, 0, off_t(bytes)) == 0 && fsync(fd) == 0,
+                         "could not allocate the ceiling file afresh")
+        }
         let cpuStart = processCPUSeconds()
         let start = monotonicNanoseconds()
         let deadline = start + UInt64(secondsMax * 1e9)

@@ -16,13 +16,14 @@ extension QueueStore {
         maintenanceTask.withLock { $0 = task }
     }
 
-    /// One maintenance pass (the background task runs one every `maintenanceInterval`).
-    func maintain() async {
+    /// One maintenance pass (the background task runs one every `maintenanceInterval`). `wallClock` (ms since
+    /// the epoch) decides stream age retention and producer expiry: the current time unless a test sets it.
+    func maintain(wallClock: Int64? = nil) async {
         var actions = Actions()
         let (trims, due): ([Submission], Bool) = core.withLock { c in
             guard c.failure == nil, !c.closed else { return ([], false) }
             c.expireDeliveries(now: .now, &actions)
-            let now = wallClockMilliseconds()
+            let now = wallClock ?? wallClockMilliseconds()
             var trims: [Submission] = []
             for s in c.state.streams.values {
                 guard let age = s.options.maxAge?.milliseconds else { continue }

@@ -112,9 +112,14 @@ final class GroupCommitter: @unchecked Sendable {
         // and syncs the group itself when the log is idle: that saves the two thread wake-ups of a hand-off.
         // Async appends never do (a cooperative thread is not ours to block); under load the I/O threads
         // commit as always (a caller among many could be descheduled mid-group).
+        #if WAL_BROKEN_ASYNC_COMMITS_ON_CALLER
+        let asyncInline = true  // BROKEN ON PURPOSE (harness check builds only): blocks a cooperative thread.
+        #else
+        let asyncInline = false
+        #endif
         let inline: Bool = switch completion {
         case .blocking: true
-        case .async: false
+        case .async: asyncInline
         case .callback: callbackOnCaller && options.commitOnCallerWhenIdle
         }
         if inline, idle, pending.waiters.count == 1, !stopping {
