@@ -15,6 +15,10 @@ struct EngineRun {
     var codec: FrameHeader.Codec = .lz4
     var syncsInFlight = LogOptions().syncsInFlightMax
     var durability: LogOptions.Durability = .fdatasync
+    /// Steady state: before the clock starts, the log is filled past two segments and truncated, as a queue
+    /// whose consumers keep up would be, so that the next segments are recycled spares (no zero-fill while
+    /// the run is measured). Without it every run starts a fresh log, which zero-fills as it grows.
+    var steadyState = false
     var messagesMax: Int
     var secondsMax: Double
 
@@ -29,6 +33,8 @@ struct EngineRun {
             try? log.close()
             try? FileManager.default.removeItem(atPath: dir)
         }
+        if steadyState { try await recycleTwoSegments(log) }
+        let countersBefore = log.counters
         let shared = SharedProgress()
         let cpuStart = processCPUSeconds()
         let start = monotonicNanoseconds()
@@ -51,15 +57,25 @@ struct EngineRun {
             cpuEnd = processCPUSeconds()
         }
         let confirmed = Int(latencies.totalCount)
-        let counters = log.counters
+        let counters = log.counters.since(countersBefore)
         let seconds = Double(shared.lastConfirm.load(ordering: .relaxed) - start) / 1e9
         var measurement = Measurement(
-            scenario: "wal \(shape.rawValue) c=\(concurrency)" + (durability == .unsafeNoSync ? " UNSAFE-nosync" : "") + messages.label,
+            scenario: "wal \(shape.rawValue) c=\(concurrency)" + (durability == .unsafeNoSync ? " UNSAFE-nosync" : "")
+                + (steadyState ? " steady" : "") + messages.label,
             concurrency: concurrency, codec: codec == .lz4 ? "lz4" : "none", syncsInFlight: syncsInFlight,
             messages: confirmed, seconds: seconds, latencies: latencies, recordsPerSync: counters.recordsPerSync,
             bytesWrittenPerRecord: counters.bytesWrittenPerRecord, cpuSeconds: cpuEnd - cpuStart, messageBytes: messages.size)
         measurement.syncMicrosecondsMean = counters.syncMicrosecondsMean
         return measurement
+    }
+
+    /// Fills the log past two segments with large incompressible records, then truncates all but the active
+    /// segment: the freed ones become the log's spares.
+    private func recycleTwoSegments(_ log: WriteAheadLog) async throws {
+        var rng = SystemRandomNumberGenerator()
+        let record = (0..<(log.options.recordBytesMax)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        while log.segments.count < 3 { _ = try await log.append(contentsOf: [record, record, record, record]) }
+        try log.truncate(before: log.durableLSN.next)
     }
 
     /// `concurrency` threads of their own, each appending with `appendAndWait` (no Swift tasks involved).

@@ -135,6 +135,7 @@ for rep in 1...settings.reps {
     for c in settings.concurrencies where c >= 64 {
         let m = c >= 1024 ? 4 * n : n
         try await suite.engine("wal c=\(c) codec=none", EngineRun(concurrency: c, codec: .none, messagesMax: m, secondsMax: s), events)
+        try await suite.engine("wal c=\(c) steady", EngineRun(concurrency: c, steadyState: true, messagesMax: m, secondsMax: s), events)
     }
     try await suite.queue("queue c=64 codec=none", QueueRun(concurrency: 64, codec: .none, messagesMax: n, secondsMax: s), events)
     try await suite.engine("wal c=64 random", EngineRun(concurrency: 64, messagesMax: n, secondsMax: s), random)

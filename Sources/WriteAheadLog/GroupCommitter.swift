@@ -281,7 +281,7 @@ final class GroupCommitter: @unchecked Sendable {
             writing.waiters = waiterArrays.popLast() ?? []
         }
         writing.reset(firstLSN: nextLSN)
-        if !pending.isEmpty && idleThreads > 0 { work.signal() }
+        // No wake-up here: an I/O thread loops on to what is pending itself, and an inline caller hands on.
         if !release.isEmpty { completeUnlocked(release) }
     }
 

@@ -25,6 +25,10 @@ final class SegmentWriter {
     private let encodeBuffer: UnsafeMutableRawBufferPointer
     private var locations: [SegmentCatalog.FrameLocation] = []
     private var nextSegmentRequested = false
+    /// When the active segment was activated (or the log opened), and the bytes written into it since: its
+    /// fill rate.
+    private var activatedAt = monotonicNanoseconds()
+    private var bytesSinceActivated = 0
 
     init(directory: String, options: LogOptions, fileSystem: any FileSystem, counters: LogCounters,
          catalog: SegmentCatalog, identity: LogIdentity, preparer: SegmentPreparer, active: ActiveSegment) {
@@ -92,17 +96,31 @@ final class SegmentWriter {
         try fileSystem.write(active.fd, UnsafeRawBufferPointer(rebasing: encodeBuffer[0..<bytes]), at: offset,
                              path: active.path)
         active.writeOffset = offset + bytes
+        bytesSinceActivated += bytes
         locations.withUnsafeBufferPointer { catalog.addFrames($0) }
         counters.frames.add(UInt64(locations.count), ordering: .relaxed)
         counters.bytesWritten.add(UInt64(bytes), ordering: .relaxed)
         locations.removeAll(keepingCapacity: true)
-        // Preparing a segment may write as many bytes as it holds (zero-fill); start it once the active one
-        // is an eighth full: early enough that a fast writer does not wait for it at the roll (at half, rolls
-        // stalled for about 100 ms at 170 MB/s), late enough that a log that is barely used never pays.
-        if !nextSegmentRequested && active.writeOffset > options.segmentBytes / 8 {
+        if !nextSegmentRequested && nextSegmentDue() {
             nextSegmentRequested = true
             preparer.prepare(active.segmentID.next)
         }
+    }
+
+    /// Whether to start preparing the next segment now. A zero-fill writes as many bytes as the segment
+    /// holds and slows the log's own syncs while it runs, so it should start as late as it can and still be
+    /// ready at the roll: when the space left, at the rate this segment has been filling, lasts less than
+    /// twice the last preparation took; at the latest when the segment is half full. (Starting at an eighth
+    /// full made every run of a few seconds pay for a zero-fill it never used; at half full alone, a log
+    /// writing 170 MB/s waited about 100 ms at the roll.)
+    private func nextSegmentDue() -> Bool {
+        if active.writeOffset > options.segmentBytes / 2 { return true }
+        guard bytesSinceActivated >= options.segmentBytes / 16 else { return false }
+        let elapsed = max(monotonicNanoseconds() - activatedAt, 1)
+        let left = Double(options.segmentBytes - active.writeOffset)
+        let secondsLeft = left / (Double(bytesSinceActivated) / Double(elapsed))
+        let preparation = Double(preparer.lastPreparationNanoseconds.load(ordering: .relaxed))
+        return secondsLeft < 2 * preparation
     }
 
     /// Moves writing to the next segment: writes the new one's header, syncs it, renames it into place and
@@ -114,6 +132,8 @@ final class SegmentWriter {
         fileSystem.close(active.fd)
         active = next
         nextSegmentRequested = false
+        activatedAt = monotonicNanoseconds()
+        bytesSinceActivated = 0
         catalog.add(.init(segmentID: next.segmentID, firstLSN: firstLSN, path: next.path, frames: []))
     }
 
