@@ -447,8 +447,10 @@ public final class QueueStore: Sendable {
             do {
                 effect = try await withUnsafeThrowingContinuation { (c: UnsafeContinuation<StoreState.Effect?, any Error>) in
                     do {
-                        // An idle log may commit and complete this on our thread, inside the call: the reply
-                        // then resumes `c` before this closure returns, which continuations allow.
+                        // Only if the embedder turned `LogOptions.commitOnCallerWhenIdle` on (it blocks this
+                        // thread for a sync; off by default) does an idle log commit and complete this on our
+                        // thread, inside the call: the reply then resumes `c` before this closure returns, which
+                        // continuations allow.
                         if try tryAppend(encoded, makeSubmission(c), onCaller: true) {
                             afterAppend?()
                         } else {

@@ -1,6 +1,5 @@
 import Foundation
 import LogFormat
-import Synchronization
 
 /// The write path's thread shell. Producers add records to a pending batch under a short lock. Two I/O
 /// threads share the work: whoever is free takes the write token and the whole pending batch, encodes it
@@ -30,9 +29,6 @@ final class GroupCommitter: @unchecked Sendable {
     private let drained: Monitor.Condition
     private let roomFree: Monitor.Condition
     private let threadExited: Monitor.Condition
-    /// Bumped by every submission, read without the lock by an I/O thread that spins briefly for the next
-    /// append before it goes to sleep.
-    private let submissions = Atomic<UInt64>(0)
 
     // Guarded by monitor.
     private var pending: PendingBatch
@@ -40,8 +36,6 @@ final class GroupCommitter: @unchecked Sendable {
     private var ledger: CommitLedger<Waiter>
     private var stopping = false
     private var idleThreads = 0
-    /// I/O threads watching for the next submission without the lock (see `spinForSubmission`).
-    private var spinningThreads = 0
     /// Held by the I/O thread that is encoding and writing a group; guards `writing` and `writer`.
     private var writeTokenHeld = false
     private var roomWaiters: [UnsafeContinuation<UInt64, any Error>] = []
@@ -105,7 +99,6 @@ final class GroupCommitter: @unchecked Sendable {
         precondition(pending.endLSN == first + UInt64(count), "record count mismatch")
         nextLSN = first + UInt64(count)
         pending.waiters.append(Waiter(firstLSN: first, completion: completion))
-        submissions.add(1, ordering: .releasing)
         counters.appends.add(1, ordering: .relaxed)
         let idle = !writeTokenHeld && ledger.syncsInFlight == 0 && !ledger.hasUnsyncedWrites
         // A caller that blocks its own thread anyway (`appendAndWait`), or a callback that asked for it, writes
@@ -134,7 +127,7 @@ final class GroupCommitter: @unchecked Sendable {
         // Wake an idle I/O thread only if it can start at once: the log is idle (the first record of a
         // group), or a sync is in flight and the batch just reached the run-ahead size. A busy thread picks
         // the batch up itself when it finishes.
-        let wake = idleThreads > 0 && spinningThreads == 0 && !writeTokenHeld
+        let wake = idleThreads > 0 && !writeTokenHeld
             && (idle ? bytesBefore == 0 : crossesRunAhead(from: bytesBefore, to: pending.payload.count))
         monitor.unlock()
         if wake { work.signal() }
@@ -196,29 +189,20 @@ final class GroupCommitter: @unchecked Sendable {
 
     private func ioLoop() {
         monitor.lock()
-        var spun = false
         while true {
             if ledger.failure == nil && !pending.isEmpty && !writeTokenHeld
                 && (ledger.syncsInFlight < ledger.syncsInFlightMax || pending.payload.count >= options.runAheadBytes) {
                 writeOneGroup()
-                spun = false
                 continue
             }
             if ledger.wantsSync {
                 syncOnce()
-                spun = false
                 continue
             }
             if stopping && (ledger.failure != nil
                             || (pending.isEmpty && ledger.syncsInFlight == 0 && !writeTokenHeld && !ledger.hasUnsyncedWrites)) {
                 if ledger.failure == nil && !sealed { sealed = true; writeSeal() }
                 break
-            }
-            if !spun {
-                // Whether or not a submission came, look again: one may have come as the spin ended.
-                spinForSubmission()
-                spun = true
-                continue
             }
             idleThreads += 1
             work.wait()
@@ -228,22 +212,6 @@ final class GroupCommitter: @unchecked Sendable {
         work.broadcast()
         threadExited.broadcast()
         monitor.unlock()
-    }
-
-    /// An I/O thread with nothing to do and no sync in flight watches for the next submission for a few
-    /// microseconds before it sleeps: a producer that was just confirmed usually appends again at once, and
-    /// catching that append here saves the futex wake-up a sleeping thread would cost (at concurrency 1,
-    /// about a fifth of a sync on this kind of machine). Lock held on entry and return.
-    private func spinForSubmission() {
-        guard options.idleSpinMicroseconds > 0, spinningThreads == 0, ledger.syncsInFlight == 0, !writeTokenHeld, !stopping,
-              ledger.failure == nil else { return }
-        let seen = submissions.load(ordering: .acquiring)
-        spinningThreads += 1
-        monitor.unlock()
-        let deadline = monotonicNanoseconds() + UInt64(options.idleSpinMicroseconds) * 1000
-        while monotonicNanoseconds() < deadline && submissions.load(ordering: .acquiring) == seen {}
-        monitor.lock()
-        spinningThreads -= 1
     }
 
     /// Takes the write token and the pending batch, writes the batch, and records it in the ledger.

@@ -22,10 +22,6 @@ public struct LogOptions: Sendable {
     /// by the next sync) once they reach this many bytes, so that this work overlaps the disk's instead of
     /// following it. Smaller values overlap more and compress in smaller frames.
     public var runAheadBytes = 16 << 10
-    /// An I/O thread that has nothing to do watches for the next append this long before it sleeps: at low
-    /// concurrency a confirmed producer usually appends again at once, and a sleeping thread costs a wake-up
-    /// (a fifth of a sync on a fast disk). 0 turns it off (no busy waiting at all).
-    public var idleSpinMicroseconds = 50
     /// A callback append made with `tryAppend(..., callbackOnCaller: true)` to an idle log is written, synced
     /// and completed on the calling thread instead of the log's threads, saving two thread wake-ups. Off by
     /// default: it blocks the caller for one `fdatasync`, so turn it on only when such callers run on threads
@@ -70,8 +66,5 @@ public struct LogOptions: Sendable {
             throw WALError(.invalidLog, "syncsInFlightMax must be between 1 and 16")
         }
         guard runAheadBytes >= 0 else { throw WALError(.invalidLog, "runAheadBytes must not be negative") }
-        guard (0...10_000).contains(idleSpinMicroseconds) else {
-            throw WALError(.invalidLog, "idleSpinMicroseconds must be between 0 and 10000")
-        }
     }
 }
