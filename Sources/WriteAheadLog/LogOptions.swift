@@ -2,7 +2,8 @@ import LogFormat
 
 /// How a log is laid out and how its writer batches. Defaults suit 1 KiB messages on an SSD.
 public struct LogOptions: Sendable {
-    /// Size of each segment file; segments are preallocated and zero-filled to this size.
+    /// Size of each segment file; segments are preallocated and zero-filled to this size, or recycled from
+    /// segments freed by truncation (up to two such spares are kept, beside the log's segments, on disk).
     public var segmentBytes = 64 << 20
     /// Uncompressed payload bytes per frame at most; a group larger than this is split into several frames.
     public var frameBytesMax = 1 << 20
