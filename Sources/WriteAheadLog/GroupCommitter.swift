@@ -284,7 +284,13 @@ final class GroupCommitter: @unchecked Sendable {
         #endif
         monitor.lock()
         var release = ledger.syncReturned(ticket, outcome)
-        if ledger.failure != nil { release.failed.append(contentsOf: takePendingWaitersLocked()) }
+        if let failure = ledger.failure {
+            let doomed = takePendingWaitersLocked()
+            if !doomed.isEmpty {
+                release.failed.append(contentsOf: doomed)
+                release.error = release.error ?? failure
+            }
+        }
         if ledger.syncsInFlight == 0 { drained.broadcast() }
         if !release.isEmpty { completeUnlocked(release) }
     }
