@@ -62,7 +62,8 @@ struct Recovery {
     mutating func run() throws(WALError) -> Outcome {
         var report = RecoveryReport()
         let names = try fileSystem.list(directory)
-        for name in names where name.hasSuffix(".prep") {
+        // A half-prepared segment is deleted; a spare (a whole segment freed by truncation) is kept for reuse.
+        for name in names where name.hasSuffix(".prep") && !SegmentPreparer.isSpare(name) {
             if !dryRun { try fileSystem.remove("\(directory)/\(name)") }
             report.leftoversRemoved += 1
         }

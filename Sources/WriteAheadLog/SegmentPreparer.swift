@@ -10,7 +10,7 @@ import Synchronization
 /// and older LSNs, which recovery and readers never take for live data (DESIGN.md, "Recycled segments").
 /// Only when no spare is left does it create a file, allocate it, fill it with zeros and sync it.
 /// A file being prepared is named `prep-<segment id>.prep` until the writer renames it into place;
-/// recovery deletes such leftovers and spares.
+/// recovery deletes such leftovers. Spares stay across restarts.
 final class SegmentPreparer: @unchecked Sendable {
     struct Prepared {
         let segmentID: SegmentID
@@ -43,12 +43,19 @@ final class SegmentPreparer: @unchecked Sendable {
         self.segmentBytes = segmentBytes
         self.fileSystem = fileSystem
         lastPreparationNanoseconds = Atomic(UInt64(segmentBytes) * 10)
+        // Spares kept by an earlier run (recovery leaves them; their older frames are as harmless now).
+        let names = ((try? fileSystem.list(directory)) ?? []).filter(Self.isSpare)
+        spares = names.sorted().map { "\(directory)/\($0)" }
+        nextSpareNumber = names.compactMap { Int($0.dropFirst("spare-".count).dropLast(".prep".count)) }.max() ?? 0
         wake = monitor.makeCondition()
         done = monitor.makeCondition()
         let thread = Thread { [self] in run() }
         thread.name = "wal-segment-preparer"
         thread.start()
     }
+
+    /// Whether a file name is a spare (`spare-<n>.prep`): a segment freed by truncation, kept for reuse.
+    static func isSpare(_ name: String) -> Bool { name.hasPrefix("spare-") && name.hasSuffix(".prep") }
 
     static func path(directory: String, segmentID: SegmentID) -> String {
         "\(directory)/prep-\(segmentID.rawValue).prep"
@@ -119,6 +126,18 @@ final class SegmentPreparer: @unchecked Sendable {
         try fileSystem.rename(segmentPath, to: sparePath)
         monitor.withLock { spares.append(sparePath) }
         return true
+    }
+
+    /// Deletes the spares: for a log that starts again from its first segment, where an older frame could
+    /// carry the same segment id as a live one.
+    func discardSpares() throws(WALError) {
+        let paths = monitor.withLock { () -> [String] in
+            defer { spares.removeAll() }
+            return spares
+        }
+        guard !paths.isEmpty else { return }
+        for path in paths { try fileSystem.remove(path) }
+        try fileSystem.syncDirectory(directory)
     }
 
     /// How many freed segments wait for reuse.

@@ -80,6 +80,7 @@ public final class WriteAheadLog: Sendable {
                 active = .init(segmentID: last.segmentID, firstLSN: last.firstLSN, path: last.path, fd: fd,
                                writeOffset: offset)
             } else {
+                try preparer.discardSpares()
                 let prepared = try preparer.take(SegmentID(1))
                 active = try SegmentWriter.activate(prepared, firstLSN: recovered.nextLSN, identity: identity,
                                                      directory: directory, options: options, fileSystem: fileSystem)

@@ -74,6 +74,30 @@ struct RecyclingTests {
         for (lsn, record) in more { #expect(try log.read(lsn) == record) }
     }
 
+    @Test func sparesOutliveARestart() async throws {
+        let dir = TemporaryDirectory()
+        do {
+            let log = try WriteAheadLog.open(directory: dir.path, options: options)
+            _ = try await append(log, from: 0, count: 500)
+            try log.truncate(before: log.durableLSN.next)
+            try log.close()
+        }
+        let spares = { try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("spare-") } }
+        #expect(try spares().count == SegmentPreparer.sparesMax)
+        let fileSystem = FaultInjectingFileSystem()
+        let log = try WriteAheadLog.open(directory: dir.path, options: options, fileSystem: fileSystem)
+        defer { try? log.close() }
+        #expect(try spares().count == SegmentPreparer.sparesMax, "recovery keeps the spares")
+        var next = 500
+        while log.segments.count < 3 && next < 1000 {
+            _ = try await append(log, from: next, count: 10)
+            next += 10
+        }
+        #expect(log.segments.count == 3)
+        #expect(fileSystem.calls(.allocate) == 0, "two rolls after the restart, both into spares")
+        #expect(try spares().isEmpty)
+    }
+
     /// A crash (no seal) in a recycled segment: the old bytes after the last frame are the middle of an older
     /// frame, which recovery must take for the end of the data, not for a torn write or for damage.
     @Test func anUnsealedRecycledSegmentReopensWithoutCuttingOrZeroing() async throws {
