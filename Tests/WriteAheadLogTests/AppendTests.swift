@@ -66,10 +66,10 @@ import Testing
         #expect(blocking == LSN(5))
         #expect(try log.read(LSN(2)) == [2, 2])
         #expect(try log.read(LSN(4)) == [UInt8](repeating: 9, count: 10))
-        #expect(throws: WALError.self) { try log.read(LSN(6)) }
-        #expect(throws: WALError.self) { try log.read(LSN(0)) }
+        #expect { try log.read(LSN(6)) } throws: { ($0 as? WALError)?.code == .lsnOutOfRange }
+        #expect { try log.read(LSN(0)) } throws: { ($0 as? WALError)?.code == .lsnOutOfRange }
         try log.close()
-        await #expect(throws: WALError.self) { try await log.append([1]) }
+        await #expect { try await log.append([1]) } throws: { ($0 as? WALError)?.code == .closed }
     }
 
     /// Blocking callers may write and sync an idle log on their own thread; mixed with async appends from
@@ -111,7 +111,7 @@ import Testing
         let dir = TemporaryDirectory()
         let log = try WriteAheadLog.open(directory: dir.path, options: smallOptions())
         let tooBig = [UInt8](repeating: 1, count: smallOptions().recordBytesMax + 1)
-        await #expect(throws: WALError.self) { try await log.append(tooBig) }
+        await #expect { try await log.append(tooBig) } throws: { ($0 as? WALError)?.code == .recordTooLarge }
         let justFits = [UInt8](repeating: 2, count: smallOptions().recordBytesMax)
         let lsn = try await log.append(justFits)
         #expect(try log.read(lsn) == justFits)
@@ -159,7 +159,9 @@ import Testing
         #expect(Set(lsns).count == 300)
         let counters = log.counters
         #expect(Double(counters.records) / Double(counters.groups) <= 8, "no group may exceed pendingRecordsMax")
-        await #expect(throws: WALError.self) { try await log.append(contentsOf: (0..<9).map { [UInt8($0)] }) }
+        await #expect { try await log.append(contentsOf: (0..<9).map { [UInt8($0)] }) } throws: {
+            ($0 as? WALError)?.code == .recordTooLarge
+        }
         try log.close()
     }
 
@@ -173,7 +175,7 @@ import Testing
         let after = segmentPaths(dir.path).count
         #expect(after < before && after >= 1)
         #expect(log.firstLSN > LSN(1) && log.firstLSN <= LSN(1200))
-        #expect(throws: WALError.self) { try log.read(LSN(1)) }
+        #expect { try log.read(LSN(1)) } throws: { ($0 as? WALError)?.code == .lsnOutOfRange }
         #expect(try log.read(LSN(1200)) == testRecord(2, 1199, size: 600))
         try log.close()
         let reopened = try WriteAheadLog.open(directory: dir.path, options: smallOptions(segmentBytes: 64 << 10))

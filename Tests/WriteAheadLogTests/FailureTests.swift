@@ -59,14 +59,16 @@ func appendUnderLoad(_ log: WriteAheadLog, streams: Int, perStream: Int, size: I
         #expect(failures.allSatisfy { $0.code == .ioFailure || $0.code == .logFailed })
         // The fault fired once; the file system is healthy again, yet the log stays failed (no retried sync).
         await #expect { try await log.append([1]) } throws: { ($0 as? WALError)?.code == .logFailed }
-        #expect(throws: WALError.self) { try [UInt8]([1]).withUnsafeBytes { try log.appendAndWait($0) } }
+        #expect { try [UInt8]([1]).withUnsafeBytes { try log.appendAndWait($0) } } throws: {
+            ($0 as? WALError)?.code == .logFailed
+        }
 
         let confirmed = (warmup + outcomes).compactMap { o -> (LSN, Int, Int)? in
             if case .confirmed(let l, let s, let i) = o { (l, s, i) } else { nil }
         }
         // Reads of confirmed data still work on the failed log.
         if let (lsn, s, i) = confirmed.last { #expect(try log.read(lsn) == testRecord(s, i, size: 700)) }
-        #expect(throws: WALError.self) { try log.close() }
+        #expect { try log.close() } throws: { ($0 as? WALError)?.code == .logFailed }
 
         let reopened = try WriteAheadLog.open(directory: dir, options: options)
         for (lsn, s, i) in confirmed { #expect(try reopened.read(lsn) == testRecord(s, i, size: 700)) }
@@ -89,7 +91,7 @@ func appendUnderLoad(_ log: WriteAheadLog, streams: Int, perStream: Int, size: I
             ($0 as? WALError)?.code == .logFailed
         }
         #expect(log.durableLSN == first)
-        #expect(throws: WALError.self) { try log.close() }
+        #expect { try log.close() } throws: { ($0 as? WALError)?.code == .logFailed }
         let reopened = try WriteAheadLog.open(directory: tmp.sub("log"), options: smallOptions())
         #expect(try reopened.read(first) == [1])
         try reopened.close()
