@@ -44,3 +44,13 @@ public struct DiskUsage: Sendable, Equatable {
     public var firstLSN: UInt64
     public var lastLSN: UInt64
 }
+
+/// A background checkpoint or reclamation that failed: the log keeps growing until one succeeds, so an
+/// operator must hear of it. Cleared by the next successful pass.
+public struct MaintenanceFailure: Sendable, Equatable {
+    public var error: QueueError
+    /// Milliseconds since 1970 of the latest failure.
+    public var time: Int64
+    /// Failed passes in a row.
+    public var consecutive: Int
+}

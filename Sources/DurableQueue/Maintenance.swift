@@ -49,13 +49,38 @@ extension QueueStore {
            core.withLock({ !$0.state.halfMessages.isEmpty }) {
             Task { [weak self] in await self?.checkHalfMessages() }
         }
-        if due { try? await reclaim() }
+        if due { await reclaimRecordingFailure() }
     }
+
+    /// The checkpoint and reclamation of a maintenance pass. A failure is kept in `maintenanceFailure` (and
+    /// the next pass tries again): nothing confirmed is at risk, but the log grows until a pass succeeds.
+    private func reclaimRecordingFailure() async {
+        do {
+            try await reclaim()
+            core.withLock { $0.maintenanceFailure = nil }
+        } catch {
+            core.withLock { c in
+                // A store that closed or failed meanwhile says so itself.
+                guard !c.closed, c.failure == nil else { return }
+                let previous = c.maintenanceFailure?.consecutive ?? 0
+                c.maintenanceFailure = MaintenanceFailure(error: error, time: wallClockMilliseconds(),
+                                                          consecutive: previous + 1)
+            }
+        }
+    }
+
+    /// The background checkpoint or reclamation that failed last, nil once a pass succeeded again (or none
+    /// ever failed). While it is set, the log is not being truncated and grows.
+    public var maintenanceFailure: MaintenanceFailure? { core.withLock { $0.maintenanceFailure } }
 
     /// Writes a checkpoint of the state as applied now, then deletes the log segments nothing needs any more
     /// (every record covered by the checkpoint and no live message body in them).
+    /// - Throws: `.ioFailure` (the checkpoint or a deletion failed; nothing confirmed is affected and the next
+    ///   checkpoint tries again), `.closed`, `.logFailed`.
     public func checkpoint() throws(QueueError) {
-        do { try writeCheckpoint(truncate: true) } catch { throw QueueError.from(error) }
+        do { try writeCheckpoint(truncate: true) } catch {
+            throw QueueError.fileOperation(error, doing: "writing a checkpoint and deleting covered segments")
+        }
     }
 
     func writeCheckpoint(truncate: Bool) throws(WALError) {

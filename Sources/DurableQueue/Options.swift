@@ -51,3 +51,48 @@ extension Duration {
         return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
 }
+
+// MARK: - Validation at the door
+
+/// Options are checked when a queue or stream is declared, so that every value stored in a declaration
+/// record reads back as the same value after a restart (durations in whole milliseconds, counts not
+/// negative), and a bad value is an error naming its valid range rather than a crash later.
+extension QueueOptions {
+    /// The longest ack timeout: long enough for any consumer, short enough that milliseconds never overflow.
+    public static let ackTimeoutMax = Duration.seconds(86_400 * 1_000)
+
+    func validate() throws(QueueError) {
+        if let limit = deliveryLimit, limit < 1 {
+            throw QueueError(.invalidArgument, "deliveryLimit is 1 or more (nil for no limit), not \(limit)")
+        }
+        if let max = maxLength, max < 0 {
+            throw QueueError(.invalidArgument, "maxLength is 0 or more (nil for no limit), not \(max)")
+        }
+        if let timeout = ackTimeout {
+            try checkWholeMilliseconds(timeout, named: "ackTimeout", max: Self.ackTimeoutMax)
+        }
+        if let dlq = deadLetterQueue, dlq.isEmpty || dlq.utf8.count > 255 {
+            throw QueueError(.invalidArgument, "deadLetterQueue is a queue name of 1 to 255 bytes (nil for none)")
+        }
+    }
+}
+
+extension StreamOptions {
+    /// The longest retention by age.
+    public static let maxAgeMax = Duration.seconds(86_400 * 100_000)
+
+    func validate() throws(QueueError) {
+        if let bytes = maxBytes, bytes < 0 {
+            throw QueueError(.invalidArgument, "maxBytes is 0 or more (nil for no limit), not \(bytes)")
+        }
+        if let age = maxAge { try checkWholeMilliseconds(age, named: "maxAge", max: Self.maxAgeMax) }
+    }
+}
+
+/// Durations are stored in milliseconds: a value with a fraction of one would come back different after a
+/// restart (and then mismatch its own declaration).
+private func checkWholeMilliseconds(_ d: Duration, named name: String, max: Duration) throws(QueueError) {
+    guard d >= .milliseconds(1), d <= max, d == .milliseconds(d.milliseconds) else {
+        throw QueueError(.invalidArgument, "\(name) is a whole number of milliseconds from 1 ms to \(max), not \(d)")
+    }
+}

@@ -1,3 +1,4 @@
+import Glibc
 import WriteAheadLog
 
 /// The one error type of the queue layer: what went wrong and what to do next.
@@ -35,6 +36,15 @@ public struct QueueError: Error, Sendable, Equatable, CustomStringConvertible {
         case fenced
         /// An idempotent publish skipped a sequence number: the message says which one the store expects.
         case outOfSequence
+        /// Opening: another process, or another open store or log in this process, holds the store's lock.
+        case locked
+        /// A system call failed outside the write path (opening the store: permissions, a file where a
+        /// directory belongs; a checkpoint or a segment deletion: a full disk, ...); the log's error in `log`
+        /// names the call, the path and the `errno`. Nothing confirmed is affected.
+        case ioFailure
+        /// Opening: the directory holds files this version cannot open as a store (foreign or unknown files in
+        /// the log directory, log options that do not fit it).
+        case invalidStore
     }
 
     public var code: Code
@@ -52,11 +62,27 @@ public struct QueueError: Error, Sendable, Equatable, CustomStringConvertible {
         "\(code): \(message)" + (log.map { " (log: \($0))" } ?? "")
     }
 
+    /// What an error of the log means outside the write path (opening the store, writing a checkpoint,
+    /// deleting segments): no confirm depends on it, so an I/O error is the cause to report (a permission, a
+    /// path, a full disk), not a failed log. `doing` says what was being done ("opening the store").
+    static func fileOperation(_ error: WALError, doing: String) -> QueueError {
+        switch error.code {
+        case .locked: QueueError(.locked, error.message, log: error)
+        case .ioFailure:
+            QueueError(.ioFailure, "\(doing) failed: \(error.message)"
+                       + (error.errno.map { " (\(String(cString: strerror($0))))" } ?? ""), log: error)
+        case .invalidLog, .invalidArgument: QueueError(.invalidStore, error.message, log: error)
+        default: from(error)
+        }
+    }
+
     static func from(_ error: WALError) -> QueueError {
         switch error.code {
         case .corruption: QueueError(.corruption, "the log holds damaged confirmed data", log: error)
         case .closed: QueueError(.closed, "the store is closed", log: error)
-        case .recordTooLarge: QueueError(.invalidArgument, "the message is larger than the log takes", log: error)
+        case .recordTooLarge, .invalidArgument:
+            QueueError(.invalidArgument, "the records are larger than the log takes (recordBytesMax, pendingBytesMax)",
+                       log: error)
         case .pendingFull: QueueError(.pendingFull, "the pending buffer is full; retry after confirms arrive", log: error)
         default: QueueError(.logFailed, "the log failed; nothing more is confirmed until the store is reopened",
                             log: error)

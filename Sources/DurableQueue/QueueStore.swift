@@ -61,13 +61,13 @@ public final class QueueStore: Sendable {
                              + "If `walctl info \(directory)/wal` shows the log starting at LSN 1, delete the "
                              + "checkpoint to rebuild from the log; otherwise restore from a backup")
         } catch {
-            throw QueueError.from(error as! WALError)
+            throw QueueError.fileOperation(error as! WALError, doing: "opening the store")
         }
         let checkpointTime = clock.lap()
         do {
             log = try WriteAheadLog.open(directory: "\(directory)/wal", options: options.log, fileSystem: fileSystem,
                                          verifyingFrom: LSN(state.appliedLSN + 1))
-        } catch { throw QueueError.from(error) }
+        } catch { throw QueueError.fileOperation(error, doing: "opening the store") }
         let logTime = clock.lap()
         let covered = state.appliedLSN
         guard covered <= log.durableLSN.rawValue else {
@@ -147,7 +147,9 @@ public final class QueueStore: Sendable {
         guard !wasClosed else { return }
         do { try log.close() } catch { throw QueueError.from(error) }
         if core.withLock({ $0.failure }) == nil {
-            do { try writeCheckpoint(truncate: false) } catch { throw QueueError.from(error) }
+            do { try writeCheckpoint(truncate: false) } catch {
+                throw QueueError.fileOperation(error, doing: "writing the final checkpoint")
+            }
         }
     }
 
@@ -159,6 +161,7 @@ public final class QueueStore: Sendable {
         guard !name.isEmpty, name.utf8.count <= 255 else {
             throw QueueError(.invalidArgument, "a queue name is 1 to 255 bytes")
         }
+        try options.validate()
         let exists: Bool = try core.withLock { c throws(QueueError) in
             try c.usable()
             if let id = c.state.queueIDs[name] {

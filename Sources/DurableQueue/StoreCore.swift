@@ -31,6 +31,8 @@ struct Core {
     var nextConsumerID: UInt32 = 1
     var nextTransientID: UInt64 = 1 << 63
     var checkpointLSN: UInt64 = 0
+    /// The background checkpoint or reclamation that failed last, until one succeeds again.
+    var maintenanceFailure: MaintenanceFailure?
     var logBytesAtCheckpoint: UInt64 = 0
     var streamWaiters: [UInt64: [UnsafeContinuation<Void, Never>]] = [:]
     var touched: [UInt64] = []

@@ -6,6 +6,7 @@ extension QueueStore {
         guard !name.isEmpty, name.utf8.count <= 255 else {
             throw QueueError(.invalidArgument, "a stream name is 1 to 255 bytes")
         }
+        try options.validate()
         let exists: Bool = try core.withLock { c throws(QueueError) in
             try c.usable()
             guard let id = c.state.streamIDs[name] else { return false }
@@ -23,8 +24,11 @@ extension QueueStore {
     }
 
     /// Appends a record and returns its offset once it is durable.
+    /// - Throws: `.invalidArgument` when the message does not fit one log record (the same rule as a
+    ///   publish), `.notFound`, `.logFailed`.
     @discardableResult
     public func append(to stream: String, _ message: Message) async throws(QueueError) -> UInt64 {
+        try checkFits(message)
         let id = try streamID(stream)
         let effect = try await perform([.streamAppend(stream: id, time: wallClockMilliseconds(),
                                                       headers: message.headers, body: message.body)])

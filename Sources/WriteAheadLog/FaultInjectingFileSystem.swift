@@ -42,6 +42,8 @@ public final class FaultInjectingFileSystem: FileSystem {
     public init(base: any FileSystem = PosixFileSystem()) { self.base = base }
 
     public func inject(_ fault: Fault) { state.withLock { $0.faults.append(fault) } }
+    /// Removes every injected fault (the disk is healthy again).
+    public func clearFaults() { state.withLock { $0.faults.removeAll() } }
     public func calls(_ operation: Operation) -> Int { state.withLock { $0.calls[operation, default: 0] } }
     public func firedCount(_ operation: Operation) -> Int { state.withLock { $0.fired[operation, default: 0] } }
 

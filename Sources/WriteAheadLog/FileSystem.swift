@@ -109,7 +109,7 @@ public struct PosixFileSystem: FileSystem {
         while flock(fd, LOCK_EX | LOCK_NB) != 0 {
             if errno == EINTR { continue }
             if errno == EWOULDBLOCK {
-                throw WALError(.locked, "another process has this log open for writing; close it first", path: path)
+                throw WALError(.locked, "another process has this log open; close it there first", path: path)
             }
             throw .io("flock", path: path, errno: errno)
         }

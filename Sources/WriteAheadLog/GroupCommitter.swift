@@ -94,9 +94,23 @@ final class GroupCommitter: @unchecked Sendable {
         }
         let first = nextLSN
         let bytesBefore = pending.payload.count
-        let frameBytesMax = options.frameBytesMax
-        records { pending.add($0, frameBytesMax: frameBytesMax) }
-        precondition(pending.endLSN == first + UInt64(count), "record count mismatch")
+        let mark = pending.mark
+        let frameBytesMax = options.frameBytesMax, recordBytesMax = options.recordBytesMax
+        var oversized: Int?
+        records { record in
+            guard oversized == nil else { return }
+            guard record.count <= recordBytesMax else { oversized = record.count; return }
+            pending.add(record, frameBytesMax: frameBytesMax)
+        }
+        // The log measures what it was given rather than trusting the caller's count and size: a submission
+        // that does not match its description is taken out again and refused.
+        if let refusal = Self.refusal(oversized: oversized, recordBytesMax: recordBytesMax,
+                                      added: pending.recordCount - mark.recordCount, declared: count,
+                                      addedBytes: pending.payload.count - bytesBefore, declaredBytes: totalBytes) {
+            pending.rollBack(to: mark)
+            monitor.unlock()
+            return .failed(refusal)
+        }
         nextLSN = first + UInt64(count)
         pending.waiters.append(Waiter(firstLSN: first, completion: completion))
         counters.appends.add(1, ordering: .relaxed)
@@ -132,6 +146,18 @@ final class GroupCommitter: @unchecked Sendable {
         monitor.unlock()
         if wake { work.signal() }
         return .accepted
+    }
+
+    private static func refusal(oversized: Int?, recordBytesMax: Int, added: Int, declared: Int,
+                                addedBytes: Int, declaredBytes: Int) -> WALError? {
+        if let oversized {
+            return WALError(.recordTooLarge, "record of \(oversized) bytes exceeds recordBytesMax (\(recordBytesMax))")
+        }
+        guard added == declared, addedBytes == declaredBytes else {
+            return WALError(.invalidArgument, "the submission declared \(declared) records of \(declaredBytes) bytes "
+                            + "(with their 4-byte lengths) but added \(added) of \(addedBytes)")
+        }
+        return nil
     }
 
     private func crossesRunAhead(from before: Int, to after: Int) -> Bool {

@@ -82,6 +82,23 @@ struct PendingBatch {
         recordCount += 1
     }
 
+    /// Where the batch stood before a submission's records were added, to take them out again.
+    struct Mark { var payloadCount, cutCount, openFrameStart, openFrameRecords, recordCount: Int }
+
+    var mark: Mark {
+        Mark(payloadCount: payload.count, cutCount: cuts.count, openFrameStart: openFrameStart,
+             openFrameRecords: openFrameRecords, recordCount: recordCount)
+    }
+
+    /// Takes out every record added since `mark` (a submission refused after its records were laid out).
+    mutating func rollBack(to mark: Mark) {
+        payload.removeSubrange(mark.payloadCount...)
+        cuts.removeSubrange(mark.cutCount...)
+        openFrameStart = mark.openFrameStart
+        openFrameRecords = mark.openFrameRecords
+        recordCount = mark.recordCount
+    }
+
     /// Closes the open frame; called by the writer before encoding.
     mutating func closeFrames() {
         if openFrameRecords > 0 {

@@ -22,6 +22,8 @@ public struct WALError: Error, Sendable, Equatable, CustomStringConvertible {
         case pendingFull
         /// The directory does not hold a log this version can open (foreign or unknown files, bad options).
         case invalidLog
+        /// A call's arguments do not describe what it was given (a submission's record count or size).
+        case invalidArgument
     }
 
     public var code: Code

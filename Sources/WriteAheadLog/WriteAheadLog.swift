@@ -50,13 +50,20 @@ public final class WriteAheadLog: Sendable {
         try fileSystem.createDirectoryDurably(directory)
         let lockPath = "\(directory)/LOCK"
         let lockFD = try fileSystem.open(lockPath, writable: true, create: true)
-        do {
-            try fileSystem.lockExclusivelySoon(lockFD, path: lockPath)
+        do throws(WALError) {
+            do throws(WALError) {
+                try fileSystem.lockExclusivelySoon(lockFD, path: lockPath)
+            } catch where error.code == .locked && OpenLogs.contains(directory) {
+                throw WALError(.locked, "this process already has the log open (another WriteAheadLog or "
+                               + "QueueStore on the same directory); close that one first", path: lockPath)
+            }
             var recovery = Recovery(directory: directory, options: options, fileSystem: fileSystem)
             recovery.verifyFrom = verifyingFrom
             let outcome = try recovery.run()
-            return try WriteAheadLog(directory: directory, options: options, fileSystem: fileSystem,
-                                     lockFD: lockFD, recovered: outcome)
+            let log = try WriteAheadLog(directory: directory, options: options, fileSystem: fileSystem,
+                                        lockFD: lockFD, recovered: outcome)
+            OpenLogs.insert(directory)
+            return log
         } catch {
             fileSystem.close(lockFD)
             throw error
@@ -176,6 +183,10 @@ public final class WriteAheadLog: Sendable {
     /// as one submission and calls `completion` with the first LSN once they are durable, or with the error.
     /// Suspends only while the pending buffer is full. For layers built on the log that act on each confirm
     /// in LSN order: completions can arrive on several log threads at once, so order them by LSN yourself.
+    ///
+    /// The log measures the records it is given: a record over `recordBytesMax`, or a submission over
+    /// `pendingBytesMax`/`pendingRecordsMax`, throws `.recordTooLarge`; a `count` or `totalBytes` that does not
+    /// match the records added throws `.invalidArgument`. Either way nothing is appended.
     public func append(count: Int, totalBytes: Int,
                        records: (_ add: (UnsafeRawBufferPointer) -> Void) -> Void,
                        completion: @escaping @Sendable (Result<LSN, WALError>) -> Void) async throws(WALError) {
@@ -191,8 +202,12 @@ public final class WriteAheadLog: Sendable {
     public func tryAppend(count: Int, totalBytes: Int, callbackOnCaller: Bool = false,
                           records: (_ add: (UnsafeRawBufferPointer) -> Void) -> Void,
                           completion: @escaping @Sendable (Result<LSN, WALError>) -> Void) throws(WALError) -> Bool {
-        precondition(count >= 1 && totalBytes <= options.pendingBytesMax && count <= options.pendingRecordsMax,
-                     "a submission must fit the pending buffer")
+        guard count >= 1 else { throw WALError(.invalidArgument, "a submission holds at least one record") }
+        guard totalBytes <= options.pendingBytesMax, count <= options.pendingRecordsMax else {
+            throw WALError(.recordTooLarge, "a submission of \(count) records and \(totalBytes) bytes exceeds "
+                           + "pendingBytesMax (\(options.pendingBytesMax)) or pendingRecordsMax "
+                           + "(\(options.pendingRecordsMax)); append it in parts")
+        }
         switch committer.submit(count: count, totalBytes: totalBytes, completion: .callback(completion),
                                 callbackOnCaller: callbackOnCaller, records) {
         case .accepted: return true
@@ -310,8 +325,32 @@ public final class WriteAheadLog: Sendable {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         defer {
             reader.forget(nil)
+            OpenLogs.remove(directory)
             fileSystem.close(lockFD)
         }
         try committer.close()
+    }
+}
+
+/// The directories of the logs this process has open, so that a second open of one in the same process is
+/// told so (the lock alone cannot tell this process from another). Keyed by the resolved path.
+enum OpenLogs {
+    private static let directories = Mutex<[String: Int]>([:])
+
+    static func insert(_ directory: String) { directories.withLock { $0[key(directory), default: 0] += 1 } }
+
+    static func remove(_ directory: String) {
+        directories.withLock { d in
+            let k = key(directory)
+            if let n = d[k] { d[k] = n > 1 ? n - 1 : nil }
+        }
+    }
+
+    static func contains(_ directory: String) -> Bool { directories.withLock { $0[key(directory)] != nil } }
+
+    private static func key(_ directory: String) -> String {
+        guard let resolved = realpath(directory, nil) else { return directory }
+        defer { free(resolved) }
+        return String(cString: resolved)
     }
 }

@@ -1,0 +1,57 @@
+import Foundation
+import LogFormat
+import Testing
+@testable import WriteAheadLog
+
+/// The log measures what a low-level submission adds instead of trusting its declared count and size: a
+/// submission that does not match, or does not fit, is refused whole with its own code, and the log goes on.
+@Suite(.timeLimit(.minutes(1))) struct SubmissionCheckTests {
+    private func refusal(_ log: WriteAheadLog, count: Int, totalBytes: Int,
+                         records: [[UInt8]]) -> WALError? {
+        do {
+            _ = try log.tryAppend(count: count, totalBytes: totalBytes, records: { add in
+                for r in records { r.withUnsafeBytes { add($0) } }
+            }, completion: { _ in Issue.record("a refused submission must not complete") })
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test func mismatchedOrOversizedSubmissionsAreRefusedWhole() async throws {
+        let dir = TemporaryDirectory()
+        let options = smallOptions()
+        let log = try WriteAheadLog.open(directory: dir.path, options: options)
+        defer { try? log.close() }
+        let small = [UInt8](repeating: 1, count: 10)
+        // Fewer or more records than declared; the right count with the wrong size.
+        #expect(refusal(log, count: 2, totalBytes: 14, records: [small])?.code == .invalidArgument)
+        #expect(refusal(log, count: 1, totalBytes: 14, records: [small, small])?.code == .invalidArgument)
+        #expect(refusal(log, count: 1, totalBytes: 100, records: [small])?.code == .invalidArgument)
+        #expect(refusal(log, count: 0, totalBytes: 0, records: [])?.code == .invalidArgument)
+        // A record over recordBytesMax, even when the caller declares it small.
+        let huge = [UInt8](repeating: 2, count: options.recordBytesMax + 1)
+        #expect(refusal(log, count: 2, totalBytes: 28, records: [small, huge])?.code == .recordTooLarge)
+        // A submission larger than the pending buffer.
+        #expect(refusal(log, count: 1, totalBytes: options.pendingBytesMax + 1, records: [small])?.code == .recordTooLarge)
+        // None of it was appended: the next record gets LSN 1 and reads back alone.
+        #expect(try await log.append(small) == LSN(1))
+        #expect(try log.read(LSN(1)) == small)
+        #expect(throws: WALError.self) { try log.read(LSN(2)) }
+    }
+
+    @Test func aMatchingSubmissionIsAppended() async throws {
+        let dir = TemporaryDirectory()
+        let log = try WriteAheadLog.open(directory: dir.path, options: smallOptions())
+        defer { try? log.close() }
+        let records = [[UInt8](repeating: 3, count: 5), [UInt8](repeating: 4, count: 7)]
+        let done = AsyncStream<Result<LSN, WALError>>.makeStream()
+        let accepted = try log.tryAppend(count: 2, totalBytes: 5 + 7 + 8, records: { add in
+            for r in records { r.withUnsafeBytes { add($0) } }
+        }, completion: { done.continuation.yield($0) })
+        #expect(accepted)
+        var results = done.stream.makeAsyncIterator()
+        #expect(try await results.next()?.get() == LSN(1))
+        #expect(try log.read(LSN(2)) == records[1])
+    }
+}
