@@ -37,6 +37,8 @@ public final class QueueStore: Sendable {
         public var checkpointMilliseconds = 0.0
         public var logOpenMilliseconds = 0.0
         public var replayMilliseconds = 0.0
+        /// When the log holds records that salvage took out (now or at an earlier open): what they cost.
+        public var salvage: SalvageReport?
     }
 
     /// Opens (creating if needed) the store in `directory`: recovers the log, loads the checkpoint, replays
@@ -47,22 +49,12 @@ public final class QueueStore: Sendable {
     public static func open(directory: String, options: StoreOptions = StoreOptions(),
                             fileSystem: any FileSystem = PosixFileSystem()) async throws(QueueError) -> QueueStore {
         let log: WriteAheadLog
-        var state = StoreState()
-        var replayed = 0, replayedBytes = 0
         var clock = PhaseClock()
         // The checkpoint first: the log need not checksum the segments it covers (reads still verify them).
-        do {
-            try fileSystem.createDirectoryDurably(directory)
-            if let bytes = try Checkpoint.read(directory: directory, fileSystem: fileSystem) {
-                state = try keepingType(ByteReader.Malformed.self) { try bytes.withUnsafeBytes { try Checkpoint.decode($0) } }
-            }
-        } catch let error as ByteReader.Malformed {
-            throw QueueError(.corruption, "the checkpoint \(directory)/\(Checkpoint.fileName) is damaged (\(error)). "
-                             + "If `walctl info \(directory)/wal` shows the log starting at LSN 1, delete the "
-                             + "checkpoint to rebuild from the log; otherwise restore from a backup")
-        } catch {
-            throw QueueError.fileOperation(error as! WALError, doing: "opening the store")
+        do { try fileSystem.createDirectoryDurably(directory) } catch {
+            throw QueueError.fileOperation(error, doing: "opening the store")
         }
+        var state = try StoreLoader.loadCheckpoint(directory: directory, fileSystem: fileSystem)
         let checkpointTime = clock.lap()
         do {
             log = try WriteAheadLog.open(directory: "\(directory)/wal", options: options.log, fileSystem: fileSystem,
@@ -70,39 +62,25 @@ public final class QueueStore: Sendable {
         } catch { throw QueueError.fileOperation(error, doing: "opening the store") }
         let logTime = clock.lap()
         let covered = state.appliedLSN
-        guard covered <= log.durableLSN.rawValue else {
+        let replay: StoreLoader.Replay
+        let salvage: SalvageReport?
+        do {
+            try StoreLoader.checkContinuity(checkpoint: covered, logFirst: log.firstLSN, logEnd: log.durableLSN)
+            replay = try StoreLoader.replay(into: &state, through: log.durableLSN) { from, onLost, body in
+                try log.forEachRecord(from: from, onLost: onLost, body)
+            }
+            salvage = StoreLoader.dropLost(log.recoveryReport.lostLSNs, uncertain: replay.uncertain, from: &state)
+        } catch {
             try? log.close()
-            throw QueueError(.corruption, "the checkpoint covers LSN \(covered) but the log ends at \(log.durableLSN): "
-                             + "confirmed records are missing from the log; restore from a backup")
+            throw error
         }
-        if log.durableLSN.rawValue > covered {
-            guard LSN(covered + 1) >= log.firstLSN else {
-                try? log.close()
-                throw QueueError(.corruption, "the log starts at LSN \(log.firstLSN) but the checkpoint covers only "
-                                 + "through \(covered): records in between are missing; restore from a backup")
-            }
-            do {
-                try log.forEachRecord(from: LSN(covered + 1)) { lsn, bytes in
-                    let record = try StoreRecord.decode(bytes)
-                    _ = state.apply(record, at: lsn.rawValue)
-                    replayed += 1
-                    replayedBytes += bytes.count
-                    return true
-                }
-            } catch let error as ByteReader.Malformed {
-                try? log.close()
-                throw QueueError(.corruption, "a log record that passed its checksum does not decode (\(error)); "
-                                 + "it was written by another program or version")
-            } catch {
-                try? log.close()
-                throw QueueError.from(error as! WALError)
-            }
-        }
+        let replayed = replay.records, replayedBytes = replay.bytes
         var report = OpenReport(log: log.recoveryReport, checkpointLSN: covered, replayedRecords: replayed,
                                 replayedBytes: replayedBytes)
         report.checkpointMilliseconds = checkpointTime
         report.logOpenMilliseconds = logTime
         report.replayMilliseconds = clock.lap()
+        report.salvage = salvage
         let store = QueueStore(directory: directory, options: options, log: log, fileSystem: fileSystem,
                                state: state, report: report)
         do {
@@ -110,6 +88,13 @@ public final class QueueStore: Sendable {
         } catch {
             try? log.close()
             throw error
+        }
+        // What salvage dropped is recorded at once in a checkpoint (until then every open drops it again).
+        if let salvage, !salvage.droppedMessages.isEmpty || !salvage.droppedHalfMessages.isEmpty {
+            do { try store.writeCheckpoint(truncate: false) } catch {
+                try? store.close()
+                throw QueueError.fileOperation(error, doing: "checkpointing after salvage")
+            }
         }
         store.startMaintenance()
         return store
@@ -397,11 +382,14 @@ public final class QueueStore: Sendable {
     func readMessage(at lsn: UInt64) throws(QueueError) -> Message {
         if let m = cache.message(at: lsn) { return m }
         var found: Message?
+        var lostHere = false
         do {
             // At least the next 127 records, and the rest of the frame they end in: it is decompressed anyway.
             let ahead = log.recordsInFrame(containing: LSN(lsn + 127)).map { $0.upperBound.rawValue - 1 } ?? lsn + 127
             let end = min(max(lsn + 127, ahead), log.durableLSN.rawValue)
-            try log.forEachRecord(from: LSN(lsn), through: LSN(max(end, lsn))) { at, bytes in
+            try log.forEachRecord(from: LSN(lsn), through: LSN(max(end, lsn)), onLost: { lost in
+                if lost.contains(lsn) { lostHere = true }
+            }) { at, bytes in
                 if let m = StoreRecord.message(in: bytes) {
                     if at.rawValue == lsn { found = m }
                     cache.insert(m, at: at.rawValue)
@@ -414,6 +402,9 @@ public final class QueueStore: Sendable {
             throw QueueError.from(error)
         } catch {
             preconditionFailure("\(error)")
+        }
+        if lostHere {
+            throw QueueError(.notFound, "the record at LSN \(lsn) was lost to damage; salvage took it out of the log")
         }
         guard let found else { throw QueueError(.corruption, "LSN \(lsn) does not hold a message record") }
         return found

@@ -21,6 +21,8 @@ public enum StoreInspector {
         /// Operations of a transaction whose commit record is not in the log (a crash cut it off): the next
         /// open drops them.
         public var uncommittedOperations: Int
+        /// When the log holds records salvage took out: what they cost (as the store's open would report).
+        public var salvage: SalvageReport?
     }
 
     /// An idempotent producer's deduplication state.
@@ -34,34 +36,30 @@ public enum StoreInspector {
         public var lastSequences: [String: UInt64]
     }
 
-    /// - Throws: `QueueError` `.corruption` for a damaged checkpoint or record, `.logFailed` for I/O errors.
+    /// The store's state as `QueueStore.open` would rebuild it (the same code: `StoreLoader`), read-only.
+    /// - Throws: `QueueError` `.corruption` for a damaged checkpoint, log or record (the store would not open
+    ///   either), `.ioFailure`.
     public static func summarize(directory: String, fileSystem: any FileSystem = PosixFileSystem()) throws(QueueError) -> Summary {
-        var state = StoreState()
-        do {
-            if let bytes = try Checkpoint.read(directory: directory, fileSystem: fileSystem) {
-                state = try keepingType(ByteReader.Malformed.self) { try bytes.withUnsafeBytes { try Checkpoint.decode($0) } }
-            }
-        } catch let error as ByteReader.Malformed {
-            throw QueueError(.corruption, "the checkpoint \(directory)/\(Checkpoint.fileName) is damaged (\(error))")
-        } catch {
-            throw QueueError.from(error as! WALError)
-        }
+        var state = try StoreLoader.loadCheckpoint(directory: directory, fileSystem: fileSystem)
         let covered = state.appliedLSN
-        var replayed = 0
-        do {
-            try LogInspector.forEachRecord(directory: "\(directory)/wal", from: LSN(covered + 1)) { lsn, bytes, _, _, _ in
-                guard lsn.rawValue > state.appliedLSN else { return true }
-                _ = state.apply(try StoreRecord.decode(bytes), at: lsn.rawValue)
-                replayed += 1
-                return true
-            }
-        } catch let error as ByteReader.Malformed {
-            throw QueueError(.corruption, "a log record does not decode (\(error))")
-        } catch let error as WALError {
-            throw QueueError.from(error)
-        } catch {
-            preconditionFailure("\(error)")
+        let wal = "\(directory)/wal"
+        let log: LogInspection
+        do { log = try LogInspector.inspect(directory: wal, fileSystem: fileSystem) } catch {
+            throw QueueError.fileOperation(error, doing: "inspecting the log")
         }
+        if case .corruption(let cut) = log.verdict {
+            throw QueueError(.corruption, "the log is damaged at byte \(cut.offset) of \(cut.path) (\(cut.reason)); "
+                             + "the store will not open. " + (log.salvagePlan?.summary ?? ""),
+                             log: WALError(.corruption, cut.reason, path: cut.path, offset: cut.offset))
+        }
+        let end = LSN(log.nextLSN.rawValue - 1)
+        try StoreLoader.checkContinuity(checkpoint: covered, logFirst: log.firstLSN, logEnd: end)
+        let replay = try StoreLoader.replay(into: &state, through: end) { from, onLost, body in
+            try LogInspector.forEachRecord(directory: wal, from: from, through: end, fileSystem: fileSystem,
+                                           onLost: onLost) { lsn, bytes, _, _, _ in try body(lsn, bytes) }
+        }
+        let salvage = StoreLoader.dropLost(log.lostLSNs, uncertain: replay.uncertain, from: &state)
+        let replayed = replay.records
         let queues = state.queues.values.map {
             QueueInfo(name: $0.name, durable: true, ready: $0.readyCount, unacked: $0.unacked.count, consumers: 0,
                       deadLettered: $0.deadLettered, liveBytes: $0.liveBytes)
@@ -82,6 +80,7 @@ public enum StoreInspector {
         }
         return Summary(checkpointLSN: covered, replayedRecords: replayed, lastLSN: state.appliedLSN, queues: queues,
                        streams: streams, liveBytes: state.liveBytes, producers: producers, halfMessages: halves,
-                       uncommittedOperations: state.openTransactions.values.reduce(0) { $0 + $1.count })
+                       uncommittedOperations: state.openTransactions.values.reduce(0) { $0 + $1.count },
+                       salvage: salvage)
     }
 }

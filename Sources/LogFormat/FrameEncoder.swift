@@ -52,6 +52,27 @@ public enum FrameEncoder {
     }
 }
 
+extension FrameEncoder {
+    /// A `.lost` frame of exactly `frameBytes` bytes (a multiple of 8, at least a header) standing for
+    /// `recordCount` records from `firstLSN` whose bytes were damaged: what salvage writes over the span.
+    /// Its watermark claims nothing beyond its own first LSN.
+    public static func encodeLost(recordCount: Int, segmentID: SegmentID, firstLSN: LSN, leaderEpoch: UInt64 = 0,
+                                  frameBytes: Int) -> [UInt8] {
+        precondition(frameBytes >= FrameHeader.encodedBytes && frameBytes % 8 == 0
+                     && frameBytes - FrameHeader.encodedBytes <= Int(UInt32.max) && recordCount <= Int(UInt32.max))
+        var out = [UInt8](repeating: 0, count: frameBytes)
+        let stored = UInt32(frameBytes - FrameHeader.encodedBytes)
+        let header = FrameHeader(codec: .none, kind: .lost, storedBytes: stored, uncompressedBytes: stored,
+                                 recordCount: UInt32(recordCount), segmentID: segmentID, firstLSN: firstLSN,
+                                 durableLSN: LSN(firstLSN.rawValue - 1), leaderEpoch: leaderEpoch)
+        out.withUnsafeMutableBytes { b in
+            header.encodeFields(into: b)
+            b.storeLE(CRC32C.checksum(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(b)[4..<frameBytes])), at: 0)
+        }
+        return out
+    }
+}
+
 /// Builds a batch payload: each record as a little-endian u32 length followed by its bytes.
 public enum BatchPayload {
     public static let lengthPrefixBytes = 4

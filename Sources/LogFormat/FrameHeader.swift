@@ -14,6 +14,9 @@ public struct FrameHeader: Equatable, Sendable {
         case records = 0
         /// Written by a clean close: no records; says that everything before it is durable.
         case seal = 1
+        /// Written by salvage in place of a damaged span: `recordCount` records whose bytes are gone. The
+        /// payload is zeros filling the span (codec none); the damaged bytes were moved to quarantine first.
+        case lost = 2
     }
 
     public var codec: Codec

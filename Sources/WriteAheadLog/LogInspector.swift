@@ -43,6 +43,10 @@ public struct LogInspection: Sendable {
     public var writerHoldsLock: Bool
     /// Frames whose payload did not decompress or whose records did not add up (only with `verifyPayloads`).
     public var payloadDefects: [(path: String, offset: Int, lsn: LSN, defect: BatchDefect)]
+    /// With a `.corruption` verdict: what opening in salvage mode would do about it.
+    public var salvagePlan: SalvagePlan?
+    /// Records an earlier salvage took out of the log (`.lost` frames).
+    public var lostLSNs: [ClosedRange<UInt64>]
 }
 
 public enum LogInspector {
@@ -84,7 +88,7 @@ public enum LogInspector {
                 summary.frameBytes += header.frameBytes
                 summary.storedPayloadBytes += Int(header.storedBytes)
                 summary.uncompressedPayloadBytes += Int(header.uncompressedBytes)
-                guard verifyPayloads else { continue }
+                guard verifyPayloads, header.kind != .lost else { continue }
                 if case .failure(let defect) = decode(frame, header: header, into: &payload) {
                     defects.append((s.path, Int(location.offset), header.firstLSN, defect))
                 }
@@ -102,14 +106,15 @@ public enum LogInspector {
         return LogInspection(
             directory: directory, identity: segments.isEmpty ? nil : outcome.identity, segments: segments,
             verdict: finalVerdict, cleanShutdown: outcome.report.cleanShutdown, firstLSN: outcome.report.firstLSN,
-            nextLSN: outcome.nextLSN, writerHoldsLock: writerHoldsLock(directory), payloadDefects: defects)
+            nextLSN: outcome.nextLSN, writerHoldsLock: writerHoldsLock(directory), payloadDefects: defects,
+            salvagePlan: outcome.report.salvagePlan, lostLSNs: outcome.report.lostLSNs)
     }
 
     /// Calls `body` with each intact record from `start` through `end`, with the header of its frame and
     /// the frame's position, reading the log read-only. Stops when `body` returns false.
     public static func forEachRecord(
         directory: String, from start: LSN = .first, through end: LSN = LSN(UInt64.max),
-        fileSystem: any FileSystem = PosixFileSystem(),
+        fileSystem: any FileSystem = PosixFileSystem(), onLost: ((ClosedRange<UInt64>) -> Void)? = nil,
         _ body: (_ lsn: LSN, _ record: UnsafeRawBufferPointer, _ frame: FrameHeader, _ path: String, _ offset: Int) throws -> Bool
     ) throws {
         var options = LogOptions()
@@ -123,6 +128,12 @@ public enum LogInspector {
             defer { fileSystem.close(fd) }
             for location in s.frames where location.firstLSN + UInt64(location.recordCount) > start.rawValue {
                 if location.firstLSN > end.rawValue { return }
+                if location.lost {
+                    let lost = location.firstLSN...(location.firstLSN + UInt64(location.recordCount) - 1)
+                    guard let onLost else { throw LogReader.lost(lost, path: s.path, offset: Int(location.offset)) }
+                    onLost(lost)
+                    continue
+                }
                 let header = try readFrame(fd, path: s.path, location: location, into: &frame,
                                            fileSystem: fileSystem, headerOnly: false)
                 let size: Int

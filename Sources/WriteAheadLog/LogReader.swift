@@ -14,8 +14,10 @@ final class LogReader: Sendable {
         self.catalog = catalog
     }
 
-    /// Calls `body` with each record from `start` through `end` in LSN order until it returns false.
-    func forEachRecord(from start: LSN, through end: LSN,
+    /// Calls `body` with each record from `start` through `end` in LSN order until it returns false. A
+    /// `.lost` frame (records salvage took out) goes to `onLost` and is skipped, or without it throws
+    /// `.recordsLost`.
+    func forEachRecord(from start: LSN, through end: LSN, onLost: ((ClosedRange<UInt64>) -> Void)? = nil,
                        _ body: (LSN, UnsafeRawBufferPointer) throws -> Bool) throws {
         guard start <= end else { return }
         var frame: [UInt8] = []
@@ -29,6 +31,12 @@ final class LogReader: Sendable {
                 let frameEnd = location.firstLSN + UInt64(location.recordCount)
                 if frameEnd <= start.rawValue { continue }
                 if location.firstLSN > end.rawValue { return }
+                if location.lost {
+                    let lost = location.firstLSN...(frameEnd - 1)
+                    guard let onLost else { throw Self.lost(lost, path: segment.path, offset: Int(location.offset)) }
+                    onLost(lost)
+                    continue
+                }
                 let size = try load(location, path: segment.path, frame: &frame, payload: &payload)
                 var lsn = LSN(location.firstLSN)
                 var keepGoing = true
@@ -78,6 +86,11 @@ final class LogReader: Sendable {
         } catch {
             throw corrupt("a payload that does not decode (\(error))")
         }
+    }
+
+    static func lost(_ lsns: ClosedRange<UInt64>, path: String, offset: Int) -> WALError {
+        WALError(.recordsLost, "records \(lsns.lowerBound)...\(lsns.upperBound) were lost to damage; salvage took "
+                 + "their bytes out of the log (see its quarantine directory)", path: path, offset: offset, lsnRange: lsns)
     }
 
     private func descriptor(_ path: String) throws(WALError) -> Int32 {

@@ -47,6 +47,8 @@ struct Recovery {
     /// Told (segments scanned, segments in all) after each segment, for progress displays.
     var progress: ((Int, Int) -> Void)?
 
+    /// Spans replaced by `.lost` frames so far in this open (salvage mode; the scan starts over after each).
+    private var patchesDone: [SalvagePlan.Patch] = []
     private var buffer: [UInt8] = []
     /// Which file `buffer` holds in full, and its size (so that the search after a stop in it does not read
     /// it again).
@@ -175,7 +177,8 @@ struct Recovery {
                     } else {
                         sealed = false
                         segment.frames.append(.init(firstLSN: f.firstLSN.rawValue, offset: UInt32(offset),
-                                                    frameBytes: UInt32(f.frameBytes), recordCount: f.recordCount))
+                                                    frameBytes: UInt32(f.frameBytes), recordCount: f.recordCount,
+                                                    lost: f.kind == .lost))
                     }
                     expected = f.endLSN
                     offset += f.frameBytes
@@ -199,21 +202,44 @@ struct Recovery {
             #else
             let isCorruption = cut.isCorruption
             #endif
+            var quarantine: String?
             if isCorruption {
+                let plan = try salvagePlan(stop, cut: cut, segmentNames: segmentNames)
                 guard options.recoveryMode == .salvage else {
                     throw WALError(
                         .corruption,
                         "damaged frame (\(stop.reason)) holds records that a later frame shows were confirmed durable "
-                        + "(watermark \(after.highestWatermark)); the log was not opened. Inspect it, restore the data "
-                        + "from a replica or backup, or open it in salvage mode to cut the log before LSN \(stop.expectedLSN)",
+                        + "(watermark \(after.highestWatermark)); the log was not opened. Inspect it (walctl verify), "
+                        + "restore the data from a replica or backup, or open it in salvage mode: \(plan.summary)",
                         path: cut.path, offset: stop.offset,
                         lsnRange: stop.expectedLSN.rawValue...max(stop.expectedLSN.rawValue, after.highestWatermark.rawValue))
                 }
+                report.salvagePlan = plan
                 report.salvaged = cut
+                if case .patch(var patch) = plan, !dryRun {
+                    guard patchesDone.count < Self.patchesMax else {
+                        throw WALError(.corruption, "more than \(Self.patchesMax) damaged spans; salvage stopped",
+                                       path: cut.path, offset: stop.offset)
+                    }
+                    try apply(&patch, segmentID: stop.segmentID!)
+                    patchesDone.append(patch)
+                    return try run()  // scan again: the patched span is an intact frame now
+                }
+                if !dryRun {
+                    quarantine = try Quarantine.makeEntry(logDirectory: directory, firstLostLSN: stop.expectedLSN.rawValue,
+                                                          fileSystem: fileSystem)
+                }
             } else if after.dirtyEnd > stop.offset || cut.segmentsRemoved > 0 || stop.offset == 0 {
                 report.tornTail = cut
             }
-            if !dryRun { try cutTail(at: stop, dirtyEnd: after.dirtyEnd, segmentNames: segmentNames, cutIndex: cutIndex) }
+            if !dryRun {
+                try cutTail(at: stop, dirtyEnd: after.dirtyEnd, segmentNames: segmentNames, cutIndex: cutIndex,
+                            quarantine: quarantine, cut: cut)
+            }
+        }
+        report.patches = patchesDone
+        report.lostLSNs = segments.flatMap { s in
+            s.frames.filter(\.lost).map { $0.firstLSN...($0.firstLSN + UInt64($0.recordCount) - 1) }
         }
         report.cleanShutdown = sealed && report.tornTail == nil && report.salvaged == nil
         report.segments = segments.count
@@ -278,9 +304,10 @@ struct Recovery {
                 FrameHeader.check($0, storedBytesMax: size - offset - FrameHeader.encodedBytes, verifyingChecksum: false)
             }
             guard case .intact(let f) = check, f.segmentID == segmentID, f.firstLSN == expected else { return nil }
-            if f.kind == .records {
+            if f.kind != .seal {
                 segment.frames.append(.init(firstLSN: f.firstLSN.rawValue, offset: UInt32(offset),
-                                            frameBytes: UInt32(f.frameBytes), recordCount: f.recordCount))
+                                            frameBytes: UInt32(f.frameBytes), recordCount: f.recordCount,
+                                            lost: f.kind == .lost))
             }
             expected = f.endLSN
             offset += f.frameBytes
@@ -315,7 +342,7 @@ struct Recovery {
     }
 
     /// `load`, unless `buffer` holds that file already.
-    private mutating func loadUnlessLoaded(_ path: String) throws(WALError) -> Int {
+    mutating func loadUnlessLoaded(_ path: String) throws(WALError) -> Int {
         if let loaded, loaded.path == path { return loaded.size }
         return try load(path)
     }
@@ -376,12 +403,38 @@ struct Recovery {
 
     /// Cuts the log at a stop point: zeros the stop segment from the stop offset to its last non-zero byte
     /// (or deletes it when its header was bad), deletes every later segment (newest first), then syncs.
-    private func cutTail(at stop: StopPoint, dirtyEnd: Int, segmentNames: [String], cutIndex: Int) throws(WALError) {
+    /// With `quarantine` (salvage of confirmed records), nothing is deleted: later segments are moved there
+    /// and the zeroed bytes are copied there first.
+    private func cutTail(at stop: StopPoint, dirtyEnd: Int, segmentNames: [String], cutIndex: Int,
+                         quarantine: String?, cut: RecoveryReport.Cut) throws(WALError) {
         let stopPath = "\(directory)/\(segmentNames[stop.segmentIndex])"
+        if let quarantine {
+            var manifest: [(String, String)] = [
+                ("action", "cut"), ("reason", stop.reason), ("log", directory),
+                ("cut at", "\(stop.offset) of \(segmentNames[stop.segmentIndex])"),
+                ("first lost LSN", "\(cut.firstLostLSN)"), ("later watermark", "\(cut.laterWatermark)"),
+            ]
+            if let dropped = cut.droppedLSNs { manifest.append(("intact LSNs taken out", "\(dropped.lowerBound)...\(dropped.upperBound)")) }
+            if stop.offset > 0 && dirtyEnd > stop.offset {
+                let name = "\(segmentNames[stop.segmentIndex])@\(stop.offset)"
+                try Quarantine.copy(stopPath, offset: stop.offset, bytes: dirtyEnd - stop.offset, to: quarantine, as: name,
+                                    fileSystem: fileSystem)
+                manifest.append(("file", "\(name) = bytes \(stop.offset)..<\(dirtyEnd) of \(segmentNames[stop.segmentIndex])"))
+            }
+            for j in cutIndex..<segmentNames.count {
+                manifest.append(("file", "\(segmentNames[j]) = the whole segment"))
+            }
+            // The manifest first: a crash part-way leaves files that it already explains.
+            try Quarantine.writeManifest(manifest, entry: quarantine, fileSystem: fileSystem)
+        }
         // Newest first, each deletion synced: a power cut during the cut leaves a prefix of the log.
         for j in stride(from: segmentNames.count - 1, through: cutIndex, by: -1) {
-            try fileSystem.remove("\(directory)/\(segmentNames[j])")
-            try fileSystem.syncDirectory(directory)
+            if let quarantine {
+                try Quarantine.move("\(directory)/\(segmentNames[j])", to: quarantine, fileSystem: fileSystem)
+            } else {
+                try fileSystem.remove("\(directory)/\(segmentNames[j])")
+                try fileSystem.syncDirectory(directory)
+            }
         }
         if stop.offset > 0 && dirtyEnd > stop.offset {
             let fd = try fileSystem.open(stopPath, writable: true, create: false)
@@ -389,6 +442,67 @@ struct Recovery {
             try SegmentPreparer.zeroFill(fd: fd, from: stop.offset, to: dirtyEnd, path: stopPath, fileSystem: fileSystem)
             try fileSystem.dataSync(fd, path: stopPath)
         }
+    }
+}
+
+extension Recovery {
+    static let patchesMax = 10_000
+
+    /// What salvage does about the damage at `stop`: replace the span up to the next intact frame of the
+    /// same segment (or, when none follows in it, up to the segment's end where the next segment continues)
+    /// with a `.lost` frame; or, when the span cannot be bounded that way, cut the log there.
+    mutating func salvagePlan(_ stop: StopPoint, cut: RecoveryReport.Cut,
+                              segmentNames: [String]) throws(WALError) -> SalvagePlan {
+        guard stop.offset > 0, let own = stop.segmentID else { return .cut(cut) }
+        let path = "\(directory)/\(segmentNames[stop.segmentIndex])"
+        let size = try loadUnlessLoaded(path)
+        var end: (offset: Int, lsn: LSN)?
+        buffer.withUnsafeBytes { b in
+            var p = stop.offset + 8
+            while p + FrameHeader.encodedBytes <= size {
+                if b.loadUnaligned(fromByteOffset: p + 4, as: UInt32.self) == FrameHeader.magic.littleEndian,
+                   case .intact(let f) = FrameHeader.check(UnsafeRawBufferPointer(rebasing: b[p..<size]),
+                                                           storedBytesMax: size - p - FrameHeader.encodedBytes),
+                   f.segmentID == own, f.firstLSN > stop.expectedLSN {
+                    end = (p, f.firstLSN)
+                    return
+                }
+                p += 8
+            }
+        }
+        if end == nil, stop.segmentIndex + 1 < segmentNames.count,
+           let next = SegmentNames.firstLSN(ofName: segmentNames[stop.segmentIndex + 1]), next > stop.expectedLSN {
+            end = (size & ~7, next)
+        }
+        guard let end, end.offset - stop.offset >= FrameHeader.encodedBytes,
+              end.lsn.rawValue - stop.expectedLSN.rawValue <= UInt64(UInt32.max) else { return .cut(cut) }
+        return .patch(SalvagePlan.Patch(path: path, offset: stop.offset, bytes: end.offset - stop.offset,
+                                        lostLSNs: stop.expectedLSN.rawValue...(end.lsn.rawValue - 1), reason: stop.reason,
+                                        quarantinedTo: nil))
+    }
+
+    /// Copies the damaged span to quarantine (with its manifest), then writes the `.lost` frame over it and
+    /// syncs. A crash in between leaves the span damaged still (found again at the next open) and the
+    /// original bytes in quarantine.
+    func apply(_ patch: inout SalvagePlan.Patch, segmentID: SegmentID) throws(WALError) {
+        let entry = try Quarantine.makeEntry(logDirectory: directory, firstLostLSN: patch.lostLSNs.lowerBound,
+                                             fileSystem: fileSystem)
+        let segmentName = String(patch.path.split(separator: "/").last ?? "")
+        let name = "\(segmentName)@\(patch.offset)"
+        try Quarantine.writeManifest([
+            ("action", "patch"), ("reason", patch.reason), ("log", directory),
+            ("lost LSNs", "\(patch.lostLSNs.lowerBound)...\(patch.lostLSNs.upperBound)"),
+            ("file", "\(name) = bytes \(patch.offset)..<\(patch.offset + patch.bytes) of \(segmentName), "
+             + "replaced in the log by a lost-records frame"),
+        ], entry: entry, fileSystem: fileSystem)
+        try Quarantine.copy(patch.path, offset: patch.offset, bytes: patch.bytes, to: entry, as: name, fileSystem: fileSystem)
+        let frame = FrameEncoder.encodeLost(recordCount: patch.lostLSNs.count, segmentID: segmentID,
+                                            firstLSN: LSN(patch.lostLSNs.lowerBound), frameBytes: patch.bytes)
+        let fd = try fileSystem.open(patch.path, writable: true, create: false)
+        defer { fileSystem.close(fd) }
+        try typedWAL { try frame.withUnsafeBytes { try fileSystem.write(fd, $0, at: patch.offset, path: patch.path) } }
+        try fileSystem.dataSync(fd, path: patch.path)
+        patch.quarantinedTo = entry
     }
 }
 

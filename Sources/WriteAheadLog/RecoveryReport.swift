@@ -33,8 +33,16 @@ public struct RecoveryReport: Sendable, Equatable {
     public var cleanShutdown = false
     /// A torn tail: the unconfirmed end of the log left by a crash, cut off.
     public var tornTail: Cut?
-    /// Salvage mode only: damage to confirmed data, cut off at the caller's request.
+    /// Salvage mode only: the first damage to confirmed data found (what `salvagePlan` acted on, or in a dry
+    /// run would act on).
     public var salvaged: Cut?
+    /// Salvage mode only: what salvage did (or in a dry run would do) about `salvaged`.
+    public var salvagePlan: SalvagePlan?
+    /// Damaged spans that salvage replaced by `.lost` frames during this open (their bytes are in quarantine).
+    public var patches: [SalvagePlan.Patch] = []
+    /// Every LSN range of the log held by a `.lost` frame (from this or an earlier salvage): records whose
+    /// bytes are gone. Reads of them throw `.recordsLost`.
+    public var lostLSNs: [ClosedRange<UInt64>] = []
     /// Files of unfinished segment preparations that were deleted.
     public var leftoversRemoved = 0
     public var bytesScanned = 0

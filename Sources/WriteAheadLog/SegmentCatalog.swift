@@ -9,6 +9,8 @@ final class SegmentCatalog: Sendable {
         var offset: UInt32
         var frameBytes: UInt32
         var recordCount: UInt32
+        /// A `.lost` frame: salvage replaced these records' damaged bytes; they cannot be read.
+        var lost = false
     }
 
     struct Segment: Sendable {

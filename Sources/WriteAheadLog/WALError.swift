@@ -22,6 +22,9 @@ public struct WALError: Error, Sendable, Equatable, CustomStringConvertible {
         case pendingFull
         /// The directory does not hold a log this version can open (foreign or unknown files, bad options).
         case invalidLog
+        /// The records were lost to damage that salvage took out of the log (a `.lost` frame stands in their
+        /// place; `lsnRange` says which). Their bytes are in the log's quarantine directory.
+        case recordsLost
         /// A call's arguments do not describe what it was given (a submission's record count or size).
         case invalidArgument
     }

@@ -274,7 +274,11 @@ public final class WriteAheadLog: Sendable {
     /// Calls `body` with each durable record from `start` (through `end`, when given) in LSN order, until it
     /// returns false. Each frame is verified before any of its records is passed on; the bytes are valid
     /// only during the call.
+    ///
+    /// Records that salvage took out of the log (`RecoveryReport.lostLSNs`) throw `.recordsLost`, unless
+    /// `onLost` is given: then each lost range goes to it and the walk goes on after it.
     public func forEachRecord(from start: LSN, through end: LSN? = nil,
+                              onLost: ((ClosedRange<UInt64>) -> Void)? = nil,
                               _ body: (LSN, UnsafeRawBufferPointer) throws -> Bool) throws {
         let last = min(end ?? .init(UInt64.max), durableLSN)
         guard start >= firstLSN, start.rawValue >= 1 else { throw outOfRange(start) }
@@ -282,7 +286,7 @@ public final class WriteAheadLog: Sendable {
             if end != nil { throw outOfRange(start) }
             return
         }
-        try reader.forEachRecord(from: start, through: last, body)
+        try reader.forEachRecord(from: start, through: last, onLost: onLost, body)
     }
 
     private func outOfRange(_ lsn: LSN) -> WALError {

@@ -137,19 +137,6 @@ func expectCorruption(_ dir: String, offset: Int, firstLSN: UInt64,
         expectCorruption(image.install(bytes, in: tmp), offset: image.frames[3].offset, firstLSN: 4)
     }
 
-    @Test func salvageModeCutsBeforeTheDamageAndReportsWhatItDropped() throws {
-        let image = try LogImage(count: 6)
-        let tmp = TemporaryDirectory()
-        var bytes = image.unsealed
-        bytes[image.frames[2].offset + 20] ^= 0x01
-        var options = smallOptions()
-        options.recoveryMode = .salvage
-        let report = try expectOpens(image.install(bytes, in: tmp), image: image, expectedNext: 3, options: options)
-        #expect(report.salvaged?.offset == image.frames[2].offset)
-        #expect(report.salvaged?.droppedLSNs == 4...6)
-        #expect(report.salvaged?.framesDropped == 3)
-    }
-
     @Test func framesFromAnotherSegmentOrAnEarlierPositionAreNeverLive() throws {
         let image = try LogImage(count: 6)
         let tmp = TemporaryDirectory()
