@@ -36,6 +36,12 @@ public enum StoreInspector {
         public var lastSequences: [String: UInt64]
     }
 
+    /// The LSN the store's checkpoint covers, or nil when it has none.
+    public static func checkpointLSN(directory: String, fileSystem: any FileSystem = PosixFileSystem()) throws(QueueError) -> UInt64? {
+        let state = try StoreLoader.loadCheckpoint(directory: directory, fileSystem: fileSystem)
+        return state.appliedLSN == 0 ? nil : state.appliedLSN
+    }
+
     /// The store's state as `QueueStore.open` would rebuild it (the same code: `StoreLoader`), read-only.
     /// - Throws: `QueueError` `.corruption` for a damaged checkpoint, log or record (the store would not open
     ///   either), `.ioFailure`.

@@ -202,15 +202,19 @@ public enum LogInspector {
 
 extension LogInspector {
     /// Does to the log what `WriteAheadLog.open` does before it appends, and nothing else: cuts a torn
-    /// tail (zeroes it, deletes later segments, syncs). Takes the writer's lock for the duration.
+    /// tail (zeroes it, deletes later segments, syncs); with `salvage`, also what salvage mode does about
+    /// damaged confirmed records (`SalvagePlan`). Takes the writer's lock for the duration.
     /// - Throws: `.locked` when a writer has the log open; `.corruption` (changing nothing) when damage
-    ///   to confirmed data is found.
-    public static func recover(directory: String, fileSystem: any FileSystem = PosixFileSystem()) throws(WALError) -> RecoveryReport {
+    ///   to confirmed data is found and `salvage` is false.
+    public static func recover(directory: String, salvage: Bool = false,
+                               fileSystem: any FileSystem = PosixFileSystem()) throws(WALError) -> RecoveryReport {
         let lockPath = "\(directory)/LOCK"
         let lockFD = try fileSystem.open(lockPath, writable: true, create: true)
         defer { fileSystem.close(lockFD) }
         try fileSystem.lockExclusivelySoon(lockFD, path: lockPath)
-        var recovery = Recovery(directory: directory, options: LogOptions(), fileSystem: fileSystem)
+        var options = LogOptions()
+        if salvage { options.recoveryMode = .salvage }
+        var recovery = Recovery(directory: directory, options: options, fileSystem: fileSystem)
         return try recovery.run().report
     }
 }

@@ -4,23 +4,31 @@ import Foundation
 
 struct Queues: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Queues, streams, idempotent producers and pending half messages of a store directory (its checkpoint plus the log after it; read-only).")
+        abstract: "Queues, streams, idempotent producers and pending half messages of a store directory (its checkpoint plus the log after it; read-only).",
+        discussion: """
+            Rebuilds the state with the code the store opens with; a store that would not open (damage, a \
+            checkpoint the log does not continue) is exit 2 with the reason, never a partial table.
+
+            Example: walctl queues --json /var/lib/app/store
+            """)
 
     @Argument(help: "The store directory (the one holding `checkpoint` and `wal/`).") var directory: String
     @Flag(help: "Print JSON instead of tables.") var json = false
 
     func run() throws {
-        try requireLogDirectory(directory)
+        let target = try resolveTarget(directory)
+        let trimmed = target.log.hasSuffix("/") ? String(target.log.dropLast()) : target.log
+        let store = target.store ?? (trimmed.hasSuffix("/wal") ? String(trimmed.dropLast(4)) : directory)
         let summary: StoreInspector.Summary
         do {
-            summary = try StoreInspector.summarize(directory: directory)
+            summary = try StoreInspector.summarize(directory: store)
         } catch {
             FileHandle.standardError.write(Data("walctl: \(error)\n".utf8))
             throw ExitCode(error.code == .corruption ? ExitStatus.corruption : ExitStatus.ioError)
         }
         if json {
             let object: [String: Any] = [
-                "directory": directory, "checkpointLSN": summary.checkpointLSN, "replayedRecords": summary.replayedRecords,
+                "directory": store, "checkpointLSN": summary.checkpointLSN, "replayedRecords": summary.replayedRecords,
                 "lastLSN": summary.lastLSN, "liveBytes": summary.liveBytes,
                 "queues": summary.queues.map {
                     ["name": $0.name, "ready": $0.ready, "unacked": $0.unacked, "deadLettered": $0.deadLettered,
@@ -42,7 +50,8 @@ struct Queues: ParsableCommand {
             print(jsonLine(object))
             return
         }
-        print("store       \(directory)")
+        print("store       \(store)")
+        if let salvage = summary.salvage { print(salvage.text) }
         print("checkpoint  \(summary.checkpointLSN == 0 ? "none" : "LSN \(summary.checkpointLSN)"), then \(summary.replayedRecords) records to LSN \(summary.lastLSN)")
         print("live bytes  \(summary.liveBytes)")
         print("")

@@ -14,7 +14,7 @@ struct WalCtl: ParsableCommand {
             Exit codes: 0 clean; 1 torn tail (recoverable: what recovery would cut); 2 corruption of \
             confirmed data; 64 bad arguments; 74 an I/O error or a directory that holds no log.
             """,
-        subcommands: [Info.self, Verify.self, Dump.self, Recover.self, Queues.self])
+        subcommands: [Info.self, Verify.self, Dump.self, Recover.self, Queues.self, QuarantineList.self])
 }
 
 enum ExitStatus {
@@ -34,12 +34,45 @@ func reporting<R>(_ body: () throws -> R) throws -> R {
     }
 }
 
-func requireLogDirectory(_ path: String) throws {
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
-        FileHandle.standardError.write(Data("walctl: \(path) is not a directory; give the log's directory\n".utf8))
+/// What a directory given to walctl is: a log directory, or a store directory (`checkpoint` plus its log in
+/// `wal/`). A log directory inside a store knows its store too.
+struct Target {
+    var log: String
+    var store: String?
+}
+
+/// Resolves `path` to the log it names, refusing (exit 74) a path that is not a directory or holds no log.
+/// A store directory is accepted for its log, with a note on stderr saying so.
+func resolveTarget(_ path: String) throws -> Target {
+    let fm = FileManager.default
+    func isDirectory(_ p: String) -> Bool {
+        var d: ObjCBool = false
+        return fm.fileExists(atPath: p, isDirectory: &d) && d.boolValue
+    }
+    guard isDirectory(path) else {
+        FileHandle.standardError.write(Data("walctl: \(path) is not a directory; give the log's directory (or a store's)\n".utf8))
         throw ExitCode(ExitStatus.ioError)
     }
+    let names = (try? fm.contentsOfDirectory(atPath: path)) ?? []
+    if names.contains(where: isSegmentName) {
+        let trimmed = path.hasSuffix("/") ? String(path.dropLast()) : path
+        let parent = URL(fileURLWithPath: trimmed).deletingLastPathComponent().path
+        let inStore = URL(fileURLWithPath: trimmed).lastPathComponent == "wal"
+            && fm.fileExists(atPath: parent + "/checkpoint")
+        return Target(log: path, store: inStore ? parent : nil)
+    }
+    if isDirectory(path + "/wal") {
+        FileHandle.standardError.write(Data("walctl: \(path) is a store directory; reading its log \(path)/wal\n".utf8))
+        return Target(log: path + "/wal", store: path)
+    }
+    FileHandle.standardError.write(Data(("walctl: \(path) holds no log: no segment files (*.wal) and no wal/ "
+                                         + "directory\n").utf8))
+    throw ExitCode(ExitStatus.ioError)
+}
+
+/// A segment file's name: a 20-digit first LSN and `.wal`.
+private func isSegmentName(_ name: String) -> Bool {
+    name.count == 24 && name.hasSuffix(".wal") && name.prefix(20).allSatisfy(\.isNumber)
 }
 
 func jsonLine(_ object: [String: Any]) -> String {
