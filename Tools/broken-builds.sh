@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Shows that the test harness catches real durability bugs: builds the log with each deliberately broken
-# behaviour switched on (compile-time flags; a normal build has none of them) and runs the tests that must
-# then fail. Prints one line per broken build; exits 1 if any broken build passed its tests.
-# Takes several minutes (one rebuild per flag, in .build-broken/).
+# Shows that the test harness catches real durability bugs: builds the log and the queue layer with each
+# deliberately broken behaviour switched on (compile-time flags; a normal build has none of them) and runs
+# the tests that must then fail. Prints one line per broken build; exits 1 if any broken build passed its
+# tests. Takes a while (one rebuild per flag, in .build-broken/); `--only FLAG` runs one.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash Tools/ensure-dependencies.sh
@@ -12,13 +12,26 @@ declare -A suites=(
     [WAL_BROKEN_NO_DIRECTORY_SYNC]="PowerLossTests"
     [WAL_BROKEN_CUT_AT_FIRST_BAD_FRAME]="RecoveryTests|CorruptionSweepTests"
     [WAL_BROKEN_RETRY_FAILED_SYNC]="FailureTests"
-    [WAL_BROKEN_CONFIRM_OUT_OF_ORDER]="CommitLedgerTests"
+    [WAL_BROKEN_CONFIRM_OUT_OF_ORDER]="CommitLedgerTests|SyncOrderTests"
     [WAL_BROKEN_ASYNC_COMMITS_ON_CALLER]="CooperativePoolTests"
+    [WAL_BROKEN_SALVAGE_DELETES]="SalvageTests"
+    [QUEUE_BROKEN_CHECKPOINT_NO_DIRECTORY_SYNC]="StorePowerLossTests"
+    [QUEUE_BROKEN_NO_RETURN_AT_OPEN]="QueueCrashTests|StorePowerLossTests"
+    [QUEUE_BROKEN_TX_IGNORES_REFUSAL]="TransactionTests"
+    [QUEUE_BROKEN_HALF_VISIBLE_AT_PREPARE]="HalfMessageTests"
+    [QUEUE_BROKEN_NO_DEDUPLICATION]="IdempotentProducerTests"
+    [QUEUE_BROKEN_TRUNCATE_IGNORES_LIVE]="ReclamationTests|StorePowerLossTests"
+    [QUEUE_BROKEN_REPLAY_DROPS_LAST_RECORD]="QueueTests|StorePowerLossTests"
 )
+flags=(WAL_BROKEN_NO_FDATASYNC WAL_BROKEN_CONFIRM_BEFORE_SYNC WAL_BROKEN_NO_DIRECTORY_SYNC
+       WAL_BROKEN_CUT_AT_FIRST_BAD_FRAME WAL_BROKEN_RETRY_FAILED_SYNC WAL_BROKEN_CONFIRM_OUT_OF_ORDER
+       WAL_BROKEN_ASYNC_COMMITS_ON_CALLER WAL_BROKEN_SALVAGE_DELETES
+       QUEUE_BROKEN_CHECKPOINT_NO_DIRECTORY_SYNC QUEUE_BROKEN_NO_RETURN_AT_OPEN QUEUE_BROKEN_TX_IGNORES_REFUSAL
+       QUEUE_BROKEN_HALF_VISIBLE_AT_PREPARE QUEUE_BROKEN_NO_DEDUPLICATION QUEUE_BROKEN_TRUNCATE_IGNORES_LIVE
+       QUEUE_BROKEN_REPLAY_DROPS_LAST_RECORD)
+if [[ "${1:-}" == "--only" ]]; then flags=("$2"); fi
 escaped=0
-for flag in WAL_BROKEN_NO_FDATASYNC WAL_BROKEN_CONFIRM_BEFORE_SYNC WAL_BROKEN_NO_DIRECTORY_SYNC \
-            WAL_BROKEN_CUT_AT_FIRST_BAD_FRAME WAL_BROKEN_RETRY_FAILED_SYNC WAL_BROKEN_CONFIRM_OUT_OF_ORDER \
-            WAL_BROKEN_ASYNC_COMMITS_ON_CALLER; do
+for flag in "${flags[@]}"; do
     log=".build-broken/$flag.log"
     mkdir -p .build-broken
     if swift test --scratch-path .build-broken -Xswiftc "-D$flag" --filter "${suites[$flag]}" > "$log" 2>&1; then

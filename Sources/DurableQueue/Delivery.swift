@@ -25,18 +25,36 @@ struct PendingDelivery: Sendable {
 
 /// The buffer between the store (which pushes checked-out deliveries) and a consumer's iterator.
 final class DeliveryChannel: Sendable {
+    /// What a reader gets.
+    enum Next: Sendable {
+        case delivery(PendingDelivery)
+        /// The consumer ended: cancelled, its queue deleted, the store closed, or (with `failure` set) failed.
+        case end
+        /// The reading task was cancelled.
+        case cancelled
+        /// Another task is already waiting on this channel.
+        case busy
+    }
+
     private struct State {
         var buffer: Deque<PendingDelivery> = []
-        var waiter: UnsafeContinuation<PendingDelivery?, Never>?
+        var waiter: UnsafeContinuation<Next, Never>?
         var finished = false
+        var failure: QueueError?
     }
 
     private let state = Mutex(State())
 
+    /// Whether a reader is waiting for a delivery.
+    var hasWaitingReader: Bool { state.withLock { $0.waiter != nil } }
+
+    /// Why the channel ended, when the store failed.
+    var failure: QueueError? { state.withLock { $0.failure } }
+
     /// Appends deliveries in tag order. Called under the store's lock, so that batches from checkouts applied
     /// one after the other reach the consumer in that order whatever thread hands them over; returns the
     /// waiting reader to resume (after the lock is released), if one waits.
-    func enqueue(_ deliveries: [PendingDelivery]) -> (UnsafeContinuation<PendingDelivery?, Never>, PendingDelivery)? {
+    func enqueue(_ deliveries: [PendingDelivery]) -> (UnsafeContinuation<Next, Never>, PendingDelivery)? {
         guard !deliveries.isEmpty else { return nil }
         return state.withLock { s in
             guard !s.finished else { return nil }
@@ -47,26 +65,40 @@ final class DeliveryChannel: Sendable {
         }
     }
 
-    func finish() {
-        let waiter = state.withLock { s -> UnsafeContinuation<PendingDelivery?, Never>? in
+    /// Ends the channel (with `failure` when the store failed); a waiting reader is told at once.
+    func finish(failure: QueueError? = nil) {
+        let waiter = state.withLock { s -> UnsafeContinuation<Next, Never>? in
             s.finished = true
+            if s.failure == nil { s.failure = failure }
             s.buffer.removeAll()
             defer { s.waiter = nil }
             return s.waiter
         }
-        waiter?.resume(returning: nil)
+        waiter?.resume(returning: .end)
     }
 
-    func next() async -> PendingDelivery? {
-        if let d = state.withLock({ s in s.buffer.popFirst() }) { return d }
-        return await withUnsafeContinuation { c in
-            let now: PendingDelivery?? = state.withLock { s in
-                if let d = s.buffer.popFirst() { return .some(d) }
-                if s.finished { return .some(nil) }
-                s.waiter = c
-                return .none
+    /// The next delivery, waiting for one. Returns `.cancelled` as soon as the calling task is cancelled, and
+    /// `.busy` when another task is already waiting (one reader at a time).
+    func next() async -> Next {
+        if let d = state.withLock({ s in s.buffer.popFirst() }) { return .delivery(d) }
+        return await withTaskCancellationHandler {
+            await withUnsafeContinuation { (c: UnsafeContinuation<Next, Never>) in
+                let now: Next? = state.withLock { s in
+                    if let d = s.buffer.popFirst() { return .delivery(d) }
+                    if s.finished { return .end }
+                    if s.waiter != nil { return .busy }
+                    if Task.isCancelled { return .cancelled }
+                    s.waiter = c
+                    return nil
+                }
+                if let now { c.resume(returning: now) }
             }
-            if let now { c.resume(returning: now) }
+        } onCancel: {
+            let waiter = state.withLock { s -> UnsafeContinuation<Next, Never>? in
+                defer { s.waiter = nil }
+                return s.waiter
+            }
+            waiter?.resume(returning: .cancelled)
         }
     }
 }
@@ -91,8 +123,26 @@ public final class Consumer: Sendable {
 
     deinit { store.cancelConsumer(id) }
 
-    /// The deliveries, in queue order per checkout; ends when the consumer is cancelled, its queue deleted or
-    /// the store closed. Iterate it from one task.
+    /// The deliveries, in queue order per checkout. The iteration ends (returns nil) when the consumer is
+    /// cancelled, its queue deleted or the store closed, and when the iterating task is cancelled: then the
+    /// consumer is cancelled too and its unsettled deliveries go back to the queue (marked redelivered). It
+    /// throws the store's error when the store failed (`.logFailed`), and `.invalidArgument` when another task
+    /// is already waiting on the same consumer: iterate it from one task at a time.
+    ///
+    /// An empty queue does not end the iteration (a consumer waits for new messages); to stop, cancel the
+    /// task or the consumer:
+    ///
+    /// ```swift
+    /// let consumer = try store.consume(queue: "orders")
+    /// let worker = Task {
+    ///     for try await delivery in consumer.deliveries {
+    ///         try await handle(delivery)
+    ///         try await consumer.ack(delivery.tag)
+    ///     }
+    /// }
+    /// // ... at shutdown:
+    /// worker.cancel()          // the loop ends; unacked deliveries return to the queue
+    /// ```
     public var deliveries: Deliveries { Deliveries(consumer: self) }
 
     public struct Deliveries: AsyncSequence, Sendable {
@@ -102,8 +152,23 @@ public final class Consumer: Sendable {
         public struct Iterator: AsyncIteratorProtocol {
             let consumer: Consumer
             public mutating func next() async throws -> Delivery? {
-                guard let pending = await consumer.channel.next() else { return nil }
-                return try consumer.store.resolve(pending, consumer: consumer.id)
+                if Task.isCancelled {
+                    consumer.cancel()
+                    return nil
+                }
+                switch await consumer.channel.next() {
+                case .delivery(let pending):
+                    return try consumer.store.resolve(pending, consumer: consumer.id)
+                case .end:
+                    if let failure = consumer.channel.failure { throw failure }
+                    return nil
+                case .cancelled:
+                    consumer.cancel()
+                    return nil
+                case .busy:
+                    throw QueueError(.invalidArgument, "another task is already iterating the deliveries of this "
+                                     + "consumer; iterate them from one task at a time")
+                }
             }
         }
     }

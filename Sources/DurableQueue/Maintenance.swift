@@ -98,7 +98,11 @@ extension QueueStore {
             }
             guard truncate else { return }
             let covered = max(snapshot.appliedLSN, previous)
+            #if QUEUE_BROKEN_TRUNCATE_IGNORES_LIVE  // BROKEN ON PURPOSE (harness check builds only)
+            let floor = covered + 1
+            #else
             let floor = min(covered + 1, snapshot.lowestLiveLSN ?? .max)
+            #endif
             try log.truncate(before: LSN(floor))
         }
     }

@@ -123,7 +123,7 @@ public final class QueueStore: Sendable {
         var actions = Actions()
         let wasClosed = core.withLock { c -> Bool in
             defer { c.closed = true }
-            for id in c.consumers.keys { actions.finished.append(c.consumers[id]!.channel) }
+            for id in c.consumers.keys { actions.finished.append((c.consumers[id]!.channel, nil)) }
             c.consumers.removeAll()
             for id in c.runtimes.keys { c.runtimes[id]!.consumers.removeAll() }
             return c.closed
@@ -528,8 +528,8 @@ public final class QueueStore: Sendable {
         for (lsn, message) in actions.cached { cache.insert(message, at: lsn) }
         if !actions.uncached.isEmpty { cache.remove(actions.uncached) }
         for s in actions.submissions { submitDetached(s) }
-        for (reader, delivery) in actions.readers { reader.resume(returning: delivery) }
-        for channel in actions.finished { channel.finish() }
+        for (reader, delivery) in actions.readers { reader.resume(returning: .delivery(delivery)) }
+        for (channel, failure) in actions.finished { channel.finish(failure: failure) }
         for (p, seq, result) in actions.confirms { p.resolve(seq, result) }
         for w in actions.wakeups { w.resume() }
         for (c, result) in actions.replies {

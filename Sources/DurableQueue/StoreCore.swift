@@ -6,9 +6,10 @@ struct Actions {
     var replies: [(UnsafeContinuation<StoreState.Effect?, any Error>, Result<StoreState.Effect, QueueError>)] = []
     var confirms: [(PublisherCore, UInt64, Result<Void, QueueError>)] = []
     /// Consumers waiting for a delivery that is now in their buffer.
-    var readers: [(UnsafeContinuation<PendingDelivery?, Never>, PendingDelivery)] = []
+    var readers: [(UnsafeContinuation<DeliveryChannel.Next, Never>, PendingDelivery)] = []
     var submissions: [Submission] = []
-    var finished: [DeliveryChannel] = []
+    /// Consumers' channels to end, with the store's failure when that is why.
+    var finished: [(DeliveryChannel, QueueError?)] = []
     var wakeups: [UnsafeContinuation<Void, Never>] = []
     /// Message contents to cache, by the LSN of their record, and acked messages whose contents can go.
     var cached: [(UInt64, Message)] = []
@@ -70,7 +71,12 @@ struct Core {
     }
 
     mutating func failed(_ submission: Submission, _ error: QueueError, _ actions: inout Actions) {
-        if failure == nil { failure = error }
+        if failure == nil {
+            failure = error
+            // Nothing more will be checked out: every consumer's iteration ends with the failure (a reader
+            // waiting for a delivery must not wait forever).
+            for c in consumers.values { actions.finished.append((c.channel, error)) }
+        }
         switch submission.intent {
         case .reply(let c): actions.replies.append((c, .failure(error)))
         case .confirm(let p, let seq): actions.confirms.append((p, seq, .failure(error)))
@@ -193,7 +199,7 @@ struct Core {
     mutating func dropRuntime(_ q: UInt64, _ actions: inout Actions) {
         guard let rt = runtimes.removeValue(forKey: q) else { return }
         for cid in rt.consumers {
-            if let c = consumers.removeValue(forKey: cid) { actions.finished.append(c.channel) }
+            if let c = consumers.removeValue(forKey: cid) { actions.finished.append((c.channel, nil)) }
         }
     }
 
@@ -369,7 +375,7 @@ struct Core {
     mutating func cancel(_ cid: UInt32, _ actions: inout Actions) {
         guard var c = consumers.removeValue(forKey: cid), !c.cancelled else { return }
         c.cancelled = true
-        actions.finished.append(c.channel)
+        actions.finished.append((c.channel, nil))
         runtimes[c.queue]?.consumers.removeAll { $0 == cid }
         let out = c.slots.filter { $0.state == .out }.map(\.tag)
         consumers[cid] = c

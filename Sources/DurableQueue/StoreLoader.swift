@@ -52,6 +52,9 @@ enum StoreLoader {
         do {
             try source(LSN(state.appliedLSN + 1), { uncertain.append($0) }) { lsn, bytes in
                 guard lsn.rawValue > state.appliedLSN else { return true }
+                #if QUEUE_BROKEN_REPLAY_DROPS_LAST_RECORD  // BROKEN ON PURPOSE (harness check builds only)
+                guard lsn < logEnd else { return false }
+                #endif
                 _ = state.apply(try StoreRecord.decode(bytes), at: lsn.rawValue)
                 replay.records += 1
                 replay.bytes += bytes.count

@@ -51,7 +51,9 @@ extension StoreState {
         guard epoch == p.epoch else { return .stampRefused(.fenced(currentEpoch: p.epoch)) }
         let last = p.targets[target]
         let lastSequence = last?.sequence ?? 0
+        #if !QUEUE_BROKEN_NO_DEDUPLICATION  // skipped only in harness check builds
         if sequence <= lastSequence { return .duplicate(of: sequence == lastSequence ? last?.result : nil) }
+        #endif
         guard sequence == lastSequence + 1 else { return .stampRefused(.outOfSequence(expected: lastSequence + 1)) }
         return nil
     }

@@ -54,7 +54,12 @@ struct StoreState: Sendable {
     mutating func change(_ record: StoreRecord, at lsn: UInt64) -> Effect {
         switch record {
         case .sessionStart:
-            for id in queues.keys.sorted() {
+            #if QUEUE_BROKEN_NO_RETURN_AT_OPEN  // BROKEN ON PURPOSE (harness check builds only)
+            let returning = false
+            #else
+            let returning = true
+            #endif
+            for id in queues.keys.sorted() where returning {
                 let out = queues[id]!.unacked.keys.sorted()
                 returnMessages(out, to: id)
             }
@@ -158,7 +163,12 @@ struct StoreState: Sendable {
 
         case .txCommit(let tx, let parts):
             let operations = openTransactions.removeValue(forKey: tx) ?? []
-            if let refusal = refusal(of: operations, expecting: Int(parts)) {
+            #if QUEUE_BROKEN_TX_IGNORES_REFUSAL  // BROKEN ON PURPOSE (harness check builds only)
+            let refused: String? = nil
+            #else
+            let refused = refusal(of: operations, expecting: Int(parts))
+            #endif
+            if let refusal = refused {
                 return .transaction(effects: [], refusal: refusal)
             }
             return .transaction(effects: operations.map { change($0.record, at: $0.lsn) }, refusal: nil)
@@ -182,6 +192,9 @@ struct StoreState: Sendable {
                 queue: qid, entry: MessageEntry(id: lsn, bodyLSN: lsn, bodyBytes: UInt32(body.count), deliveries: 0,
                                                 deathReason: 0),
                 preparedAt: time, checks: 0, lastCheckAt: time)
+            #if QUEUE_BROKEN_HALF_VISIBLE_AT_PREPARE  // BROKEN ON PURPOSE (harness check builds only)
+            _ = enqueue(halfMessages[lsn]!.entry, into: qid)
+            #endif
             return .prepared(id: lsn)
 
         case .resolveHalf(let id, let outcome):

@@ -29,15 +29,23 @@ public final class FaultInjectingFileSystem: FileSystem {
         var calls: [Operation: Int] = [:]
         var fired: [Operation: Int] = [:]
         var holdingSyncs = false
-        var syncsHeld = 0
+        /// Only syncs of files whose path ends so are held (nil: all).
+        var holdSuffix: String?
+        /// Syncs waiting at the gate, oldest first: each with its own semaphore and the errno it will fail
+        /// with when released (nil: it goes on to the real sync).
+        var held: [HeldSync] = []
+        var syncsCompleted = 0
+    }
+
+    private final class HeldSync: @unchecked Sendable {
+        let gate = DispatchSemaphore(value: 0)
+        var failure: Int32?
     }
 
     private let base: any FileSystem
     private let state = Mutex(State())
     /// Signalled once per `fdatasync` that starts waiting at the gate.
     private let syncArrived = DispatchSemaphore(value: 0)
-    /// Opened (signalled many times) to let held syncs go on.
-    private let gate = DispatchSemaphore(value: 0)
 
     public init(base: any FileSystem = PosixFileSystem()) { self.base = base }
 
@@ -74,36 +82,67 @@ public final class FaultInjectingFileSystem: FileSystem {
         try base.read(fd, into: buffer, at: offset, path: path)
     }
     public func dataSync(_ fd: Int32, path: String) throws(WALError) {
-        let hold = state.withLock { s in
-            if s.holdingSyncs { s.syncsHeld += 1 }
-            return s.holdingSyncs
+        let held: HeldSync? = state.withLock { s in
+            guard s.holdingSyncs, s.holdSuffix.map({ path.hasSuffix($0) }) ?? true else { return nil }
+            let h = HeldSync()
+            s.held.append(h)
+            return h
         }
-        if hold {
+        if let held {
             syncArrived.signal()
-            gate.wait()
+            held.gate.wait()
+            if let failure = held.failure {
+                state.withLock { $0.syncsCompleted += 1 }
+                throw .io("fdatasync (injected, released failing)", path: path, errno: failure)
+            }
         }
+        defer { state.withLock { $0.syncsCompleted += 1 } }
         try check(.dataSync, path: path)
         try base.dataSync(fd, path: path)
     }
 
     /// From now on every `fdatasync` waits (holding its caller's thread, as a slow disk would) until
-    /// `releaseSyncs()`.
-    public func holdSyncs() { state.withLock { $0.holdingSyncs = true } }
+    /// released (`releaseSyncs()`, or one at a time with `releaseOldestHeldSync`).
+    /// `pathSuffix` holds only the syncs of matching files (".wal": the log's commits, not the zero-fill of a
+    /// segment being prepared).
+    public func holdSyncs(pathSuffix: String? = nil) {
+        state.withLock { s in
+            s.holdingSyncs = true
+            s.holdSuffix = pathSuffix
+        }
+    }
+
+    /// New syncs pass the gate again; those already held stay held.
+    public func stopHoldingSyncs() { state.withLock { $0.holdingSyncs = false } }
 
     /// Waits until an `fdatasync` is held at the gate; false if none arrived within `seconds`.
     public func waitForHeldSync(seconds: Double) -> Bool {
         syncArrived.wait(timeout: .now() + seconds) == .success
     }
 
+    /// Lets the oldest held `fdatasync` go on, or return `failing` (an errno, as a write-back error would)
+    /// without syncing. False when none is held.
+    @discardableResult
+    public func releaseOldestHeldSync(failing: Int32? = nil) -> Bool {
+        guard let h = state.withLock({ s in s.held.isEmpty ? nil : s.held.removeFirst() }) else { return false }
+        h.failure = failing
+        h.gate.signal()
+        return true
+    }
+
     /// Lets every held `fdatasync` go on, and stops holding new ones.
     public func releaseSyncs() {
         let held = state.withLock { s in
             s.holdingSyncs = false
-            defer { s.syncsHeld = 0 }
-            return s.syncsHeld
+            defer { s.held.removeAll() }
+            return s.held
         }
-        for _ in 0..<held { gate.signal() }
+        for h in held { h.gate.signal() }
     }
+
+    /// `fdatasync` calls that returned (successfully or not) so far.
+    public var syncsCompleted: Int { state.withLock { $0.syncsCompleted } }
+
     public func allocate(_ fd: Int32, bytes: Int, path: String) throws(WALError) {
         try check(.allocate, path: path)
         try base.allocate(fd, bytes: bytes, path: path)

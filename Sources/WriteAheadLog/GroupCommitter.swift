@@ -141,8 +141,11 @@ final class GroupCommitter: @unchecked Sendable {
         // Wake an idle I/O thread only if it can start at once: the log is idle (the first record of a
         // group), or a sync is in flight and the batch just reached the run-ahead size. A busy thread picks
         // the batch up itself when it finishes.
+        // With more than one sync allowed in flight, a thread that can start the next one is woken too.
+        let canStartAnotherSync = options.syncsInFlightMax > 1 && bytesBefore == 0
+            && ledger.syncsInFlight < ledger.syncsInFlightMax
         let wake = idleThreads > 0 && !writeTokenHeld
-            && (idle ? bytesBefore == 0 : crossesRunAhead(from: bytesBefore, to: pending.payload.count))
+            && (idle ? bytesBefore == 0 : canStartAnotherSync || crossesRunAhead(from: bytesBefore, to: pending.payload.count))
         monitor.unlock()
         if wake { work.signal() }
         return .accepted

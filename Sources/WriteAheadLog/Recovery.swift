@@ -429,7 +429,12 @@ struct Recovery {
         }
         // Newest first, each deletion synced: a power cut during the cut leaves a prefix of the log.
         for j in stride(from: segmentNames.count - 1, through: cutIndex, by: -1) {
-            if let quarantine {
+            #if WAL_BROKEN_SALVAGE_DELETES  // BROKEN ON PURPOSE (harness check builds only)
+            let moveAside: String? = nil
+            #else
+            let moveAside = quarantine
+            #endif
+            if let quarantine = moveAside {
                 try Quarantine.move("\(directory)/\(segmentNames[j])", to: quarantine, fileSystem: fileSystem)
             } else {
                 try fileSystem.remove("\(directory)/\(segmentNames[j])")

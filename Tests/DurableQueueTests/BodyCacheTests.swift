@@ -1,7 +1,7 @@
 import Testing
 @testable import DurableQueue
 
-@Suite struct BodyCacheTests {
+@Suite(.timeLimit(.minutes(10))) struct BodyCacheTests {
     /// Removed (acked) entries free their room at once, and their stale place in the eviction order does
     /// not evict anything else later.
     @Test func removedEntriesFreeRoomWithoutEvictingOthersLater() {

@@ -4,7 +4,7 @@ import Testing
 import WriteAheadLog
 @testable import DurableQueue
 
-@Suite struct CheckpointTests {
+@Suite(.timeLimit(.minutes(10))) struct CheckpointTests {
     @Test func recordsRoundTrip() throws {
         let records: [StoreRecord] = [
             .sessionStart(time: 123),

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+import WALSimulation
 @testable import DurableQueue
 
 /// What a crash child reports, one line at a time.
@@ -61,6 +62,10 @@ func runQueueChild<Report: ChildLines>(directory: String, tag: String, extraArgu
             kill(pid, SIGKILL)
         }
     }
+    // A child that stops making progress is killed after a deadline, and the test fails saying so, instead of
+    // the run hanging until CI kills it.
+    let watchdog = ChildWatchdog(pid: child.processIdentifier, seconds: 120)
+    defer { if watchdog.disarm() { Issue.record("the child made no progress for 120 s and was killed") } }
     let fd = pipe.fileHandleForReading.fileDescriptor
     var pending: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 65536)
@@ -94,7 +99,7 @@ func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async t
     }
 }
 
-@Suite struct QueueCrashTests {
+@Suite(.timeLimit(.minutes(10))) struct QueueCrashTests {
     /// `kill -9` a child under load (publishes, deliveries with acks, nacks and unacked ones, consumer
     /// cancels, stream appends, offset commits, checkpoints and reclamation), sometimes twice on one store, then
     /// check the recovered store against everything the child reported before it died.

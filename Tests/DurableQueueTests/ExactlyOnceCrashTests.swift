@@ -32,7 +32,7 @@ struct ExactlyOnceReport: ChildLines {
     }
 }
 
-@Suite struct ExactlyOnceCrashTests {
+@Suite(.timeLimit(.minutes(10))) struct ExactlyOnceCrashTests {
     /// `kill -9` a child running transactions (consume-transform-produce), an idempotent producer and half
     /// messages, then check: every input is either still queued with no output or gone with exactly one of
     /// each output; the idempotent queue holds sequences 1...n once each; every half message ends committed

@@ -11,7 +11,7 @@ func immediateChecks(maxChecks: Int = 3, unresolvedQueue: String? = nil) -> Stor
     return o
 }
 
-@Suite struct HalfMessageTests {
+@Suite(.timeLimit(.minutes(10))) struct HalfMessageTests {
     @Test func aPreparedMessageIsInvisibleUntilCommitted() async throws {
         let dir = TemporaryDirectory()
         let store = try await QueueStore.open(directory: dir.path, options: testOptions())

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import DurableQueue
 
-@Suite struct IdempotentProducerTests {
+@Suite(.timeLimit(.minutes(10))) struct IdempotentProducerTests {
     @Test func retriesAreConfirmedAsDuplicatesAndGapsAreRefused() async throws {
         let dir = TemporaryDirectory()
         let store = try await QueueStore.open(directory: dir.path, options: testOptions())

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import DurableQueue
 
-@Suite struct QueuesCommandTests {
+@Suite(.timeLimit(.minutes(10))) struct QueuesCommandTests {
     /// `walctl queues` reads a store's checkpoint and log without opening it: counts, offsets, JSON.
     @Test func walctlQueuesShowsCountsAndOffsets() async throws {
         let dir = TemporaryDirectory()

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import DurableQueue
 
-@Suite struct ReclamationTests {
+@Suite(.timeLimit(.minutes(10))) struct ReclamationTests {
     /// One unacked message among many acked ones must not pin the log: copy-forward moves it, and the disk
     /// stays within a few segments; after a restart the stuck message is still there, redelivered.
     @Test func oneStuckMessageDoesNotPinTheLog() async throws {

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import DurableQueue
 
-@Suite struct StreamTests {
+@Suite(.timeLimit(.minutes(10))) struct StreamTests {
     @Test func offsetsAreDenseAndCommittedOffsetsSurviveRestart() async throws {
         let dir = TemporaryDirectory()
         var store = try await QueueStore.open(directory: dir.path, options: testOptions())

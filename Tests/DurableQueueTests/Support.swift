@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import WriteAheadLog
 @testable import DurableQueue
 
@@ -30,15 +31,41 @@ extension Delivery {
     var text: String { String(decoding: message.body, as: UTF8.self) }
 }
 
-/// The next `n` deliveries of a consumer (fails the test by throwing when the stream ends first).
-func take(_ n: Int, from consumer: Consumer) async throws -> [Delivery] {
-    var result: [Delivery] = []
-    var iterator = consumer.deliveries.makeAsyncIterator()
-    while result.count < n {
-        guard let d = try await iterator.next() else { throw TestFailure("deliveries ended after \(result.count)") }
-        result.append(d)
+/// The next `n` deliveries of a consumer (fails the test by throwing when the stream ends first, or when
+/// they do not all arrive within `seconds`: a lost wake-up fails fast instead of hanging the run).
+func take(_ n: Int, from consumer: Consumer, within seconds: Double = 30) async throws -> [Delivery] {
+    try await withDeadline(seconds, "\(n) deliveries") {
+        var result: [Delivery] = []
+        var iterator = consumer.deliveries.makeAsyncIterator()
+        while result.count < n {
+            guard let d = try await iterator.next() else { throw TestFailure("deliveries ended after \(result.count)") }
+            result.append(d)
+        }
+        return result
     }
-    return result
+}
+
+/// `body`'s result, or a `TestFailure` naming `what` once `seconds` passed. The body is not waited for after
+/// the deadline (a wait that ignores cancellation must not hang the test).
+func withDeadline<T: Sendable>(_ seconds: Double, _ what: String,
+                               _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    let settled = Mutex(false)
+    return try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, any Error>) in
+        let first = { @Sendable (result: Result<T, any Error>) in
+            if settled.withLock({ s in defer { s = true }; return !s }) { c.resume(with: result) }
+        }
+        Task { first(await Result(catching: { try await body() })) }
+        Task {
+            try? await Task.sleep(for: .seconds(seconds))
+            first(.failure(TestFailure("\(what) did not happen within \(seconds) s")))
+        }
+    }
+}
+
+extension Result where Failure == any Error {
+    init(catching body: () async throws -> Success) async {
+        do { self = .success(try await body()) } catch { self = .failure(error) }
+    }
 }
 
 /// Waits (polling, up to `seconds`) until `condition` holds.

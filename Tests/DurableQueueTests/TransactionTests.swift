@@ -3,7 +3,7 @@ import Testing
 import WriteAheadLog
 @testable import DurableQueue
 
-@Suite struct TransactionTests {
+@Suite(.timeLimit(.minutes(10))) struct TransactionTests {
     @Test func commitMakesEverythingVisibleAtOnceAndDurably() async throws {
         let dir = TemporaryDirectory()
         var store = try await QueueStore.open(directory: dir.path, options: testOptions())

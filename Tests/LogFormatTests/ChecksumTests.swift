@@ -2,7 +2,7 @@ import CCRC32C
 import LogFormat
 import Testing
 
-@Suite struct ChecksumTests {
+@Suite(.timeLimit(.minutes(10))) struct ChecksumTests {
     @Test func standardCheckValue() {
         #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283)
         #expect(crc32c_extend_portable(0, Array("123456789".utf8), 9) == 0xE306_9283)

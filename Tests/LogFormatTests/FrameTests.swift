@@ -34,7 +34,7 @@ func decodeRecords(_ frame: [UInt8]) throws -> (FrameHeader, [[UInt8]]) {
     return (header, records)
 }
 
-@Suite struct FrameTests {
+@Suite(.timeLimit(.minutes(10))) struct FrameTests {
     let compressible = (0..<64).map { i in Array("{\"id\":\(i),\"event\":\"click\",\"text\":\"\(String(repeating: "banner video ", count: 70))\"}".utf8) }
     let incompressible: [[UInt8]] = {
         var rng = SystemRandomNumberGenerator()
@@ -138,7 +138,7 @@ func decodeRecords(_ frame: [UInt8]) throws -> (FrameHeader, [[UInt8]]) {
     }
 }
 
-@Suite struct SegmentHeaderTests {
+@Suite(.timeLimit(.minutes(10))) struct SegmentHeaderTests {
     @Test func roundTripsAndDetectsDamage() {
         let header = SegmentHeader(segmentID: SegmentID(5), firstLSN: LSN(1234), logIdentity: .random(), segmentBytes: 1 << 26)
         let bytes = header.encoded()

@@ -3,7 +3,7 @@ import Testing
 
 /// The benchmark binary runs end to end on a few scenarios and writes JSON that parses and an SVG: the
 /// suite is not run by CI otherwise, so this keeps it from rotting. It measures nothing (tests do not time).
-@Suite struct BenchSmokeTests {
+@Suite(.timeLimit(.minutes(10))) struct BenchSmokeTests {
     @Test func walBenchRunsAndWritesJSONAndSVG() throws {
         let dir = NSTemporaryDirectory() + "bench-smoke-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

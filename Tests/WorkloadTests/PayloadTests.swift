@@ -17,7 +17,7 @@ func sha256(_ bytes: [UInt8]) throws -> String {
     return String(text.prefix(64))
 }
 
-@Suite struct PayloadTests {
+@Suite(.timeLimit(.minutes(10))) struct PayloadTests {
     @Test func eventsMatchTheWorkloadsConformanceHash() throws {
         let bytes = Payloads.messages(.events, count: 1000)
         #expect(bytes.count == 1000 * 1024)

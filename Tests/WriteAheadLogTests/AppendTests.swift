@@ -3,7 +3,7 @@ import LogFormat
 import Testing
 @testable import WriteAheadLog
 
-@Suite struct AppendTests {
+@Suite(.timeLimit(.minutes(10))) struct AppendTests {
     @Test func concurrentAppendsCompleteOnceWithDenseUniqueLSNs() async throws {
         let dir = TemporaryDirectory()
         let log = try WriteAheadLog.open(directory: dir.path, options: smallOptions())

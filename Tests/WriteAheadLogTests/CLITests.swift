@@ -54,7 +54,7 @@ func expectUnchanged(_ before: [String: (Data, Date)], _ after: [String: (Data, 
 let fixtureDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .deletingLastPathComponent().appendingPathComponent("Fixtures/wal-format-1").path
 
-@Suite(.serialized) struct CLITests {
+@Suite(.serialized, .timeLimit(.minutes(10))) struct CLITests {
     /// Three logs: clean, with a torn tail, and with a damaged confirmed frame.
     func makeLogs(_ tmp: TemporaryDirectory) throws -> (clean: String, torn: String, corrupt: String, image: LogImage) {
         let image = try LogImage(count: 6)

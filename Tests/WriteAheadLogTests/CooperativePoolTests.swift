@@ -29,11 +29,11 @@ struct CooperativePoolTests {
         let lane = OneLaneExecutor()
         if logIsBusy {
             // A first append on another thread, so the one under test joins a busy log.
-            fileSystem.holdSyncs()
+            fileSystem.holdSyncs(pathSuffix: ".wal")
             Thread.detachNewThread { _ = try? log.appendAndWait(UnsafeRawBufferPointer(start: nil, count: 0)) }
             #expect(fileSystem.waitForHeldSync(seconds: 10))
         } else {
-            fileSystem.holdSyncs()
+            fileSystem.holdSyncs(pathSuffix: ".wal")
         }
         let append = Task(executorPreference: lane) { try await log.append(Array("held".utf8)) }
         if !logIsBusy { #expect(fileSystem.waitForHeldSync(seconds: 10), "the append's sync never started") }

@@ -20,7 +20,7 @@ func verdict(_ bytes: [UInt8], _ image: LogImage) throws -> LogInspection.Verdic
                              fileSystem: simulatedLog(bytes, name: image.segmentName)).verdict
 }
 
-@Suite struct CorruptionSweepTests {
+@Suite(.timeLimit(.minutes(10))) struct CorruptionSweepTests {
     /// Every bit of a confirmed frame's header and a bit of every payload byte: refused, naming the frame.
     @Test func everyFlippedBitInAConfirmedFrameIsCorruptionAtThatFrame() throws {
         let image = try LogImage(count: 8)

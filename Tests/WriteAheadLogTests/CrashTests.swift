@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import LogFormat
 import Testing
+import WALSimulation
 @testable import WriteAheadLog
 
 /// The options WALCrashChild opens its log with (segments small enough to roll often).
@@ -48,6 +49,10 @@ func runChildAndKill(directory: String, streams: Int, seed: UInt64, confirmsBefo
             kill(pid, SIGKILL)
         }
     }
+    // A child that stops making progress is killed after a deadline, and the test fails saying so, instead of
+    // the run hanging until CI kills it.
+    let watchdog = ChildWatchdog(pid: child.processIdentifier, seconds: 120)
+    defer { if watchdog.disarm() { Issue.record("the child made no progress for 120 s and was killed") } }
     let fd = pipe.fileHandleForReading.fileDescriptor
     var pendingText = [UInt8]()
     var confirms: [UInt64: UInt64] = [:]
@@ -79,7 +84,7 @@ func runChildAndKill(directory: String, streams: Int, seed: UInt64, confirmsBefo
     return confirms
 }
 
-@Suite(.serialized) struct CrashTests {
+@Suite(.serialized, .timeLimit(.minutes(10))) struct CrashTests {
     @Test func everyConfirmReportedBeforeKillDashNineIsRecovered() throws {
         let tmp = TemporaryDirectory()
         let dir = tmp.sub("log")

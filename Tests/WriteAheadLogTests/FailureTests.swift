@@ -33,7 +33,7 @@ func appendUnderLoad(_ log: WriteAheadLog, streams: Int, perStream: Int, size: I
     }
 }
 
-@Suite(.serialized) struct FailureTests {
+@Suite(.serialized, .timeLimit(.minutes(10))) struct FailureTests {
     static let cases: [(FaultInjectingFileSystem.Operation, Int32, Int)] = [
         (.write, EIO, 0), (.write, ENOSPC, 5), (.write, EIO, 40),
         (.dataSync, EIO, 0), (.dataSync, ENOSPC, 3), (.dataSync, EIO, 25),

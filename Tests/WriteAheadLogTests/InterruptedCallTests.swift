@@ -5,7 +5,7 @@ import Testing
 
 /// Calls that are interrupted (EINTR) or transfer only part of what was asked must be retried or
 /// continued, never turned into an error or a gap.
-@Suite struct InterruptedCallTests {
+@Suite(.timeLimit(.minutes(10))) struct InterruptedCallTests {
     /// Every other call fails with EINTR; the others move at most 100 bytes.
     static func stutteringSyscalls() -> PosixFileSystem.Syscalls {
         let calls = LockedBox(0)

@@ -4,7 +4,7 @@ import Testing
 import WALSimulation
 @testable import WriteAheadLog
 
-@Suite(.serialized) struct PowerLossTests {
+@Suite(.serialized, .timeLimit(.minutes(10))) struct PowerLossTests {
     func trial(seed: UInt64, crashBefore: Int?, streams: Int, perStream: Int,
                options: LogOptions = PowerLossTrial.defaultOptions, crashDuringRecovery: Bool = false,
                truncateEvery: Int? = nil) -> PowerLossTrial {

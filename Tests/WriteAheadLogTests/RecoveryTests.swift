@@ -67,7 +67,7 @@ func expectCorruption(_ dir: String, offset: Int, firstLSN: UInt64,
     }
 }
 
-@Suite(.serialized) struct RecoveryTests {
+@Suite(.serialized, .timeLimit(.minutes(10))) struct RecoveryTests {
     @Test func lastFrameCutAtEveryByteOffsetOpensAtThePreviousFrame() throws {
         let image = try LogImage(count: 6)
         let tmp = TemporaryDirectory()
