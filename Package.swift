@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "LogFormat", targets: ["LogFormat"]),
         .library(name: "WALSimulation", targets: ["WALSimulation"]),
         .library(name: "DurableQueue", targets: ["DurableQueue"]),
+        .library(name: "DurableQueueService", targets: ["DurableQueueService"]),
         .executable(name: "wal-bench", targets: ["WALBench"]),
         .executable(name: "walctl", targets: ["walctl"]),
         .executable(name: "wal-torture", targets: ["wal-torture"]),
@@ -17,6 +18,9 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
     targets: [
         // Hardware CRC32C (SSE4.2 / ARMv8 CRC) chosen at run time, with a portable table fallback.
@@ -31,10 +35,18 @@ let package = Package(
         // Pure values, no I/O: LSNs, segment and frame headers, batch encoding, codecs, checksums.
         .target(name: "LogFormat", dependencies: ["CCRC32C", "CLZ4"]),
         // Files, the group committer, recovery and readers.
-        .target(name: "WriteAheadLog", dependencies: ["LogFormat"]),
+        .target(name: "WriteAheadLog", dependencies: [
+            "LogFormat", .product(name: "Logging", package: "swift-log"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
+        ]),
         // The queue layer: queues with confirms and acks, streams with offsets, checkpoints, reclamation.
         .target(name: "DurableQueue", dependencies: [
             "WriteAheadLog", "LogFormat", .product(name: "DequeModule", package: "swift-collections"),
+            .product(name: "Logging", package: "swift-log"), .product(name: "CoreMetrics", package: "swift-metrics"),
+        ]),
+        // A store as a swift-service-lifecycle Service (its own product: the core needs no lifecycle library).
+        .target(name: "DurableQueueService", dependencies: [
+            "DurableQueue", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // A file system that simulates power loss (unsynced writes dropped or torn), for tests and torture runs.
         .target(name: "WALSimulation", dependencies: ["WriteAheadLog", "LogFormat"]),
@@ -77,7 +89,11 @@ let package = Package(
         .testTarget(name: "LogFormatTests", dependencies: ["LogFormat", "CCRC32C"]),
         .testTarget(name: "WriteAheadLogTests", dependencies: ["WriteAheadLog", "WALSimulation", "WALCrashChild", "walctl"]),
         .executableTarget(name: "QueueCrashChild", dependencies: ["DurableQueue"], path: "Tests/QueueCrashChild"),
-        .testTarget(name: "DurableQueueTests", dependencies: ["DurableQueue", "WriteAheadLog", "WALSimulation", "QueueCrashChild", "walctl"]),
+        .testTarget(name: "DurableQueueTests", dependencies: [
+            "DurableQueue", "WriteAheadLog", "WALSimulation", "QueueCrashChild", "walctl",
+            .product(name: "Logging", package: "swift-log"), .product(name: "MetricsTestKit", package: "swift-metrics"),
+            "DurableQueueService", .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+        ]),
         .testTarget(name: "WorkloadTests", dependencies: ["Workload", "WALBench"], path: "Tests/WorkloadTests"),
     ]
 )

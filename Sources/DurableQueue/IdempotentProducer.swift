@@ -110,6 +110,7 @@ extension QueueStore {
         try core.withLock { c throws(QueueError) in try c.usable() }
         let effect = try await perform([.registerProducer(name: name, time: wallClockMilliseconds())])
         guard case .registered(let id, let epoch) = effect else { preconditionFailure("\(effect)") }
+        if epoch > 0 { telemetry.fenced(producer: name, epoch: epoch - 1) }
         return IdempotentProducer(name: name, id: id, epoch: epoch, store: self)
     }
 }

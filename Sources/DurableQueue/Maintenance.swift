@@ -50,6 +50,7 @@ extension QueueStore {
             Task { [weak self] in await self?.checkHalfMessages() }
         }
         if due { await reclaimRecordingFailure() }
+        telemetry.refresh(queues: queues(), usage: diskUsage)
     }
 
     /// The checkpoint and reclamation of a maintenance pass. A failure is kept in `maintenanceFailure` (and
@@ -66,6 +67,7 @@ extension QueueStore {
                 c.maintenanceFailure = MaintenanceFailure(error: error, time: wallClockMilliseconds(),
                                                           consecutive: previous + 1)
             }
+            if let failure = maintenanceFailure { telemetry.maintenanceFailed(failure) }
         }
     }
 
@@ -90,7 +92,10 @@ extension QueueStore {
             let (snapshot, bytesNow) = core.withLock { ($0.state, log.counters.bytesUncompressed) }
             let previous = core.withLock { $0.checkpointLSN }
             if snapshot.appliedLSN > previous {
+                let started = ContinuousClock.now
                 try Checkpoint.write(Checkpoint.encode(snapshot), directory: directory, fileSystem: fileSystem)
+                let (s, atto) = (ContinuousClock.now - started).components
+                telemetry.checkpointed(lsn: snapshot.appliedLSN, nanoseconds: UInt64(s) * 1_000_000_000 + UInt64(atto / 1_000_000_000))
                 core.withLock {
                     $0.checkpointLSN = snapshot.appliedLSN
                     $0.logBytesAtCheckpoint = bytesNow
@@ -111,9 +116,13 @@ extension QueueStore {
     /// segments forward so that those segments can go too (then checkpoints again). One unacked message can
     /// then pin at most the segment it was copied into, not the log behind it.
     public func reclaim() async throws(QueueError) {
+        let segmentsBefore = log.segments.count
         try checkpoint()
         let moves = relocationCandidates()
-        guard !moves.isEmpty else { return }
+        guard !moves.isEmpty else {
+            telemetry.reclaimed(relocated: 0, segmentsBefore: segmentsBefore, segmentsAfter: log.segments.count)
+            return
+        }
         var batch: [StoreRecord] = []
         var batchBytes = 0
         for (queue, id, lsn) in moves {
@@ -131,6 +140,7 @@ extension QueueStore {
         }
         if !batch.isEmpty { _ = try await perform(batch) }
         try checkpoint()
+        telemetry.reclaimed(relocated: moves.count, segmentsBefore: segmentsBefore, segmentsAfter: log.segments.count)
     }
 
     /// The live messages of the oldest segments that are covered by the checkpoint, hold no stream record

@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import LogFormat
 import Synchronization
@@ -23,6 +24,7 @@ public final class QueueStore: Sendable {
     let halfMessageChecker = Mutex<HalfMessageChecker?>(nil)
     /// True while a check-back pass runs (one at a time).
     let checkingHalfMessages = Mutex(false)
+    let telemetry: StoreTelemetry
     /// When (ms since 1970) maintenance should start the next check-back pass.
     let nextCheckBack = Atomic<Int64>(0)
 
@@ -57,7 +59,8 @@ public final class QueueStore: Sendable {
         var state = try StoreLoader.loadCheckpoint(directory: directory, fileSystem: fileSystem)
         let checkpointTime = clock.lap()
         do {
-            log = try WriteAheadLog.open(directory: "\(directory)/wal", options: options.log, fileSystem: fileSystem,
+            log = try WriteAheadLog.open(directory: "\(directory)/wal", options: StoreTelemetry.logOptions(options),
+                                         fileSystem: fileSystem,
                                          verifyingFrom: LSN(state.appliedLSN + 1))
         } catch { throw QueueError.fileOperation(error, doing: "opening the store") }
         let logTime = clock.lap()
@@ -89,6 +92,7 @@ public final class QueueStore: Sendable {
             try? log.close()
             throw error
         }
+        store.telemetry.opened(report)
         // What salvage dropped is recorded at once in a checkpoint (until then every open drops it again).
         if let salvage, !salvage.droppedMessages.isEmpty || !salvage.droppedHalfMessages.isEmpty {
             do { try store.writeCheckpoint(truncate: false) } catch {
@@ -107,6 +111,7 @@ public final class QueueStore: Sendable {
         self.log = log
         self.fileSystem = fileSystem
         self.openReport = report
+        self.telemetry = StoreTelemetry(options: options, directory: directory)
         self.cache = BodyCache(capacityBytes: options.bodyCacheBytes)
         var core = Core(state: state, nextApply: log.durableLSN.rawValue + 1)
         core.idsPerRecord = max(1, (options.log.recordBytesMax - 64) / 8)
@@ -115,8 +120,27 @@ public final class QueueStore: Sendable {
         self.core = Mutex(core)
     }
 
+    /// A store dropped without `close` would leave its log's threads and files open: say so loudly, and
+    /// close the log here (its unsettled deliveries go back at the next open, as after a crash).
+    deinit {
+        guard !core.withLock({ $0.closed }), !log.isClosed else { return }
+        telemetry.logger.error("a QueueStore was dropped without close(); closing its log now (call close() or shutdown())")
+        maintenanceTask.withLock { $0?.cancel() }
+        try? log.close()
+    }
+
+    /// Closes the store without blocking the calling thread (the final sync and checkpoint run on a thread of
+    /// their own), so that a task on Swift's cooperative pool, or a service's `run`, can await it.
+    public func shutdown() async throws(QueueError) {
+        let result: Result<Void, QueueError> = await withCheckedContinuation { c in
+            Thread.detachNewThread { [self] in c.resume(returning: Result { () throws(QueueError) in try close() }) }
+        }
+        try result.get()
+    }
+
     /// Stops maintenance, ends every consumer, waits for what is in flight, writes a checkpoint and closes the
-    /// log. Unsettled deliveries go back to their queues at the next open.
+    /// log. Unsettled deliveries go back to their queues at the next open. Blocks the calling thread for the
+    /// final sync and checkpoint; from async code prefer `shutdown()`.
     public func close() throws(QueueError) {
         let task = maintenanceTask.withLock { t -> Task<Void, Never>? in defer { t = nil }; return t }
         task?.cancel()

@@ -1,3 +1,5 @@
+import CoreMetrics
+import Logging
 import WriteAheadLog
 
 /// How a store is laid out and maintained.
@@ -19,6 +21,13 @@ public struct StoreOptions: Sendable {
     public var producerIdleExpiry: Duration = .seconds(86_400)
     /// When half messages are checked back and what happens when the checks run out.
     public var halfMessages = HalfMessageOptions()
+    /// Where the store (and its log, unless `log.logger` is set) reports opening, salvage, checkpoints,
+    /// reclamation, maintenance failures and fencing (swift-log). nil: a logger labelled "DurableQueue" from
+    /// the application's logging bootstrap.
+    public var logger: Logger?
+    /// Where the store's metrics (and its log's, unless `log.metricsFactory` is set) go (swift-metrics; the
+    /// names are in `StoreTelemetry`). nil: the factory the application bootstrapped.
+    public var metricsFactory: (any MetricsFactory)?
 
     public init() {}
 }

@@ -21,6 +21,7 @@ final class GroupCommitter: @unchecked Sendable {
     private let options: LogOptions
     private let fileSystem: any FileSystem
     private let counters: LogCounters
+    private let telemetry: LogTelemetry
 
     private let monitor = Monitor()
     /// I/O threads wait here for work (pending records, writes to sync, or the end).
@@ -49,11 +50,12 @@ final class GroupCommitter: @unchecked Sendable {
     private var writing: PendingBatch
     private let writer: SegmentWriter
 
-    init(options: LogOptions, fileSystem: any FileSystem, counters: LogCounters, writer: SegmentWriter,
-         nextLSN: LSN) {
+    init(options: LogOptions, fileSystem: any FileSystem, counters: LogCounters, telemetry: LogTelemetry,
+         writer: SegmentWriter, nextLSN: LSN) {
         self.options = options
         self.fileSystem = fileSystem
         self.counters = counters
+        self.telemetry = telemetry
         self.writer = writer
         self.nextLSN = nextLSN
         ledger = CommitLedger(nextLSN: nextLSN, syncsInFlightMax: options.syncsInFlightMax)
@@ -267,6 +269,7 @@ final class GroupCommitter: @unchecked Sendable {
         syncTarget = (active.fd, active.path)
         var release = CommitLedger<Waiter>.Release()
         if case .failure(let error) = outcome {
+            if ledger.failure == nil { telemetry.failed(error) }
             release = ledger.fail(error)
             release.failed.append(contentsOf: writing.waiters)
             release.failed.append(contentsOf: takePendingWaitersLocked())
@@ -312,7 +315,10 @@ final class GroupCommitter: @unchecked Sendable {
         let outcome = Result { () throws(WALError) in try sync(fd, path: path) }
         #endif
         monitor.lock()
+        let durableBefore = ledger.durable
+        if case .failure(let error) = outcome, ledger.failure == nil { telemetry.failed(error) }
         var release = ledger.syncReturned(ticket, outcome)
+        if ledger.durable > durableBefore { telemetry.madeDurable(records: ledger.durable.rawValue - durableBefore.rawValue) }
         if let failure = ledger.failure {
             let doomed = takePendingWaitersLocked()
             if !doomed.isEmpty {
@@ -337,7 +343,9 @@ final class GroupCommitter: @unchecked Sendable {
         #else
         try fileSystem.dataSync(fd, path: path)
         #endif
-        counters.recordSync(nanoseconds: monotonicNanoseconds() - start)
+        let nanoseconds = monotonicNanoseconds() - start
+        counters.recordSync(nanoseconds: nanoseconds)
+        telemetry.synced(nanoseconds: nanoseconds, path: path)
     }
 
     /// Records a clean shutdown (a seal frame). Called with the lock held, after every sync returned.

@@ -1,4 +1,6 @@
+import CoreMetrics
 import LogFormat
+import Logging
 
 /// How a log is laid out and how its writer batches. Defaults suit 1 KiB messages on an SSD.
 public struct LogOptions: Sendable {
@@ -31,6 +33,14 @@ public struct LogOptions: Sendable {
     public var commitOnCallerWhenIdle = false
     /// Written into every frame header; 0 on a single node.
     public var leaderEpoch: UInt64 = 0
+    /// Where the log reports recovery, cut tails, salvage, failed and slow syncs (swift-log). nil: a logger
+    /// labelled "WriteAheadLog" from the application's logging bootstrap (a store passes its own).
+    public var logger: Logger?
+    /// Where the log's metrics go (swift-metrics; see `LogTelemetry` for the names). nil: the factory the
+    /// application bootstrapped (`MetricsSystem.factory`; no-op without one).
+    public var metricsFactory: (any MetricsFactory)?
+    /// An `fdatasync` slower than this is logged as a warning.
+    public var slowSyncThreshold: Duration = .milliseconds(200)
     /// What `open` does with corruption of confirmed data.
     public var recoveryMode: RecoveryMode = .strict
     /// `.unsafeNoSync` skips `fdatasync` to show what durability costs in the benchmark: confirms then mean

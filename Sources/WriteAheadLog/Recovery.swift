@@ -130,59 +130,43 @@ struct Recovery {
                                       storedBytesMax: size - offset - FrameHeader.encodedBytes)
                 }
                 let isLast = i == segmentNames.count - 1
-                let end: String? = switch check {
-                case .zeros: "end of data"
-                // A recycled segment's old contents: an intact frame of an earlier segment, for records before
-                // these. The written part ends here just as at zeros.
-                case .intact(let f) where f.segmentID < h.segmentID && f.endLSN <= expected:
-                    "end of data (older contents of a recycled segment)"
-                // In a closed recycled segment, the bytes after its last frame are the middle of an old frame;
-                // they end it only where the next segment continues exactly (else: damage, reported here).
-                case .defective where !isLast && nextFirst == expected:
-                    "end of data (older bytes of a recycled segment)"
-                default: nil
+                let position: RecoveryDecision.Position? = switch check {
+                case .zeros: .zeros
+                case .intact(let f) where f.segmentID < h.segmentID && f.endLSN <= expected: .olderFrame
+                case .intact(let f) where f.segmentID != h.segmentID || f.firstLSN != expected: .frameOutOfPlace
+                case .intact: nil  // the next frame: go on
+                case .defective: .defective
                 }
-                if let end {
-                    // The written part of this segment ends here. A later segment must continue it; in the
-                    // last segment, whatever follows is checked (even after a seal: zeros right after a seal
-                    // from an earlier close could hide confirmed frames written since).
-                    if isLast {
-                        stop = StopPoint(segmentIndex: i, offset: offset, expectedLSN: expected, reason: end,
-                                         segmentID: h.segmentID)
-                    } else if intactFrame(of: h.segmentID, after: offset, size: size) {
-                        // A closed segment holds nothing of its own after its end: zeros, or a recycled
-                        // file's older frames. A frame of its own after it means frames were lost here.
-                        stop = StopPoint(segmentIndex: i, offset: offset, expectedLSN: expected,
-                                         reason: "frames of this segment after the end of its data",
+                if let position {
+                    let successorContinues = !isLast && nextFirst == expected
+                    var finding = RecoveryDecision.Finding(position: position, inLastSegment: isLast,
+                                                           successorContinues: successorContinues)
+                    if RecoveryDecision.needsOwnFrameSearch(position, inLastSegment: isLast,
+                                                            successorContinues: successorContinues) {
+                        finding.ownFrameAfter = intactFrame(of: h.segmentID, after: offset, size: size)
+                    }
+                    var defect = "defective frame", outOfPlace = "intact frame out of place"
+                    if case .defective(let d) = check { defect = d.description }
+                    if case .intact(let f) = check {
+                        outOfPlace = "intact frame of segment \(f.segmentID) at LSN \(f.firstLSN) out of place"
+                    }
+                    if case .stop(let reason) = RecoveryDecision.step(finding, defect: defect, outOfPlace: outOfPlace) {
+                        stop = StopPoint(segmentIndex: i, offset: offset, expectedLSN: expected, reason: reason,
                                          segmentID: h.segmentID)
                     }
                     break frames
                 }
-                switch check {
-                case .zeros:
-                    preconditionFailure("handled above")
-                case .defective(let defect):
-                    stop = StopPoint(segmentIndex: i, offset: offset, expectedLSN: expected, reason: defect.description,
-                                     segmentID: h.segmentID)
-                    break frames
-                case .intact(let f):
-                    guard f.segmentID == h.segmentID, f.firstLSN == expected else {
-                        stop = StopPoint(segmentIndex: i, offset: offset, expectedLSN: expected,
-                                         reason: "intact frame of segment \(f.segmentID) at LSN \(f.firstLSN) out of place",
-                                         segmentID: h.segmentID)
-                        break frames
-                    }
-                    if f.kind == .seal {
-                        sealed = true
-                    } else {
-                        sealed = false
-                        segment.frames.append(.init(firstLSN: f.firstLSN.rawValue, offset: UInt32(offset),
-                                                    frameBytes: UInt32(f.frameBytes), recordCount: f.recordCount,
-                                                    lost: f.kind == .lost))
-                    }
-                    expected = f.endLSN
-                    offset += f.frameBytes
+                guard case .intact(let f) = check else { preconditionFailure("classified above") }
+                if f.kind == .seal {
+                    sealed = true
+                } else {
+                    sealed = false
+                    segment.frames.append(.init(firstLSN: f.firstLSN.rawValue, offset: UInt32(offset),
+                                                frameBytes: UInt32(f.frameBytes), recordCount: f.recordCount,
+                                                lost: f.kind == .lost))
                 }
+                expected = f.endLSN
+                offset += f.frameBytes
             }
             segments.append(segment)
             writeOffset = stop?.offset ?? offset
@@ -197,11 +181,14 @@ struct Recovery {
                 framesDropped: after.intactFrames, segmentsRemoved: segmentNames.count - cutIndex,
                 droppedLSNs: after.droppedLSNs, firstLostLSN: stop.expectedLSN.rawValue,
                 laterWatermark: after.highestWatermark.rawValue)
+            let bytesAfter = after.dirtyEnd > stop.offset || cut.segmentsRemoved > 0 || stop.offset == 0
             #if WAL_BROKEN_CUT_AT_FIRST_BAD_FRAME
-            let isCorruption = false  // BROKEN ON PURPOSE (harness check builds only): every bad frame is a torn tail.
+            let decided = RecoveryDecision.outcome(expected: stop.expectedLSN, laterWatermark: .none, bytesAfter: bytesAfter)
             #else
-            let isCorruption = cut.isCorruption
+            let decided = RecoveryDecision.outcome(expected: stop.expectedLSN, laterWatermark: after.highestWatermark,
+                                                   bytesAfter: bytesAfter)
             #endif
+            let isCorruption = decided == .corruption
             var quarantine: String?
             if isCorruption {
                 let plan = try salvagePlan(stop, cut: cut, segmentNames: segmentNames)
@@ -229,7 +216,7 @@ struct Recovery {
                     quarantine = try Quarantine.makeEntry(logDirectory: directory, firstLostLSN: stop.expectedLSN.rawValue,
                                                           fileSystem: fileSystem)
                 }
-            } else if after.dirtyEnd > stop.offset || cut.segmentsRemoved > 0 || stop.offset == 0 {
+            } else if decided == .tornTail {
                 report.tornTail = cut
             }
             if !dryRun {
@@ -461,7 +448,7 @@ extension Recovery {
         guard stop.offset > 0, let own = stop.segmentID else { return .cut(cut) }
         let path = "\(directory)/\(segmentNames[stop.segmentIndex])"
         let size = try loadUnlessLoaded(path)
-        var end: (offset: Int, lsn: LSN)?
+        var nextOwnFrame: (offset: Int, firstLSN: LSN)?
         buffer.withUnsafeBytes { b in
             var p = stop.offset + 8
             while p + FrameHeader.encodedBytes <= size {
@@ -469,21 +456,22 @@ extension Recovery {
                    case .intact(let f) = FrameHeader.check(UnsafeRawBufferPointer(rebasing: b[p..<size]),
                                                            storedBytesMax: size - p - FrameHeader.encodedBytes),
                    f.segmentID == own, f.firstLSN > stop.expectedLSN {
-                    end = (p, f.firstLSN)
+                    nextOwnFrame = (p, f.firstLSN)
                     return
                 }
                 p += 8
             }
         }
-        if end == nil, stop.segmentIndex + 1 < segmentNames.count,
-           let next = SegmentNames.firstLSN(ofName: segmentNames[stop.segmentIndex + 1]), next > stop.expectedLSN {
-            end = (size & ~7, next)
+        let successor = stop.segmentIndex + 1 < segmentNames.count
+            ? SegmentNames.firstLSN(ofName: segmentNames[stop.segmentIndex + 1]) : nil
+        guard let span = RecoveryDecision.salvageSpan(stopOffset: stop.offset, expected: stop.expectedLSN,
+                                                      segmentHeaderIntact: true, nextOwnFrame: nextOwnFrame,
+                                                      segmentEnd: size, successorFirstLSN: successor) else {
+            return .cut(cut)
         }
-        guard let end, end.offset - stop.offset >= FrameHeader.encodedBytes,
-              end.lsn.rawValue - stop.expectedLSN.rawValue <= UInt64(UInt32.max) else { return .cut(cut) }
-        return .patch(SalvagePlan.Patch(path: path, offset: stop.offset, bytes: end.offset - stop.offset,
-                                        lostLSNs: stop.expectedLSN.rawValue...(end.lsn.rawValue - 1), reason: stop.reason,
-                                        quarantinedTo: nil))
+        return .patch(SalvagePlan.Patch(path: path, offset: stop.offset, bytes: span.end - stop.offset,
+                                        lostLSNs: stop.expectedLSN.rawValue...(span.endLSN.rawValue - 1),
+                                        reason: stop.reason, quarantinedTo: nil))
     }
 
     /// Copies the damaged span to quarantine (with its manifest), then writes the `.lost` frame over it and

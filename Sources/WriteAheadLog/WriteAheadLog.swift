@@ -33,6 +33,7 @@ public final class WriteAheadLog: Sendable {
     private let fileSystem: any FileSystem
     private let lockFD: Int32
     private let closed = Atomic<Bool>(false)
+    private let telemetry: LogTelemetry
 
     /// Opens (creating if needed) the log in `directory`, running recovery: a torn tail is cut; damage to
     /// confirmed data throws `WALError.corruption` naming the file, offset and LSNs (unless
@@ -47,6 +48,7 @@ public final class WriteAheadLog: Sendable {
                             fileSystem: any FileSystem = PosixFileSystem(),
                             verifyingFrom: LSN = .first) throws(WALError) -> WriteAheadLog {
         try options.validate()
+        let telemetry = LogTelemetry(options: options, directory: directory)
         try fileSystem.createDirectoryDurably(directory)
         let lockPath = "\(directory)/LOCK"
         let lockFD = try fileSystem.open(lockPath, writable: true, create: true)
@@ -59,9 +61,17 @@ public final class WriteAheadLog: Sendable {
             }
             var recovery = Recovery(directory: directory, options: options, fileSystem: fileSystem)
             recovery.verifyFrom = verifyingFrom
-            let outcome = try recovery.run()
+            let started = monotonicNanoseconds()
+            let outcome: Recovery.Outcome
+            do { outcome = try recovery.run() } catch {
+                if error.code == .corruption {
+                    telemetry.logger.error("refused to open: damaged confirmed records", metadata: ["error": "\(error)"])
+                }
+                throw error
+            }
+            telemetry.recovered(outcome.report, nanoseconds: monotonicNanoseconds() - started)
             let log = try WriteAheadLog(directory: directory, options: options, fileSystem: fileSystem,
-                                        lockFD: lockFD, recovered: outcome)
+                                        lockFD: lockFD, recovered: outcome, telemetry: telemetry)
             OpenLogs.insert(directory)
             return log
         } catch {
@@ -71,11 +81,12 @@ public final class WriteAheadLog: Sendable {
     }
 
     private init(directory: String, options: LogOptions, fileSystem: any FileSystem, lockFD: Int32,
-                 recovered: Recovery.Outcome) throws(WALError) {
+                 recovered: Recovery.Outcome, telemetry: LogTelemetry) throws(WALError) {
         self.directory = directory
         self.options = options
         self.fileSystem = fileSystem
         self.lockFD = lockFD
+        self.telemetry = telemetry
         self.identity = recovered.identity
         self.recoveryReport = recovered.report
         preparer = SegmentPreparer(directory: directory, segmentBytes: options.segmentBytes, fileSystem: fileSystem)
@@ -103,7 +114,7 @@ public final class WriteAheadLog: Sendable {
                                    counters: counterStore, catalog: catalog, identity: identity,
                                    preparer: preparer, active: active)
         committer = GroupCommitter(options: options, fileSystem: fileSystem, counters: counterStore,
-                                   writer: writer, nextLSN: recovered.nextLSN)
+                                   telemetry: telemetry, writer: writer, nextLSN: recovered.nextLSN)
     }
 
     // MARK: - Watermarks and counters
@@ -323,8 +334,29 @@ public final class WriteAheadLog: Sendable {
         }
     }
 
+    /// Whether `close` was called.
+    public var isClosed: Bool { closed.load(ordering: .acquiring) }
+
+    /// A log dropped without `close` would leak its two I/O threads and its descriptors: say so loudly, and
+    /// close it here (which may block this thread for a final sync).
+    deinit {
+        guard !closed.load(ordering: .acquiring) else { return }
+        telemetry.logger.error("a WriteAheadLog was dropped without close(); closing it now (call close() or shutdown())")
+        try? close()
+    }
+
+    /// Closes the log without blocking the calling thread: the final sync and seal run on a thread of their
+    /// own, so a task on Swift's cooperative pool can await it. Otherwise as `close()`.
+    public func shutdown() async throws(WALError) {
+        let result: Result<Void, WALError> = await withCheckedContinuation { c in
+            Thread.detachNewThread { [self] in c.resume(returning: Result { () throws(WALError) in try close() }) }
+        }
+        try result.get()
+    }
+
     /// Writes out pending appends, waits until they are durable, records a clean shutdown and releases the
     /// log. Throws the failure that stopped the log, if one did (its unconfirmed appends already failed).
+    /// Blocks the calling thread for the final sync; from async code use `shutdown()`.
     public func close() throws(WALError) {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         defer {

@@ -44,7 +44,7 @@ struct CooperativePoolTests {
         fileSystem.releaseSyncs()
         #expect(otherRan, "a task on the append's lane could not run while the sync was held")
         let lsn = try await append.value
-        await other.value
+        _ = await other.value
         #expect(try log.read(lsn) == Array("held".utf8))
     }
 

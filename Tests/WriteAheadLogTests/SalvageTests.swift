@@ -69,7 +69,7 @@ import Testing
         let entry = try #require(entries.first)
         #expect(entries.count == 1 && patch.quarantinedTo == entry.path)
         #expect(entry.manifest.contains("action: patch") && entry.manifest.contains("lost LSNs: 3...3"))
-        let saved = readFile("\(entry.path)/\(image.segmentName)@\(victim.offset)")
+        let saved = FileManager.default.contents(atPath: "\(entry.path)/\(image.segmentName)@\(victim.offset)").map { [UInt8]($0) }
         #expect(saved == Array(bytes[victim.offset..<(victim.offset + victim.header.frameBytes)]))
         // A normal open now: the lost frame is an intact part of the log.
         let again = try WriteAheadLog.open(directory: dir, options: smallOptions())
@@ -141,7 +141,8 @@ import Testing
         #expect(entry.manifest.contains("action: cut"))
         for (i, path) in paths.enumerated().dropFirst() {
             let name = URL(fileURLWithPath: path).lastPathComponent
-            #expect(readFile("\(entry.path)/\(name)") == (i == 1 ? header : originals[i]))
+            let moved = FileManager.default.contents(atPath: "\(entry.path)/\(name)").map { [UInt8]($0) }
+            #expect(moved == (i == 1 ? header : originals[i]), "segment \(name) is not in quarantine as it was")
             #expect(!FileManager.default.fileExists(atPath: path))
         }
     }
