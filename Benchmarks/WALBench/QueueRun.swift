@@ -188,7 +188,7 @@ struct QueueRun {
     private func publishBacklog(_ store: QueueStore, bodies: [Message]) async throws {
         let publisher = store.publisher()
         for i in 0..<messagesMax { try await publisher.publish(to: "bench", bodies[i % bodies.count]) }
-        guard await publisher.waitForConfirms() else { throw BenchError("a backlog publish was refused") }
+        guard try await publisher.waitForConfirms() else { throw BenchError("a backlog publish was refused") }
     }
 
     /// Consumes and acks the backlog; returns how many were acked.

@@ -24,12 +24,19 @@ public final class Publisher: Sendable {
         try await store.publishWindowed(to: queue, message, persistent: persistent, publisher: core, wait: false)
     }
 
-    /// Confirms as they happen. Iterate from one task.
+    /// Confirms as they happen. Iterate from one task; the iteration ends when that task is cancelled.
     public var confirms: Confirms { Confirms(core: core) }
 
     /// Waits until every publish so far is confirmed; returns false if any of them was nacked since the
     /// previous call.
-    public func waitForConfirms() async -> Bool { await core.waitForConfirms() }
+    /// - Throws: `.cancelled` when the waiting task is cancelled (the publishes themselves go on).
+    public func waitForConfirms() async throws(QueueError) -> Bool {
+        while true {
+            if let result = await core.waitForConfirms() { return result }
+            // Woken because some waiting task was cancelled: this one, or another (then wait again).
+            if Task.isCancelled { throw QueueError(.cancelled, "the task waiting for confirms was cancelled") }
+        }
+    }
 
     public struct Confirms: AsyncSequence, Sendable {
         let core: PublisherCore
@@ -62,7 +69,7 @@ final class PublisherCore: Sendable {
         var reportedThrough: UInt64 = 0
         var events: Deque<Confirm> = []
         var reader: UnsafeContinuation<Confirm?, Never>?
-        var drainWaiters: [UnsafeContinuation<Bool, Never>] = []
+        var drainWaiters: [UnsafeContinuation<Bool?, Never>] = []
         var nackedSinceWait = false
     }
 
@@ -79,7 +86,7 @@ final class PublisherCore: Sendable {
     func resolve(_ sequence: UInt64, _ result: Result<Void, QueueError>) {
         var reader: UnsafeContinuation<Confirm?, Never>?
         var event: Confirm?
-        var drained: [UnsafeContinuation<Bool, Never>] = []
+        var drained: [UnsafeContinuation<Bool?, Never>] = []
         var allAcked = true
         state.withLock { s in
             let i = Int(sequence - s.base)
@@ -119,29 +126,50 @@ final class PublisherCore: Sendable {
         for w in drained { w.resume(returning: allAcked) }
     }
 
+    /// The next confirm; nil once the calling task is cancelled.
     func nextConfirm() async -> Confirm? {
         if let e = state.withLock({ $0.takeEvent() }) { return e }
-        return await withUnsafeContinuation { c in
-            let e = state.withLock { s -> Confirm? in
-                if let e = s.takeEvent() { return e }
-                s.reader = c
-                return nil
+        return await withTaskCancellationHandler {
+            await withUnsafeContinuation { c in
+                let now: Confirm?? = state.withLock { s in
+                    if let e = s.takeEvent() { return .some(e) }
+                    if Task.isCancelled { return .some(nil) }
+                    s.reader = c
+                    return .none
+                }
+                if let now { c.resume(returning: now) }
             }
-            if let e { c.resume(returning: e) }
+        } onCancel: {
+            let reader = state.withLock { s in
+                defer { s.reader = nil }
+                return s.reader
+            }
+            reader?.resume(returning: nil)
         }
     }
 
-    func waitForConfirms() async -> Bool {
-        await withUnsafeContinuation { c in
-            let done: Bool? = state.withLock { s in
-                guard s.outcomes.isEmpty else {
-                    s.drainWaiters.append(c)
-                    return nil
+    /// Whether every publish so far was acked (nil: the calling task was cancelled first).
+    func waitForConfirms() async -> Bool? {
+        await withTaskCancellationHandler {
+            await withUnsafeContinuation { (c: UnsafeContinuation<Bool?, Never>) in
+                let done: Bool?? = state.withLock { s in
+                    if Task.isCancelled { return .some(nil) }
+                    guard s.outcomes.isEmpty else {
+                        s.drainWaiters.append(c)
+                        return .none
+                    }
+                    defer { s.nackedSinceWait = false }
+                    return .some(!s.nackedSinceWait)
                 }
-                defer { s.nackedSinceWait = false }
-                return !s.nackedSinceWait
+                if let done { c.resume(returning: done) }
             }
-            if let done { c.resume(returning: done) }
+        } onCancel: {
+            // Every waiter is told "cancelled"; a waiter whose task was not cancelled waits again.
+            let waiters = state.withLock { s in
+                defer { s.drainWaiters.removeAll() }
+                return s.drainWaiters
+            }
+            for w in waiters { w.resume(returning: nil) }
         }
     }
 }

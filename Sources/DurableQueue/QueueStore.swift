@@ -148,6 +148,8 @@ public final class QueueStore: Sendable {
         let wasClosed = core.withLock { c -> Bool in
             defer { c.closed = true }
             for id in c.consumers.keys { actions.finished.append((c.consumers[id]!.channel, nil)) }
+            for waiters in c.streamWaiters.values { actions.wakeups.append(contentsOf: waiters) }
+            c.streamWaiters.removeAll()
             c.consumers.removeAll()
             for id in c.runtimes.keys { c.runtimes[id]!.consumers.removeAll() }
             return c.closed

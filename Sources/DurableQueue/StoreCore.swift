@@ -76,6 +76,9 @@ struct Core {
             // Nothing more will be checked out: every consumer's iteration ends with the failure (a reader
             // waiting for a delivery must not wait forever).
             for c in consumers.values { actions.finished.append((c.channel, error)) }
+            // Stream waiters look again and find the failure.
+            for waiters in streamWaiters.values { actions.wakeups.append(contentsOf: waiters) }
+            streamWaiters.removeAll()
         }
         switch submission.intent {
         case .reply(let c): actions.replies.append((c, .failure(error)))

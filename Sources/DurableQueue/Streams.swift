@@ -65,25 +65,35 @@ extension QueueStore {
         return records
     }
 
-    /// Suspends until the stream has a record at `offset` (or it is deleted or the store closed).
+    /// Suspends until the stream has a record at `offset`.
+    /// - Throws: `.notFound` (the stream was deleted), `.closed`, `.logFailed`, `.cancelled` (the waiting task
+    ///   was cancelled).
     public func waitForRecords(stream: String, at offset: UInt64) async throws(QueueError) {
         let id = try streamID(stream)
         while true {
+            if Task.isCancelled { throw QueueError(.cancelled, "the task waiting for stream records was cancelled") }
             let done: Bool = try core.withLock { c throws(QueueError) in
                 try c.usable()
                 guard let s = c.state.streams[id] else { throw QueueError(.notFound, "stream '\(stream)' was deleted") }
                 return s.nextOffset > offset
             }
             if done { return }
-            await withUnsafeContinuation { (waiter: UnsafeContinuation<Void, Never>) in
-                let resumeNow = core.withLock { c -> Bool in
-                    guard c.failure == nil, !c.closed, let s = c.state.streams[id], s.nextOffset <= offset else {
-                        return true
+            await withTaskCancellationHandler {
+                await withUnsafeContinuation { (waiter: UnsafeContinuation<Void, Never>) in
+                    let resumeNow = core.withLock { c -> Bool in
+                        guard !Task.isCancelled, c.failure == nil, !c.closed, let s = c.state.streams[id],
+                              s.nextOffset <= offset else {
+                            return true
+                        }
+                        c.streamWaiters[id, default: []].append(waiter)
+                        return false
                     }
-                    c.streamWaiters[id, default: []].append(waiter)
-                    return false
+                    if resumeNow { waiter.resume() }
                 }
-                if resumeNow { waiter.resume() }
+            } onCancel: {
+                // Every waiter on this stream looks again; the cancelled one throws, the others wait again.
+                let waiters = core.withLock { $0.streamWaiters.removeValue(forKey: id) ?? [] }
+                for w in waiters { w.resume() }
             }
         }
     }

@@ -93,3 +93,52 @@ import WriteAheadLog
         #expect(ended?.code == .logFailed)
     }
 }
+
+/// Publisher confirms and stream waits follow cancellation and the store's end too.
+@Suite(.timeLimit(.minutes(1))) struct WaitCancellationTests {
+    @Test func aConfirmsLoopEndsWhenItsTaskIsCancelled() async throws {
+        let dir = TemporaryDirectory()
+        let store = try await QueueStore.open(directory: dir.path, options: testOptions())
+        defer { try? store.close() }
+        try await store.declareQueue("q")
+        let publisher = store.publisher()
+        try await publisher.publish(to: "q", text("a"))
+        let reader = Task { () -> Int in
+            var seen = 0
+            for await _ in publisher.confirms { seen += 1 }
+            return seen
+        }
+        try await eventually { store.queueInfo("q")?.ready == 1 }
+        reader.cancel()
+        #expect(try await withDeadline(5, "the confirms loop's end") { await reader.value } <= 1)
+    }
+
+    @Test func waitingForConfirmsIsCancellable() async throws {
+        let dir = TemporaryDirectory()
+        let fs = FaultInjectingFileSystem()
+        let store = try await QueueStore.open(directory: dir.path, options: testOptions(), fileSystem: fs)
+        defer { fs.releaseSyncs(); try? store.close() }
+        try await store.declareQueue("q")
+        let publisher = store.publisher()
+        fs.holdSyncs(pathSuffix: ".wal")
+        try await publisher.publish(to: "q", text("held"))
+        let waiter = Task { try await publisher.waitForConfirms() }
+        waiter.cancel()
+        let e = await #expect(throws: QueueError.self) { _ = try await withDeadline(5, "the wait's end") { try await waiter.value } }
+        #expect(e?.code == .cancelled)
+    }
+
+    @Test func aStreamWaitEndsOnCancellationAndOnClose() async throws {
+        let dir = TemporaryDirectory()
+        let store = try await QueueStore.open(directory: dir.path, options: testOptions())
+        try await store.declareStream("s")
+        let cancelled = Task { try await store.waitForRecords(stream: "s", at: 0) }
+        cancelled.cancel()
+        let e = await #expect(throws: QueueError.self) { try await withDeadline(5, "the wait's end") { try await cancelled.value } }
+        #expect(e?.code == .cancelled)
+        let closing = Task { try await store.waitForRecords(stream: "s", at: 0) }
+        try store.close()  // before or after the wait registered: either way it ends with .closed
+        let closed = await #expect(throws: QueueError.self) { try await withDeadline(5, "the wait's end") { try await closing.value } }
+        #expect(closed?.code == .closed)
+    }
+}
