@@ -83,13 +83,14 @@ public enum LogInspector {
                 sizeBytes: try fileSystem.size(fd, path: s.path), frameBytes: 0, storedPayloadBytes: 0,
                 uncompressedPayloadBytes: 0)
             for location in s.frames {
-                let header = try readFrame(fd, path: s.path, location: location, into: &frame,
-                                           fileSystem: fileSystem, headerOnly: !verifyPayloads)
+                let header = verifyPayloads
+                    ? try FrameReading.read(fd, path: s.path, location: location, into: &frame, fileSystem: fileSystem)
+                    : try FrameReading.readHeader(fd, path: s.path, location: location, fileSystem: fileSystem)
                 summary.frameBytes += header.frameBytes
                 summary.storedPayloadBytes += Int(header.storedBytes)
                 summary.uncompressedPayloadBytes += Int(header.uncompressedBytes)
                 guard verifyPayloads, header.kind != .lost else { continue }
-                if case .failure(let defect) = decode(frame, header: header, into: &payload) {
+                if case .failure(let defect) = FrameReading.decode(frame, header: header, into: &payload) {
                     defects.append((s.path, Int(location.offset), header.firstLSN, defect))
                 }
             }
@@ -121,69 +122,13 @@ public enum LogInspector {
         options.recoveryMode = .salvage
         var recovery = Recovery(directory: directory, options: options, fileSystem: fileSystem, dryRun: true)
         let outcome = try recovery.run()
-        var frame: [UInt8] = []
-        var payload: [UInt8] = []
-        for s in outcome.segments where s.endLSN > start && s.firstLSN <= end {
-            let fd = try fileSystem.open(s.path, writable: false, create: false)
-            defer { fileSystem.close(fd) }
-            for location in s.frames where location.firstLSN + UInt64(location.recordCount) > start.rawValue {
-                if location.firstLSN > end.rawValue { return }
-                if location.lost {
-                    let lost = location.firstLSN...(location.firstLSN + UInt64(location.recordCount) - 1)
-                    guard let onLost else { throw LogReader.lost(lost, path: s.path, offset: Int(location.offset)) }
-                    onLost(lost)
-                    continue
-                }
-                let header = try readFrame(fd, path: s.path, location: location, into: &frame,
-                                           fileSystem: fileSystem, headerOnly: false)
-                let size: Int
-                switch decode(frame, header: header, into: &payload) {
-                case .success(let n): size = n
-                case .failure(let defect):
-                    throw WALError(.corruption, "frame payload does not decode (\(defect))", path: s.path,
-                                   offset: Int(location.offset))
-                }
-                var lsn = header.firstLSN
-                var keepGoing = true
-                try payload.withUnsafeBytes { bytes in
-                    try BatchPayload.forEachRecord(UnsafeRawBufferPointer(rebasing: bytes[0..<size])) { record in
-                        defer { lsn = lsn.next }
-                        guard keepGoing, lsn >= start, lsn <= end else { return }
-                        keepGoing = try body(lsn, record, header, s.path, Int(location.offset))
-                    }
-                }
-                if !keepGoing { return }
-            }
-        }
-    }
-
-    /// Decompresses a verified frame's payload and checks its records (bounded by the format's u32 sizes).
-    private static func decode(_ frame: [UInt8], header: FrameHeader, into payload: inout [UInt8]) -> Result<Int, BatchDefect> {
-        frame.withUnsafeBytes { bytes in
-            Result { () throws(BatchDefect) in
-                try BatchPayload.decode(frame: bytes, header: header, uncompressedBytesMax: Int(UInt32.max), into: &payload)
-            }
-        }
-    }
-
-    /// Reads one frame that recovery found intact and checks it again (the file may have changed since).
-    private static func readFrame(_ fd: Int32, path: String, location: SegmentCatalog.FrameLocation,
-                                  into frame: inout [UInt8], fileSystem: any FileSystem,
-                                  headerOnly: Bool) throws(WALError) -> FrameHeader {
-        let size = Int(location.frameBytes)
-        if frame.count < size { frame = [UInt8](repeating: 0, count: size) }
-        let n = try typedWAL { try frame.withUnsafeMutableBytes { b in
-            try fileSystem.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: b[0..<size]),
-                                at: Int(location.offset), path: path)
-        } }
-        let check = frame.withUnsafeBytes {
-            FrameHeader.check(UnsafeRawBufferPointer(rebasing: $0[0..<n]), storedBytesMax: size - FrameHeader.encodedBytes)
-        }
-        guard case .intact(let header) = check else {
-            throw WALError(.corruption, "frame changed while it was being inspected (\(check))", path: path,
-                           offset: Int(location.offset))
-        }
-        return header
+        // The log's own reader over what recovery found: the same frame reading, checks and lost ranges.
+        let reader = LogReader(fileSystem: fileSystem, catalog: SegmentCatalog(outcome.segments))
+        defer { reader.forget(nil) }
+        let last = min(end, LSN(outcome.nextLSN.rawValue &- 1))
+        let first = max(start, outcome.segments.first?.firstLSN ?? .first)
+        guard outcome.nextLSN.rawValue > 1, first <= last else { return }
+        try reader.forEachRecordWithFrame(from: first, through: last, onLost: onLost, body)
     }
 
     /// Whether a process holds the log's writer lock: probes with a shared, non-blocking `flock` that is

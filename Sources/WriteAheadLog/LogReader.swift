@@ -19,6 +19,16 @@ final class LogReader: Sendable {
     /// `.recordsLost`.
     func forEachRecord(from start: LSN, through end: LSN, onLost: ((ClosedRange<UInt64>) -> Void)? = nil,
                        _ body: (LSN, UnsafeRawBufferPointer) throws -> Bool) throws {
+        try forEachRecordWithFrame(from: start, through: end, onLost: onLost) { lsn, record, _, _, _ in
+            try body(lsn, record)
+        }
+    }
+
+    /// The same, with each record's frame header and the frame's file and offset (for inspection tools).
+    func forEachRecordWithFrame(
+        from start: LSN, through end: LSN, onLost: ((ClosedRange<UInt64>) -> Void)? = nil,
+        _ body: (LSN, UnsafeRawBufferPointer, FrameHeader, String, Int) throws -> Bool
+    ) throws {
         guard start <= end else { return }
         var frame: [UInt8] = []
         var payload: [UInt8] = []
@@ -37,54 +47,27 @@ final class LogReader: Sendable {
                     onLost(lost)
                     continue
                 }
-                let size = try load(location, path: segment.path, frame: &frame, payload: &payload)
+                let fd = try descriptor(segment.path)
+                let header = try FrameReading.read(fd, path: segment.path, location: location, into: &frame,
+                                                   fileSystem: fileSystem)
+                let size: Int
+                switch FrameReading.decode(frame, header: header, into: &payload) {
+                case .success(let n): size = n
+                case .failure(let defect):
+                    throw FrameReading.corruption("a payload that does not decode (\(defect))", path: segment.path,
+                                                  location: location)
+                }
                 var lsn = LSN(location.firstLSN)
                 var keepGoing = true
                 try payload.withUnsafeBytes { bytes in
                     try BatchPayload.forEachRecord(UnsafeRawBufferPointer(rebasing: bytes[0..<size])) { record in
                         defer { lsn = lsn.next }
                         guard keepGoing, lsn >= start, lsn <= end else { return }
-                        keepGoing = try body(lsn, record)
+                        keepGoing = try body(lsn, record, header, segment.path, Int(location.offset))
                     }
                 }
                 if !keepGoing { return }
             }
-        }
-    }
-
-    /// Reads and verifies one frame; leaves its decoded payload in `payload` and returns the payload size.
-    private func load(_ location: SegmentCatalog.FrameLocation, path: String,
-                      frame: inout [UInt8], payload: inout [UInt8]) throws(WALError) -> Int {
-        let fd = try descriptor(path)
-        let size = Int(location.frameBytes)
-        if frame.count < size { frame = [UInt8](repeating: 0, count: size) }
-        let n = try typedWAL { try frame.withUnsafeMutableBytes { b in
-            try fileSystem.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: b[0..<size]),
-                                at: Int(location.offset), path: path)
-        } }
-        let lsnRange = location.firstLSN...(location.firstLSN + UInt64(max(location.recordCount, 1)) - 1)
-        func corrupt(_ what: String) -> WALError {
-            WALError(.corruption, "\(what) in a frame of confirmed records; the bytes on disk changed after they "
-                     + "were written. Stop using this log, run verify on it, and restore from a replica or backup",
-                     path: path, offset: Int(location.offset), lsnRange: lsnRange)
-        }
-        let check = frame.withUnsafeBytes {
-            FrameHeader.check(UnsafeRawBufferPointer(rebasing: $0[0..<n]), storedBytesMax: size - FrameHeader.encodedBytes)
-        }
-        guard case .intact(let header) = check else {
-            if case .defective(let defect) = check { throw corrupt(defect.description) }
-            throw corrupt("zeros")
-        }
-        guard header.firstLSN.rawValue == location.firstLSN, header.recordCount == location.recordCount else {
-            throw corrupt("an intact frame for other records")
-        }
-        do {
-            return try frame.withUnsafeBytes { (bytes) throws(BatchDefect) in
-                try BatchPayload.decode(frame: bytes, header: header, uncompressedBytesMax: Int(UInt32.max),
-                                        into: &payload)
-            }
-        } catch {
-            throw corrupt("a payload that does not decode (\(error))")
         }
     }
 
