@@ -11,7 +11,7 @@ extension QueueStore {
     public func prepare(to queue: String, _ message: Message) async throws(QueueError) -> UInt64 {
         try checkFits(message)
         let qid = try durableQueueID(queue, for: "half messages")
-        let effect = try await perform([.prepareHalf(queue: qid, time: wallClockMilliseconds(),
+        let effect = try await perform([.prepareHalf(queue: qid, time: options.clock.wallMilliseconds,
                                                      headers: message.headers, body: message.body)])
         guard case .prepared(let id?) = effect else { throw QueueError(.notFound, "queue '\(queue)' was deleted") }
         return id
@@ -78,7 +78,7 @@ extension QueueStore {
         }) else { return 0 }
         defer { checkingHalfMessages.withLock { $0 = false } }
         let o = options.halfMessages
-        let now = wallClockMilliseconds()
+        let now = options.clock.wallMilliseconds
         let due: [(UInt64, HalfMessageEntry, String, UInt64?)] = core.withLock { c in
             guard c.failure == nil, !c.closed else { return [] }
             let lastResort = o.unresolvedQueue.flatMap { c.state.queueIDs[$0] }
@@ -95,7 +95,7 @@ extension QueueStore {
             let next = core.withLock { c in
                 c.state.halfMessages.values.map { $0.lastCheckAt + ($0.checks == 0 ? o.firstCheckAfter : o.checkInterval).milliseconds }.min()
             }
-            nextCheckBack.store(min(next ?? .max, wallClockMilliseconds() + o.firstCheckAfter.milliseconds), ordering: .relaxed)
+            nextCheckBack.store(min(next ?? .max, options.clock.wallMilliseconds + o.firstCheckAfter.milliseconds), ordering: .relaxed)
         }
         var resolved = 0
         for (id, half, queue, lastResort) in due {
@@ -108,12 +108,12 @@ extension QueueStore {
                 switch await checker(check) {
                 case .commit: record = .resolveHalf(message: id, .commit)
                 case .rollback: record = .resolveHalf(message: id, .rollback)
-                case .unknown: record = .halfChecked(message: id, time: wallClockMilliseconds())
+                case .unknown: record = .halfChecked(message: id, time: options.clock.wallMilliseconds)
                 }
             } else {
                 // Its body cannot be read (damaged: reads refuse it): the check counts as unanswered, so the
                 // message still ends after `maxChecks` instead of staying pending for ever.
-                record = .halfChecked(message: id, time: wallClockMilliseconds())
+                record = .halfChecked(message: id, time: options.clock.wallMilliseconds)
             }
             guard let effect = try? await perform([record]) else { break }  // the log failed or closed
             if case .halfResolved(.committed) = effect { resolved += 1 }

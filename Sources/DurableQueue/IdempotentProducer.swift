@@ -29,7 +29,7 @@ public final class IdempotentProducer: Sendable {
     public func publish(to queue: String, _ message: Message, sequence: UInt64) async throws(QueueError) -> IdempotentResult {
         try store.checkFits(message)
         let qid = try store.durableQueueID(queue, for: "idempotent publishes")
-        return try await send(.publish(queue: qid, time: wallClockMilliseconds(), headers: message.headers,
+        return try await send(.publish(queue: qid, time: store.options.clock.wallMilliseconds, headers: message.headers,
                                        body: message.body), target: queue, sequence: sequence)
     }
 
@@ -37,7 +37,7 @@ public final class IdempotentProducer: Sendable {
     public func append(to stream: String, _ message: Message, sequence: UInt64) async throws(QueueError) -> IdempotentResult {
         try store.checkFits(message)
         let sid = try store.streamID(stream)
-        return try await send(.streamAppend(stream: sid, time: wallClockMilliseconds(), headers: message.headers,
+        return try await send(.streamAppend(stream: sid, time: store.options.clock.wallMilliseconds, headers: message.headers,
                                             body: message.body), target: stream, sequence: sequence)
     }
 
@@ -108,7 +108,7 @@ extension QueueStore {
             throw QueueError(.invalidArgument, "a producer name is 1 to 255 bytes")
         }
         try core.withLock { c throws(QueueError) in try c.usable() }
-        let effect = try await perform([.registerProducer(name: name, time: wallClockMilliseconds())])
+        let effect = try await perform([.registerProducer(name: name, time: options.clock.wallMilliseconds)])
         guard case .registered(let id, let epoch) = effect else { preconditionFailure("\(effect)") }
         if epoch > 0 { telemetry.fenced(producer: name, epoch: epoch - 1) }
         return IdempotentProducer(name: name, id: id, epoch: epoch, store: self)

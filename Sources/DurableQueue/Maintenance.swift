@@ -16,14 +16,14 @@ extension QueueStore {
         maintenanceTask.withLock { $0 = task }
     }
 
-    /// One maintenance pass (the background task runs one every `maintenanceInterval`). `wallClock` (ms since
-    /// the epoch) decides stream age retention and producer expiry: the current time unless a test sets it.
-    func maintain(wallClock: Int64? = nil) async {
+    /// One maintenance pass (the background task runs one every `maintenanceInterval`), at the time of the
+    /// store's clock (`StoreOptions.clock`).
+    func maintain() async {
         var actions = Actions()
         let (trims, due): ([Submission], Bool) = core.withLock { c in
             guard c.failure == nil, !c.closed else { return ([], false) }
-            c.expireDeliveries(now: .now, &actions)
-            let now = wallClock ?? wallClockMilliseconds()
+            c.expireDeliveries(now: options.clock.monotonic, &actions)
+            let now = options.clock.wallMilliseconds
             var trims: [Submission] = []
             for s in c.state.streams.values {
                 guard let age = s.options.maxAge?.milliseconds else { continue }
@@ -45,7 +45,7 @@ extension QueueStore {
         actions.submissions.append(contentsOf: trims)
         run(actions)
         // Check-backs call the application, which may take its time: off this pass (one pass at a time).
-        if wallClockMilliseconds() >= nextCheckBack.load(ordering: .relaxed), halfMessageChecker.withLock({ $0 != nil }),
+        if options.clock.wallMilliseconds >= nextCheckBack.load(ordering: .relaxed), halfMessageChecker.withLock({ $0 != nil }),
            core.withLock({ !$0.state.halfMessages.isEmpty }) {
             Task { [weak self] in await self?.checkHalfMessages() }
         }
@@ -64,7 +64,7 @@ extension QueueStore {
                 // A store that closed or failed meanwhile says so itself.
                 guard !c.closed, c.failure == nil else { return }
                 let previous = c.maintenanceFailure?.consecutive ?? 0
-                c.maintenanceFailure = MaintenanceFailure(error: error, time: wallClockMilliseconds(),
+                c.maintenanceFailure = MaintenanceFailure(error: error, time: options.clock.wallMilliseconds,
                                                           consecutive: previous + 1)
             }
             if let failure = maintenanceFailure { telemetry.maintenanceFailed(failure) }

@@ -87,7 +87,7 @@ public final class QueueStore: Sendable {
         let store = QueueStore(directory: directory, options: options, log: log, fileSystem: fileSystem,
                                state: state, report: report)
         do {
-            _ = try await store.perform([.sessionStart(time: wallClockMilliseconds())])
+            _ = try await store.perform([.sessionStart(time: options.clock.wallMilliseconds)])
         } catch {
             try? log.close()
             throw error
@@ -116,6 +116,7 @@ public final class QueueStore: Sendable {
         var core = Core(state: state, nextApply: log.durableLSN.rawValue + 1)
         core.idsPerRecord = max(1, (options.log.recordBytesMax - 64) / 8)
         core.checkpointLSN = report.checkpointLSN
+        core.clock = options.clock
         core.logBytesAtCheckpoint = log.counters.bytesUncompressed
         self.core = Mutex(core)
     }
@@ -249,7 +250,7 @@ public final class QueueStore: Sendable {
             if case .transient(let messageID) = target { return messageID }
             preconditionFailure()
         }
-        let effect = try await perform([.publish(queue: id, time: wallClockMilliseconds(), headers: message.headers,
+        let effect = try await perform([.publish(queue: id, time: options.clock.wallMilliseconds, headers: message.headers,
                                                  body: message.body)])
         guard case .published(let messageID?) = effect else {
             if core.withLock({ $0.state.queues[id] }) == nil {
@@ -315,7 +316,7 @@ public final class QueueStore: Sendable {
             publisher.resolve(sequence, .success(()))
             return sequence
         }
-        let record = StoreRecord.publish(queue: id, time: wallClockMilliseconds(), headers: message.headers,
+        let record = StoreRecord.publish(queue: id, time: options.clock.wallMilliseconds, headers: message.headers,
                                          body: message.body)
         do {
             try await submit(Submission(records: [record], intent: .confirm(publisher, sequence: sequence)), wait: wait)
@@ -596,10 +597,4 @@ struct PhaseClock {
         let (seconds, attoseconds) = (now - last).components
         return Double(seconds) * 1000 + Double(attoseconds) / 1e15
     }
-}
-
-func wallClockMilliseconds() -> Int64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
 }

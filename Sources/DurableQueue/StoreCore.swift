@@ -32,6 +32,8 @@ struct Core {
     var nextConsumerID: UInt32 = 1
     var nextTransientID: UInt64 = 1 << 63
     var checkpointLSN: UInt64 = 0
+    /// When deliveries go out (ack timeouts): `StoreOptions.clock`.
+    var clock: any StoreClock = SystemStoreClock()
     /// The background checkpoint or reclamation that failed last, until one succeeds again.
     var maintenanceFailure: MaintenanceFailure?
     var logBytesAtCheckpoint: UInt64 = 0
@@ -227,7 +229,7 @@ struct Core {
             keepOrDrop(c)
             return
         }
-        let now = ContinuousClock.now
+        let now = clock.monotonic
         var batch: [PendingDelivery] = []
         batch.reserveCapacity(picked.count)
         for e in picked {
@@ -251,7 +253,7 @@ struct Core {
         guard !rt.consumers.isEmpty else { return }
         var available = (state.queues[q]?.readyCount ?? 0) - rt.reserved
         let n = rt.consumers.count
-        let now = ContinuousClock.now
+        let now = clock.monotonic
         for k in 0..<n {
             let cid = rt.consumers[(rt.nextConsumer + k) % n]
             guard var c = consumers.removeValue(forKey: cid) else { continue }

@@ -21,6 +21,9 @@ public struct StoreOptions: Sendable {
     public var producerIdleExpiry: Duration = .seconds(86_400)
     /// When half messages are checked back and what happens when the checks run out.
     public var halfMessages = HalfMessageOptions()
+    /// The store's time (ack timeouts, record timestamps, retention by age, producer expiry, check-backs);
+    /// tests inject a `ManualStoreClock`.
+    public var clock: any StoreClock = SystemStoreClock()
     /// Where the store (and its log, unless `log.logger` is set) reports opening, salvage, checkpoints,
     /// reclamation, maintenance failures and fencing (swift-log). nil: a logger labelled "DurableQueue" from
     /// the application's logging bootstrap.

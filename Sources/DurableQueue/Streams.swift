@@ -30,7 +30,7 @@ extension QueueStore {
     public func append(to stream: String, _ message: Message) async throws(QueueError) -> UInt64 {
         try checkFits(message)
         let id = try streamID(stream)
-        let effect = try await perform([.streamAppend(stream: id, time: wallClockMilliseconds(),
+        let effect = try await perform([.streamAppend(stream: id, time: options.clock.wallMilliseconds,
                                                       headers: message.headers, body: message.body)])
         guard case .appended(let offset) = effect else {
             throw QueueError(.notFound, "stream '\(stream)' was deleted")

@@ -36,14 +36,14 @@ public final class Transaction: Sendable {
     public func publish(to queue: String, _ message: Message) throws(QueueError) {
         try store.checkFits(message)
         let qid = try store.durableQueueID(queue, for: "transactions")
-        try add(.publish(queue: qid, time: wallClockMilliseconds(), headers: message.headers, body: message.body))
+        try add(.publish(queue: qid, time: store.options.clock.wallMilliseconds, headers: message.headers, body: message.body))
     }
 
     /// Adds a stream append.
     public func append(to stream: String, _ message: Message) throws(QueueError) {
         try store.checkFits(message)
         let sid = try store.streamID(stream)
-        try add(.streamAppend(stream: sid, time: wallClockMilliseconds(), headers: message.headers, body: message.body))
+        try add(.streamAppend(stream: sid, time: store.options.clock.wallMilliseconds, headers: message.headers, body: message.body))
     }
 
     /// Adds a consumer group's offset commit.

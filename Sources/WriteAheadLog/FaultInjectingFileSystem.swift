@@ -2,21 +2,22 @@ import Dispatch
 import Glibc
 import Synchronization
 
-/// A file system that passes every call to a real one, except those a test told it to fail.
+/// A file system that passes every call to a real one, except those a test told it to fail. Test rigging:
+/// `package` access, visible to this package's tests and benchmark only.
 /// Used by the failure-injection tests: EIO or ENOSPC on the n-th write, sync, allocation, rename, ...
-public final class FaultInjectingFileSystem: FileSystem {
-    public enum Operation: String, Sendable, CaseIterable {
+package final class FaultInjectingFileSystem: FileSystem {
+    package enum Operation: String, Sendable, CaseIterable {
         case write, dataSync, allocate, rename, remove, syncDirectory, open
     }
 
-    public struct Fault: Sendable {
-        public var operation: Operation
+    package struct Fault: Sendable {
+        package var operation: Operation
         /// How many calls of `operation` succeed before the fault fires.
-        public var after: Int
-        public var errno: Int32
+        package var after: Int
+        package var errno: Int32
         /// Keep failing every later call too (a dead disk), or fail once.
-        public var sticky: Bool
-        public init(_ operation: Operation, after: Int = 0, errno: Int32 = EIO, sticky: Bool = true) {
+        package var sticky: Bool
+        package init(_ operation: Operation, after: Int = 0, errno: Int32 = EIO, sticky: Bool = true) {
             self.operation = operation
             self.after = after
             self.errno = errno
@@ -47,13 +48,13 @@ public final class FaultInjectingFileSystem: FileSystem {
     /// Signalled once per `fdatasync` that starts waiting at the gate.
     private let syncArrived = DispatchSemaphore(value: 0)
 
-    public init(base: any FileSystem = PosixFileSystem()) { self.base = base }
+    package init(base: any FileSystem = PosixFileSystem()) { self.base = base }
 
-    public func inject(_ fault: Fault) { state.withLock { $0.faults.append(fault) } }
+    package func inject(_ fault: Fault) { state.withLock { $0.faults.append(fault) } }
     /// Removes every injected fault (the disk is healthy again).
-    public func clearFaults() { state.withLock { $0.faults.removeAll() } }
-    public func calls(_ operation: Operation) -> Int { state.withLock { $0.calls[operation, default: 0] } }
-    public func firedCount(_ operation: Operation) -> Int { state.withLock { $0.fired[operation, default: 0] } }
+    package func clearFaults() { state.withLock { $0.faults.removeAll() } }
+    package func calls(_ operation: Operation) -> Int { state.withLock { $0.calls[operation, default: 0] } }
+    package func firedCount(_ operation: Operation) -> Int { state.withLock { $0.fired[operation, default: 0] } }
 
     private func check(_ operation: Operation, path: String) throws(WALError) {
         let failure: Int32? = state.withLock { s in
@@ -69,19 +70,19 @@ public final class FaultInjectingFileSystem: FileSystem {
         if let failure { throw .io("\(operation.rawValue) (injected)", path: path, errno: failure) }
     }
 
-    public func open(_ path: String, writable: Bool, create: Bool) throws(WALError) -> Int32 {
+    package func open(_ path: String, writable: Bool, create: Bool) throws(WALError) -> Int32 {
         if writable { try check(.open, path: path) }
         return try base.open(path, writable: writable, create: create)
     }
-    public func close(_ fd: Int32) { base.close(fd) }
-    public func write(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int, path: String) throws(WALError) {
+    package func close(_ fd: Int32) { base.close(fd) }
+    package func write(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int, path: String) throws(WALError) {
         try check(.write, path: path)
         try base.write(fd, bytes, at: offset, path: path)
     }
-    public func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int, path: String) throws(WALError) -> Int {
+    package func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int, path: String) throws(WALError) -> Int {
         try base.read(fd, into: buffer, at: offset, path: path)
     }
-    public func dataSync(_ fd: Int32, path: String) throws(WALError) {
+    package func dataSync(_ fd: Int32, path: String) throws(WALError) {
         let held: HeldSync? = state.withLock { s in
             guard s.holdingSyncs, s.holdSuffix.map({ path.hasSuffix($0) }) ?? true else { return nil }
             let h = HeldSync()
@@ -105,7 +106,7 @@ public final class FaultInjectingFileSystem: FileSystem {
     /// released (`releaseSyncs()`, or one at a time with `releaseOldestHeldSync`).
     /// `pathSuffix` holds only the syncs of matching files (".wal": the log's commits, not the zero-fill of a
     /// segment being prepared).
-    public func holdSyncs(pathSuffix: String? = nil) {
+    package func holdSyncs(pathSuffix: String? = nil) {
         state.withLock { s in
             s.holdingSyncs = true
             s.holdSuffix = pathSuffix
@@ -113,17 +114,17 @@ public final class FaultInjectingFileSystem: FileSystem {
     }
 
     /// New syncs pass the gate again; those already held stay held.
-    public func stopHoldingSyncs() { state.withLock { $0.holdingSyncs = false } }
+    package func stopHoldingSyncs() { state.withLock { $0.holdingSyncs = false } }
 
     /// Waits until an `fdatasync` is held at the gate; false if none arrived within `seconds`.
-    public func waitForHeldSync(seconds: Double) -> Bool {
+    package func waitForHeldSync(seconds: Double) -> Bool {
         syncArrived.wait(timeout: .now() + seconds) == .success
     }
 
     /// Lets the oldest held `fdatasync` go on, or return `failing` (an errno, as a write-back error would)
     /// without syncing. False when none is held.
     @discardableResult
-    public func releaseOldestHeldSync(failing: Int32? = nil) -> Bool {
+    package func releaseOldestHeldSync(failing: Int32? = nil) -> Bool {
         guard let h = state.withLock({ s in s.held.isEmpty ? nil : s.held.removeFirst() }) else { return false }
         h.failure = failing
         h.gate.signal()
@@ -131,7 +132,7 @@ public final class FaultInjectingFileSystem: FileSystem {
     }
 
     /// Lets every held `fdatasync` go on, and stops holding new ones.
-    public func releaseSyncs() {
+    package func releaseSyncs() {
         let held = state.withLock { s in
             s.holdingSyncs = false
             defer { s.held.removeAll() }
@@ -141,26 +142,26 @@ public final class FaultInjectingFileSystem: FileSystem {
     }
 
     /// `fdatasync` calls that returned (successfully or not) so far.
-    public var syncsCompleted: Int { state.withLock { $0.syncsCompleted } }
+    package var syncsCompleted: Int { state.withLock { $0.syncsCompleted } }
 
-    public func allocate(_ fd: Int32, bytes: Int, path: String) throws(WALError) {
+    package func allocate(_ fd: Int32, bytes: Int, path: String) throws(WALError) {
         try check(.allocate, path: path)
         try base.allocate(fd, bytes: bytes, path: path)
     }
-    public func size(_ fd: Int32, path: String) throws(WALError) -> Int { try base.size(fd, path: path) }
-    public func lockExclusively(_ fd: Int32, path: String) throws(WALError) { try base.lockExclusively(fd, path: path) }
-    public func rename(_ from: String, to: String) throws(WALError) {
+    package func size(_ fd: Int32, path: String) throws(WALError) -> Int { try base.size(fd, path: path) }
+    package func lockExclusively(_ fd: Int32, path: String) throws(WALError) { try base.lockExclusively(fd, path: path) }
+    package func rename(_ from: String, to: String) throws(WALError) {
         try check(.rename, path: from)
         try base.rename(from, to: to)
     }
-    public func remove(_ path: String) throws(WALError) {
+    package func remove(_ path: String) throws(WALError) {
         try check(.remove, path: path)
         try base.remove(path)
     }
-    public func syncDirectory(_ path: String) throws(WALError) {
+    package func syncDirectory(_ path: String) throws(WALError) {
         try check(.syncDirectory, path: path)
         try base.syncDirectory(path)
     }
-    public func createDirectory(_ path: String) throws(WALError) { try base.createDirectory(path) }
-    public func list(_ path: String) throws(WALError) -> [String] { try base.list(path) }
+    package func createDirectory(_ path: String) throws(WALError) { try base.createDirectory(path) }
+    package func list(_ path: String) throws(WALError) -> [String] { try base.list(path) }
 }

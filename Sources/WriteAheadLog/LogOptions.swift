@@ -44,8 +44,8 @@ public struct LogOptions: Sendable {
     /// What `open` does with corruption of confirmed data.
     public var recoveryMode: RecoveryMode = .strict
     /// `.unsafeNoSync` skips `fdatasync` to show what durability costs in the benchmark: confirms then mean
-    /// nothing after a power loss. Never use it for data you want to keep.
-    public var durability: Durability = .fdatasync
+    /// nothing after a power loss. Benchmark rigging: `package` access, not part of the product.
+    package var durability: Durability = .fdatasync
 
     public enum RecoveryMode: Sendable {
         /// Open fails with `WALError.corruption` naming the damaged place.
@@ -54,7 +54,7 @@ public struct LogOptions: Sendable {
         case salvage
     }
 
-    public enum Durability: Sendable { case fdatasync, unsafeNoSync }
+    package enum Durability: Sendable { case fdatasync, unsafeNoSync }
 
     public init() {}
 

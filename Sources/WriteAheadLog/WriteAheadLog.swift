@@ -191,14 +191,14 @@ public final class WriteAheadLog: Sendable {
     }
 
     /// Appends `count` records (written by `records`, `totalBytes` in all including the 4-byte length of each)
-    /// as one submission and calls `completion` with the first LSN once they are durable, or with the error.
+    /// as one submission (the interface the queue layer is built on; `package` access) and calls `completion` with the first LSN once they are durable, or with the error.
     /// Suspends only while the pending buffer is full. For layers built on the log that act on each confirm
     /// in LSN order: completions can arrive on several log threads at once, so order them by LSN yourself.
     ///
     /// The log measures the records it is given: a record over `recordBytesMax`, or a submission over
     /// `pendingBytesMax`/`pendingRecordsMax`, throws `.recordTooLarge`; a `count` or `totalBytes` that does not
     /// match the records added throws `.invalidArgument`. Either way nothing is appended.
-    public func append(count: Int, totalBytes: Int,
+    package func append(count: Int, totalBytes: Int,
                        records: (_ add: (UnsafeRawBufferPointer) -> Void) -> Void,
                        completion: @escaping @Sendable (Result<LSN, WALError>) -> Void) async throws(WALError) {
         while try !tryAppend(count: count, totalBytes: totalBytes, records: records, completion: completion) {
@@ -210,7 +210,7 @@ public final class WriteAheadLog: Sendable {
     /// With `callbackOnCaller`, an append to an idle log may be written, synced and completed on the calling
     /// thread before this returns (see `LogOptions.commitOnCallerWhenIdle`): only for callers whose
     /// `completion` may run on their own thread, inside this call.
-    public func tryAppend(count: Int, totalBytes: Int, callbackOnCaller: Bool = false,
+    package func tryAppend(count: Int, totalBytes: Int, callbackOnCaller: Bool = false,
                           records: (_ add: (UnsafeRawBufferPointer) -> Void) -> Void,
                           completion: @escaping @Sendable (Result<LSN, WALError>) -> Void) throws(WALError) -> Bool {
         guard count >= 1 else { throw WALError(.invalidArgument, "a submission holds at least one record") }
@@ -229,7 +229,7 @@ public final class WriteAheadLog: Sendable {
 
     /// Suspends until the pending buffer could take `count` records of `totalBytes` (or the log failed or
     /// closed): what to await after `tryAppend` returned false.
-    public func waitForRoom(totalBytes: Int, count: Int) async {
+    package func waitForRoom(totalBytes: Int, count: Int) async {
         _ = try? await withUnsafeThrowingContinuation { (c: UnsafeContinuation<UInt64, any Error>) in
             committer.waitForRoom(c, totalBytes: totalBytes, records: count)
         }

@@ -95,7 +95,9 @@ import Testing
 
     @Test func idleProducersExpireAndActiveOnesStay() async throws {
         let dir = TemporaryDirectory()
+        let clock = ManualStoreClock()
         var options = testOptions()
+        options.clock = clock
         options.producerIdleExpiry = .milliseconds(300)
         let store = try await QueueStore.open(directory: dir.path, options: options)
         defer { try? store.close() }
@@ -103,17 +105,13 @@ import Testing
         let idle = try await store.registerProducer(name: "idle")
         let busy = try await store.registerProducer(name: "busy")
         _ = try await idle.publish(to: "q", text("i"), sequence: 1)
-        // Record times are wall-clock milliseconds: the busy producer's publish is at least 5 ms later.
-        try await Task.sleep(for: .milliseconds(5))
+        clock.advance(by: .milliseconds(100))
         _ = try await busy.publish(to: "q", text("b"), sequence: 1)
         // An expiry decided before the producer's last activity does nothing when it applies.
         _ = try await store.perform([.expireProducer(producer: busy.id, idleSince: 0)])
-        // The pass runs at a chosen time, 1 ms before the busy producer would be idle too long: the test
-        // does not depend on how long the steps above took.
-        let busySince = try #require(store.core.withLock { $0.state.producers[busy.id]?.lastActive })
-        let idleSince = try #require(store.core.withLock { $0.state.producers[idle.id]?.lastActive })
-        #expect(idleSince < busySince - 1)
-        await store.maintain(wallClock: busySince + options.producerIdleExpiry.milliseconds - 1)
+        // 301 ms after the idle producer's publish: it is past the expiry, the busy one (201 ms) is not.
+        clock.advance(by: .milliseconds(201))
+        await store.maintain()
         try await eventually { store.core.withLock { $0.state.producers[idle.id] == nil } }
         #expect(store.core.withLock { $0.state.producers[busy.id] != nil })
         await #expect { _ = try await idle.publish(to: "q", text("i"), sequence: 2) } throws: {

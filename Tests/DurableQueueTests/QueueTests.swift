@@ -71,14 +71,20 @@ import WriteAheadLog
 
     @Test func ackTimeoutRedelivers() async throws {
         let dir = TemporaryDirectory()
-        // The test runs the maintenance pass itself (the background one can be starved by other tests).
-        let store = try await QueueStore.open(directory: dir.path, options: testOptions())
+        // The test runs the maintenance pass itself, on a clock it moves.
+        let clock = ManualStoreClock()
+        var options = testOptions()
+        options.clock = clock
+        let store = try await QueueStore.open(directory: dir.path, options: options)
         defer { try? store.close() }
         try await store.declareQueue("q", options: QueueOptions(ackTimeout: .milliseconds(50)))
         try await store.publish(to: "q", text("slow"))
         let c = try store.consume(queue: "q", prefetch: 1)
         let first = try await take(1, from: c)[0]
-        try await Task.sleep(for: .milliseconds(60))
+        clock.advance(by: .milliseconds(49))
+        await store.maintain()  // not late yet
+        #expect(store.queueInfo("q")?.unacked == 1 && store.queueInfo("q")?.ready == 0)
+        clock.advance(by: .milliseconds(2))
         await store.maintain()  // returns the late delivery
         let second = try await take(1, from: c)[0]  // after the timeout, to the same consumer
         #expect(second.text == "slow" && second.deliveryCount == 2 && second.redelivered)

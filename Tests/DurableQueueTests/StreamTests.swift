@@ -42,18 +42,19 @@ import Testing
 
     @Test func ageRetentionTrimsOldRecords() async throws {
         let dir = TemporaryDirectory()
-        // Maintenance passes are run by the test itself: the background task may be starved of the cooperative
-        // pool's two threads while other tests block them.
-        let store = try await QueueStore.open(directory: dir.path, options: testOptions())
+        // Maintenance passes are run by the test itself, on a clock it moves.
+        let clock = ManualStoreClock()
+        var options = testOptions()
+        options.clock = clock
+        let store = try await QueueStore.open(directory: dir.path, options: options)
         defer { try? store.close() }
         try await store.declareStream("s", options: StreamOptions(maxAge: .milliseconds(100)))
         for i in 0..<5 { try await store.append(to: "s", text("old\(i)")) }
-        try await Task.sleep(for: .milliseconds(200))
+        clock.advance(by: .milliseconds(150))
         try await store.append(to: "s", text("new"))
-        await store.maintain()  // submits the trim
-        // The five old ones go; on a loaded machine "new" may be past its age too by the time maintenance ran.
-        try await eventually(30) { (store.streamInfo("s")?.firstOffset ?? 0) >= 5 }
-        #expect(try store.read(stream: "s", from: 0).allSatisfy { $0.offset >= 5 })
+        await store.maintain()  // submits the trim of the five older than 100 ms
+        try await eventually { store.streamInfo("s")?.firstOffset == 5 }
+        #expect(try store.read(stream: "s", from: 0).map(\.offset) == [5])
         #expect(store.streamInfo("s")?.nextOffset == 6)
     }
 
@@ -63,7 +64,8 @@ import Testing
         defer { try? store.close() }
         try await store.declareStream("s")
         async let waited: Void = store.waitForRecords(stream: "s", at: 0)
-        try await Task.sleep(for: .milliseconds(20))
+        // Append only once the wait is registered, so that the wake-up is what is tested.
+        try await eventually { store.core.withLock { !$0.streamWaiters.isEmpty } }
         try await store.append(to: "s", text("x"))
         try await waited
         #expect(try store.read(stream: "s", from: 0).count == 1)
