@@ -49,7 +49,9 @@ let package = Package(
             "DurableQueue", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // A file system that simulates power loss (unsynced writes dropped or torn), for tests and torture runs.
-        .target(name: "WALSimulation", dependencies: ["WriteAheadLog", "LogFormat"]),
+        .target(name: "WALSimulation", dependencies: [
+            "WriteAheadLog", "LogFormat", .product(name: "Logging", package: "swift-log"),
+        ]),
 
         // The benchmark workload generator (../shared/bench/WORKLOAD.md) and the benchmark itself, which runs
         // the system's SQLite (Debian: libsqlite3-dev) side by side on the same work.
@@ -85,10 +87,14 @@ let package = Package(
         ),
 
         // A child process for the crash tests: appends under load and reports each confirm on stdout.
-        .executableTarget(name: "WALCrashChild", dependencies: ["WriteAheadLog"], path: "Tests/WALCrashChild"),
+        .executableTarget(name: "WALCrashChild", dependencies: [
+            "WriteAheadLog", .product(name: "Logging", package: "swift-log"),
+        ], path: "Tests/WALCrashChild"),
         .testTarget(name: "LogFormatTests", dependencies: ["LogFormat", "CCRC32C"]),
         .testTarget(name: "WriteAheadLogTests", dependencies: ["WriteAheadLog", "WALSimulation", "WALCrashChild", "walctl"]),
-        .executableTarget(name: "QueueCrashChild", dependencies: ["DurableQueue"], path: "Tests/QueueCrashChild"),
+        .executableTarget(name: "QueueCrashChild", dependencies: [
+            "DurableQueue", .product(name: "Logging", package: "swift-log"),
+        ], path: "Tests/QueueCrashChild"),
         .testTarget(name: "DurableQueueTests", dependencies: [
             "DurableQueue", "WriteAheadLog", "WALSimulation", "QueueCrashChild", "walctl",
             .product(name: "Logging", package: "swift-log"), .product(name: "MetricsTestKit", package: "swift-metrics"),

@@ -29,6 +29,7 @@ public struct PowerLossTrial: Sendable {
     /// Small segments and frames, so that short runs roll segments and split groups.
     public static var defaultOptions: LogOptions {
         var o = LogOptions()
+        o.logger = quietLogger
         o.segmentBytes = 64 << 10
         o.frameBytesMax = 8 << 10
         o.recordBytesMax = (8 << 10) - 4

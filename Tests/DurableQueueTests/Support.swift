@@ -1,4 +1,5 @@
 import Foundation
+import WALSimulation
 import Synchronization
 import WriteAheadLog
 @testable import DurableQueue
@@ -16,6 +17,7 @@ final class TemporaryDirectory {
 /// Small segments so that tests roll, checkpoint and reclaim quickly; maintenance off unless asked for.
 func testOptions(segmentBytes: Int = 256 << 10, maintenance: Duration = .seconds(3600)) -> StoreOptions {
     var o = StoreOptions()
+    o.logger = quietLogger
     o.log.segmentBytes = segmentBytes
     o.log.frameBytesMax = 32 << 10
     o.log.recordBytesMax = (32 << 10) - 4

@@ -13,6 +13,7 @@
 // (the second: transactions, idempotent producers and half messages; see ExactlyOnce.swift)
 import DurableQueue
 import Glibc
+import Logging
 
 func emit(_ line: String) {
     let text = line + "\n"
@@ -23,6 +24,7 @@ func emit(_ line: String) {
 /// reclaims; maintenance every 20 ms.
 func crashChildOptions() -> StoreOptions {
     var options = StoreOptions()
+    options.logger = Logger(label: "crash-child") { _ in SwiftLogNoOpLogHandler() }
     options.log.segmentBytes = 64 << 10
     options.log.frameBytesMax = 16 << 10
     options.log.recordBytesMax = (16 << 10) - 4

@@ -2,6 +2,7 @@
 // stdout ("<lsn> <fnv1a-64 of the payload in hex>"), each line with one write(2), until it is killed.
 // Usage: WALCrashChild <log directory> <concurrent appenders> <seed>
 import Glibc
+import Logging
 import WriteAheadLog
 
 func printError(_ text: String) {
@@ -16,6 +17,7 @@ guard arguments.count == 4, let streams = Int(arguments[2]), let seed = UInt64(a
 }
 
 var options = LogOptions()
+options.logger = Logger(label: "crash-child") { _ in SwiftLogNoOpLogHandler() }
 options.segmentBytes = 256 << 10
 options.frameBytesMax = 32 << 10
 options.recordBytesMax = (32 << 10) - 4

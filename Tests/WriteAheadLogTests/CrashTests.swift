@@ -8,6 +8,7 @@ import WALSimulation
 /// The options WALCrashChild opens its log with (segments small enough to roll often).
 let crashChildOptions: LogOptions = {
     var o = LogOptions()
+    o.logger = quietLogger
     o.segmentBytes = 256 << 10
     o.frameBytesMax = 32 << 10
     o.recordBytesMax = (32 << 10) - 4

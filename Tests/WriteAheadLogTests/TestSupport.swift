@@ -1,4 +1,5 @@
 import Foundation
+import WALSimulation
 import LogFormat
 @testable import WriteAheadLog
 
@@ -16,6 +17,7 @@ final class TemporaryDirectory {
 /// Small segments and frames so that tests roll segments and split groups quickly.
 func smallOptions(segmentBytes: Int = 256 << 10) -> LogOptions {
     var o = LogOptions()
+    o.logger = quietLogger
     o.segmentBytes = segmentBytes
     o.frameBytesMax = 16 << 10
     o.recordBytesMax = (16 << 10) - 4
