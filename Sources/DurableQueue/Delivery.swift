@@ -175,18 +175,18 @@ public final class Consumer: Sendable {
 
     /// Acknowledges the delivery `tag` (with `multiple`, every outstanding one up to it). Returns once the
     /// ack is durable: the message will not be delivered again, even after a crash.
-    public func ack(_ tag: UInt64, multiple: Bool = false) async throws {
+    public func ack(_ tag: UInt64, multiple: Bool = false) async throws(QueueError) {
         try await store.settle(consumer: id, tag: tag, multiple: multiple, as: .ack)
     }
 
     /// Negative acknowledgement: back to the queue (marked redelivered) with `requeue`, else dead-lettered or
     /// dropped as the queue is configured.
-    public func nack(_ tag: UInt64, multiple: Bool = false, requeue: Bool = true) async throws {
+    public func nack(_ tag: UInt64, multiple: Bool = false, requeue: Bool = true) async throws(QueueError) {
         try await store.settle(consumer: id, tag: tag, multiple: multiple, as: requeue ? .requeue : .reject)
     }
 
     /// `nack` of one delivery.
-    public func reject(_ tag: UInt64, requeue: Bool = false) async throws {
+    public func reject(_ tag: UInt64, requeue: Bool = false) async throws(QueueError) {
         try await store.settle(consumer: id, tag: tag, multiple: false, as: requeue ? .requeue : .reject)
     }
 

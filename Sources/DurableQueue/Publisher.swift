@@ -14,13 +14,13 @@ public final class Publisher: Sendable {
     /// Suspends only while the store's pending buffer is full (backpressure).
     /// - Throws: `.notFound` (no such queue; no sequence number is used), `.invalidArgument`.
     @discardableResult
-    public func publish(to queue: String, _ message: Message, persistent: Bool = true) async throws -> UInt64 {
+    public func publish(to queue: String, _ message: Message, persistent: Bool = true) async throws(QueueError) -> UInt64 {
         try await store.publishWindowed(to: queue, message, persistent: persistent, publisher: core, wait: true)
     }
 
     /// The same, but never waits: throws `.pendingFull` when the pending buffer is full.
     @discardableResult
-    public func tryPublish(to queue: String, _ message: Message, persistent: Bool = true) async throws -> UInt64 {
+    public func tryPublish(to queue: String, _ message: Message, persistent: Bool = true) async throws(QueueError) -> UInt64 {
         try await store.publishWindowed(to: queue, message, persistent: persistent, publisher: core, wait: false)
     }
 
