@@ -121,4 +121,19 @@ import WriteAheadLog
         #expect(!dropped.isEmpty && dropped.contains(ids[5]))
         #expect(store.queueInfo("q")?.ready == ids.count - dropped.count)
     }
+
+    @Test func statsAndTailShowTheLog() async throws {
+        let dir = TemporaryDirectory()
+        let ids = try await makeStore(dir)
+        let stats = try walctl("stats", "--json", dir.path)
+        #expect(stats.status == 0)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(stats.output.utf8)) as? [String: Any])
+        #expect((object["records"] as? Int ?? 0) >= ids.count && (object["recordsPerFrame"] as? Double ?? 0) >= 1)
+        let tail = try walctl("tail", "--last", "3", dir.path)
+        let lines = tail.output.split(separator: "\n")
+        #expect(tail.status == 0 && lines.count == 3, "\(tail.output)")
+        // The closed store's last records: its final publishes and the session's close.
+        #expect(lines.allSatisfy { $0.split(separator: "\t").count == 3 })
+        #expect(try walctl("tail", "--help").output.contains("Example: walctl tail --follow"))
+    }
 }
