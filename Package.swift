@@ -21,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        // `swift package generate-documentation` (the DocC catalogs under Sources/*/*.docc).
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
     ],
     targets: [
         // Hardware CRC32C (SSE4.2 / ARMv8 CRC) chosen at run time, with a portable table fallback.
@@ -90,7 +92,7 @@ let package = Package(
         .executableTarget(name: "WALCrashChild", dependencies: [
             "WriteAheadLog", .product(name: "Logging", package: "swift-log"),
         ], path: "Tests/WALCrashChild"),
-        .testTarget(name: "LogFormatTests", dependencies: ["LogFormat", "CCRC32C"]),
+        .testTarget(name: "LogFormatTests", dependencies: ["LogFormat", "CCRC32C", "WALSimulation"]),
         .testTarget(name: "WriteAheadLogTests", dependencies: ["WriteAheadLog", "WALSimulation", "WALCrashChild", "walctl"]),
         .executableTarget(name: "QueueCrashChild", dependencies: [
             "DurableQueue", .product(name: "Logging", package: "swift-log"),

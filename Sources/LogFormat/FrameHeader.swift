@@ -107,9 +107,11 @@ extension FrameHeader {
     /// header and stored payload. No field is returned before the checksum passed; a length is only used
     /// to bound the checksum, never to allocate.
     ///
-    /// - Parameter storedBytesMax: the largest stored payload the caller allows (bounded by the space left).
-    /// - Parameter verifyingChecksum: false checks the header's fields only (the payload need not be in
-    ///   `bytes`): for indexing frames that an earlier pass verified; readers verify each frame again.
+    /// - Parameters:
+    ///   - bytes: the bytes from the frame's position on (header, then the stored payload when verifying).
+    ///   - storedBytesMax: the largest stored payload the caller allows (bounded by the space left).
+    ///   - verifyingChecksum: false checks the header's fields only (the payload need not be in `bytes`): for
+    ///     indexing frames that an earlier pass verified; readers verify each frame again.
     public static func check(_ bytes: UnsafeRawBufferPointer, storedBytesMax: Int,
                              verifyingChecksum: Bool = true) -> FrameCheck {
         guard bytes.count >= encodedBytes else {

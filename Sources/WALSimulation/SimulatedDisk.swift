@@ -242,3 +242,12 @@ public struct SplitMix64: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+/// The seed of a randomized test: `TEST_SEED` from the environment (to replay a failure), else a fresh one.
+/// It is printed with the test's name, so that a failing run's output says how to replay it.
+public func testSeed(_ test: String) -> UInt64 {
+    var seed = UInt64.random(in: 1...UInt64.max)
+    if let text = getenv("TEST_SEED"), let fixed = UInt64(String(cString: text)) { seed = fixed }
+    print("\(test): seed \(seed) (TEST_SEED=\(seed) replays it)")
+    return seed
+}

@@ -41,9 +41,13 @@ public final class WriteAheadLog: Sendable {
     ///
     /// - Throws: `.locked` if another process has the log open, `.corruption`, `.ioFailure`, `.invalidLog`.
     ///
-    /// - Parameter verifyingFrom: closed segments whose records all lie before this LSN are indexed from their
-    ///   frame headers only, without reading and checksumming their payloads: for a layer whose checkpoint
-    ///   covers them, so that opening a large log does not read all of it. Reads still verify every frame.
+    /// - Parameters:
+    ///   - directory: the log's directory (created with its parent synced when missing).
+    ///   - options: layout, batching, recovery mode, logging and metrics.
+    ///   - fileSystem: the file-I/O seam (`PosixFileSystem` unless a test injects faults).
+    ///   - verifyingFrom: closed segments whose records all lie before this LSN are indexed from their
+    ///     frame headers only, without reading and checksumming their payloads: for a layer whose checkpoint
+    ///     covers them, so that opening a large log does not read all of it. Reads still verify every frame.
     public static func open(directory: String, options: LogOptions = LogOptions(),
                             fileSystem: any FileSystem = PosixFileSystem(),
                             verifyingFrom: LSN = .first) throws(WALError) -> WriteAheadLog {

@@ -104,7 +104,7 @@ func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async t
     /// cancels, stream appends, offset commits, checkpoints and reclamation), sometimes twice on one store, then
     /// check the recovered store against everything the child reported before it died.
     @Test func everyConfirmedPublishAckAndOffsetSurvivesKillDashNine() async throws {
-        var generator = SystemRandomNumberGenerator()
+        var generator = SplitMix64(seed: testSeed("QueueCrashTests"))
         var checkpointed = 0, truncated = 0
         for round in 0..<24 {
             let dir = TemporaryDirectory()

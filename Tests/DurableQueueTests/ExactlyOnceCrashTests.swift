@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WALSimulation
 @testable import DurableQueue
 
 /// What the exactly-once child (QueueCrashChild/ExactlyOnce.swift) reported before it was killed.
@@ -38,7 +39,7 @@ struct ExactlyOnceReport: ChildLines {
     /// each output; the idempotent queue holds sequences 1...n once each; every half message ends committed
     /// or rolled back as its flag says, never both, and the check-back resolves those left pending.
     @Test func transactionsIdempotenceAndHalfMessagesSurviveKillDashNine() async throws {
-        var generator = SystemRandomNumberGenerator()
+        var generator = SplitMix64(seed: testSeed("ExactlyOnceCrashTests"))
         var totals = (transactions: 0, sequences: 0, halves: 0, resends: 0)
         for round in 0..<20 {
             let dir = TemporaryDirectory()

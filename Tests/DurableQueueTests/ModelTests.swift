@@ -1,23 +1,12 @@
 import Foundation
 import Testing
+import WALSimulation
 @testable import DurableQueue
 
 /// Random sequences of store operations (publish, receive, ack, nack, reject, cancel, transactions,
 /// checkpoints, clean reopens and crashes) checked after every step against a small in-memory model of the
 /// queue's semantics. Seeded; a failure names the seed and the step, and `MODEL_SEED=S` replays one seed.
 @Suite(.serialized, .timeLimit(.minutes(5))) struct ModelTests {
-    /// SplitMix64: small, seedable, good enough to pick operations.
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     /// What the store must hold: messages by number.
     struct Model {
         var ready: Set<Int> = []
@@ -41,7 +30,7 @@ import Testing
     @Test(arguments: seeds)
     func theStoreFollowsTheModel(seed: UInt64) async throws {
         let dir = TemporaryDirectory()
-        var rng = Generator(state: seed)
+        var rng = SplitMix64(seed: seed)
         var model = Model()
         var store = try await QueueStore.open(directory: dir.path, options: testOptions())
         defer { try? store.close() }

@@ -1,6 +1,6 @@
 import Foundation
-import WALSimulation
 import Synchronization
+import WALSimulation
 import WriteAheadLog
 @testable import DurableQueue
 

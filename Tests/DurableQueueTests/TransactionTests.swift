@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WALSimulation
 import WriteAheadLog
 @testable import DurableQueue
 
@@ -182,7 +183,7 @@ import WriteAheadLog
 
         store = try await QueueStore.open(directory: dir.path, options: testOptions())
         let tx = store.transaction()
-        var generator = SystemRandomNumberGenerator()
+        var generator = SplitMix64(seed: testSeed("TransactionTests"))
         for _ in 0..<100 {  // about 100 KiB of incompressible bodies: several 32 KiB frames
             try tx.publish(to: "q", Message(body: (0..<1024).map { _ in UInt8.random(in: 0...255, using: &generator) }))
         }

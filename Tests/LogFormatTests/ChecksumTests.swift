@@ -1,6 +1,7 @@
 import CCRC32C
 import LogFormat
 import Testing
+import WALSimulation
 
 @Suite(.timeLimit(.minutes(10))) struct ChecksumTests {
     @Test func standardCheckValue() {
@@ -23,7 +24,7 @@ import Testing
     }
 
     @Test func hardwareAndPortableAgreeOnRandomBuffersAndSplits() {
-        var rng = SystemRandomNumberGenerator()
+        var rng = SplitMix64(seed: testSeed("ChecksumTests"))
         for _ in 0..<300 {
             let bytes = (0..<Int.random(in: 0...5000, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
             let whole = CRC32C.checksum(bytes)

@@ -1,5 +1,6 @@
 import LogFormat
 import Testing
+import WALSimulation
 
 /// Builds a batch payload of `records` and encodes it into one frame.
 func encodeFrame(_ records: [[UInt8]], compression: FrameHeader.Codec = .lz4, firstLSN: UInt64 = 10,
@@ -37,7 +38,7 @@ func decodeRecords(_ frame: [UInt8]) throws -> (FrameHeader, [[UInt8]]) {
 @Suite(.timeLimit(.minutes(10))) struct FrameTests {
     let compressible = (0..<64).map { i in Array("{\"id\":\(i),\"event\":\"click\",\"text\":\"\(String(repeating: "banner video ", count: 70))\"}".utf8) }
     let incompressible: [[UInt8]] = {
-        var rng = SystemRandomNumberGenerator()
+        var rng = SplitMix64(seed: testSeed("FrameTests"))
         return (0..<16).map { _ in (0..<1024).map { _ in UInt8.random(in: 0...255, using: &rng) } }
     }()
 

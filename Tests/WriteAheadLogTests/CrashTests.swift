@@ -89,7 +89,7 @@ func runChildAndKill(directory: String, streams: Int, seed: UInt64, confirmsBefo
     @Test func everyConfirmReportedBeforeKillDashNineIsRecovered() throws {
         let tmp = TemporaryDirectory()
         let dir = tmp.sub("log")
-        var rng = SystemRandomNumberGenerator()
+        var rng = SplitMix64(seed: testSeed("WAL CrashTests"))
         var totalConfirms = 0
         for round in 0..<100 {
             let seed = UInt64(round) &* 7919

@@ -1,6 +1,7 @@
 import Foundation
 import LogFormat
 import Testing
+import WALSimulation
 @testable import WriteAheadLog
 
 /// A log of a few records, each in its own frame, whose image the tests damage and reopen.
@@ -104,7 +105,7 @@ func expectCorruption(_ dir: String, offset: Int, firstLSN: UInt64,
     @Test func garbledLastFrameAndGarbageAfterTheEndAreATornTail() throws {
         let image = try LogImage(count: 6)
         let tmp = TemporaryDirectory()
-        var rng = SystemRandomNumberGenerator()
+        var rng = SplitMix64(seed: testSeed("garbledLastFrame"))
         for start in stride(from: 0, to: image.frames[5].header.frameBytes, by: 37) {
             var bytes = image.unsealed
             for i in (image.frames[5].offset + start)..<(image.sealOffset + 200) { bytes[i] = UInt8.random(in: 0...255, using: &rng) }

@@ -1,6 +1,6 @@
 import Foundation
-import WALSimulation
 import LogFormat
+import WALSimulation
 @testable import WriteAheadLog
 
 /// A fresh directory under the system temporary directory, removed when the test ends.
