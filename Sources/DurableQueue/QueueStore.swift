@@ -459,32 +459,27 @@ public final class QueueStore: Sendable {
 
     /// `afterAppend` runs once the records are in the log's pending buffer, before they are durable.
     func perform(_ records: [StoreRecord], encoded: EncodedRecords? = nil, afterAppend: (@Sendable () -> Void)? = nil,
-                 _ makeSubmission: @escaping @Sendable (UnsafeContinuation<StoreState.Effect?, any Error>) -> Submission)
+                 _ makeSubmission: @escaping @Sendable (Reply) -> Submission)
         async throws(QueueError) -> StoreState.Effect {
         let encoded = encoded ?? EncodedRecords(records)
         while true {
             // No usability check here: the log itself refuses appends once it failed or closed.
-            let effect: StoreState.Effect?
-            do {
-                effect = try await withUnsafeThrowingContinuation { (c: UnsafeContinuation<StoreState.Effect?, any Error>) in
-                    do {
-                        // Only if the embedder turned `LogOptions.commitOnCallerWhenIdle` on (it blocks this
-                        // thread for a sync; off by default) does an idle log commit and complete this on our
-                        // thread, inside the call: the reply then resumes `c` before this closure returns, which
-                        // continuations allow.
-                        if try tryAppend(encoded, makeSubmission(c), onCaller: true) {
-                            afterAppend?()
-                        } else {
-                            c.resume(returning: nil)
-                        }
-                    } catch {
-                        c.resume(throwing: error)
+            let outcome = await withUnsafeContinuation { (c: Reply) in
+                do throws(QueueError) {
+                    // Only if the embedder turned `LogOptions.commitOnCallerWhenIdle` on (it blocks this
+                    // thread for a sync; off by default) does an idle log commit and complete this on our
+                    // thread, inside the call: the reply then resumes `c` before this closure returns, which
+                    // continuations allow.
+                    if try tryAppend(encoded, makeSubmission(c), onCaller: true) {
+                        afterAppend?()
+                    } else {
+                        c.resume(returning: .success(nil))
                     }
+                } catch {
+                    c.resume(returning: .failure(error))
                 }
-            } catch {
-                throw error as! QueueError
             }
-            if let effect { return effect }
+            if let effect = try outcome.get() { return effect }
             await log.waitForRoom(totalBytes: encoded.totalBytes, count: encoded.records.count)
         }
     }
@@ -527,11 +522,11 @@ public final class QueueStore: Sendable {
             return
         }
         Task { [self] in
-            do {
+            do throws(QueueError) {
                 try await submit(submission, wait: true)
             } catch {
                 var actions = Actions()
-                core.withLock { $0.failed(submission, error as! QueueError, &actions) }
+                core.withLock { $0.failed(submission, error, &actions) }
                 run(actions)
             }
         }
@@ -561,8 +556,8 @@ public final class QueueStore: Sendable {
         for w in actions.wakeups { w.resume() }
         for (c, result) in actions.replies {
             switch result {
-            case .success(let effect): c.resume(returning: effect)
-            case .failure(let error): c.resume(throwing: error)
+            case .success(let effect): c.resume(returning: .success(effect))
+            case .failure(let error): c.resume(returning: .failure(error))
             }
         }
     }

@@ -1,19 +1,23 @@
 import DequeModule
 
+/// A caller awaiting a submission: the effect of its last record, nil for "the log was full, submit again",
+/// or the store's error (a typed result, so no error is ever cast back from `any Error`).
+typealias Reply = UnsafeContinuation<Result<StoreState.Effect?, QueueError>, Never>
+
 /// What the store does once a submission's records are durable and applied. Kept with the submission until
 /// its confirm arrives.
 enum Intent {
     /// Someone awaits the effect of the last record.
-    case reply(UnsafeContinuation<StoreState.Effect?, any Error>)
+    case reply(Reply)
     /// A windowed publish: tell the publisher its sequence number was confirmed (or refused).
     case confirm(PublisherCore, sequence: UInt64)
     /// A consumer's checkout of `requested` messages.
     case checkout(consumer: UInt32, requested: Int)
     /// A consumer's deliveries were acked, rejected or returned; `reply` awaits it when a caller does.
-    case settle(consumer: UInt32, tags: [UInt64], reply: UnsafeContinuation<StoreState.Effect?, any Error>?)
+    case settle(consumer: UInt32, tags: [UInt64], reply: Reply?)
     /// A transaction's commit: the deliveries it acks, claimed by consumer, are settled when it applies and
     /// released (out again) when it is refused; `reply` awaits the commit's effect.
-    case transaction(reply: UnsafeContinuation<StoreState.Effect?, any Error>, claims: [UInt32: [UInt64]])
+    case transaction(reply: Reply, claims: [UInt32: [UInt64]])
     /// Nobody waits (internal returns, relocations, trims).
     case none
 }

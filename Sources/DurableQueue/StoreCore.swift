@@ -3,7 +3,7 @@ import DequeModule
 /// Work found under the store's lock and done after releasing it: resuming callers, handing out
 /// deliveries, submitting follow-up records.
 struct Actions {
-    var replies: [(UnsafeContinuation<StoreState.Effect?, any Error>, Result<StoreState.Effect, QueueError>)] = []
+    var replies: [(Reply, Result<StoreState.Effect, QueueError>)] = []
     var confirms: [(PublisherCore, UInt64, Result<Void, QueueError>)] = []
     /// Consumers waiting for a delivery that is now in their buffer.
     var readers: [(UnsafeContinuation<DeliveryChannel.Next, Never>, PendingDelivery)] = []

@@ -18,15 +18,17 @@ enum StoreLoader {
 
     /// The checkpoint's state, or an empty state without one.
     static func loadCheckpoint(directory: String, fileSystem: any FileSystem) throws(QueueError) -> StoreState {
-        do {
-            guard let bytes = try Checkpoint.read(directory: directory, fileSystem: fileSystem) else { return StoreState() }
+        let read: [UInt8]?
+        do { read = try Checkpoint.read(directory: directory, fileSystem: fileSystem) } catch {
+            throw QueueError.fileOperation(error, doing: "reading the checkpoint")
+        }
+        guard let bytes = read else { return StoreState() }
+        do throws(ByteReader.Malformed) {
             return try keepingType(ByteReader.Malformed.self) { try bytes.withUnsafeBytes { try Checkpoint.decode($0) } }
-        } catch let error as ByteReader.Malformed {
+        } catch {
             throw QueueError(.corruption, "the checkpoint \(directory)/\(Checkpoint.fileName) is damaged (\(error)). "
                              + "If `walctl info \(directory)/wal` shows the log starting at LSN 1, delete the "
                              + "checkpoint to rebuild from the log; otherwise restore from a backup")
-        } catch {
-            throw QueueError.fileOperation(error as! WALError, doing: "reading the checkpoint")
         }
     }
 
