@@ -75,8 +75,14 @@ extension QueueStore {
     /// ever failed). While it is set, the log is not being truncated and grows.
     public var maintenanceFailure: MaintenanceFailure? { core.withLock { $0.maintenanceFailure } }
 
+    /// `checkpoint()` on a thread of its own (its `fdatasync`s and directory syncs never block the pool).
+    func checkpointOffThePool() async throws(QueueError) {
+        try await onOwnThread { () throws(QueueError) in try self.checkpoint() }
+    }
+
     /// Writes a checkpoint of the state as applied now, then deletes the log segments nothing needs any more
-    /// (every record covered by the checkpoint and no live message body in them).
+    /// (every record covered by the checkpoint and no live message body in them). Blocks the calling thread
+    /// for the syncs: from async code use `reclaim()`, which runs it off the cooperative pool.
     /// - Throws: `.ioFailure` (the checkpoint or a deletion failed; nothing confirmed is affected and the next
     ///   checkpoint tries again), `.closed`, `.logFailed`.
     public func checkpoint() throws(QueueError) {
@@ -117,7 +123,7 @@ extension QueueStore {
     /// then pin at most the segment it was copied into, not the log behind it.
     public func reclaim() async throws(QueueError) {
         let segmentsBefore = log.segments.count
-        try checkpoint()
+        try await checkpointOffThePool()
         let moves = relocationCandidates()
         guard !moves.isEmpty else {
             telemetry.reclaimed(relocated: 0, segmentsBefore: segmentsBefore, segmentsAfter: log.segments.count)
@@ -139,7 +145,7 @@ extension QueueStore {
             batchBytes += size
         }
         if !batch.isEmpty { _ = try await perform(batch) }
-        try checkpoint()
+        try await checkpointOffThePool()
         telemetry.reclaimed(relocated: moves.count, segmentsBefore: segmentsBefore, segmentsAfter: log.segments.count)
     }
 

@@ -45,11 +45,39 @@ public final class QueueStore: Sendable {
 
     /// Opens (creating if needed) the store in `directory`: recovers the log, loads the checkpoint, replays
     /// the log after it, and returns every delivery of the previous run to its queue (marked redelivered).
+    /// The file work (recovery, reading the checkpoint, replay) runs on a thread of its own: the calling task
+    /// suspends, it never blocks a cooperative thread.
     ///
-    /// - Throws: `QueueError` `.corruption` (damaged log or checkpoint: the error says where),
-    ///   `.logFailed` for I/O errors, with the log's `WALError` attached.
+    /// - Throws: `QueueError` `.corruption` (damaged log or checkpoint: the error says where), `.locked`,
+    ///   `.ioFailure` (with the log's `WALError` and its errno), `.invalidStore`.
     public static func open(directory: String, options: StoreOptions = StoreOptions(),
                             fileSystem: any FileSystem = PosixFileSystem()) async throws(QueueError) -> QueueStore {
+        let (store, salvage) = try await onOwnThread { () throws(QueueError) in
+            try load(directory: directory, options: options, fileSystem: fileSystem)
+        }
+        do {
+            _ = try await store.perform([.sessionStart(time: options.clock.wallMilliseconds)])
+        } catch {
+            try? store.log.close()
+            throw error
+        }
+        store.telemetry.opened(store.openReport)
+        // What salvage dropped is recorded at once in a checkpoint (until then every open drops it again).
+        if let salvage, !salvage.droppedMessages.isEmpty || !salvage.droppedHalfMessages.isEmpty {
+            do {
+                try await onOwnThread { () throws(WALError) in try store.writeCheckpoint(truncate: false) }
+            } catch {
+                try? await store.shutdown()
+                throw QueueError.fileOperation(error, doing: "checkpointing after salvage")
+            }
+        }
+        store.startMaintenance()
+        return store
+    }
+
+    /// The blocking part of `open`: the checkpoint, the log's recovery and the replay.
+    private static func load(directory: String, options: StoreOptions,
+                             fileSystem: any FileSystem) throws(QueueError) -> (QueueStore, SalvageReport?) {
         let log: WriteAheadLog
         var clock = PhaseClock()
         // The checkpoint first: the log need not checksum the segments it covers (reads still verify them).
@@ -86,22 +114,7 @@ public final class QueueStore: Sendable {
         report.salvage = salvage
         let store = QueueStore(directory: directory, options: options, log: log, fileSystem: fileSystem,
                                state: state, report: report)
-        do {
-            _ = try await store.perform([.sessionStart(time: options.clock.wallMilliseconds)])
-        } catch {
-            try? log.close()
-            throw error
-        }
-        store.telemetry.opened(report)
-        // What salvage dropped is recorded at once in a checkpoint (until then every open drops it again).
-        if let salvage, !salvage.droppedMessages.isEmpty || !salvage.droppedHalfMessages.isEmpty {
-            do { try store.writeCheckpoint(truncate: false) } catch {
-                try? store.close()
-                throw QueueError.fileOperation(error, doing: "checkpointing after salvage")
-            }
-        }
-        store.startMaintenance()
-        return store
+        return (store, salvage)
     }
 
     private init(directory: String, options: StoreOptions, log: WriteAheadLog, fileSystem: any FileSystem,
@@ -133,10 +146,7 @@ public final class QueueStore: Sendable {
     /// Closes the store without blocking the calling thread (the final sync and checkpoint run on a thread of
     /// their own), so that a task on Swift's cooperative pool, or a service's `run`, can await it.
     public func shutdown() async throws(QueueError) {
-        let result: Result<Void, QueueError> = await withCheckedContinuation { c in
-            Thread.detachNewThread { [self] in c.resume(returning: Result { () throws(QueueError) in try close() }) }
-        }
-        try result.get()
+        try await onOwnThread { () throws(QueueError) in try self.close() }
     }
 
     /// Stops maintenance, ends every consumer, waits for what is in flight, writes a checkpoint and closes the
@@ -593,3 +603,4 @@ struct PhaseClock {
         return Double(seconds) * 1000 + Double(attoseconds) / 1e15
     }
 }
+

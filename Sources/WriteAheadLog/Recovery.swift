@@ -103,11 +103,10 @@ struct Recovery {
                     return nil
                 }
             }()
-            if let headerProblem {
-                stop = StopPoint(segmentIndex: i, offset: 0, expectedLSN: expected, reason: headerProblem)
+            guard headerProblem == nil, case .success(let h) = header else {
+                stop = StopPoint(segmentIndex: i, offset: 0, expectedLSN: expected, reason: headerProblem ?? "segment header")
                 break scan
             }
-            let h = try! header.get()
             identity = identity ?? h.logIdentity
             previousID = h.segmentID
             if trusted, let nextFirst {

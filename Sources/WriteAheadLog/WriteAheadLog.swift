@@ -352,10 +352,7 @@ public final class WriteAheadLog: Sendable {
     /// Closes the log without blocking the calling thread: the final sync and seal run on a thread of their
     /// own, so a task on Swift's cooperative pool can await it. Otherwise as `close()`.
     public func shutdown() async throws(WALError) {
-        let result: Result<Void, WALError> = await withCheckedContinuation { c in
-            Thread.detachNewThread { [self] in c.resume(returning: Result { () throws(WALError) in try close() }) }
-        }
-        try result.get()
+        try await onOwnThread { () throws(WALError) in try self.close() }
     }
 
     /// Writes out pending appends, waits until they are durable, records a clean shutdown and releases the

@@ -2,18 +2,8 @@ import Dispatch
 import Foundation
 import Glibc
 import Testing
+import WALSimulation
 @testable import WriteAheadLog
-
-/// An executor with one serial lane: a job that blocks its thread blocks every other job of the executor,
-/// as a blocked cooperative thread would on a small pool.
-final class OneLaneExecutor: TaskExecutor, @unchecked Sendable {
-    private let queue = DispatchQueue(label: "one-lane")
-
-    func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        queue.async { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
-    }
-}
 
 /// Async appends must never hold their thread while an `fdatasync` runs: an embedding server shares
 /// those threads. The sync is held open by the file system; another task on the same single lane must

@@ -76,7 +76,10 @@ private func isSegmentName(_ name: String) -> Bool {
 }
 
 func jsonLine(_ object: [String: Any]) -> String {
-    let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+    // Every value walctl puts in its objects is a string, number, bool, null, array or object of those.
+    guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
+        preconditionFailure("walctl built a JSON object with a value JSON cannot hold: \(object)")
+    }
     return String(decoding: data, as: UTF8.self)
 }
 
