@@ -22,11 +22,12 @@ import WALSimulation
         let operations = await trial(seed: 0, crashBefore: nil, streams: 1, perStream: 200, truncateEvery: 50)
             .operationsOfAnUninterruptedRun()
         #expect(operations > 400)
-        var checked = 0
+        var checked = 0, tornTails = 0
         for point in 0...operations {
             for seed in [UInt64(point), UInt64(point) &* 7919 &+ 1] {
                 let outcome = await trial(seed: seed, crashBefore: point, streams: 1, perStream: 200, truncateEvery: 50).run()
                 checked += outcome.confirmed
+                if outcome.tornTailCut { tornTails += 1 }
                 if let failure = outcome.failure {
                     Issue.record("crash before operation \(point), seed \(seed): \(failure)")
                     return
@@ -34,6 +35,9 @@ import WALSimulation
             }
         }
         #expect(checked > 20_000)
+        // One appender: the crash points, and so the torn tails left for recovery to cut, do not depend on
+        // thread scheduling. This is where the harness shows it really tears writes.
+        #expect(tornTails > 50, "the simulated power cuts must leave torn tails for recovery to cut")
     }
 
     @Test func everyConfirmSurvivesPowerLossUnderConcurrentLoad() async throws {
@@ -50,9 +54,9 @@ import WALSimulation
             }
         }
         #expect(checked > 5000)
-        // A coverage floor, not a figure: how many cuts land mid-group depends on thread scheduling (about 10%
-        // on an idle machine, fewer when the cores are busy).
-        #expect(tornTails > 15, "the simulated power cuts must leave torn tails for recovery to cut")
+        // How many cuts land mid-group depends on thread scheduling (about 10% on an idle machine, 3% seen on a
+        // loaded one): the deterministic floor is in the single-appender test above.
+        #expect(tornTails > 0, "the simulated power cuts must leave torn tails for recovery to cut")
     }
 
     /// Truncation that deletes several segments at once, cut by a power loss at every operation: the
