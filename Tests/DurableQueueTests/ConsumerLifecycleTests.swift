@@ -65,7 +65,7 @@ import WriteAheadLog
         // Once the first task waits in the channel, a second reader is refused at once.
         try await eventually { consumer.channel.hasWaitingReader }
         var iterator = consumer.deliveries.makeAsyncIterator()
-        let second = await #expect(throws: QueueError.self) { _ = try await iterator.next() }
+        let second = await expectQueueError(.invalidArgument) { _ = try await iterator.next() }
         #expect(second?.code == .invalidArgument && second?.message.contains("one task") == true)
         try await store.publish(to: "q", text("m"))
         #expect(try await withDeadline(5, "the first reader's delivery") { try await first.value }?.text == "m")
@@ -87,7 +87,7 @@ import WriteAheadLog
             }
         }
         fs.inject(.init(.write, errno: EIO))
-        let publish = await #expect(throws: QueueError.self) { try await store.publish(to: "q", text("lost")) }
+        let publish = await expectQueueError(.logFailed) { try await store.publish(to: "q", text("lost")) }
         #expect(publish?.code == .logFailed)
         let ended = try await withDeadline(5, "the iteration's end") { await worker.value }
         #expect(ended?.code == .logFailed)
@@ -124,7 +124,7 @@ import WriteAheadLog
         try await publisher.publish(to: "q", text("held"))
         let waiter = Task { try await publisher.waitForConfirms() }
         waiter.cancel()
-        let e = await #expect(throws: QueueError.self) { _ = try await withDeadline(5, "the wait's end") { try await waiter.value } }
+        let e = await expectQueueError(.cancelled) { _ = try await withDeadline(5, "the wait's end") { try await waiter.value } }
         #expect(e?.code == .cancelled)
     }
 
@@ -134,11 +134,11 @@ import WriteAheadLog
         try await store.declareStream("s")
         let cancelled = Task { try await store.waitForRecords(stream: "s", at: 0) }
         cancelled.cancel()
-        let e = await #expect(throws: QueueError.self) { try await withDeadline(5, "the wait's end") { try await cancelled.value } }
+        let e = await expectQueueError(.cancelled) { try await withDeadline(5, "the wait's end") { try await cancelled.value } }
         #expect(e?.code == .cancelled)
         let closing = Task { try await store.waitForRecords(stream: "s", at: 0) }
         try store.close()  // before or after the wait registered: either way it ends with .closed
-        let closed = await #expect(throws: QueueError.self) { try await withDeadline(5, "the wait's end") { try await closing.value } }
+        let closed = await expectQueueError(.closed) { try await withDeadline(5, "the wait's end") { try await closing.value } }
         #expect(closed?.code == .closed)
     }
 }

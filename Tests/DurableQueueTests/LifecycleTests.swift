@@ -19,7 +19,7 @@ import Testing
             trigger.triggerGracefulShutdown()
             try await withDeadline(10, "the service's end") { try await service.value }
         }
-        let refused = await #expect(throws: QueueError.self) { try await store.publish(to: "q", text("late")) }
+        let refused = await expectQueueError(.closed) { try await store.publish(to: "q", text("late")) }
         #expect(refused?.code == .closed)
         // Closed cleanly: the next open finds a sealed log and the message.
         let reopened = try await QueueStore.open(directory: dir.path, options: testOptions())
@@ -33,7 +33,7 @@ import Testing
         let service = Task { try await store.run() }
         service.cancel()
         try await withDeadline(10, "the service's end") { try await service.value }
-        let refused = await #expect(throws: QueueError.self) { try await store.declareQueue("q") }
+        let refused = await expectQueueError(.closed) { try await store.declareQueue("q") }
         #expect(refused?.code == .closed)
     }
 

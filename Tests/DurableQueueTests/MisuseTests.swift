@@ -15,8 +15,8 @@ import WriteAheadLog
         try await store.declareStream("s")
         try await store.declareQueue("q")
         let body = Message(body: [UInt8](repeating: 7, count: bytes))
-        let append = await #expect(throws: QueueError.self) { try await store.append(to: "s", body) }
-        let publish = await #expect(throws: QueueError.self) { try await store.publish(to: "q", body) }
+        let append = await expectQueueError(.invalidArgument) { try await store.append(to: "s", body) }
+        let publish = await expectQueueError(.invalidArgument) { try await store.publish(to: "q", body) }
         #expect(append?.code == .invalidArgument && publish?.code == .invalidArgument)
         #expect(append?.message.contains("recordBytesMax") == true)
         // Nothing was written and the store goes on.
@@ -35,7 +35,7 @@ import WriteAheadLog
         try await store.append(to: "s", largest)
         try await store.publish(to: "q", largest)
         let oneMore = Message(body: largest.body + [1])
-        let e = await #expect(throws: QueueError.self) { try await store.append(to: "s", oneMore) }
+        let e = await expectQueueError(.invalidArgument) { try await store.append(to: "s", oneMore) }
         #expect(e?.code == .invalidArgument)
     }
 
@@ -55,7 +55,7 @@ import WriteAheadLog
         for durable in [true, false] {
             var o = options
             o.durable = durable
-            let e = await #expect(throws: QueueError.self) { try await store.declareQueue("q", options: o) }
+            let e = await expectQueueError(.invalidArgument) { try await store.declareQueue("q", options: o) }
             #expect(e?.code == .invalidArgument && e?.message.contains(named) == true)
         }
         #expect(store.queues().isEmpty)
@@ -67,7 +67,7 @@ import WriteAheadLog
         defer { try? store.close() }
         for (o, named) in [(StreamOptions(maxBytes: -5), "maxBytes"), (StreamOptions(maxAge: .milliseconds(-1)), "maxAge"),
                            (StreamOptions(maxAge: .nanoseconds(10)), "maxAge")] {
-            let e = await #expect(throws: QueueError.self) { try await store.declareStream("s", options: o) }
+            let e = await expectQueueError(.invalidArgument) { try await store.declareStream("s", options: o) }
             #expect(e?.code == .invalidArgument && e?.message.contains(named) == true)
         }
         #expect(store.streamInfo("s") == nil)
@@ -92,7 +92,7 @@ import WriteAheadLog
     @Test func aSecondOpenInThisProcessSaysSo() async throws {
         let dir = TemporaryDirectory()
         let store = try await QueueStore.open(directory: dir.path, options: testOptions())
-        let e = await #expect(throws: QueueError.self) {
+        let e = await expectQueueError(.locked) {
             _ = try await QueueStore.open(directory: dir.path, options: testOptions())
         }
         #expect(e?.code == .locked && e?.message.contains("this process") == true)
@@ -106,7 +106,7 @@ import WriteAheadLog
         let dir = TemporaryDirectory()
         let file = dir.path + "/file"
         #expect(FileManager.default.createFile(atPath: file, contents: Data([1])))
-        let e = await #expect(throws: QueueError.self) {
+        let e = await expectQueueError(.ioFailure) {
             _ = try await QueueStore.open(directory: file + "/store", options: testOptions())
         }
         #expect(e?.code == .ioFailure && e?.log?.errno == ENOTDIR)
@@ -116,7 +116,7 @@ import WriteAheadLog
     @Test func aFileWhereTheLogDirectoryBelongsIsAnIOFailure() async throws {
         let dir = TemporaryDirectory()
         #expect(FileManager.default.createFile(atPath: dir.path + "/wal", contents: Data([1])))
-        let e = await #expect(throws: QueueError.self) {
+        let e = await expectQueueError(.ioFailure) {
             _ = try await QueueStore.open(directory: dir.path, options: testOptions())
         }
         #expect(e?.code == .ioFailure && e?.log?.errno == ENOTDIR)
@@ -126,7 +126,7 @@ import WriteAheadLog
         let dir = TemporaryDirectory()
         var options = testOptions()
         options.log.segmentBytes = 1000
-        let e = await #expect(throws: QueueError.self) {
+        let e = await expectQueueError(.invalidStore) {
             _ = try await QueueStore.open(directory: dir.path, options: options)
         }
         #expect(e?.code == .invalidStore && e?.message.contains("segmentBytes") == true)

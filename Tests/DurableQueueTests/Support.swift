@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import Testing
 import WALSimulation
 import WriteAheadLog
 @testable import DurableQueue
@@ -96,4 +97,22 @@ func drain(_ queue: String, _ store: QueueStore) async throws -> [Delivery] {
     guard let info = store.queueInfo(queue), info.ready > 0 else { return [] }
     let consumer = try store.consume(queue: queue, prefetch: info.ready)
     return try await take(info.ready, from: consumer)
+}
+
+/// The `QueueError` that `body` throws, after checking its code: the test fails when `body` throws nothing,
+/// throws another type, or another code (an expectation that accepts any error passes on the wrong one).
+@discardableResult
+func expectQueueError<T>(_ code: QueueError.Code, _ comment: Comment? = nil, sourceLocation: SourceLocation = #_sourceLocation,
+                         _ body: () throws -> T) -> QueueError? {
+    let error = #expect(throws: QueueError.self, comment, sourceLocation: sourceLocation) { _ = try body() }
+    #expect(error?.code == code, comment, sourceLocation: sourceLocation)
+    return error
+}
+
+@discardableResult
+func expectQueueError<T>(_ code: QueueError.Code, _ comment: Comment? = nil, sourceLocation: SourceLocation = #_sourceLocation,
+                         _ body: () async throws -> T) async -> QueueError? {
+    let error = await #expect(throws: QueueError.self, comment, sourceLocation: sourceLocation) { _ = try await body() }
+    #expect(error?.code == code, comment, sourceLocation: sourceLocation)
+    return error
 }

@@ -77,7 +77,7 @@ final class CapturedLogs: Sendable {
         defer { try? store.close() }
         try await store.declareQueue("q")
         fs.inject(.init(.dataSync, errno: EIO))
-        let e = await #expect(throws: QueueError.self) { try await store.publish(to: "q", text("x")) }
+        let e = await expectQueueError(.logFailed) { try await store.publish(to: "q", text("x")) }
         #expect(e?.code == .logFailed)
         #expect(try metrics.expectCounter("wal_sync_failures_total", [("log", dir.path + "/wal")]).totalValue == 1)
         let critical = logs.all.filter { $0.level == .critical }

@@ -29,7 +29,7 @@ import Testing
         var bytes = image.unsealed
         bytes[image.frames[2].offset + 70] ^= 0x01
         let dir = image.install(bytes, in: tmp)
-        let e = #expect(throws: WALError.self) { try WriteAheadLog.open(directory: dir, options: smallOptions()) }
+        let e = expectWALError(.corruption) { try WriteAheadLog.open(directory: dir, options: smallOptions()) }
         #expect(e?.code == .corruption && e?.message.contains("salvage would mark LSNs 3...3") == true)
         // The dry run says the same and changes nothing.
         let inspection = try LogInspector.inspect(directory: dir)
@@ -52,13 +52,13 @@ import Testing
         #expect(report.patches.count == 1 && patch.lostLSNs == 3...3 && patch.offset == victim.offset
                 && patch.bytes == victim.header.frameBytes)
         // The lost record refuses by name; the others read back.
-        let lost = #expect(throws: WALError.self) { try log.read(LSN(3)) }
+        let lost = expectWALError(.recordsLost) { try log.read(LSN(3)) }
         #expect(lost?.code == .recordsLost && lost?.lsnRange == 3...3)
         var seen: [[UInt8]] = []
         var lostRanges: [ClosedRange<UInt64>] = []
         try log.forEachRecord(from: .first, onLost: { lostRanges.append($0) }) { _, r in seen.append(Array(r)); return true }
         #expect(seen == [0, 1, 3, 4, 5].map { image.records[$0] } && lostRanges == [3...3])
-        let walk = #expect(throws: WALError.self) { try log.forEachRecord(from: .first) { _, _ in true } }
+        let walk = expectWALError(.recordsLost) { try log.forEachRecord(from: .first) { _, _ in true } }
         #expect(walk?.code == .recordsLost)
         // It goes on: a new record after the kept ones.
         let next = try [UInt8]([9, 9]).withUnsafeBytes { try log.appendAndWait($0) }
@@ -132,7 +132,7 @@ import Testing
         header[10] ^= 0xFF
         #expect(FileManager.default.createFile(atPath: paths[1], contents: Data(header)))
         let firstOfSecond = try #require(frameOffsets(paths[1]).first?.header.firstLSN)
-        let e = #expect(throws: WALError.self) { try WriteAheadLog.open(directory: tmp.path, options: options) }
+        let e = expectWALError(.corruption) { try WriteAheadLog.open(directory: tmp.path, options: options) }
         #expect(e?.message.contains("salvage would cut the log before LSN \(firstOfSecond)") == true)
         let log = try WriteAheadLog.open(directory: tmp.path, options: salvageOptions(segmentBytes: 64 << 10))
         defer { try? log.close() }

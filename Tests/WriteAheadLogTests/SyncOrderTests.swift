@@ -30,12 +30,12 @@ import Testing
         try await waitUntil("the second sync returned") { fs.syncsCompleted > completedBefore }
         fs.releaseOldestHeldSync(failing: EIO)
 
-        let firstError = await #expect(throws: WALError.self) { try await first.value }
+        let firstError = await expectWALError(.ioFailure) { try await first.value }
         let secondError = await #expect(throws: WALError.self) { try await second.value }
         #expect(firstError?.code == .ioFailure && firstError?.errno == EIO)
         #expect(secondError?.code == .ioFailure || secondError?.code == .logFailed)
         #expect(log.durableLSN == .none)
-        let after = await #expect(throws: WALError.self) { try await log.append([3]) }
+        let after = await expectWALError(.logFailed) { try await log.append([3]) }
         #expect(after?.code == .logFailed)
         _ = try? log.close()
     }

@@ -1,5 +1,6 @@
 import Foundation
 import LogFormat
+import Testing
 import WALSimulation
 @testable import WriteAheadLog
 
@@ -120,4 +121,22 @@ func intactFramesAnywhere(_ path: String) -> [(offset: Int, header: FrameHeader)
         }
     }
     return result
+}
+
+/// The `WALError` that `body` throws, after checking its code: the test fails when `body` throws nothing,
+/// throws another type, or another code.
+@discardableResult
+func expectWALError<T>(_ code: WALError.Code, _ comment: Comment? = nil, sourceLocation: SourceLocation = #_sourceLocation,
+                       _ body: () throws -> T) -> WALError? {
+    let error = #expect(throws: WALError.self, comment, sourceLocation: sourceLocation) { _ = try body() }
+    #expect(error?.code == code, comment, sourceLocation: sourceLocation)
+    return error
+}
+
+@discardableResult
+func expectWALError<T>(_ code: WALError.Code, _ comment: Comment? = nil, sourceLocation: SourceLocation = #_sourceLocation,
+                       _ body: () async throws -> T) async -> WALError? {
+    let error = await #expect(throws: WALError.self, comment, sourceLocation: sourceLocation) { _ = try await body() }
+    #expect(error?.code == code, comment, sourceLocation: sourceLocation)
+    return error
 }
