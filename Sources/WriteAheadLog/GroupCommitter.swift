@@ -318,7 +318,7 @@ final class GroupCommitter: @unchecked Sendable {
         let durableBefore = ledger.durable
         if case .failure(let error) = outcome, ledger.failure == nil { telemetry.failed(error) }
         var release = ledger.syncReturned(ticket, outcome)
-        if ledger.durable > durableBefore { telemetry.madeDurable(records: ledger.durable.rawValue - durableBefore.rawValue) }
+        let madeDurable = ledger.durable.rawValue - durableBefore.rawValue
         if let failure = ledger.failure {
             let doomed = takePendingWaitersLocked()
             if !doomed.isEmpty {
@@ -327,7 +327,7 @@ final class GroupCommitter: @unchecked Sendable {
             }
         }
         if ledger.syncsInFlight == 0 { drained.broadcast() }
-        if !release.isEmpty { completeUnlocked(release) }
+        if !release.isEmpty { completeUnlocked(release, madeDurable: madeDurable) }
     }
 
     /// `fdatasync`, timed and counted (skipped only in the benchmark's unsafe no-sync mode).
@@ -375,8 +375,11 @@ final class GroupCommitter: @unchecked Sendable {
 
     /// Completes what `release` says, without the lock, in LSN order; keeps the emptied waiter arrays.
     /// Called and returns with the lock held.
-    private func completeUnlocked(_ release: CommitLedger<Waiter>.Release) {
+    /// `madeDurable`: records the sync behind this release made durable, for the metrics (reported here, off
+    /// the lock, like the completions).
+    private func completeUnlocked(_ release: CommitLedger<Waiter>.Release, madeDurable: UInt64 = 0) {
         monitor.unlock()
+        if madeDurable > 0 { telemetry.madeDurable(records: madeDurable) }
         for group in release.confirmed {
             for w in group.waiters { w.completion.complete(.success(w.firstLSN)) }
         }

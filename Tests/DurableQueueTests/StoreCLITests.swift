@@ -1,27 +1,15 @@
 import Foundation
 import LogFormat
 import Testing
+import WALSimulation
 import WriteAheadLog
 @testable import DurableQueue
 
 /// `walctl` on a store directory: it finds the log in `wal/`, checks the checkpoint and the replay as the
 /// store's open would, and never answers "clean" (exit 0) for a store that does not open.
 @Suite(.serialized, .timeLimit(.minutes(2))) struct StoreCLITests {
-    struct Result { var status: Int32; var output: String; var errors: String }
-
-    private func walctl(_ arguments: String...) throws -> Result {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: productsDirectory() + "/walctl")
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let output = out.fileHandleForReading.readDataToEndOfFile()
-        let errors = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus, output: String(decoding: output, as: UTF8.self),
-                      errors: String(decoding: errors, as: UTF8.self))
+    private func walctl(_ arguments: String...) throws -> ToolRun {
+        try ToolRun.run(productsDirectory() + "/walctl", arguments)
     }
 
     /// A closed store with one queue of 40 messages (in frames of several), checkpointed halfway.

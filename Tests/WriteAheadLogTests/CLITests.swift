@@ -2,28 +2,12 @@ import Foundation
 import Glibc
 import LogFormat
 import Testing
+import WALSimulation
 @testable import WriteAheadLog
 
-struct CommandResult {
-    var status: Int32
-    var output: String
-    var errors: String
-}
-
 /// Runs the walctl binary built beside the tests.
-func walctl(_ arguments: String...) throws -> CommandResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: productsDirectory() + "/walctl")
-    process.arguments = arguments
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let output = out.fileHandleForReading.readDataToEndOfFile()
-    let errors = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return CommandResult(status: process.terminationStatus, output: String(decoding: output, as: UTF8.self),
-                         errors: String(decoding: errors, as: UTF8.self))
+func walctl(_ arguments: String...) throws -> ToolRun {
+    try ToolRun.run(productsDirectory() + "/walctl", arguments)
 }
 
 func parseJSON(_ text: String) throws -> [String: Any] {
