@@ -135,12 +135,15 @@ public final class QueueStore: Sendable {
     }
 
     /// A store dropped without `close` would leave its log's threads and files open: say so loudly, and
-    /// close the log here (its unsettled deliveries go back at the next open, as after a crash).
+    /// close the log (its unsettled deliveries go back at the next open, as after a crash). The close waits for
+    /// a final sync, so it runs on a thread of its own: the last reference may well be dropped on a
+    /// cooperative thread.
     deinit {
         guard !core.withLock({ $0.closed }), !log.isClosed else { return }
         telemetry.logger.error("a QueueStore was dropped without close(); closing its log now (call close() or shutdown())")
         maintenanceTask.withLock { $0?.cancel() }
-        try? log.close()
+        let log = self.log
+        Thread.detachNewThread { try? log.close() }
     }
 
     /// Closes the store without blocking the calling thread (the final sync and checkpoint run on a thread of

@@ -342,7 +342,8 @@ public final class WriteAheadLog: Sendable {
     public var isClosed: Bool { closed.load(ordering: .acquiring) }
 
     /// A log dropped without `close` would leak its two I/O threads and its descriptors: say so loudly, and
-    /// close it here (which may block this thread for a final sync).
+    /// close it here. That blocks the dropping thread for a final sync (the log is being deallocated, so the
+    /// close cannot move to another thread): a fallback for a bug in the embedder, never the normal path.
     deinit {
         guard !closed.load(ordering: .acquiring) else { return }
         telemetry.logger.error("a WriteAheadLog was dropped without close(); closing it now (call close() or shutdown())")
