@@ -1,11 +1,11 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
-// Dependencies run one way: C targets -> LogFormat -> WriteAheadLog -> benchmarks, tools and tests.
+// Dependencies run one way: C targets -> LogFormat -> DurableLog -> benchmarks, tools and tests.
 let package = Package(
     name: "DurableQueue",
     products: [
-        .library(name: "WriteAheadLog", targets: ["WriteAheadLog"]),
+        .library(name: "DurableLog", targets: ["DurableLog"]),
         .library(name: "LogFormat", targets: ["LogFormat"]),
         .library(name: "WALSimulation", targets: ["WALSimulation"]),
         .library(name: "DurableQueue", targets: ["DurableQueue"]),
@@ -37,13 +37,13 @@ let package = Package(
         // Pure values, no I/O: LSNs, segment and frame headers, batch encoding, codecs, checksums.
         .target(name: "LogFormat", dependencies: ["CCRC32C", "CLZ4"]),
         // Files, the group committer, recovery and readers.
-        .target(name: "WriteAheadLog", dependencies: [
+        .target(name: "DurableLog", dependencies: [
             "LogFormat", .product(name: "Logging", package: "swift-log"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
         ]),
         // The queue layer: queues with confirms and acks, streams with offsets, checkpoints, reclamation.
         .target(name: "DurableQueue", dependencies: [
-            "WriteAheadLog", "LogFormat", .product(name: "DequeModule", package: "swift-collections"),
+            "DurableLog", "LogFormat", .product(name: "DequeModule", package: "swift-collections"),
             .product(name: "Logging", package: "swift-log"), .product(name: "CoreMetrics", package: "swift-metrics"),
         ]),
         // A store as a swift-service-lifecycle Service (its own product: the core needs no lifecycle library).
@@ -52,7 +52,7 @@ let package = Package(
         ]),
         // A file system that simulates power loss (unsynced writes dropped or torn), for tests and torture runs.
         .target(name: "WALSimulation", dependencies: [
-            "WriteAheadLog", "LogFormat", .product(name: "Logging", package: "swift-log"),
+            "DurableLog", "LogFormat", .product(name: "Logging", package: "swift-log"),
         ]),
 
         // The benchmark workload generator (../shared/bench/WORKLOAD.md) and the benchmark itself, which runs
@@ -67,7 +67,7 @@ let package = Package(
         .executableTarget(
             name: "WALBench",
             dependencies: [
-                "WriteAheadLog", "DurableQueue", "Workload", "CLZ4", "CSQLite",
+                "DurableLog", "DurableQueue", "Workload", "CLZ4", "CSQLite",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             path: "Benchmarks/WALBench"
@@ -76,7 +76,7 @@ let package = Package(
         // The log-inspection CLI: info, verify, dump, recover.
         .executableTarget(
             name: "walctl",
-            dependencies: ["WriteAheadLog", "LogFormat", "DurableQueue",
+            dependencies: ["DurableLog", "LogFormat", "DurableQueue",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Tools/walctl"
         ),
@@ -84,21 +84,21 @@ let package = Package(
         // Simulated power cuts over many seeds, beyond what the default test run covers.
         .executableTarget(
             name: "wal-torture",
-            dependencies: ["WALSimulation", "WriteAheadLog", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["WALSimulation", "DurableLog", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Tools/wal-torture"
         ),
 
         // A child process for the crash tests: appends under load and reports each confirm on stdout.
         .executableTarget(name: "WALCrashChild", dependencies: [
-            "WriteAheadLog", .product(name: "Logging", package: "swift-log"),
+            "DurableLog", .product(name: "Logging", package: "swift-log"),
         ], path: "Tests/WALCrashChild"),
         .testTarget(name: "LogFormatTests", dependencies: ["LogFormat", "CCRC32C", "WALSimulation"]),
-        .testTarget(name: "WriteAheadLogTests", dependencies: ["WriteAheadLog", "WALSimulation", "WALCrashChild", "walctl"]),
+        .testTarget(name: "DurableLogTests", dependencies: ["DurableLog", "WALSimulation", "WALCrashChild", "walctl"]),
         .executableTarget(name: "QueueCrashChild", dependencies: [
             "DurableQueue", .product(name: "Logging", package: "swift-log"),
         ], path: "Tests/QueueCrashChild"),
         .testTarget(name: "DurableQueueTests", dependencies: [
-            "DurableQueue", "WriteAheadLog", "WALSimulation", "QueueCrashChild", "walctl",
+            "DurableQueue", "DurableLog", "WALSimulation", "QueueCrashChild", "walctl",
             .product(name: "Logging", package: "swift-log"), .product(name: "MetricsTestKit", package: "swift-metrics"),
             "DurableQueueService", .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
         ]),

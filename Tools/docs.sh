@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 failed=0
-for target in DurableQueue DurableQueueService WriteAheadLog LogFormat; do
+for target in DurableQueue DurableQueueService DurableLog LogFormat; do
     out=$(swift package generate-documentation --target "$target" 2>&1) || { echo "$out"; exit 1; }
     if grep -qE "(^|: )warning" <<<"$out"; then
         echo "$out" | grep -A8 -E "(^|: )warning"

@@ -2,7 +2,7 @@ import Foundation
 import Histogram
 import LogFormat
 import Synchronization
-import WriteAheadLog
+import DurableLog
 
 /// Durable appends through the write-ahead log: `concurrency` tasks, each appending and awaiting its
 /// confirm (WORKLOAD.md §2's "64 concurrent publishers" shape), or one producer with a window of

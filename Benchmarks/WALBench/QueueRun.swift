@@ -3,7 +3,7 @@ import Foundation
 import Histogram
 import LogFormat
 import Synchronization
-import WriteAheadLog
+import DurableLog
 
 /// Durable publishes through the queue layer (`QueueStore`), the same workload as `EngineRun`: awaited
 /// publishes from `concurrency` tasks, or one windowed publisher with `concurrency` unconfirmed publishes;

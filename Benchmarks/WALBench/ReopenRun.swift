@@ -1,7 +1,7 @@
 import DurableQueue
 import Foundation
 import Workload
-import WriteAheadLog
+import DurableLog
 
 /// The time to open a store after a crash with a large log: a child process (this binary, `--fill`) publishes
 /// `bytes` of 1 KiB random messages that nobody consumes, then exits without closing (no final checkpoint, no

@@ -4,7 +4,7 @@
 import Foundation
 import LogFormat
 import Workload
-import WriteAheadLog
+import DurableLog
 
 // The reopen scenario's child: fill a store and exit without closing it.
 if CommandLine.arguments.count == 5, CommandLine.arguments[1] == "--fill", let bytes = Int(CommandLine.arguments[3]) {

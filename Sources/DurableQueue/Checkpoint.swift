@@ -1,6 +1,6 @@
 import DequeModule
 import LogFormat
-import WriteAheadLog
+import DurableLog
 
 /// A snapshot of the derived state covering the log through one LSN, so that opening replays only the log
 /// after it. One file, `checkpoint`, replaced crash-safely: written to `checkpoint.tmp`, `fdatasync`ed,

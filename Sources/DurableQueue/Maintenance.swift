@@ -1,5 +1,5 @@
 import LogFormat
-import WriteAheadLog
+import DurableLog
 
 /// What runs in the background: ack timeouts, stream age retention, idle producer expiry, half message
 /// check-backs, checkpoints, reclamation.

@@ -1,5 +1,5 @@
 import Glibc
-import WriteAheadLog
+import DurableLog
 
 /// The one error type of the queue layer: what went wrong and what to do next.
 public struct QueueError: Error, Sendable, Equatable, CustomStringConvertible {

@@ -2,7 +2,7 @@ import Foundation
 import Glibc
 import LogFormat
 import Synchronization
-import WriteAheadLog
+import DurableLog
 
 /// A durable message store: queues with publisher confirms and consumer acks, and streams with committed
 /// offsets, on one shared write-ahead log (`<directory>/wal`) plus a checkpoint of the derived state.

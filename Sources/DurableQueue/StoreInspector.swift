@@ -1,5 +1,5 @@
 import LogFormat
-import WriteAheadLog
+import DurableLog
 
 /// Read-only inspection of a store directory (for tools such as `walctl queues`): loads the checkpoint and
 /// replays the log after it without opening the store, taking its lock or writing a byte. Safe beside a

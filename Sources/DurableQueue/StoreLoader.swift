@@ -1,5 +1,5 @@
 import LogFormat
-import WriteAheadLog
+import DurableLog
 
 /// The one way a store's state is rebuilt from disk, shared by `QueueStore.open` and the read-only
 /// `StoreInspector` (so `walctl` can never disagree with what the store itself would do): the checkpoint,

@@ -1,6 +1,6 @@
 import CoreMetrics
 import Logging
-import WriteAheadLog
+import DurableLog
 
 /// How a store is laid out and maintained.
 public struct StoreOptions: Sendable {

@@ -1,6 +1,6 @@
 import CoreMetrics
 import Logging
-import WriteAheadLog
+import DurableLog
 
 /// What the store tells the application's logging (swift-log) and metrics (swift-metrics) backends. The
 /// log underneath reports its own (`wal_*`, see `LogOptions.metricsFactory`) to the same backends. Gauges

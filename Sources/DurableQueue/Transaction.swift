@@ -1,5 +1,5 @@
 import LogFormat
-import WriteAheadLog
+import DurableLog
 import Synchronization
 
 /// A group of publishes, stream appends, offset commits and acks that become durable and visible all at

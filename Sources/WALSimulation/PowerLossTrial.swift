@@ -1,6 +1,6 @@
 import LogFormat
 import Synchronization
-import WriteAheadLog
+import DurableLog
 
 /// One simulated power cut: producers append on a `SimulatedDisk` that loses power before a chosen
 /// mutating operation; the image a power cut leaves (chosen by the seed) is reopened and every append

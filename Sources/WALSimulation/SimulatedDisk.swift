@@ -1,6 +1,6 @@
 import Glibc
 import Synchronization
-import WriteAheadLog
+import DurableLog
 
 /// An in-memory file system that knows what a power loss could take away: per file, the bytes made durable
 /// by `fdatasync` and the writes since; per directory, the entries made durable by a directory `fsync` and

@@ -2,7 +2,7 @@ import Foundation
 import Glibc
 import Synchronization
 import Testing
-import WriteAheadLog
+import DurableLog
 @testable import DurableQueue
 
 /// A consumer's iteration follows structured concurrency: cancelling the task ends it at once (and the

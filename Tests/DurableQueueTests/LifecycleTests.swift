@@ -3,7 +3,7 @@ import Foundation
 import ServiceLifecycle
 import ServiceLifecycleTestKit
 import Testing
-import WriteAheadLog
+import DurableLog
 @testable import DurableQueue
 
 /// The store's lifecycle as a Swift server expects it: a `Service` that closes cleanly on a graceful

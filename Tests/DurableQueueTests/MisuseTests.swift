@@ -1,7 +1,7 @@
 import Foundation
 import Glibc
 import Testing
-import WriteAheadLog
+import DurableLog
 @testable import DurableQueue
 
 /// What an application can get wrong: every case is a clear error with its own code, never a crash, and the

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import WALSimulation
-import WriteAheadLog
+import DurableLog
 @testable import DurableQueue
 
 /// A store workload on a simulated disk that loses power before a chosen operation: publishes, acks, stream

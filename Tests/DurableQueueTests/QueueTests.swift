@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import WriteAheadLog
+import DurableLog
 @testable import DurableQueue
 
 @Suite(.timeLimit(.minutes(10))) struct QueueTests {

@@ -1,7 +1,7 @@
 import Foundation
 import LogFormat
 import Testing
-import WriteAheadLog
+import DurableLog
 @testable import DurableQueue
 
 /// The store never serves a damaged body: a stream record whose frame is damaged after the store opened is

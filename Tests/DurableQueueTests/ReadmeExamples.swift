@@ -3,7 +3,7 @@
 // stops compiling fails the build, and one edited in the README alone fails the test.
 import DurableQueue
 import Foundation
-import WriteAheadLog
+import DurableLog
 
 /// Stand-ins for the application code the examples call.
 private struct PaymentsDatabase { func isCommitted(_ message: Message) async -> Bool { true } }

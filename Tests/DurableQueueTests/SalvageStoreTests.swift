@@ -1,7 +1,7 @@
 import Foundation
 import LogFormat
 import Testing
-import WriteAheadLog
+import DurableLog
 @testable import DurableQueue
 
 /// A store with a damaged confirmed frame refuses to open and says what salvage would drop; opened in

@@ -2,7 +2,7 @@ import Foundation
 import LogFormat
 import Testing
 import WALSimulation
-import WriteAheadLog
+import DurableLog
 @testable import DurableQueue
 
 /// `walctl` on a store directory: it finds the log in `wal/`, checks the checkpoint and the replay as the

@@ -2,7 +2,7 @@ import Dispatch
 import Foundation
 import Testing
 import WALSimulation
-import WriteAheadLog
+import DurableLog
 @testable import DurableQueue
 
 /// The store's blocking file work (opening: recovery and replay; checkpoints; closing) never holds the

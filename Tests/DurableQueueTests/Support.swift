@@ -2,7 +2,7 @@ import Foundation
 import Synchronization
 import Testing
 import WALSimulation
-import WriteAheadLog
+import DurableLog
 @testable import DurableQueue
 
 /// A fresh directory under the system temporary directory, removed when the test ends.

@@ -4,7 +4,7 @@ import Logging
 import MetricsTestKit
 import Synchronization
 import Testing
-import WriteAheadLog
+import DurableLog
 @testable import DurableQueue
 
 /// Log lines kept for a test to read.

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 import WALSimulation
-import WriteAheadLog
+import DurableLog
 @testable import DurableQueue
 
 @Suite(.timeLimit(.minutes(10))) struct TransactionTests {

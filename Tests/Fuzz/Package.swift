@@ -9,7 +9,7 @@ let package = Package(
     targets: [
         .executableTarget(name: "fuzz-frame", dependencies: [.product(name: "LogFormat", package: "DurableQueue")]),
         .executableTarget(name: "fuzz-recovery", dependencies: [
-            .product(name: "WriteAheadLog", package: "DurableQueue"),
+            .product(name: "DurableLog", package: "DurableQueue"),
             .product(name: "WALSimulation", package: "DurableQueue"),
             .product(name: "LogFormat", package: "DurableQueue"),
         ]),

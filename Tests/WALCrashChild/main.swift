@@ -3,7 +3,7 @@
 // Usage: WALCrashChild <log directory> <concurrent appenders> <seed>
 import Glibc
 import Logging
-import WriteAheadLog
+import DurableLog
 
 func printError(_ text: String) {
     let line = text + "\n"

@@ -6,7 +6,7 @@
 import ArgumentParser
 import Foundation
 import WALSimulation
-import WriteAheadLog
+import DurableLog
 
 @main
 struct Torture: AsyncParsableCommand {

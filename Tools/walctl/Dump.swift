@@ -2,7 +2,7 @@ import ArgumentParser
 import DurableQueue
 import Foundation
 import LogFormat
-import WriteAheadLog
+import DurableLog
 
 struct Dump: ParsableCommand {
     static let configuration = CommandConfiguration(

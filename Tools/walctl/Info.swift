@@ -1,7 +1,7 @@
 import ArgumentParser
 import DurableQueue
 import Foundation
-import WriteAheadLog
+import DurableLog
 
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(

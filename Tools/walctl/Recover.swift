@@ -1,7 +1,7 @@
 import ArgumentParser
 import DurableQueue
 import Foundation
-import WriteAheadLog
+import DurableLog
 
 struct Recover: ParsableCommand {
     static let configuration = CommandConfiguration(

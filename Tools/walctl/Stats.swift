@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import WriteAheadLog
+import DurableLog
 
 struct Stats: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import LogFormat
-import WriteAheadLog
+import DurableLog
 
 /// walctl: inspect, verify, dump and recover a write-ahead log directory. Every subcommand but `recover`
 /// is read-only: it opens files read-only and never takes the writer's lock.

@@ -4,7 +4,7 @@
 import Glibc
 import LogFormat
 import WALSimulation
-import WriteAheadLog
+import DurableLog
 
 @_silgen_name("LLVMFuzzerRunDriver")
 func LLVMFuzzerRunDriver(

@@ -3,7 +3,7 @@ import Foundation
 import Glibc
 import Testing
 import WALSimulation
-@testable import WriteAheadLog
+@testable import DurableLog
 
 /// Async appends must never hold their thread while an `fdatasync` runs: an embedding server shares
 /// those threads. The sync is held open by the file system; another task on the same single lane must

@@ -22,7 +22,7 @@ final class LogTelemetry: Sendable {
     let slowSyncNanoseconds: UInt64
 
     init(options: LogOptions, directory: String) {
-        var logger = options.logger ?? Logger(label: "WriteAheadLog")
+        var logger = options.logger ?? Logger(label: "DurableLog")
         logger[metadataKey: "log"] = "\(directory)"
         self.logger = logger
         let factory = options.metricsFactory ?? MetricsSystem.factory

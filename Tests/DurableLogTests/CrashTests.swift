@@ -3,7 +3,7 @@ import Glibc
 import LogFormat
 import Testing
 import WALSimulation
-@testable import WriteAheadLog
+@testable import DurableLog
 
 /// The options WALCrashChild opens its log with (segments small enough to roll often).
 let crashChildOptions: LogOptions = {

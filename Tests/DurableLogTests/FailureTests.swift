@@ -2,7 +2,7 @@ import Foundation
 import Glibc
 import LogFormat
 import Testing
-@testable import WriteAheadLog
+@testable import DurableLog
 
 /// Outcome of one append in a workload that runs into an injected fault.
 enum AppendOutcome: Sendable {

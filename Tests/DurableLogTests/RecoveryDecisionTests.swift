@@ -1,6 +1,6 @@
 import LogFormat
 import Testing
-@testable import WriteAheadLog
+@testable import DurableLog
 
 /// One test per row of the recovery decision table in DESIGN.md ("Recovery"), against the pure functions
 /// that `Recovery` acts on: what the scan does at a position, what a stop point is from what follows it, and

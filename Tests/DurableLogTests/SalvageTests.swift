@@ -1,7 +1,7 @@
 import Foundation
 import LogFormat
 import Testing
-@testable import WriteAheadLog
+@testable import DurableLog
 
 /// Salvage never deletes a byte: a damaged span between intact frames is replaced by a `.lost` frame for
 /// exactly its records (everything after it stays), a span it cannot bound is cut, and whatever leaves the

@@ -2,7 +2,7 @@ import Foundation
 import LogFormat
 import Testing
 import WALSimulation
-@testable import WriteAheadLog
+@testable import DurableLog
 
 /// Puts a segment image on a fresh simulated disk (durable), as the only segment of a log.
 func simulatedLog(_ bytes: [UInt8], name: String) throws -> SimulatedDisk {

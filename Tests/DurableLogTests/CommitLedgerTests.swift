@@ -1,6 +1,6 @@
 import LogFormat
 import Testing
-@testable import WriteAheadLog
+@testable import DurableLog
 
 /// The group committer's ledger, checked over every interleaving of writes, sync issues and sync returns
 /// (success or failure) of up to four syncs, without threads: confirms come in LSN order, only after every

@@ -1,7 +1,7 @@
 import Foundation
 import LogFormat
 import Testing
-@testable import WriteAheadLog
+@testable import DurableLog
 
 @Suite(.timeLimit(.minutes(10))) struct AppendTests {
     @Test func concurrentAppendsCompleteOnceWithDenseUniqueLSNs() async throws {

@@ -1,7 +1,7 @@
 import Foundation
 import LogFormat
 import Testing
-@testable import WriteAheadLog
+@testable import DurableLog
 
 /// The log measures what a low-level submission adds instead of trusting its declared count and size: a
 /// submission that does not match, or does not fit, is refused whole with its own code, and the log goes on.

@@ -34,7 +34,7 @@ public struct LogOptions: Sendable {
     /// Written into every frame header; 0 on a single node.
     public var leaderEpoch: UInt64 = 0
     /// Where the log reports recovery, cut tails, salvage, failed and slow syncs (swift-log). nil: a logger
-    /// labelled "WriteAheadLog" from the application's logging bootstrap (a store passes its own).
+    /// labelled "DurableLog" from the application's logging bootstrap (a store passes its own).
     public var logger: Logger?
     /// Where the log's metrics go (swift-metrics; see `LogTelemetry` for the names). nil: the factory the
     /// application bootstrapped (`MetricsSystem.factory`; no-op without one).

@@ -2,7 +2,7 @@ import Foundation
 import Glibc
 import LogFormat
 import Testing
-@testable import WriteAheadLog
+@testable import DurableLog
 
 /// With two syncs in flight, a later sync that returns first proves nothing on its own: an earlier one that
 /// then fails (a write-back error may be reported to one caller only) fails both groups, and nothing is

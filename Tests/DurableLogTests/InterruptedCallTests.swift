@@ -1,7 +1,7 @@
 import Foundation
 import Glibc
 import Testing
-@testable import WriteAheadLog
+@testable import DurableLog
 
 /// Calls that are interrupted (EINTR) or transfer only part of what was asked must be retried or
 /// continued, never turned into an error or a gap.

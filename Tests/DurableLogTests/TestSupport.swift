@@ -2,7 +2,7 @@ import Foundation
 import LogFormat
 import Testing
 import WALSimulation
-@testable import WriteAheadLog
+@testable import DurableLog
 
 /// A fresh directory under the system temporary directory, removed when the test ends.
 final class TemporaryDirectory {

@@ -1,7 +1,7 @@
 import Foundation
 import LogFormat
 import Testing
-@testable import WriteAheadLog
+@testable import DurableLog
 
 /// Damage that happens after the log opened (a disk that changes under it) is found by the reader: every
 /// byte of a confirmed frame flipped in turn, every read of its records refuses by name (file, offset, LSNs),

@@ -3,7 +3,7 @@ import Glibc
 import LogFormat
 import Testing
 import WALSimulation
-@testable import WriteAheadLog
+@testable import DurableLog
 
 /// Runs the walctl binary built beside the tests.
 func walctl(_ arguments: String...) throws -> ToolRun {

@@ -1,7 +1,7 @@
 import Foundation
 import LogFormat
 import Testing
-@testable import WriteAheadLog
+@testable import DurableLog
 
 /// `LogFollower` (behind `walctl tail --follow`) reads a log beside its live writer and hands out only records
 /// known to be durable, in order, across segment rolls and up to a clean close.

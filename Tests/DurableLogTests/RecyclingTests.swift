@@ -1,7 +1,7 @@
 import Foundation
 import LogFormat
 import Testing
-@testable import WriteAheadLog
+@testable import DurableLog
 
 /// Segments freed by truncation are reused as they are (no zero-fill): their old frames stay behind the
 /// write position, and neither recovery, the inspector nor a reader ever takes them for live records.

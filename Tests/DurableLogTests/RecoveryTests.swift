@@ -2,7 +2,7 @@ import Foundation
 import LogFormat
 import Testing
 import WALSimulation
-@testable import WriteAheadLog
+@testable import DurableLog
 
 /// A log of a few records, each in its own frame, whose image the tests damage and reopen.
 struct LogImage {

@@ -2,7 +2,7 @@ import Foundation
 import LogFormat
 import Testing
 import WALSimulation
-@testable import WriteAheadLog
+@testable import DurableLog
 
 @Suite(.serialized, .timeLimit(.minutes(10))) struct PowerLossTests {
     func trial(seed: UInt64, crashBefore: Int?, streams: Int, perStream: Int,
