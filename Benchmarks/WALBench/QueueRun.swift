@@ -79,7 +79,7 @@ struct QueueRun {
             latencies = try await runAwaitedProducers(concurrency: concurrency, messagesMax: messagesMax,
                                                       deadline: deadline, shared: shared) { [producers] task, i in
                 let sequence = sequences[task].value.add(1, ordering: .relaxed).newValue
-                _ = try await producers[task].publish(to: "bench", bodies[i % bodies.count], sequence: sequence)
+                _ = try await producers[task].publish(to: "bench", bodies[i % bodies.count], sequence: ProducerSequence(rawValue: sequence))
             }
         case .drain:
             delivered = try await drain(store, bodies: bodies, shared: shared)
@@ -140,7 +140,7 @@ struct QueueRun {
     }
 
     final class UnackedTally: Sendable {
-        let state = Mutex<(count: Int, last: UInt64)>((0, 0))
+        let state = Mutex<(count: Int, last: DeliveryTag?)>((0, nil))
     }
 
     final class Consuming: Sendable {
@@ -173,8 +173,8 @@ struct QueueRun {
             Task {
                 for await _ in nudges {
                     if consuming.stop.load(ordering: .relaxed) { return }
-                    let (count, last) = unacked.state.withLock { u in defer { u = (0, 0) }; return u }
-                    guard count > 0 else { continue }
+                    let (count, last) = unacked.state.withLock { u in defer { u = (0, nil) }; return u }
+                    guard count > 0, let last else { continue }
                     do { try await consumer.ack(last, multiple: true) } catch { return }
                     consuming.acked.add(count, ordering: .relaxed)
                     _ = consuming.lastAck.max(monotonicNanoseconds(), ordering: .relaxed)
@@ -216,7 +216,7 @@ struct QueueRun {
                 guard case .ack(let sequence, _) = confirm else { continue }
                 let t1 = monotonicNanoseconds()
                 let last = final.load(ordering: .acquiring)
-                while done < Int(sequence) {
+                while done < Int(sequence.rawValue) {
                     done += 1
                     if last >= 0 && done > last { break }  // the sentinel
                     _ = histogram.record(t1 - sentAt.get(done))

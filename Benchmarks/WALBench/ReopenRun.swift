@@ -67,7 +67,7 @@ enum ReopenRun {
         let t1 = monotonicNanoseconds()
         let usage = store.diskUsage
         var result = Result(checkpoints: checkpoints, logBytes: usage.logBytes, openMilliseconds: Double(t1 - t0) / 1e6,
-                      checkpointLSN: store.openReport.checkpointLSN, replayedRecords: store.openReport.replayedRecords,
+                      checkpointLSN: store.openReport.checkpointLSN.rawValue, replayedRecords: store.openReport.replayedRecords,
                       replayedBytes: store.openReport.replayedBytes, logBytesScanned: store.openReport.log.bytesScanned,
                       queued: store.queueInfo("backlog")?.ready ?? 0,
                       checkpointMilliseconds: store.openReport.checkpointMilliseconds,

@@ -3,10 +3,10 @@ import Synchronization
 
 /// A message handed to a consumer. Settle it with the consumer's `ack`, `nack` or `reject`.
 public struct Delivery: Sendable {
-    /// Identifies this delivery on its consumer (1, 2, 3, ... per consumer).
-    public var tag: UInt64
-    /// The message's identity in the store (stable across redeliveries and restarts; 0 for transient).
-    public var messageID: UInt64
+    /// Identifies this delivery on its consumer: what `ack`, `nack` and `reject` take.
+    public var tag: DeliveryTag
+    /// The message's identity in the store (stable across redeliveries and restarts, unless transient).
+    public var messageID: MessageID
     public var message: Message
     /// How many times the message was delivered, this time included.
     public var deliveryCount: Int
@@ -151,7 +151,7 @@ public final class Consumer: Sendable {
 
         public struct Iterator: AsyncIteratorProtocol {
             let consumer: Consumer
-            public mutating func next() async throws -> Delivery? {
+            public mutating func next() async throws(QueueError) -> Delivery? {
                 if Task.isCancelled {
                     consumer.cancel()
                     return nil
@@ -175,19 +175,19 @@ public final class Consumer: Sendable {
 
     /// Acknowledges the delivery `tag` (with `multiple`, every outstanding one up to it). Returns once the
     /// ack is durable: the message will not be delivered again, even after a crash.
-    public func ack(_ tag: UInt64, multiple: Bool = false) async throws(QueueError) {
-        try await store.settle(consumer: id, tag: tag, multiple: multiple, as: .ack)
+    public func ack(_ tag: DeliveryTag, multiple: Bool = false) async throws(QueueError) {
+        try await store.settle(consumer: id, tag: tag.rawValue, multiple: multiple, as: .ack)
     }
 
     /// Negative acknowledgement: back to the queue (marked redelivered) with `requeue`, else dead-lettered or
     /// dropped as the queue is configured.
-    public func nack(_ tag: UInt64, multiple: Bool = false, requeue: Bool = true) async throws(QueueError) {
-        try await store.settle(consumer: id, tag: tag, multiple: multiple, as: requeue ? .requeue : .reject)
+    public func nack(_ tag: DeliveryTag, multiple: Bool = false, requeue: Bool = true) async throws(QueueError) {
+        try await store.settle(consumer: id, tag: tag.rawValue, multiple: multiple, as: requeue ? .requeue : .reject)
     }
 
     /// `nack` of one delivery.
-    public func reject(_ tag: UInt64, requeue: Bool = false) async throws(QueueError) {
-        try await store.settle(consumer: id, tag: tag, multiple: false, as: requeue ? .requeue : .reject)
+    public func reject(_ tag: DeliveryTag, requeue: Bool = false) async throws(QueueError) {
+        try await store.settle(consumer: id, tag: tag.rawValue, multiple: false, as: requeue ? .requeue : .reject)
     }
 
     /// Stops deliveries and returns the unsettled ones to the queue.

@@ -8,27 +8,27 @@ extension QueueStore {
     /// `commitHalfMessage`.
     /// - Throws: `.notFound`, `.invalidArgument` (transient queue, too large), `.logFailed`. When it throws,
     ///   the message is not stored.
-    public func prepare(to queue: String, _ message: Message) async throws(QueueError) -> UInt64 {
+    public func prepare(to queue: String, _ message: Message) async throws(QueueError) -> HalfMessageID {
         try checkFits(message)
         let qid = try durableQueueID(queue, for: "half messages")
         let effect = try await perform([.prepareHalf(queue: qid, time: options.clock.wallMilliseconds,
                                                      headers: message.headers, body: message.body)])
         guard case .prepared(let id?) = effect else { throw QueueError(.notFound, "queue '\(queue)' was deleted") }
-        return id
+        return HalfMessageID(rawValue: id)
     }
 
     /// Makes the half message visible in its queue; durable when it returns.
     /// - Throws: `.notFound` when it is not pending (committed or rolled back already, by a call or a
     ///   check-back) or its queue was deleted (the message is dropped); `.queueFull` (`maxLength` with
     ///   `.rejectPublish`; it stays pending, retry).
-    public func commitHalfMessage(_ id: UInt64) async throws(QueueError) {
-        try await resolveHalfMessage(id, .commit)
+    public func commitHalfMessage(_ id: HalfMessageID) async throws(QueueError) {
+        try await resolveHalfMessage(id.rawValue, .commit)
     }
 
     /// Discards the half message; durable when it returns.
     /// - Throws: `.notFound` when it is not pending (committed or rolled back already).
-    public func rollbackHalfMessage(_ id: UInt64) async throws(QueueError) {
-        try await resolveHalfMessage(id, .rollback)
+    public func rollbackHalfMessage(_ id: HalfMessageID) async throws(QueueError) {
+        try await resolveHalfMessage(id.rawValue, .rollback)
     }
 
     private func resolveHalfMessage(_ id: UInt64, _ outcome: StoreRecord.HalfOutcome) async throws(QueueError) {
@@ -53,9 +53,8 @@ extension QueueStore {
     /// The pending half messages, oldest first.
     public func halfMessages() -> [HalfMessageInfo] {
         core.withLock { c in
-            c.state.halfMessages.keys.sorted().map { id in
-                let h = c.state.halfMessages[id]!
-                return HalfMessageInfo(id: id, queue: c.state.queues[h.queue]?.name ?? "", checks: Int(h.checks),
+            c.state.halfMessages.sorted { $0.key < $1.key }.map { id, h in
+                HalfMessageInfo(id: HalfMessageID(rawValue: id), queue: c.state.queues[h.queue]?.name ?? "", checks: Int(h.checks),
                                        preparedAt: h.preparedAt)
             }
         }
@@ -82,8 +81,7 @@ extension QueueStore {
         let due: [(UInt64, HalfMessageEntry, String, UInt64?)] = core.withLock { c in
             guard c.failure == nil, !c.closed else { return [] }
             let lastResort = o.unresolvedQueue.flatMap { c.state.queueIDs[$0] }
-            return c.state.halfMessages.keys.sorted().compactMap { id in
-                let h = c.state.halfMessages[id]!
+            return c.state.halfMessages.sorted { $0.key < $1.key }.compactMap { id, h in
                 let wait = h.checks == 0 ? o.firstCheckAfter : o.checkInterval
                 guard now >= h.lastCheckAt + wait.milliseconds else { return nil }
                 return (id, h, c.state.queues[h.queue]?.name ?? "", lastResort)
@@ -103,7 +101,7 @@ extension QueueStore {
             if Int(half.checks) >= o.maxChecks {
                 record = .resolveHalf(message: id, lastResort.map { .moved(queue: $0) } ?? .expired)
             } else if let message = try? readMessage(at: half.entry.bodyLSN) {
-                let check = HalfMessageCheck(id: id, queue: queue, message: message, checks: Int(half.checks),
+                let check = HalfMessageCheck(id: HalfMessageID(rawValue: id), queue: queue, message: message, checks: Int(half.checks),
                                              preparedAt: half.preparedAt)
                 switch await checker(check) {
                 case .commit: record = .resolveHalf(message: id, .commit)
@@ -125,7 +123,7 @@ extension QueueStore {
 
 /// A pending half message, as the checker sees it.
 public struct HalfMessageCheck: Sendable {
-    public var id: UInt64
+    public var id: HalfMessageID
     public var queue: String
     public var message: Message
     /// Check-backs of it that went unanswered before this one.
@@ -146,7 +144,7 @@ public enum HalfMessageDecision: Sendable {
 public typealias HalfMessageChecker = @Sendable (HalfMessageCheck) async -> HalfMessageDecision
 
 public struct HalfMessageInfo: Sendable, Equatable {
-    public var id: UInt64
+    public var id: HalfMessageID
     public var queue: String
     public var checks: Int
     public var preparedAt: Int64

@@ -12,11 +12,11 @@
 /// forgotten (its next publish gets `.unknownProducer`).
 public final class IdempotentProducer: Sendable {
     public let name: String
-    public let id: UInt64
+    public let id: ProducerID
     public let epoch: UInt32
     let store: QueueStore
 
-    init(name: String, id: UInt64, epoch: UInt32, store: QueueStore) {
+    init(name: String, id: ProducerID, epoch: UInt32, store: QueueStore) {
         self.name = name
         self.id = id
         self.epoch = epoch
@@ -26,37 +26,42 @@ public final class IdempotentProducer: Sendable {
     /// Publishes a persistent message to a durable queue as sequence `sequence` of this producer for it.
     /// Returns `.stored(messageID)` once durable, or `.duplicate` when that sequence was stored before.
     /// - Throws: `.outOfSequence`, `.fenced`, `.unknownProducer`, `.queueFull`, `.notFound`, `.logFailed`.
-    public func publish(to queue: String, _ message: Message, sequence: UInt64) async throws(QueueError) -> IdempotentResult {
+    public func publish(to queue: String, _ message: Message, sequence: ProducerSequence) async throws(QueueError)
+        -> IdempotentResult<MessageID> {
         try store.checkFits(message)
         let qid = try store.durableQueueID(queue, for: "idempotent publishes")
         return try await send(.publish(queue: qid, time: store.options.clock.wallMilliseconds, headers: message.headers,
-                                       body: message.body), target: queue, sequence: sequence)
+                                       body: message.body), target: queue, sequence: sequence.rawValue)
     }
 
     /// Appends to a stream as sequence `sequence` of this producer for it; `.stored(offset)` or `.duplicate`.
-    public func append(to stream: String, _ message: Message, sequence: UInt64) async throws(QueueError) -> IdempotentResult {
+    public func append(to stream: String, _ message: Message, sequence: ProducerSequence) async throws(QueueError)
+        -> IdempotentResult<StreamOffset> {
         try store.checkFits(message)
         let sid = try store.streamID(stream)
         return try await send(.streamAppend(stream: sid, time: store.options.clock.wallMilliseconds, headers: message.headers,
-                                            body: message.body), target: stream, sequence: sequence)
+                                            body: message.body), target: stream, sequence: sequence.rawValue)
     }
 
-    /// The last sequence the store holds from this producer for a queue (0: none).
-    public func lastSequence(queue: String) throws(QueueError) -> UInt64 {
+    /// The last sequence the store holds from this producer for a queue (nil: none).
+    public func lastSequence(queue: String) throws(QueueError) -> ProducerSequence? {
         try store.core.withLock { c throws(QueueError) in
             let (qid, _) = try c.queue(named: queue)
-            return c.state.producers[id]?.targets[qid]?.sequence ?? 0
+            return c.state.producers[id.rawValue]?.targets[qid].map { ProducerSequence(rawValue: $0.sequence) }
         }
     }
 
-    /// The last sequence the store holds from this producer for a stream (0: none).
-    public func lastSequence(stream: String) throws(QueueError) -> UInt64 {
+    /// The last sequence the store holds from this producer for a stream (nil: none).
+    public func lastSequence(stream: String) throws(QueueError) -> ProducerSequence? {
         let sid = try store.streamID(stream)
-        return store.core.withLock { $0.state.producers[id]?.targets[sid]?.sequence ?? 0 }
+        return store.core.withLock { c in
+            c.state.producers[id.rawValue]?.targets[sid].map { ProducerSequence(rawValue: $0.sequence) }
+        }
     }
 
-    private func send(_ operation: StoreRecord, target name: String, sequence: UInt64) async throws(QueueError)
-        -> IdempotentResult {
+    private func send<ID: StoreIdentifier>(_ operation: StoreRecord, target name: String, sequence: UInt64)
+        async throws(QueueError) -> IdempotentResult<ID> {
+        let id = self.id.rawValue
         guard sequence >= 1 else { throw QueueError(.invalidArgument, "sequences start at 1") }
         let (target, _) = StoreState.target(of: operation)
         // A sequence the applied (so durable) state already holds is answered without writing it again.
@@ -68,9 +73,9 @@ public final class IdempotentProducer: Sendable {
             effect = try await store.perform([.stamped(producer: id, epoch: epoch, sequence: sequence, operation)])
         }
         switch effect {
-        case .published(let messageID?): return .stored(messageID)
-        case .appended(let offset): return .stored(offset)
-        case .duplicate(let original): return .duplicate(of: original)
+        case .published(let messageID?): return .stored(ID(rawValue: messageID))
+        case .appended(let offset): return .stored(ID(rawValue: offset))
+        case .duplicate(let original): return .duplicate(of: original.map(ID.init(rawValue:)))
         case .published(nil):
             let gone = store.core.withLock { $0.state.queues[target] == nil }
             throw gone ? QueueError(.notFound, "queue '\(name)' was deleted")
@@ -91,13 +96,14 @@ public final class IdempotentProducer: Sendable {
     }
 }
 
-/// What an idempotent publish did.
-public enum IdempotentResult: Sendable, Equatable {
+/// What an idempotent publish (`IdempotentResult<MessageID>`) or stream append (`IdempotentResult<StreamOffset>`)
+/// did.
+public enum IdempotentResult<ID: StoreIdentifier>: Sendable, Equatable {
     /// Stored now: the message id (queue) or offset (stream).
-    case stored(UInt64)
+    case stored(ID)
     /// That sequence was stored before and is not stored again; the original's id or offset when it was the
     /// producer's last one for the target (older ones are not kept).
-    case duplicate(of: UInt64?)
+    case duplicate(of: ID?)
 }
 
 extension QueueStore {
@@ -111,6 +117,6 @@ extension QueueStore {
         let effect = try await perform([.registerProducer(name: name, time: options.clock.wallMilliseconds)])
         guard case .registered(let id, let epoch) = effect else { preconditionFailure("\(effect)") }
         if epoch > 0 { telemetry.fenced(producer: name, epoch: epoch - 1) }
-        return IdempotentProducer(name: name, id: id, epoch: epoch, store: self)
+        return IdempotentProducer(name: name, id: ProducerID(rawValue: id), epoch: epoch, store: self)
     }
 }

@@ -1,3 +1,5 @@
+import LogFormat
+
 /// A queue's counts.
 public struct QueueInfo: Sendable, Equatable {
     public var name: String
@@ -18,15 +20,15 @@ public struct QueueInfo: Sendable, Equatable {
 public struct StreamInfo: Sendable, Equatable {
     public var name: String
     /// The first retained offset and the offset the next record will get.
-    public var firstOffset: UInt64
-    public var nextOffset: UInt64
+    public var firstOffset: StreamOffset
+    public var nextOffset: StreamOffset
     public var bytes: Int
-    public var committedOffsets: [String: UInt64]
+    public var committedOffsets: [String: StreamOffset]
 }
 
 /// A record of a stream.
 public struct StreamRecord: Sendable, Equatable {
-    public var offset: UInt64
+    public var offset: StreamOffset
     /// Milliseconds since 1970 when it was appended.
     public var timestamp: Int64
     public var message: Message
@@ -39,10 +41,10 @@ public struct DiskUsage: Sendable, Equatable {
     public var segments: Int
     /// Payload bytes of every live message and retained stream record.
     public var liveBytes: Int
-    public var checkpointLSN: UInt64
+    public var checkpointLSN: LSN
     /// The LSN range the log still holds.
-    public var firstLSN: UInt64
-    public var lastLSN: UInt64
+    public var firstLSN: LSN
+    public var lastLSN: LSN
 }
 
 /// A background checkpoint or reclamation that failed: the log keeps growing until one succeeds, so an

@@ -14,14 +14,18 @@ public final class Publisher: Sendable {
     /// Suspends only while the store's pending buffer is full (backpressure).
     /// - Throws: `.notFound` (no such queue; no sequence number is used), `.invalidArgument`.
     @discardableResult
-    public func publish(to queue: String, _ message: Message, persistent: Bool = true) async throws(QueueError) -> UInt64 {
-        try await store.publishWindowed(to: queue, message, persistent: persistent, publisher: core, wait: true)
+    public func publish(to queue: String, _ message: Message, persistent: Bool = true) async throws(QueueError)
+        -> PublishSequence {
+        PublishSequence(rawValue: try await store.publishWindowed(to: queue, message, persistent: persistent,
+                                                                  publisher: core, wait: true))
     }
 
     /// The same, but never waits: throws `.pendingFull` when the pending buffer is full.
     @discardableResult
-    public func tryPublish(to queue: String, _ message: Message, persistent: Bool = true) async throws(QueueError) -> UInt64 {
-        try await store.publishWindowed(to: queue, message, persistent: persistent, publisher: core, wait: false)
+    public func tryPublish(to queue: String, _ message: Message, persistent: Bool = true) async throws(QueueError)
+        -> PublishSequence {
+        PublishSequence(rawValue: try await store.publishWindowed(to: queue, message, persistent: persistent,
+                                                                  publisher: core, wait: false))
     }
 
     /// Confirms as they happen. Iterate from one task; the iteration ends when that task is cancelled.
@@ -51,9 +55,9 @@ public final class Publisher: Sendable {
 /// A publisher confirm.
 public enum Confirm: Sendable, Equatable {
     /// Every publish up to `sequence` that was not nacked is durable. `multiple` says it covers more than one.
-    case ack(sequence: UInt64, multiple: Bool)
+    case ack(sequence: PublishSequence, multiple: Bool)
     /// Publish `sequence` was not stored: the queue is full or gone, or the log failed.
-    case nack(sequence: UInt64, reason: QueueError)
+    case nack(sequence: PublishSequence, reason: QueueError)
 }
 
 /// A publisher's bookkeeping: which sequence numbers are still unconfirmed, and the confirms not yet read.
@@ -103,7 +107,7 @@ final class PublisherCore: Sendable {
                 case .acked: s.ackedThrough = s.base
                 case .nacked(let e):
                     s.flushAck()
-                    s.events.append(.nack(sequence: s.base, reason: e))
+                    s.events.append(.nack(sequence: PublishSequence(rawValue: s.base), reason: e))
                     s.reportedThrough = s.base
                     s.ackedThrough = s.base
                 }
@@ -178,7 +182,7 @@ extension PublisherCore.State {
     /// Adds a cumulative ack for what was acked since the last report.
     fileprivate mutating func flushAck() {
         guard ackedThrough > reportedThrough else { return }
-        events.append(.ack(sequence: ackedThrough, multiple: ackedThrough - reportedThrough > 1))
+        events.append(.ack(sequence: PublishSequence(rawValue: ackedThrough), multiple: ackedThrough - reportedThrough > 1))
         reportedThrough = ackedThrough
     }
 

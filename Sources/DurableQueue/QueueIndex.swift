@@ -82,10 +82,23 @@ struct QueueIndex: Sendable {
         for e in ready { body(e) }
         for u in unacked.values { body(u.entry) }
     }
+
+    /// Sets `liveBytes` from the entries it holds (after entries were taken out wholesale).
+    mutating func recomputeLiveBytes() {
+        var bytes = 0
+        forEachEntry { bytes += Int($0.bodyBytes) }
+        liveBytes = bytes
+    }
 }
 
 /// A stream's derived state: where each retained record is, and the consumer groups' committed offsets.
 struct StreamIndex: Sendable {
+    /// What `streamInfo` and the inspector show of it.
+    var info: StreamInfo {
+        StreamInfo(name: name, firstOffset: StreamOffset(rawValue: firstOffset), nextOffset: StreamOffset(rawValue: nextOffset),
+                   bytes: bytes, committedOffsets: groups.mapValues(StreamOffset.init(rawValue:)))
+    }
+
     struct Entry: Sendable, Equatable {
         var lsn: UInt64
         var bytes: UInt32

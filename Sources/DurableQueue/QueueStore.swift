@@ -31,7 +31,7 @@ public final class QueueStore: Sendable {
     public struct OpenReport: Sendable {
         public var log: RecoveryReport
         /// The LSN the checkpoint covered (0 without one) and how many records after it were replayed.
-        public var checkpointLSN: UInt64
+        public var checkpointLSN: LSN
         public var replayedRecords: Int
         public var replayedBytes: Int
         /// Where the time went, in milliseconds: loading the checkpoint, opening (recovering) the log,
@@ -106,7 +106,7 @@ public final class QueueStore: Sendable {
             throw error
         }
         let replayed = replay.records, replayedBytes = replay.bytes
-        var report = OpenReport(log: log.recoveryReport, checkpointLSN: covered, replayedRecords: replayed,
+        var report = OpenReport(log: log.recoveryReport, checkpointLSN: LSN(covered), replayedRecords: replayed,
                                 replayedBytes: replayedBytes)
         report.checkpointMilliseconds = checkpointTime
         report.logOpenMilliseconds = logTime
@@ -128,7 +128,7 @@ public final class QueueStore: Sendable {
         self.cache = BodyCache(capacityBytes: options.bodyCacheBytes)
         var core = Core(state: state, nextApply: log.durableLSN.rawValue + 1)
         core.idsPerRecord = max(1, (options.log.recordBytesMax - 64) / 8)
-        core.checkpointLSN = report.checkpointLSN
+        core.checkpointLSN = report.checkpointLSN.rawValue
         core.clock = options.clock
         core.logBytesAtCheckpoint = log.counters.bytesUncompressed
         self.core = Mutex(core)
@@ -257,11 +257,11 @@ public final class QueueStore: Sendable {
     /// restart).
     /// - Throws: `.notFound`, `.queueFull` (`maxLength` with `.rejectPublish`), `.logFailed`.
     @discardableResult
-    public func publish(to queue: String, _ message: Message, persistent: Bool = true) async throws(QueueError) -> UInt64 {
-        let target = try resolvePublish(queue, message, persistent: persistent)
-        guard case .durable(let id) = target else {
-            if case .transient(let messageID) = target { return messageID }
-            preconditionFailure()
+    public func publish(to queue: String, _ message: Message, persistent: Bool = true) async throws(QueueError) -> MessageID {
+        let id: UInt64
+        switch try resolvePublish(queue, message, persistent: persistent) {
+        case .transient(let messageID): return MessageID(rawValue: messageID)
+        case .durable(let queueID): id = queueID
         }
         let effect = try await perform([.publish(queue: id, time: options.clock.wallMilliseconds, headers: message.headers,
                                                  body: message.body)])
@@ -271,7 +271,7 @@ public final class QueueStore: Sendable {
             }
             throw QueueError(.queueFull, "queue '\(queue)' is at its maxLength")
         }
-        return messageID
+        return MessageID(rawValue: messageID)
     }
 
     /// A publisher in confirm mode: many publishes in flight, confirms as an `AsyncSequence`.
@@ -413,7 +413,7 @@ public final class QueueStore: Sendable {
                 message = try readMessage(at: now)
             }
         }
-        return Delivery(tag: pending.tag, messageID: Core.isTransient(e.id) ? 0 : e.id, message: message,
+        return Delivery(tag: DeliveryTag(rawValue: pending.tag), messageID: MessageID(rawValue: e.id), message: message,
                         deliveryCount: Int(e.deliveries), deadLetterReason: DeadLetterReason(rawValue: e.deathReason))
     }
 
@@ -457,8 +457,8 @@ public final class QueueStore: Sendable {
         let segments = log.segments
         let (live, checkpoint) = core.withLock { ($0.state.liveBytes, $0.checkpointLSN) }
         return DiskUsage(logBytes: segments.count * options.log.segmentBytes, segments: segments.count,
-                         liveBytes: live, checkpointLSN: checkpoint, firstLSN: log.firstLSN.rawValue,
-                         lastLSN: log.durableLSN.rawValue)
+                         liveBytes: live, checkpointLSN: LSN(checkpoint), firstLSN: log.firstLSN,
+                         lastLSN: log.durableLSN)
     }
 
     public var logCounters: LogCounters.Snapshot { log.counters }

@@ -7,9 +7,9 @@ import DurableLog
 public enum StoreInspector {
     public struct Summary: Sendable {
         /// The LSN the checkpoint covers (0 without one), and the records replayed after it.
-        public var checkpointLSN: UInt64
+        public var checkpointLSN: LSN
         public var replayedRecords: Int
-        public var lastLSN: UInt64
+        public var lastLSN: LSN
         /// Queues as the log says: `unacked` counts deliveries of a running (or crashed) process, which go back
         /// to their queues when the store is next opened.
         public var queues: [QueueInfo]
@@ -28,18 +28,18 @@ public enum StoreInspector {
     /// An idempotent producer's deduplication state.
     public struct ProducerInfo: Sendable, Equatable {
         public var name: String
-        public var id: UInt64
+        public var id: ProducerID
         public var epoch: UInt32
         /// Milliseconds since 1970 of its last registration or publish.
         public var lastActive: Int64
         /// The last sequence stored, per queue or stream name.
-        public var lastSequences: [String: UInt64]
+        public var lastSequences: [String: ProducerSequence]
     }
 
     /// The LSN the store's checkpoint covers, or nil when it has none.
-    public static func checkpointLSN(directory: String, fileSystem: any FileSystem = PosixFileSystem()) throws(QueueError) -> UInt64? {
+    public static func checkpointLSN(directory: String, fileSystem: any FileSystem = PosixFileSystem()) throws(QueueError) -> LSN? {
         let state = try StoreLoader.loadCheckpoint(directory: directory, fileSystem: fileSystem)
-        return state.appliedLSN == 0 ? nil : state.appliedLSN
+        return state.appliedLSN == 0 ? nil : LSN(state.appliedLSN)
     }
 
     /// The store's state as `QueueStore.open` would rebuild it (the same code: `StoreLoader`), read-only.
@@ -70,21 +70,19 @@ public enum StoreInspector {
             QueueInfo(name: $0.name, durable: true, ready: $0.readyCount, unacked: $0.unacked.count, consumers: 0,
                       deadLettered: $0.deadLettered, liveBytes: $0.liveBytes)
         }.sorted { $0.name < $1.name }
-        let streams = state.streams.values.map {
-            StreamInfo(name: $0.name, firstOffset: $0.firstOffset, nextOffset: $0.nextOffset, bytes: $0.bytes,
-                       committedOffsets: $0.groups)
-        }.sorted { $0.name < $1.name }
+        let streams = state.streams.values.map { $0.info }.sorted { $0.name < $1.name }
         let producers = state.producers.values.map { p in
-            ProducerInfo(name: p.name, id: p.id, epoch: p.epoch, lastActive: p.lastActive,
+            ProducerInfo(name: p.name, id: ProducerID(rawValue: p.id), epoch: p.epoch, lastActive: p.lastActive,
                          lastSequences: Dictionary(uniqueKeysWithValues: p.targets.map { target, last in
-                             (state.queues[target]?.name ?? state.streams[target]?.name ?? "#\(target)", last.sequence)
+                             (state.queues[target]?.name ?? state.streams[target]?.name ?? "#\(target)",
+                              ProducerSequence(rawValue: last.sequence))
                          }))
         }.sorted { $0.name < $1.name }
-        let halves = state.halfMessages.keys.sorted().map { id in
-            let h = state.halfMessages[id]!
-            return HalfMessageInfo(id: id, queue: state.queues[h.queue]?.name ?? "", checks: Int(h.checks), preparedAt: h.preparedAt)
+        let halves = state.halfMessages.sorted { $0.key < $1.key }.map { id, h in
+            HalfMessageInfo(id: HalfMessageID(rawValue: id), queue: state.queues[h.queue]?.name ?? "", checks: Int(h.checks),
+                            preparedAt: h.preparedAt)
         }
-        return Summary(checkpointLSN: covered, replayedRecords: replayed, lastLSN: state.appliedLSN, queues: queues,
+        return Summary(checkpointLSN: LSN(covered), replayedRecords: replayed, lastLSN: LSN(state.appliedLSN), queues: queues,
                        streams: streams, liveBytes: state.liveBytes, producers: producers, halfMessages: halves,
                        uncommittedOperations: state.openTransactions.values.reduce(0) { $0 + $1.count },
                        salvage: salvage)

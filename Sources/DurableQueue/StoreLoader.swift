@@ -80,8 +80,8 @@ enum StoreLoader {
                          from state: inout StoreState) -> SalvageReport? {
         guard !lost.isEmpty else { return nil }
         var report = state.dropBodies(in: lost)
-        report.lostLSNs = lost
-        report.uncertainLSNs = uncertain
+        report.lostLSNs = lost.map(LSN.range)
+        report.uncertainLSNs = uncertain.map(LSN.range)
         return report
     }
 }
@@ -89,17 +89,17 @@ enum StoreLoader {
 /// What records that salvage took out of the log (`.lost` frames) cost the store.
 public struct SalvageReport: Sendable, Equatable {
     /// LSN ranges the log no longer holds the bytes of.
-    public var lostLSNs: [ClosedRange<UInt64>] = []
+    public var lostLSNs: [ClosedRange<LSN>] = []
     /// Lost ranges after the checkpoint the store opened from: what those records did (publishes, acks,
     /// offset commits, declarations, ...) is unknown, and the state is what the surviving records make of
     /// it. Ranges the checkpoint covers cost only the message bodies listed below.
-    public var uncertainLSNs: [ClosedRange<UInt64>] = []
+    public var uncertainLSNs: [ClosedRange<LSN>] = []
     /// Queued messages whose bodies were lost: taken out of their queues (never delivered).
-    public var droppedMessages: [(queue: String, id: UInt64)] = []
+    public var droppedMessages: [(queue: String, id: MessageID)] = []
     /// Half messages whose bodies were lost: taken out (never committed).
-    public var droppedHalfMessages: [UInt64] = []
+    public var droppedHalfMessages: [HalfMessageID] = []
     /// Stream records whose bytes were lost: their offsets stay (offsets are never reused) and reads skip them.
-    public var lostStreamRecords: [(stream: String, offset: UInt64)] = []
+    public var lostStreamRecords: [(stream: String, offset: StreamOffset)] = []
 
     public static func == (a: SalvageReport, b: SalvageReport) -> Bool {
         a.lostLSNs == b.lostLSNs && a.uncertainLSNs == b.uncertainLSNs
@@ -115,8 +115,7 @@ extension StoreState {
     mutating func dropBodies(in lost: [ClosedRange<UInt64>]) -> SalvageReport {
         func isLost(_ lsn: UInt64) -> Bool { lost.contains { $0.contains(lsn) } }
         var report = SalvageReport()
-        for qid in queues.keys.sorted() {
-            var q = queues[qid]!
+        for (qid, var q) in queues.sorted(by: { $0.key < $1.key }) {
             var dropped: [UInt64] = []
             let keep = { (e: MessageEntry) -> Bool in
                 guard isLost(e.bodyLSN) else { return true }
@@ -126,25 +125,22 @@ extension StoreState {
             q.ready = .init(q.ready.filter(keep))
             q.returned = .init(q.returned.filter(keep))
             for (id, u) in q.unacked where !keep(u.entry) { q.unacked[id] = nil }
-            for id in dropped.sorted() { report.droppedMessages.append((q.name, id)) }
+            for id in dropped.sorted() { report.droppedMessages.append((q.name, MessageID(rawValue: id))) }
             queues[qid] = q
         }
         for (id, half) in halfMessages where isLost(half.entry.bodyLSN) {
             halfMessages[id] = nil
-            report.droppedHalfMessages.append(id)
+            report.droppedHalfMessages.append(HalfMessageID(rawValue: id))
         }
         report.droppedHalfMessages.sort()
-        for sid in streams.keys.sorted() {
-            let s = streams[sid]!
+        for (_, s) in streams.sorted(by: { $0.key < $1.key }) {
             for (i, e) in s.entries.enumerated() where isLost(e.lsn) {
-                report.lostStreamRecords.append((s.name, s.firstOffset + UInt64(i)))
+                report.lostStreamRecords.append((s.name, StreamOffset(rawValue: s.firstOffset + UInt64(i))))
             }
         }
         // Live bytes are recomputed from what is left rather than adjusted entry by entry.
         for qid in queues.keys {
-            var bytes = 0
-            queues[qid]!.forEachEntry { bytes += Int($0.bodyBytes) }
-            queues[qid]!.liveBytes = bytes
+            queues[qid]?.recomputeLiveBytes()
         }
         return report
     }

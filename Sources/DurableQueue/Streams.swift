@@ -9,8 +9,8 @@ extension QueueStore {
         try options.validate()
         let exists: Bool = try core.withLock { c throws(QueueError) in
             try c.usable()
-            guard let id = c.state.streamIDs[name] else { return false }
-            guard c.state.streams[id]!.options == options else {
+            guard let id = c.state.streamIDs[name], let existing = c.state.streams[id] else { return false }
+            guard existing.options == options else {
                 throw QueueError(.mismatchedOptions, "stream '\(name)' exists with other options")
             }
             return true
@@ -27,7 +27,7 @@ extension QueueStore {
     /// - Throws: `.invalidArgument` when the message does not fit one log record (the same rule as a
     ///   publish), `.notFound`, `.logFailed`.
     @discardableResult
-    public func append(to stream: String, _ message: Message) async throws(QueueError) -> UInt64 {
+    public func append(to stream: String, _ message: Message) async throws(QueueError) -> StreamOffset {
         try checkFits(message)
         let id = try streamID(stream)
         let effect = try await perform([.streamAppend(stream: id, time: options.clock.wallMilliseconds,
@@ -35,18 +35,18 @@ extension QueueStore {
         guard case .appended(let offset) = effect else {
             throw QueueError(.notFound, "stream '\(stream)' was deleted")
         }
-        return offset
+        return StreamOffset(rawValue: offset)
     }
 
     /// Up to `limit` records from `offset` on. Records before the first retained offset are gone: reading
     /// from there starts at the first retained record (check the offsets you get).
-    public func read(stream: String, from offset: UInt64, limit: Int = 100) throws(QueueError) -> [StreamRecord] {
+    public func read(stream: String, from offset: StreamOffset, limit: Int = 100) throws(QueueError) -> [StreamRecord] {
         let wanted: [(offset: UInt64, entry: StreamIndex.Entry)] = try core.withLock { c throws(QueueError) in
             try c.usable()
             guard let id = c.state.streamIDs[stream], let s = c.state.streams[id] else {
                 throw QueueError(.notFound, "no stream named '\(stream)'")
             }
-            let start = max(offset, s.firstOffset)
+            let start = max(offset.rawValue, s.firstOffset)
             guard start < s.nextOffset else { return [] }
             let first = Int(start - s.firstOffset)
             let end = min(s.entries.count, first + limit)
@@ -56,7 +56,7 @@ extension QueueStore {
         records.reserveCapacity(wanted.count)
         for w in wanted {
             do {
-                records.append(StreamRecord(offset: w.offset, timestamp: w.entry.time,
+                records.append(StreamRecord(offset: StreamOffset(rawValue: w.offset), timestamp: w.entry.time,
                                             message: try readMessage(at: w.entry.lsn)))
             } catch where error.code == .notFound {
                 continue  // removed by retention since the lookup
@@ -68,8 +68,9 @@ extension QueueStore {
     /// Suspends until the stream has a record at `offset`.
     /// - Throws: `.notFound` (the stream was deleted), `.closed`, `.logFailed`, `.cancelled` (the waiting task
     ///   was cancelled).
-    public func waitForRecords(stream: String, at offset: UInt64) async throws(QueueError) {
+    public func waitForRecords(stream: String, at offset: StreamOffset) async throws(QueueError) {
         let id = try streamID(stream)
+        let offset = offset.rawValue
         while true {
             if Task.isCancelled { throw QueueError(.cancelled, "the task waiting for stream records was cancelled") }
             let done: Bool = try core.withLock { c throws(QueueError) in
@@ -99,22 +100,21 @@ extension QueueStore {
     }
 
     /// Commits a consumer group's offset (the next offset it will read); durable when this returns.
-    public func commitOffset(stream: String, group: String, offset: UInt64) async throws(QueueError) {
+    public func commitOffset(stream: String, group: String, offset: StreamOffset) async throws(QueueError) {
         let id = try streamID(stream)
-        _ = try await perform([.commitOffset(stream: id, group: group, offset: offset)])
+        _ = try await perform([.commitOffset(stream: id, group: group, offset: offset.rawValue)])
     }
 
     /// The group's committed offset, or nil when it never committed one.
-    public func committedOffset(stream: String, group: String) throws(QueueError) -> UInt64? {
+    public func committedOffset(stream: String, group: String) throws(QueueError) -> StreamOffset? {
         let id = try streamID(stream)
-        return core.withLock { $0.state.streams[id]?.groups[group] }
+        return core.withLock { $0.state.streams[id]?.groups[group].map(StreamOffset.init(rawValue:)) }
     }
 
     public func streamInfo(_ name: String) -> StreamInfo? {
         core.withLock { c in
             guard let id = c.state.streamIDs[name], let s = c.state.streams[id] else { return nil }
-            return StreamInfo(name: name, firstOffset: s.firstOffset, nextOffset: s.nextOffset, bytes: s.bytes,
-                              committedOffsets: s.groups)
+            return s.info
         }
     }
 

@@ -47,20 +47,20 @@ public final class Transaction: Sendable {
     }
 
     /// Adds a consumer group's offset commit.
-    public func commitOffset(stream: String, group: String, offset: UInt64) throws(QueueError) {
+    public func commitOffset(stream: String, group: String, offset: StreamOffset) throws(QueueError) {
         let sid = try store.streamID(stream)
-        try add(.commitOffset(stream: sid, group: group, offset: offset))
+        try add(.commitOffset(stream: sid, group: group, offset: offset.rawValue))
     }
 
     /// Adds the ack of delivery `tag` of `consumer` (with `multiple`, of every outstanding one up to it).
     /// The deliveries are claimed now and settled by the commit.
-    public func ack(_ tag: UInt64, on consumer: Consumer, multiple: Bool = false) throws(QueueError) {
+    public func ack(_ tag: DeliveryTag, on consumer: Consumer, multiple: Bool = false) throws(QueueError) {
         let cid = consumer.id
         try state.withLock { s throws(QueueError) in
             guard !s.finished else { throw Self.finishedError }
             let (tags, operation) = try store.core.withLock { c throws(QueueError) in
                 try c.usable()
-                return try c.claimForTransaction(tag, multiple: multiple, of: cid)
+                return try c.claimForTransaction(tag.rawValue, multiple: multiple, of: cid)
             }
             let added = Result { () throws(QueueError) in
                 try Self.append(operation, to: &s, id: id, limits: store.options.log)
@@ -103,8 +103,8 @@ public final class Transaction: Sendable {
         var result = TransactionResult(messageIDs: [], offsets: [])
         for e in effects {
             switch e {
-            case .published(let id?): result.messageIDs.append(id)
-            case .appended(let offset): result.offsets.append(offset)
+            case .published(let id?): result.messageIDs.append(MessageID(rawValue: id))
+            case .appended(let offset): result.offsets.append(StreamOffset(rawValue: offset))
             default: break
             }
         }
@@ -161,9 +161,9 @@ public final class Transaction: Sendable {
 /// What a committed transaction stored.
 public struct TransactionResult: Sendable, Equatable {
     /// Ids of the published messages, in the order of the publishes.
-    public var messageIDs: [UInt64]
+    public var messageIDs: [MessageID]
     /// Offsets of the stream appends, in the order of the appends.
-    public var offsets: [UInt64]
+    public var offsets: [StreamOffset]
 }
 
 extension QueueStore {

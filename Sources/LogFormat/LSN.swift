@@ -13,6 +13,9 @@ public struct LSN: RawRepresentable, Hashable, Comparable, Sendable, CustomStrin
     public var next: LSN { LSN(rawValue + 1) }
     public var previous: LSN { LSN(rawValue - 1) }
     public var description: String { String(rawValue) }
+
+    /// The LSN range with these raw bounds.
+    public static func range(_ raw: ClosedRange<UInt64>) -> ClosedRange<LSN> { LSN(raw.lowerBound)...LSN(raw.upperBound) }
 }
 
 /// The sequence number of a segment file in one log: 1 for the first, one more for each that follows.

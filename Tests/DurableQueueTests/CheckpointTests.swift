@@ -147,7 +147,7 @@ import DurableLog
         try store.close()
         store = try await QueueStore.open(directory: dir.path, options: testOptions())
         defer { try? store.close() }
-        #expect(store.openReport.checkpointLSN > 0)
+        #expect(store.openReport.checkpointLSN > .none)
         #expect(store.queueInfo("q")?.ready == 1)
     }
 

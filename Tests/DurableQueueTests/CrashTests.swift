@@ -135,13 +135,13 @@ func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async t
     private func verify(_ directory: String, _ report: ChildReport, round: Int) async throws -> (UInt64, UInt64) {
         let store = try await QueueStore.open(directory: directory)
         defer { try? store.close() }
-        let opened = (store.openReport.checkpointLSN, store.diskUsage.firstLSN)
+        let opened = (store.openReport.checkpointLSN.rawValue, store.diskUsage.firstLSN.rawValue)
         // Drain the queue without acking: every message it still holds, with its delivery count.
         var recovered: [UInt64: Delivery] = [:]
         if let info = store.queueInfo("q"), info.ready > 0 {
             #expect(info.unacked == 0, "round \(round): nothing is out after a restart")
             let consumer = try store.consume(queue: "q", prefetch: info.ready)
-            for d in try await take(info.ready, from: consumer) { recovered[d.messageID] = d }
+            for d in try await take(info.ready, from: consumer) { recovered[d.messageID.rawValue] = d }
         }
         for (id, body) in report.published where !report.acked.contains(id) {
             guard let d = recovered[id] else {
@@ -171,15 +171,15 @@ func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async t
         // The stream holds every confirmed append; the committed offset is not behind the last reported commit.
         if !report.appended.isEmpty {
             let records = try store.read(stream: "s", from: 0, limit: Int.max)
-            let byOffset = Dictionary(uniqueKeysWithValues: records.map { ($0.offset, $0.message.body) })
+            let byOffset = Dictionary(uniqueKeysWithValues: records.map { ($0.offset.rawValue, $0.message.body) })
             let first = try #require(store.streamInfo("s")).firstOffset  // size retention removed the oldest
-            for (offset, body) in report.appended where offset >= first {
+            for (offset, body) in report.appended where offset >= first.rawValue {
                 #expect(byOffset[offset].map { String(decoding: $0, as: UTF8.self) } == body,
                         "round \(round): stream offset \(offset)")
             }
         }
         if report.committed > 0 {
-            #expect((try store.committedOffset(stream: "s", group: "g") ?? 0) >= report.committed, "round \(round)")
+            #expect((try store.committedOffset(stream: "s", group: "g")?.rawValue ?? 0) >= report.committed, "round \(round)")
         }
         return opened
     }

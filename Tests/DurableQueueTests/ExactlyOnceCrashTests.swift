@@ -79,7 +79,7 @@ struct ExactlyOnceReport: ChildLines {
         guard store.queueInfo("in") != nil else { return }  // killed before declaring its queues
 
         // Transactions: all or nothing, exactly once.
-        let inputs = Set(try await drain("in", store).map(\.messageID))
+        let inputs = Set(try await drain("in", store).map(\.messageID.rawValue))
         let outputs = try await drain("out", store).map(\.text)
         let outputs2 = try await drain("out2", store).map(\.text)
         #expect(Set(outputs).count == outputs.count && Set(outputs2).count == outputs2.count,
@@ -107,7 +107,7 @@ struct ExactlyOnceReport: ChildLines {
         let visible = try await drain("hq", store)
         #expect(Set(visible.map(\.messageID)).count == visible.count, "round \(round): a half message committed twice")
         #expect(visible.allSatisfy { $0.text.last != "r" }, "round \(round): a rolled-back half message is visible")
-        let visibleIDs = Set(visible.map(\.messageID))
+        let visibleIDs = Set(visible.map(\.messageID.rawValue))
         for (id, flag) in report.prepared {
             #expect(visibleIDs.contains(id) == (flag != "r"), "round \(round): half message \(id) flag \(flag)")
         }

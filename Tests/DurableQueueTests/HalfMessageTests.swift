@@ -24,7 +24,7 @@ func immediateChecks(maxChecks: Int = 3, unresolvedQueue: String? = nil) -> Stor
         #expect(store.halfMessages().map(\.id) == [id])
         try await store.commitHalfMessage(id)
         let d = try await take(1, from: consumer)[0]
-        #expect(d.text == "pay 10" && d.messageID == id && !d.redelivered)
+        #expect(d.text == "pay 10" && d.messageID == id.messageID && !d.redelivered)
         #expect(store.halfMessages().isEmpty)
         await #expect { try await store.commitHalfMessage(id) } throws: { ($0 as? QueueError)?.code == .notFound }
         await #expect { try await store.rollbackHalfMessage(id) } throws: { ($0 as? QueueError)?.code == .notFound }
@@ -81,7 +81,7 @@ func immediateChecks(maxChecks: Int = 3, unresolvedQueue: String? = nil) -> Stor
         try await store.declareQueue("q")
         let commitMe = try await store.prepare(to: "q", text("commit"))
         let rollMe = try await store.prepare(to: "q", text("rollback"))
-        let asked = Mutex<[UInt64: Int]>([:])
+        let asked = Mutex<[HalfMessageID: Int]>([:])
         let checker: HalfMessageChecker = { check in
             asked.withLock { $0[check.id, default: 0] += 1 }
             if check.checks < 2 { return .unknown }
@@ -102,7 +102,7 @@ func immediateChecks(maxChecks: Int = 3, unresolvedQueue: String? = nil) -> Stor
         #expect(asked.withLock { $0 } == [commitMe: 3, rollMe: 3])
         let c = try store.consume(queue: "q", prefetch: 10)
         let got = try await take(1, from: c)
-        #expect(got.map(\.messageID) == [commitMe])
+        #expect(got.map(\.messageID) == [commitMe.messageID])
         #expect(store.queueInfo("q")?.ready == 0)
     }
 
@@ -124,7 +124,7 @@ func immediateChecks(maxChecks: Int = 3, unresolvedQueue: String? = nil) -> Stor
         for _ in 0..<2 { await store.checkHalfMessages() }
         #expect(store.halfMessages().isEmpty && store.queueInfo("q")?.ready == 0)
         let d = try await take(1, from: try store.consume(queue: "limbo", prefetch: 1))[0]
-        #expect(d.messageID == id && d.deadLetterReason == .halfMessageUnresolved)
+        #expect(d.messageID == id.messageID && d.deadLetterReason == .halfMessageUnresolved)
     }
 
     @Test func theCheckBackWaitsForItsDelays() async throws {

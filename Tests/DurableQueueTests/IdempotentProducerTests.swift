@@ -33,8 +33,8 @@ import Testing
         defer { try? store.close() }
         try await store.declareQueue("q")
         let p = try await store.registerProducer(name: "p")
-        for sequence in UInt64(1)...50 {
-            let results = try await withThrowingTaskGroup(of: IdempotentResult.self) { group in
+        for sequence in 1...50 as ClosedRange<ProducerSequence> {
+            let results = try await withThrowingTaskGroup(of: IdempotentResult<MessageID>.self) { group in
                 for _ in 0..<3 { group.addTask { try await p.publish(to: "q", text("\(sequence)"), sequence: sequence) } }
                 return try await group.reduce(into: []) { $0.append($1) }
             }
@@ -72,10 +72,10 @@ import Testing
         try await store.declareQueue("q")
         try await store.declareStream("s")
         var p = try await store.registerProducer(name: "p")
-        for s in UInt64(1)...5 { _ = try await p.publish(to: "q", text("\(s)"), sequence: s) }
+        for s in 1...5 as ClosedRange<ProducerSequence> { _ = try await p.publish(to: "q", text("\(s)"), sequence: s) }
         try store.checkpoint()
-        for s in UInt64(6)...8 { _ = try await p.publish(to: "q", text("\(s)"), sequence: s) }
-        for s in UInt64(1)...4 { _ = try await p.append(to: "s", text("\(s)"), sequence: s) }
+        for s in 6...8 as ClosedRange<ProducerSequence> { _ = try await p.publish(to: "q", text("\(s)"), sequence: s) }
+        for s in 1...4 as ClosedRange<ProducerSequence> { _ = try await p.append(to: "s", text("\(s)"), sequence: s) }
         try dropWithoutClosing(store)
 
         store = try await QueueStore.open(directory: dir.path, options: testOptions())
@@ -83,7 +83,7 @@ import Testing
         p = try await store.registerProducer(name: "p")
         #expect(try p.lastSequence(queue: "q") == 8 && p.lastSequence(stream: "s") == 4)
         // The restarted producer resends its whole window: everything comes back as duplicates.
-        for s in UInt64(1)...8 {
+        for s in 1...8 as ClosedRange<ProducerSequence> {
             guard case .duplicate = try await p.publish(to: "q", text("\(s)"), sequence: s) else {
                 throw TestFailure("sequence \(s) stored twice")
             }
@@ -108,12 +108,12 @@ import Testing
         clock.advance(by: .milliseconds(100))
         _ = try await busy.publish(to: "q", text("b"), sequence: 1)
         // An expiry decided before the producer's last activity does nothing when it applies.
-        _ = try await store.perform([.expireProducer(producer: busy.id, idleSince: 0)])
+        _ = try await store.perform([.expireProducer(producer: busy.id.rawValue, idleSince: 0)])
         // 301 ms after the idle producer's publish: it is past the expiry, the busy one (201 ms) is not.
         clock.advance(by: .milliseconds(201))
         await store.maintain()
-        try await eventually { store.core.withLock { $0.state.producers[idle.id] == nil } }
-        #expect(store.core.withLock { $0.state.producers[busy.id] != nil })
+        try await eventually { store.core.withLock { $0.state.producers[idle.id.rawValue] == nil } }
+        #expect(store.core.withLock { $0.state.producers[busy.id.rawValue] != nil })
         await #expect { _ = try await idle.publish(to: "q", text("i"), sequence: 2) } throws: {
             ($0 as? QueueError)?.code == .unknownProducer
         }

@@ -11,7 +11,7 @@ import WALSimulation
     struct Model {
         var ready: Set<Int> = []
         /// Read by the consumer and not settled: tag to message number.
-        var out: [UInt64: Int] = [:]
+        var out: [DeliveryTag: Int] = [:]
         var dead: Set<Int> = []
         var gone: Set<Int> = []
         var nextNumber = 0

@@ -13,11 +13,11 @@ struct StorePowerLossTrial {
     var crashBefore: Int?
 
     struct Oracle {
-        var published: [UInt64: [UInt8]] = [:]
-        var acked: Set<UInt64> = []
-        var acking: Set<UInt64> = []
-        var appended: [UInt64: [UInt8]] = [:]
-        var committed: UInt64 = 0
+        var published: [MessageID: [UInt8]] = [:]
+        var acked: Set<MessageID> = []
+        var acking: Set<MessageID> = []
+        var appended: [StreamOffset: [UInt8]] = [:]
+        var committed: StreamOffset = .start
         /// Transactions whose commit returned (by number); each publishes `transactionSize` messages. Their
         /// messages are then acked in one ack: asked for (either outcome may survive) and returned (gone).
         var transactions: Set<Int> = []
@@ -25,11 +25,11 @@ struct StorePowerLossTrial {
         var ackedTransactions: Set<Int> = []
         var sequences: Set<UInt64> = []
         /// Half messages whose prepare returned, and those whose commit returned.
-        var prepared: Set<UInt64> = []
-        var committedHalves: Set<UInt64> = []
+        var prepared: Set<HalfMessageID> = []
+        var committedHalves: Set<HalfMessageID> = []
         /// Half messages whose rollback was asked for (either state may survive) and returned (gone).
-        var rollingBack: Set<UInt64> = []
-        var rolledBack: Set<UInt64> = []
+        var rollingBack: Set<HalfMessageID> = []
+        var rolledBack: Set<HalfMessageID> = []
     }
 
     static let transactionSize = 3
@@ -61,8 +61,8 @@ struct StorePowerLossTrial {
             try await store.declareStream("s", options: StreamOptions(maxBytes: 8 << 10))
             for name in ["t", "iq", "h"] { try await store.declareQueue(name) }
             let producer = try await store.registerProducer(name: "p")
-            var sequence: UInt64 = 0
-            var halfToResolve: UInt64?
+            var sequence: ProducerSequence = 0
+            var halfToResolve: HalfMessageID?
             let consumer = try store.consume(queue: "q", prefetch: 1)
             var deliveries = consumer.deliveries.makeAsyncIterator()
             let transactionConsumer = try store.consume(queue: "t", prefetch: Self.transactionSize)
@@ -96,19 +96,20 @@ struct StorePowerLossTrial {
                     try await tx.commit()
                     oracle.transactions.insert(i)
                     // Consumed at once, all three in one ack, so that the log behind them can be reclaimed.
-                    var tag: UInt64 = 0
+                    var tag: DeliveryTag?
                     for _ in 0..<Self.transactionSize {
                         guard let d = try await transactionDeliveries.next() else { break }
                         tag = d.tag
                     }
+                    guard let tag else { break }
                     oracle.ackingTransactions.insert(i)
                     try await transactionConsumer.ack(tag, multiple: true)
                     oracle.ackedTransactions.insert(i)
                 }
                 if i % 6 == 1 {
-                    sequence += 1
+                    sequence = sequence.next
                     _ = try await producer.publish(to: "iq", Message(body: Array("\(sequence)".utf8)), sequence: sequence)
-                    oracle.sequences.insert(sequence)
+                    oracle.sequences.insert(sequence.rawValue)
                 }
                 // Half messages are resolved within a few steps (one is pending at times, never for long), so
                 // that no pending half message pins the log's first segment: reclamation must really delete.
@@ -146,7 +147,7 @@ struct StorePowerLossTrial {
             return "open failed: \(error)"
         }
         defer { try? store.close() }
-        var recovered: [UInt64: [UInt8]] = [:]
+        var recovered: [MessageID: [UInt8]] = [:]
         do {
             for d in try await drain("q", store) { recovered[d.messageID] = d.message.body }
         } catch {
@@ -164,7 +165,7 @@ struct StorePowerLossTrial {
             for (offset, body) in oracle.appended where offset >= info.firstOffset {
                 if byOffset[offset] != body { return "stream offset \(offset) lost or differs" }
             }
-            if oracle.committed > (info.committedOffsets["g"] ?? 0) { return "committed offset went back" }
+            if oracle.committed > (info.committedOffsets["g"] ?? .start) { return "committed offset went back" }
         }
         guard store.queueInfo("t") != nil else { return oracle.transactions.isEmpty ? nil : "queue t lost" }
         do {
@@ -185,11 +186,11 @@ struct StorePowerLossTrial {
             if !oracle.sequences.isSubset(of: Set(sequences)) { return "a confirmed sequence lost" }
             if let last = sequences.max() {
                 let producer = try await store.registerProducer(name: "p")
-                guard case .duplicate = try await producer.publish(to: "iq", Message(body: Array("\(last)".utf8)), sequence: last)
+                guard case .duplicate = try await producer.publish(to: "iq", Message(body: Array("\(last)".utf8)), sequence: ProducerSequence(rawValue: last))
                 else { return "the retry of sequence \(last) was stored again" }
             }
             // Half messages: a confirmed prepare is pending or (its commit was in flight) visible; never both.
-            let visible = Set(try await drain("h", store).map(\.messageID))
+            let visible = Set(try await drain("h", store).map { HalfMessageID(rawValue: $0.messageID.rawValue) })
             let pending = Set(store.halfMessages().map(\.id))
             if !visible.isDisjoint(with: pending) { return "a half message both pending and visible" }
             if !oracle.committedHalves.isSubset(of: visible) { return "a committed half message lost" }
@@ -214,7 +215,7 @@ struct StorePowerLossTrial {
         // rename is lost while the deletions persist is a loss this test sees).
         let reopened = try await QueueStore.open(directory: "/sim/store", options: StorePowerLossTrial.options,
                                                  fileSystem: full.crashImage(seed: 1))
-        #expect(reopened.diskUsage.firstLSN > 1, "reclamation never deleted a segment")
+        #expect(reopened.diskUsage.firstLSN > .first, "reclamation never deleted a segment")
         try reopened.close()
         var points = 0
         for n in stride(from: 0, to: operations, by: 5) {

@@ -60,13 +60,13 @@ import DurableLog
         try await store.declareQueue("q")
         for i in 0..<3 { try await store.publish(to: "q", text("\(i)")) }
         let a = try store.consume(queue: "q", prefetch: 10)
-        _ = try await take(3, from: a)
+        let taken = try await take(3, from: a)
         a.cancel()
         let b = try store.consume(queue: "q", prefetch: 10)
         let got = try await take(3, from: b)
         #expect(got.map(\.text) == ["0", "1", "2"])
         #expect(got.allSatisfy { $0.redelivered })
-        await #expect { try await a.ack(1) } throws: { ($0 as? QueueError)?.code == .cancelled }
+        await #expect { try await a.ack(taken[0].tag) } throws: { ($0 as? QueueError)?.code == .cancelled }
     }
 
     @Test func ackTimeoutRedelivers() async throws {
@@ -173,7 +173,7 @@ import DurableLog
         #expect(store.queueInfo("durable")?.ready == 2)
         let c = try store.consume(queue: "temp")
         let d = try await take(1, from: c)[0]
-        #expect(d.text == "lost too" && d.messageID == 0)
+        #expect(d.text == "lost too" && d.messageID.isTransient)
         try await c.ack(d.tag)
         try store.close()
         store = try await QueueStore.open(directory: dir.path, options: testOptions())
@@ -206,7 +206,7 @@ import DurableLog
         let p = store.publisher()
         for i in 0..<2000 { try await p.publish(to: "q", text("\(i)")) }
         #expect(try await p.waitForConfirms())
-        var confirmed: UInt64 = 0
+        var confirmed: PublishSequence = 0
         var events = 0
         for await confirm in p.confirms {
             guard case .ack(let seq, _) = confirm else { Issue.record("\(confirm)"); break }

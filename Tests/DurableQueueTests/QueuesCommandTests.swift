@@ -17,7 +17,7 @@ import Testing
         for i in 0..<3 { try await store.append(to: "events", text("\(i)")) }
         try await store.commitOffset(stream: "events", group: "g", offset: 2)
         let producer = try await store.registerProducer(name: "shop")
-        for sequence in UInt64(1)...3 { _ = try await producer.publish(to: "orders", text("idem"), sequence: sequence) }
+        for sequence in 1...3 as ClosedRange<ProducerSequence> { _ = try await producer.publish(to: "orders", text("idem"), sequence: sequence) }
         let half = try await store.prepare(to: "orders", text("half"))
         let before = try FileManager.default.attributesOfItem(atPath: dir.path + "/checkpoint")[.modificationDate] as? Date
 
@@ -44,7 +44,7 @@ import Testing
         #expect(producers.count == 1 && producers[0]["name"] as? String == "shop")
         #expect((producers[0]["lastSequences"] as? [String: Int]) == ["orders": 3])
         let halves = try #require(object["halfMessages"] as? [[String: Any]])
-        #expect(halves.count == 1 && halves[0]["id"] as? Int == Int(half) && halves[0]["queue"] as? String == "orders")
+        #expect(halves.count == 1 && halves[0]["id"] as? Int == Int(half.rawValue) && halves[0]["queue"] as? String == "orders")
         #expect((object["checkpointLSN"] as? Int ?? 0) > 0 && (object["replayedRecords"] as? Int ?? 0) >= 5)
         let after = try FileManager.default.attributesOfItem(atPath: dir.path + "/checkpoint")[.modificationDate] as? Date
         #expect(before == after, "read-only")

@@ -41,7 +41,7 @@ func readmeQueueLayerExample() async throws {
     try await store.declareStream("events", options: StreamOptions(maxBytes: 1 << 30, maxAge: .seconds(86_400)))
     let offset = try await store.append(to: "events", Message(body: Array("clicked".utf8)))
     let page = try store.read(stream: "events", from: 0, limit: 100)
-    try await store.commitOffset(stream: "events", group: "billing", offset: offset + 1)
+    try await store.commitOffset(stream: "events", group: "billing", offset: offset.next)
 
     print(store.queues(), store.diskUsage)   // ready/unacked/dead-lettered counts; log bytes vs live bytes
     worker.cancel()
@@ -60,12 +60,12 @@ func readmeExactlyOnceExample(store: QueueStore, consumer: Consumer, delivery: D
 
     // Idempotent producer: retry until confirmed; a sequence already stored comes back as .duplicate.
     let producer = try await store.registerProducer(name: "checkout-service")   // same id, next epoch on restart
-    var next = try producer.lastSequence(queue: "orders") + 1
-    switch try await producer.publish(to: "orders", Message(body: order), sequence: next) {
+    var sequence = try producer.lastSequence(queue: "orders")?.next ?? 1   // 1, 2, 3, ... per queue
+    switch try await producer.publish(to: "orders", Message(body: order), sequence: sequence) {
     case .stored(let messageID): print("stored", messageID)
     case .duplicate: print("stored before")   // .outOfSequence / .fenced / .unknownProducer are thrown
     }
-    next += 1
+    sequence = sequence.next
 
     // Half message: durable but invisible until the local transaction's outcome is known.
     store.setHalfMessageChecker { check in      // asked about half messages left unresolved (after a crash, ...)

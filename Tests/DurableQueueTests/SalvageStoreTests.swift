@@ -39,7 +39,7 @@ import DurableLog
         for start in stride(from: 0, to: count, by: 10) {
             let group = try await withThrowingTaskGroup(of: (Int, UInt64).self) { g in
                 for i in start..<min(start + 10, count) {
-                    g.addTask { (i, try await store.publish(to: "q", text("m\(first + i) " + String(repeating: "x", count: 300)))) }
+                    g.addTask { (i, try await store.publish(to: "q", text("m\(first + i) " + String(repeating: "x", count: 300))).rawValue) }
                 }
                 return try await g.reduce(into: []) { $0.append($1) }
             }
@@ -56,7 +56,7 @@ import DurableLog
         try await store.declareQueue("q")
         var ids = try await publish(200, from: 0, to: store)
         try store.checkpoint()
-        let checkpointLSN = store.diskUsage.checkpointLSN
+        let checkpointLSN = store.diskUsage.checkpointLSN.rawValue
         ids += try await publish(100, from: 200, to: store)
         try dropWithoutClosing(store)
 
@@ -77,13 +77,13 @@ import DurableLog
         let salvage = try #require(store.openReport.salvage)
         // Before the checkpoint's end the messages are known and dropped by id; after it, the publishes
         // themselves are gone and their range is reported as uncertain.
-        #expect(Set(salvage.droppedMessages.map(\.id)) == (damageAfterCheckpoint ? [] : lost))
+        #expect(Set(salvage.droppedMessages.map(\.id.rawValue)) == (damageAfterCheckpoint ? [] : lost))
         #expect(salvage.droppedMessages.allSatisfy { $0.queue == "q" })
-        let lostRange = victim.header.firstLSN.rawValue...(victim.header.endLSN.rawValue - 1)
+        let lostRange = victim.header.firstLSN...victim.header.endLSN.previous
         #expect(salvage.lostLSNs == [lostRange])
         #expect(salvage.uncertainLSNs == (damageAfterCheckpoint ? [lostRange] : []))
         let delivered = try await drain("q", store)
-        #expect(delivered.map(\.messageID).sorted() == ids.filter { !lost.contains($0) }.sorted())
+        #expect(delivered.map(\.messageID.rawValue).sorted() == ids.filter { !lost.contains($0) }.sorted())
         try store.close()
 
         // From now on a normal open: the lost records are known, nothing more is dropped.

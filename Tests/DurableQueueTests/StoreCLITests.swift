@@ -13,12 +13,12 @@ import DurableLog
     }
 
     /// A closed store with one queue of 40 messages (in frames of several), checkpointed halfway.
-    private func makeStore(_ dir: TemporaryDirectory) async throws -> [UInt64] {
+    private func makeStore(_ dir: TemporaryDirectory) async throws -> [MessageID] {
         let store = try await QueueStore.open(directory: dir.path, options: testOptions())
         try await store.declareQueue("q")
-        var ids: [UInt64] = []
+        var ids: [MessageID] = []
         for round in 0..<4 {
-            ids += try await withThrowingTaskGroup(of: UInt64.self) { g in
+            ids += try await withThrowingTaskGroup(of: MessageID.self) { g in
                 for i in 0..<10 { g.addTask { try await store.publish(to: "q", text("m\(round)-\(i)\u{1B}[31m")) } }
                 return try await g.reduce(into: []) { $0.append($1) }
             }
@@ -29,7 +29,8 @@ import DurableLog
     }
 
     /// Flips a payload byte of the frame holding `lsn`.
-    private func damage(_ dir: TemporaryDirectory, at lsn: UInt64) throws {
+    private func damage(_ dir: TemporaryDirectory, at id: MessageID) throws {
+        let lsn = id.rawValue  // a persistent message's id is the LSN of its publish record
         var spot: (String, Int)?
         try LogInspector.forEachRecord(directory: dir.path + "/wal", from: LSN(lsn), through: LSN(lsn)) { _, _, _, path, offset in
             spot = (path, offset)

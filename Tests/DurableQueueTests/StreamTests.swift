@@ -9,7 +9,7 @@ import Testing
         try await store.declareStream("events")
         for i in 0..<50 {
             let offset = try await store.append(to: "events", text("e\(i)"))
-            #expect(offset == UInt64(i))
+            #expect(offset == StreamOffset(rawValue: UInt64(i)))
         }
         let page = try store.read(stream: "events", from: 10, limit: 5)
         #expect(page.map(\.offset) == [10, 11, 12, 13, 14])

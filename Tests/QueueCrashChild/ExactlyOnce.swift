@@ -76,12 +76,12 @@ func runExactlyOnceWorkload(directory: String, run: String, firstSequence: UInt6
                 var sequence = firstSequence
                 while true {
                     let body = Message(body: Array("seq-\(sequence)".utf8))
-                    switch try await producer.publish(to: "iq", body, sequence: sequence) {
+                    switch try await producer.publish(to: "iq", body, sequence: ProducerSequence(rawValue: sequence)) {
                     case .stored: emit("I \(sequence)")
                     case .duplicate: emit("i \(sequence)")
                     }
                     // Now and then the same sequence again, as a retry after a lost confirm would.
-                    if sequence % 10 == 0, case .duplicate = try await producer.publish(to: "iq", body, sequence: sequence) {
+                    if sequence % 10 == 0, case .duplicate = try await producer.publish(to: "iq", body, sequence: ProducerSequence(rawValue: sequence)) {
                         emit("i \(sequence)")
                     }
                     sequence += 1

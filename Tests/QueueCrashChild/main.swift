@@ -103,8 +103,8 @@ try await withThrowingTaskGroup(of: Void.self) { group in
             let offset = try await store.append(to: "s", Message(body: Array(body.utf8)))
             emit("S \(offset) \(body)")
             if i % 10 == 9 {
-                try await store.commitOffset(stream: "s", group: "g", offset: offset + 1)
-                emit("C \(offset + 1)")
+                try await store.commitOffset(stream: "s", group: "g", offset: offset.next)
+                emit("C \(offset.next)")
             }
             i += 1
         }

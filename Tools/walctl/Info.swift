@@ -21,7 +21,7 @@ struct Info: ParsableCommand {
             do {
                 let lsn = try StoreInspector.checkpointLSN(directory: store)
                 checkpoint = lsn.map { "LSN \($0) (store \(store))" } ?? "none yet (store \(store))"
-                if let lsn { checkpointLSN = lsn }
+                if let lsn { checkpointLSN = lsn.rawValue }
             } catch {
                 checkpoint = "unreadable: \(error)"
             }

@@ -28,22 +28,22 @@ struct Queues: ParsableCommand {
         }
         if json {
             let object: [String: Any] = [
-                "directory": store, "checkpointLSN": summary.checkpointLSN, "replayedRecords": summary.replayedRecords,
-                "lastLSN": summary.lastLSN, "liveBytes": summary.liveBytes,
+                "directory": store, "checkpointLSN": summary.checkpointLSN.rawValue, "replayedRecords": summary.replayedRecords,
+                "lastLSN": summary.lastLSN.rawValue, "liveBytes": summary.liveBytes,
                 "queues": summary.queues.map {
                     ["name": $0.name, "ready": $0.ready, "unacked": $0.unacked, "deadLettered": $0.deadLettered,
                      "liveBytes": $0.liveBytes] as [String: Any]
                 },
                 "streams": summary.streams.map {
-                    ["name": $0.name, "firstOffset": $0.firstOffset, "nextOffset": $0.nextOffset, "bytes": $0.bytes,
-                     "committedOffsets": $0.committedOffsets] as [String: Any]
+                    ["name": $0.name, "firstOffset": $0.firstOffset.rawValue, "nextOffset": $0.nextOffset.rawValue, "bytes": $0.bytes,
+                     "committedOffsets": $0.committedOffsets.mapValues(\.rawValue)] as [String: Any]
                 },
                 "producers": summary.producers.map {
-                    ["name": $0.name, "id": $0.id, "epoch": $0.epoch, "lastActive": $0.lastActive,
-                     "lastSequences": $0.lastSequences] as [String: Any]
+                    ["name": $0.name, "id": $0.id.rawValue, "epoch": $0.epoch, "lastActive": $0.lastActive,
+                     "lastSequences": $0.lastSequences.mapValues(\.rawValue)] as [String: Any]
                 },
                 "halfMessages": summary.halfMessages.map {
-                    ["id": $0.id, "queue": $0.queue, "checks": $0.checks, "preparedAt": $0.preparedAt] as [String: Any]
+                    ["id": $0.id.rawValue, "queue": $0.queue, "checks": $0.checks, "preparedAt": $0.preparedAt] as [String: Any]
                 },
                 "uncommittedOperations": summary.uncommittedOperations,
             ]
@@ -52,7 +52,7 @@ struct Queues: ParsableCommand {
         }
         print("store       \(store)")
         if let salvage = summary.salvage { print(salvage.text) }
-        print("checkpoint  \(summary.checkpointLSN == 0 ? "none" : "LSN \(summary.checkpointLSN)"), then \(summary.replayedRecords) records to LSN \(summary.lastLSN)")
+        print("checkpoint  \(summary.checkpointLSN == .none ? "none" : "LSN \(summary.checkpointLSN)"), then \(summary.replayedRecords) records to LSN \(summary.lastLSN)")
         print("live bytes  \(summary.liveBytes)")
         print("")
         print(pad("queue", 24) + pad("ready", 10) + pad("unacked", 10) + pad("dead-lettered", 15) + "live bytes")

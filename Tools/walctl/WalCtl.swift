@@ -76,11 +76,21 @@ private func isSegmentName(_ name: String) -> Bool {
 }
 
 func jsonLine(_ object: [String: Any]) -> String {
-    // Every value walctl puts in its objects is a string, number, bool, null, array or object of those.
-    guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
+    // Every value walctl puts in its objects is a string, number, bool, null, array or object of those, or a
+    // typed number (an LSN, a message id, an offset), which goes out as its number.
+    guard let data = try? JSONSerialization.data(withJSONObject: plainJSON(object), options: [.sortedKeys]) else {
         preconditionFailure("walctl built a JSON object with a value JSON cannot hold: \(object)")
     }
     return String(decoding: data, as: UTF8.self)
+}
+
+private func plainJSON(_ value: Any) -> Any {
+    switch value {
+    case let object as [String: Any]: return object.mapValues(plainJSON)
+    case let array as [Any]: return array.map(plainJSON)
+    case let typed as any RawRepresentable: return plainJSON(typed.rawValue)
+    default: return value
+    }
 }
 
 extension LogInspection.Verdict {
