@@ -1,6 +1,10 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
+// Linux only (built and tested with glibc; Darwin untested). Every libc call of the library targets' Swift code is
+// in Sources/DurableLog/Platform.swift (DurableQueue and WALSimulation use its `package` functions), so a port
+// starts there; CCRC32C's ARM CPU check also uses Linux's getauxval. No `platforms:` entry: it cannot name Linux.
+
 // Dependencies run one way: C targets -> LogFormat -> DurableLog -> benchmarks, tools and tests.
 let package = Package(
     name: "DurableQueue",

@@ -1,5 +1,4 @@
 import Dispatch
-import Glibc
 import Synchronization
 
 /// A file system that passes every call to a real one, except those a test told it to fail. Test rigging:
@@ -17,7 +16,7 @@ package final class FaultInjectingFileSystem: FileSystem {
         package var errno: Int32
         /// Keep failing every later call too (a dead disk), or fail once.
         package var sticky: Bool
-        package init(_ operation: Operation, after: Int = 0, errno: Int32 = EIO, sticky: Bool = true) {
+        package init(_ operation: Operation, after: Int = 0, errno: Int32 = Platform.Errno.ioError, sticky: Bool = true) {
             self.operation = operation
             self.after = after
             self.errno = errno

@@ -1,5 +1,3 @@
-import Glibc
-
 /// The file-I/O seam: every system call the log makes on files and directories goes through it, so tests
 /// can inject errors (`FaultInjectingFileSystem`) or simulate power loss. Each call names its C function.
 /// Implementations retry `EINTR` and continue short writes; any other failure throws `WALError.ioFailure`.
@@ -37,46 +35,45 @@ public struct PosixFileSystem: FileSystem {
     /// The raw calls whose retry loops matter (EINTR, short transfers); replaceable so tests can make
     /// them return EINTR or transfer less than asked.
     struct Syscalls: Sendable {
-        var pwrite: @Sendable (Int32, UnsafeRawPointer, Int, off_t) -> Int = { Glibc.pwrite($0, $1, $2, $3) }
-        var pread: @Sendable (Int32, UnsafeMutableRawPointer, Int, off_t) -> Int = { Glibc.pread($0, $1, $2, $3) }
-        var fdatasync: @Sendable (Int32) -> Int32 = { Glibc.fdatasync($0) }
+        var pwrite: @Sendable (Int32, UnsafeRawPointer, Int, Platform.FileOffset) -> Int = { Platform.writeAt($0, $1, $2, $3) }
+        var pread: @Sendable (Int32, UnsafeMutableRawPointer, Int, Platform.FileOffset) -> Int = { Platform.readAt($0, $1, $2, $3) }
+        var fdatasync: @Sendable (Int32) -> Int32 = { Platform.dataSync($0) }
     }
 
     let syscalls: Syscalls
+    private typealias Errno = Platform.Errno
 
     public init() { syscalls = Syscalls() }
     init(syscalls: Syscalls) { self.syscalls = syscalls }
 
     public func open(_ path: String, writable: Bool, create: Bool) throws(WALError) -> Int32 {
-        var flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC
-        if create { flags |= O_CREAT }
         while true {
-            let fd = Glibc.open(path, flags, 0o644)
+            let fd = Platform.openFile(path, writable: writable, create: create)
             if fd >= 0 { return fd }
-            if errno != EINTR { throw .io("open", path: path, errno: errno) }
+            if Platform.errno != Errno.interrupted { throw .io("open", path: path, errno: Platform.errno) }
         }
     }
 
-    public func close(_ fd: Int32) { _ = Glibc.close(fd) }
+    public func close(_ fd: Int32) { Platform.closeFile(fd) }
 
     public func write(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int, path: String) throws(WALError) {
         var done = 0
         while done < bytes.count {
-            let n = syscalls.pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+            let n = syscalls.pwrite(fd, bytes.baseAddress! + done, bytes.count - done, Platform.FileOffset(offset + done))
             if n > 0 { done += n; continue }
-            if n < 0 && errno == EINTR { continue }
-            throw .io("pwrite", path: path, errno: n == 0 ? EIO : errno)
+            if n < 0 && Platform.errno == Errno.interrupted { continue }
+            throw .io("pwrite", path: path, errno: n == 0 ? Errno.ioError : Platform.errno)
         }
     }
 
     public func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int, path: String) throws(WALError) -> Int {
         var done = 0
         while done < buffer.count {
-            let n = syscalls.pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
+            let n = syscalls.pread(fd, buffer.baseAddress! + done, buffer.count - done, Platform.FileOffset(offset + done))
             if n > 0 { done += n; continue }
             if n == 0 { break }
-            if errno == EINTR { continue }
-            throw .io("pread", path: path, errno: errno)
+            if Platform.errno == Errno.interrupted { continue }
+            throw .io("pread", path: path, errno: Platform.errno)
         }
         return done
     }
@@ -85,67 +82,62 @@ public struct PosixFileSystem: FileSystem {
         // EINTR is not retried blindly: fdatasync reports write-back errors once, so a retry after EINTR
         // is safe (no error was consumed), but any other failure is final.
         while syscalls.fdatasync(fd) != 0 {
-            if errno != EINTR { throw .io("fdatasync", path: path, errno: errno) }
+            if Platform.errno != Errno.interrupted { throw .io("fdatasync", path: path, errno: Platform.errno) }
         }
     }
 
     public func allocate(_ fd: Int32, bytes: Int, path: String) throws(WALError) {
         while true {
-            let r = posix_fallocate(fd, 0, off_t(bytes))  // returns the error; does not set errno
+            let r = Platform.allocate(fd, bytes: bytes)  // returns the error; does not set errno
             if r == 0 { return }
-            if r == EINTR { continue }
-            if r == EOPNOTSUPP || r == EINVAL { return }  // the zero-fill that follows allocates the blocks anyway
+            if r == Errno.interrupted { continue }
+            if r == Errno.notSupported || r == Errno.invalidArgument { return }  // the zero-fill that follows allocates the blocks anyway
             throw .io("fallocate", path: path, errno: r)
         }
     }
 
     public func size(_ fd: Int32, path: String) throws(WALError) -> Int {
-        var st = stat()
-        if fstat(fd, &st) != 0 { throw .io("fstat", path: path, errno: errno) }
-        return Int(st.st_size)
+        guard let size = Platform.fileSize(fd) else { throw .io("fstat", path: path, errno: Platform.errno) }
+        return size
     }
 
     public func lockExclusively(_ fd: Int32, path: String) throws(WALError) {
-        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            if errno == EINTR { continue }
-            if errno == EWOULDBLOCK {
+        while Platform.tryLock(fd) != 0 {
+            if Platform.errno == Errno.interrupted { continue }
+            if Platform.errno == Errno.wouldBlock {
                 throw WALError(.locked, "another process has this log open; close it there first", path: path)
             }
-            throw .io("flock", path: path, errno: errno)
+            throw .io("flock", path: path, errno: Platform.errno)
         }
     }
 
     public func rename(_ from: String, to: String) throws(WALError) {
-        if Glibc.rename(from, to) != 0 { throw .io("rename to \(to)", path: from, errno: errno) }
+        if Platform.renameFile(from, to: to) != 0 { throw .io("rename to \(to)", path: from, errno: Platform.errno) }
     }
 
     public func remove(_ path: String) throws(WALError) {
-        if unlink(path) != 0 && errno != ENOENT { throw .io("unlink", path: path, errno: errno) }
+        if Platform.removeFile(path) != 0 && Platform.errno != Errno.noSuchFileOrDirectory {
+            throw .io("unlink", path: path, errno: Platform.errno)
+        }
     }
 
     public func syncDirectory(_ path: String) throws(WALError) {
         let fd = try open(path, writable: false, create: false)
         defer { close(fd) }
-        while fsync(fd) != 0 {
-            if errno != EINTR { throw .io("fsync of directory", path: path, errno: errno) }
+        while Platform.directorySync(fd) != 0 {
+            if Platform.errno != Errno.interrupted { throw .io("fsync of directory", path: path, errno: Platform.errno) }
         }
     }
 
     public func createDirectory(_ path: String) throws(WALError) {
-        if mkdir(path, 0o755) != 0 && errno != EEXIST { throw .io("mkdir", path: path, errno: errno) }
+        if Platform.makeDirectory(path) != 0 && Platform.errno != Errno.fileExists {
+            throw .io("mkdir", path: path, errno: Platform.errno)
+        }
     }
 
     public func list(_ path: String) throws(WALError) -> [String] {
-        guard let dir = opendir(path) else { throw .io("opendir", path: path, errno: errno) }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
+        guard let names = Platform.directoryEntries(path) else { throw .io("opendir", path: path, errno: Platform.errno) }
+        return names.filter { $0 != "." && $0 != ".." }
     }
 }
 
@@ -160,7 +152,7 @@ extension FileSystem {
                 return
             } catch where error.code == .locked && attempts < 50 {
                 attempts += 1
-                usleep(2000)
+                Platform.sleep(microseconds: 2000)
             }
         }
     }

@@ -336,14 +336,14 @@ final class GroupCommitter: @unchecked Sendable {
         #if WAL_BROKEN_NO_FDATASYNC
         return  // BROKEN ON PURPOSE (harness check builds only): never syncs.
         #endif
-        let start = monotonicNanoseconds()
+        let start = Platform.monotonicNanoseconds()
         #if WAL_BROKEN_RETRY_FAILED_SYNC
         // BROKEN ON PURPOSE (harness check builds only): retries a failed fdatasync and believes the retry.
         do { try fileSystem.dataSync(fd, path: path) } catch { try fileSystem.dataSync(fd, path: path) }
         #else
         try fileSystem.dataSync(fd, path: path)
         #endif
-        let nanoseconds = monotonicNanoseconds() - start
+        let nanoseconds = Platform.monotonicNanoseconds() - start
         counters.recordSync(nanoseconds: nanoseconds)
         telemetry.synced(nanoseconds: nanoseconds, path: path)
     }

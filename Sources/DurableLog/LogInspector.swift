@@ -1,4 +1,3 @@
-import Glibc
 import LogFormat
 
 /// What a log directory holds, found without changing a byte: the recovery scan in dry-run mode, then,
@@ -134,14 +133,14 @@ public enum LogInspector {
     /// Whether a process holds the log's writer lock: probes with a shared, non-blocking `flock` that is
     /// released at once (a writer opening in that instant would see the log as locked and can retry).
     public static func writerHoldsLock(_ directory: String) -> Bool {
-        let fd = Glibc.open("\(directory)/LOCK", O_RDONLY | O_CLOEXEC)
+        let fd = Platform.openFile("\(directory)/LOCK", writable: false, create: false)
         guard fd >= 0 else { return false }
-        defer { Glibc.close(fd) }
-        if flock(fd, LOCK_SH | LOCK_NB) == 0 {
-            flock(fd, LOCK_UN)
+        defer { Platform.closeFile(fd) }
+        if Platform.tryLock(fd, shared: true) == 0 {
+            Platform.unlock(fd)
             return false
         }
-        return errno == EWOULDBLOCK
+        return Platform.errno == Platform.Errno.wouldBlock
     }
 }
 

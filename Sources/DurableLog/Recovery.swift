@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import LogFormat
 
 /// Opening a log: find the segments, check their sequence, verify every frame, and decide what a bad spot
@@ -314,7 +311,7 @@ struct Recovery {
             // Not zero-filled first: the read overwrites it (a short read is zeroed below). Huge pages where the
             // kernel offers them: the first touch of a 64 MiB buffer in 4 KiB pages costs more than reading it.
             buffer = [UInt8](unsafeUninitializedCapacity: size) { storage, count in
-                adviseHugePages(UnsafeMutableRawBufferPointer(storage))
+                Platform.adviseHugePages(UnsafeMutableRawBufferPointer(storage))
                 count = size
             }
         }
@@ -496,17 +493,4 @@ extension Recovery {
         try fileSystem.dataSync(fd, path: patch.path)
         patch.quarantinedTo = entry
     }
-}
-
-/// Asks the kernel to back the 2 MiB-aligned part of `memory` with transparent huge pages (Linux
-/// `MADV_HUGEPAGE`; a hint: ignored where huge pages are off). Call before the memory is first touched.
-func adviseHugePages(_ memory: UnsafeMutableRawBufferPointer) {
-    #if os(Linux)
-    guard let base = memory.baseAddress, memory.count >= 4 << 20 else { return }
-    let huge = 2 << 20
-    let start = (Int(bitPattern: base) + huge - 1) & ~(huge - 1)
-    let end = (Int(bitPattern: base) + memory.count) & ~(huge - 1)
-    guard end > start else { return }
-    _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, 14)  // MADV_HUGEPAGE
-    #endif
 }

@@ -1,4 +1,3 @@
-import Glibc
 import LogFormat
 
 /// What salvage does (or, in a dry run, would do) about damage to confirmed records. Salvage never deletes
@@ -54,14 +53,13 @@ enum Quarantine {
     static func makeEntry(logDirectory: String, firstLostLSN: UInt64, fileSystem: any FileSystem) throws(WALError) -> String {
         let root = "\(logDirectory)/\(directoryName)"
         try fileSystem.createDirectoryDurably(root)
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
+        let seconds = Platform.wallClock().seconds
         let existing = (try? fileSystem.list(root)) ?? []
-        var name = "\(ts.tv_sec)-lsn\(firstLostLSN)"
+        var name = "\(seconds)-lsn\(firstLostLSN)"
         var n = 1
         while existing.contains(name) {
             n += 1
-            name = "\(ts.tv_sec)-lsn\(firstLostLSN)-\(n)"
+            name = "\(seconds)-lsn\(firstLostLSN)-\(n)"
         }
         try fileSystem.createDirectoryDurably("\(root)/\(name)")
         return "\(root)/\(name)"

@@ -1,4 +1,3 @@
-import Glibc
 import LogFormat
 
 /// Segment file names: the first LSN, zero-padded to 20 digits so that a listing sorts them, then `.wal`.
@@ -18,10 +17,4 @@ enum SegmentNames {
         guard let value = UInt64(name.prefix(20)), name.prefix(20).allSatisfy(\.isNumber) else { return nil }
         return LSN(value)
     }
-}
-
-@inline(__always) func monotonicNanoseconds() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }

@@ -100,9 +100,9 @@ final class SegmentPreparer: @unchecked Sendable {
             if stopping { break }
             let id = requested!
             monitor.unlock()
-            let started = monotonicNanoseconds()
+            let started = Platform.monotonicNanoseconds()
             let outcome = Result { () throws(WALError) -> Prepared in try makeFile(id) }
-            lastPreparationNanoseconds.store(monotonicNanoseconds() - started, ordering: .relaxed)
+            lastPreparationNanoseconds.store(Platform.monotonicNanoseconds() - started, ordering: .relaxed)
             monitor.lock()
             requested = nil
             if case .success(let p)? = result?.1 { fileSystem.close(p.fd) }

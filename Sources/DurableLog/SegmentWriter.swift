@@ -27,7 +27,7 @@ final class SegmentWriter {
     private var nextSegmentRequested = false
     /// When the active segment was activated (or the log opened), and the bytes written into it since: its
     /// fill rate.
-    private var activatedAt = monotonicNanoseconds()
+    private var activatedAt = Platform.monotonicNanoseconds()
     private var bytesSinceActivated = 0
 
     init(directory: String, options: LogOptions, fileSystem: any FileSystem, counters: LogCounters,
@@ -116,7 +116,7 @@ final class SegmentWriter {
     private func nextSegmentDue() -> Bool {
         if active.writeOffset > options.segmentBytes / 2 { return true }
         guard bytesSinceActivated >= options.segmentBytes / 16 else { return false }
-        let elapsed = max(monotonicNanoseconds() - activatedAt, 1)
+        let elapsed = max(Platform.monotonicNanoseconds() - activatedAt, 1)
         let left = Double(options.segmentBytes - active.writeOffset)
         let secondsLeft = left / (Double(bytesSinceActivated) / Double(elapsed))
         let preparation = Double(preparer.lastPreparationNanoseconds.load(ordering: .relaxed))
@@ -132,7 +132,7 @@ final class SegmentWriter {
         fileSystem.close(active.fd)
         active = next
         nextSegmentRequested = false
-        activatedAt = monotonicNanoseconds()
+        activatedAt = Platform.monotonicNanoseconds()
         bytesSinceActivated = 0
         catalog.add(.init(segmentID: next.segmentID, firstLSN: firstLSN, path: next.path, frames: []))
     }

@@ -1,5 +1,3 @@
-import Glibc
-
 /// The one error type of the write-ahead log: what went wrong, where, and what to do next.
 public struct WALError: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Code: Sendable, Equatable {
@@ -50,7 +48,7 @@ public struct WALError: Error, Sendable, Equatable, CustomStringConvertible {
         var text = "\(code): \(message)"
         if let path { text += " [file \(path)" + (offset.map { " at byte \($0)" } ?? "") + "]" }
         if let lsnRange { text += " [LSN \(lsnRange.lowerBound)...\(lsnRange.upperBound)]" }
-        if let errno { text += " [errno \(errno): \(String(cString: strerror(errno)))]" }
+        if let errno { text += " [errno \(errno): \(Platform.errorDescription(errno))]" }
         return text
     }
 

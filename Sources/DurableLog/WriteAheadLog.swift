@@ -65,7 +65,7 @@ public final class WriteAheadLog: Sendable {
             }
             var recovery = Recovery(directory: directory, options: options, fileSystem: fileSystem)
             recovery.verifyFrom = verifyingFrom
-            let started = monotonicNanoseconds()
+            let started = Platform.monotonicNanoseconds()
             let outcome: Recovery.Outcome
             do { outcome = try recovery.run() } catch {
                 if error.code == .corruption {
@@ -73,7 +73,7 @@ public final class WriteAheadLog: Sendable {
                 }
                 throw error
             }
-            telemetry.recovered(outcome.report, nanoseconds: monotonicNanoseconds() - started)
+            telemetry.recovered(outcome.report, nanoseconds: Platform.monotonicNanoseconds() - started)
             let log = try WriteAheadLog(directory: directory, options: options, fileSystem: fileSystem,
                                         lockFD: lockFD, recovered: outcome, telemetry: telemetry)
             OpenLogs.insert(directory)
@@ -386,9 +386,5 @@ enum OpenLogs {
 
     static func contains(_ directory: String) -> Bool { directories.withLock { $0[key(directory)] != nil } }
 
-    private static func key(_ directory: String) -> String {
-        guard let resolved = realpath(directory, nil) else { return directory }
-        defer { free(resolved) }
-        return String(cString: resolved)
-    }
+    private static func key(_ directory: String) -> String { Platform.resolvedPath(directory) ?? directory }
 }

@@ -1,4 +1,3 @@
-import Glibc
 import DurableLog
 
 /// The one error type of the queue layer: what went wrong and what to do next.
@@ -70,7 +69,7 @@ public struct QueueError: Error, Sendable, Equatable, CustomStringConvertible {
         case .locked: QueueError(.locked, error.message, log: error)
         case .ioFailure:
             QueueError(.ioFailure, "\(doing) failed: \(error.message)"
-                       + (error.errno.map { " (\(String(cString: strerror($0))))" } ?? ""), log: error)
+                       + (error.errno.map { " (\(Platform.errorDescription($0)))" } ?? ""), log: error)
         case .invalidLog, .invalidArgument: QueueError(.invalidStore, error.message, log: error)
         default: from(error)
         }

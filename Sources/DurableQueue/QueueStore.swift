@@ -1,5 +1,4 @@
 import Foundation
-import Glibc
 import LogFormat
 import Synchronization
 import DurableLog

@@ -1,4 +1,4 @@
-import Glibc
+import DurableLog
 import Synchronization
 
 /// The store's sense of time, injectable so that tests (the store's and an embedder's) drive ack timeouts,
@@ -15,9 +15,8 @@ public struct SystemStoreClock: StoreClock {
     public init() {}
     public var monotonic: ContinuousClock.Instant { .now }
     public var wallMilliseconds: Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+        let now = Platform.wallClock()
+        return Int64(now.seconds) * 1000 + Int64(now.nanoseconds) / 1_000_000
     }
 }
 

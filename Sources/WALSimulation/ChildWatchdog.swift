@@ -1,5 +1,5 @@
 import Dispatch
-import Glibc
+import DurableLog
 import Synchronization
 
 /// Kills a child process that is still running after a deadline: for crash tests that read a child's output
@@ -8,14 +8,14 @@ public final class ChildWatchdog: Sendable {
     private enum State { case armed, disarmed, fired }
     private let state = Mutex(State.armed)
 
-    public init(pid: pid_t, seconds: Double) {
+    public init(pid: Int32, seconds: Double) {
         DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { [self] in
             let fire = state.withLock { s -> Bool in
                 guard s == .armed else { return false }
                 s = .fired
                 return true
             }
-            if fire { kill(pid, SIGKILL) }
+            if fire { Platform.killProcess(pid) }
         }
     }
 

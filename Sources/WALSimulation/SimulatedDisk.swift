@@ -1,4 +1,3 @@
-import Glibc
 import Synchronization
 import DurableLog
 
@@ -37,6 +36,7 @@ public final class SimulatedDisk: FileSystem {
     }
 
     let state: Mutex<State>
+    private typealias Errno = Platform.Errno
 
     public init() { state = Mutex(State()) }
 
@@ -105,16 +105,16 @@ public final class SimulatedDisk: FileSystem {
     /// Counts a mutating operation; fails it when the disk has crashed or crashes now.
     private func begin(_ s: inout State, _ what: String, _ path: String) throws(WALError) {
         if let n = s.crashBeforeOperation, s.operations >= n { s.crashed = true }
-        if s.crashed { throw WALError(.ioFailure, "\(what) on a crashed disk", path: path, errno: EIO) }
+        if s.crashed { throw WALError(.ioFailure, "\(what) on a crashed disk", path: path, errno: Errno.ioError) }
         s.operations += 1
     }
 
     public func open(_ path: String, writable: Bool, create: Bool) throws(WALError) -> Int32 {
         try state.withLock { (s) throws(WALError) -> Int32 in
-            if s.crashed { throw WALError(.ioFailure, "open on a crashed disk", path: path, errno: EIO) }
+            if s.crashed { throw WALError(.ioFailure, "open on a crashed disk", path: path, errno: Errno.ioError) }
             var number = s.names[path]
             if number == nil {
-                guard create else { throw WALError(.ioFailure, "open", path: path, errno: ENOENT) }
+                guard create else { throw WALError(.ioFailure, "open", path: path, errno: Errno.noSuchFileOrDirectory) }
                 try begin(&s, "create", path)
                 number = s.nextInode
                 s.nextInode += 1
@@ -133,7 +133,7 @@ public final class SimulatedDisk: FileSystem {
     public func write(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int, path: String) throws(WALError) {
         try state.withLock { (s) throws(WALError) in
             try begin(&s, "pwrite", path)
-            guard let number = s.descriptors[fd] else { throw WALError(.ioFailure, "pwrite", path: path, errno: EBADF) }
+            guard let number = s.descriptors[fd] else { throw WALError(.ioFailure, "pwrite", path: path, errno: Errno.badFileDescriptor) }
             let data = Array(bytes)
             s.inodes[number]!.pending.append((offset, data))
             apply(data, at: offset, to: &s.inodes[number]!.current)
@@ -142,8 +142,8 @@ public final class SimulatedDisk: FileSystem {
 
     public func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int, path: String) throws(WALError) -> Int {
         try state.withLock { (s) throws(WALError) -> Int in
-            if s.crashed { throw WALError(.ioFailure, "pread on a crashed disk", path: path, errno: EIO) }
-            guard let number = s.descriptors[fd] else { throw WALError(.ioFailure, "pread", path: path, errno: EBADF) }
+            if s.crashed { throw WALError(.ioFailure, "pread on a crashed disk", path: path, errno: Errno.ioError) }
+            guard let number = s.descriptors[fd] else { throw WALError(.ioFailure, "pread", path: path, errno: Errno.badFileDescriptor) }
             let current = s.inodes[number]!.current
             guard offset < current.count else { return 0 }
             let n = min(buffer.count, current.count - offset)
@@ -155,7 +155,7 @@ public final class SimulatedDisk: FileSystem {
     public func dataSync(_ fd: Int32, path: String) throws(WALError) {
         try state.withLock { (s) throws(WALError) in
             try begin(&s, "fdatasync", path)
-            guard let number = s.descriptors[fd] else { throw WALError(.ioFailure, "fdatasync", path: path, errno: EBADF) }
+            guard let number = s.descriptors[fd] else { throw WALError(.ioFailure, "fdatasync", path: path, errno: Errno.badFileDescriptor) }
             s.inodes[number]!.durable = s.inodes[number]!.current
             s.inodes[number]!.pending.removeAll()
         }
@@ -164,7 +164,7 @@ public final class SimulatedDisk: FileSystem {
     public func allocate(_ fd: Int32, bytes: Int, path: String) throws(WALError) {
         try state.withLock { (s) throws(WALError) in
             try begin(&s, "fallocate", path)
-            guard let number = s.descriptors[fd] else { throw WALError(.ioFailure, "fallocate", path: path, errno: EBADF) }
+            guard let number = s.descriptors[fd] else { throw WALError(.ioFailure, "fallocate", path: path, errno: Errno.badFileDescriptor) }
             // Extends the file with zeros, durable only once synced (like any write).
             let current = s.inodes[number]!.current.count
             if bytes > current {
@@ -177,7 +177,7 @@ public final class SimulatedDisk: FileSystem {
 
     public func size(_ fd: Int32, path: String) throws(WALError) -> Int {
         try state.withLock { (s) throws(WALError) -> Int in
-            guard let number = s.descriptors[fd] else { throw WALError(.ioFailure, "fstat", path: path, errno: EBADF) }
+            guard let number = s.descriptors[fd] else { throw WALError(.ioFailure, "fstat", path: path, errno: Errno.badFileDescriptor) }
             return s.inodes[number]!.current.count
         }
     }
@@ -188,7 +188,7 @@ public final class SimulatedDisk: FileSystem {
         try state.withLock { (s) throws(WALError) in
             try begin(&s, "rename", from)
             guard let number = s.names.removeValue(forKey: from) else {
-                throw WALError(.ioFailure, "rename", path: from, errno: ENOENT)
+                throw WALError(.ioFailure, "rename", path: from, errno: Errno.noSuchFileOrDirectory)
             }
             s.names[to] = number
         }
@@ -247,7 +247,7 @@ public struct SplitMix64: RandomNumberGenerator {
 /// It is printed with the test's name, so that a failing run's output says how to replay it.
 public func testSeed(_ test: String) -> UInt64 {
     var seed = UInt64.random(in: 1...UInt64.max)
-    if let text = getenv("TEST_SEED"), let fixed = UInt64(String(cString: text)) { seed = fixed }
+    if let text = Platform.environment("TEST_SEED"), let fixed = UInt64(text) { seed = fixed }
     print("\(test): seed \(seed) (TEST_SEED=\(seed) replays it)")
     return seed
 }
