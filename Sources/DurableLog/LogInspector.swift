@@ -100,7 +100,7 @@ public enum LogInspector {
             // The checksum held but the payload does not decode: written that way, or damaged together
             // with its checksum. Either way the records are not servable.
             finalVerdict = .corruption(RecoveryReport.Cut(
-                path: defect.0, offset: defect.1, reason: "payload: \(defect.3)", framesDropped: 0, segmentsRemoved: 0,
+                path: defect.0, offset: defect.1, cause: .defectiveFrame, reason: "payload: \(defect.3)", framesDropped: 0, segmentsRemoved: 0,
                 droppedLSNs: nil, firstLostLSN: defect.2.rawValue, laterWatermark: defect.2.rawValue))
         }
         return LogInspection(

@@ -64,7 +64,7 @@ final class LogTelemetry: Sendable {
         logger.info("opened the log", metadata: metadata)
         if let cut = report.tornTail {
             logger.warning("cut a torn tail (written, never confirmed)", metadata: [
-                "file": "\(cut.path)", "offset": "\(cut.offset)", "reason": "\(cut.reason)",
+                "file": "\(cut.path)", "offset": "\(cut.offset)", "cause": "\(cut.cause.rawValue)", "reason": "\(cut.reason)",
                 "framesDropped": "\(cut.framesDropped)", "segmentsRemoved": "\(cut.segmentsRemoved)"])
         }
         for patch in report.patches {

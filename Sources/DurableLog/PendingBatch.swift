@@ -33,7 +33,7 @@ final class BlockingWaiter: @unchecked Sendable {
 
     func wait() -> Result<LSN, WALError> {
         semaphore.wait()
-        return result!
+        return result ?? .failure(WALError(.closed, "the append was never completed"))
     }
 }
 

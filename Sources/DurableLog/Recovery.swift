@@ -19,6 +19,7 @@ struct Recovery {
         var segmentIndex: Int
         var offset: Int
         var expectedLSN: LSN
+        var cause: RecoveryReport.Cut.Cause
         var reason: String
         /// The stop segment's id, when its header was intact.
         var segmentID: SegmentID?
@@ -68,13 +69,13 @@ struct Recovery {
         }
         if report.leftoversRemoved > 0 && !dryRun { try fileSystem.syncDirectory(directory) }
         let segmentNames = names.filter { SegmentNames.firstLSN(ofName: $0) != nil }.sorted()
-        guard !segmentNames.isEmpty else {
+        guard let firstName = segmentNames.first, let firstLSN = SegmentNames.firstLSN(ofName: firstName) else {
             return Outcome(identity: .random(), segments: [], writeOffset: nil, nextLSN: .first, report: report)
         }
 
         var segments: [SegmentCatalog.Segment] = []
         var identity: LogIdentity?
-        var expected = SegmentNames.firstLSN(ofName: segmentNames[0])!
+        var expected = firstLSN
         var previousID: SegmentID?
         var stop: StopPoint?
         var writeOffset = SegmentHeader.blockBytes
@@ -101,7 +102,8 @@ struct Recovery {
                 }
             }()
             guard headerProblem == nil, case .success(let h) = header else {
-                stop = StopPoint(segmentIndex: i, offset: 0, expectedLSN: expected, reason: headerProblem ?? "segment header")
+                stop = StopPoint(segmentIndex: i, offset: 0, expectedLSN: expected, cause: .segmentHeader,
+                                 reason: headerProblem ?? "segment header")
                 break scan
             }
             identity = identity ?? h.logIdentity
@@ -146,8 +148,8 @@ struct Recovery {
                     if case .intact(let f) = check {
                         outOfPlace = "intact frame of segment \(f.segmentID) at LSN \(f.firstLSN) out of place"
                     }
-                    if case .stop(let reason) = RecoveryDecision.step(finding, defect: defect, outOfPlace: outOfPlace) {
-                        stop = StopPoint(segmentIndex: i, offset: offset, expectedLSN: expected, reason: reason,
+                    if case .stop(let cause, let reason) = RecoveryDecision.step(finding, defect: defect, outOfPlace: outOfPlace) {
+                        stop = StopPoint(segmentIndex: i, offset: offset, expectedLSN: expected, cause: cause, reason: reason,
                                          segmentID: h.segmentID)
                     }
                     break frames
@@ -173,8 +175,8 @@ struct Recovery {
             let after = try inspectAfter(stop, segmentNames: segmentNames)
             let cutIndex = stop.offset == 0 ? stop.segmentIndex : stop.segmentIndex + 1
             let cut = RecoveryReport.Cut(
-                path: "\(directory)/\(segmentNames[stop.segmentIndex])", offset: stop.offset, reason: stop.reason,
-                framesDropped: after.intactFrames, segmentsRemoved: segmentNames.count - cutIndex,
+                path: "\(directory)/\(segmentNames[stop.segmentIndex])", offset: stop.offset, cause: stop.cause,
+                reason: stop.reason, framesDropped: after.intactFrames, segmentsRemoved: segmentNames.count - cutIndex,
                 droppedLSNs: after.droppedLSNs, firstLostLSN: stop.expectedLSN.rawValue,
                 laterWatermark: after.highestWatermark.rawValue)
             let bytesAfter = after.dirtyEnd > stop.offset || cut.segmentsRemoved > 0 || stop.offset == 0
@@ -199,12 +201,13 @@ struct Recovery {
                 }
                 report.salvagePlan = plan
                 report.salvaged = cut
-                if case .patch(var patch) = plan, !dryRun {
+                // A patch always knows its segment (`salvageSpan` cuts when it does not).
+                if case .patch(var patch) = plan, !dryRun, let segmentID = stop.segmentID {
                     guard patchesDone.count < Self.patchesMax else {
                         throw WALError(.corruption, "more than \(Self.patchesMax) damaged spans; salvage stopped",
                                        path: cut.path, offset: stop.offset)
                     }
-                    try apply(&patch, segmentID: stop.segmentID!)
+                    try apply(&patch, segmentID: segmentID)
                     patchesDone.append(patch)
                     return try run()  // scan again: the patched span is an intact frame now
                 }
@@ -239,7 +242,8 @@ struct Recovery {
             defer { fileSystem.close(fd) }
             try fileSystem.dataSync(fd, path: last.path)
         }
-        return Outcome(identity: identity!, segments: segments, writeOffset: writeOffset, nextLSN: expected, report: report)
+        // No header left to name the log (every segment was cut): a new identity, as an empty directory gets.
+        return Outcome(identity: identity ?? .random(), segments: segments, writeOffset: writeOffset, nextLSN: expected, report: report)
     }
 
     /// Whether `buffer[from..<size]` holds an intact frame of segment `segmentID` (at any 8-byte boundary).

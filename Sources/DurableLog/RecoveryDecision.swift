@@ -32,7 +32,7 @@ enum RecoveryDecision {
         /// The segment's written part ended normally: go on with the next segment, which must start at E.
         case nextSegment
         /// The log's written part ends here, or something is wrong here: a stop point, decided by `outcome`.
-        case stop(reason: String)
+        case stop(RecoveryReport.Cut.Cause, reason: String)
     }
 
     /// Whether `step` needs `ownFrameAfter` for this position (a closed segment's apparent end).
@@ -52,16 +52,16 @@ enum RecoveryDecision {
 
     static func step(_ f: Finding, defect: String = "defective frame", outOfPlace: String = "intact frame out of place") -> Step {
         guard endsWrittenPart(f.position, inLastSegment: f.inLastSegment, successorContinues: f.successorContinues) else {
-            return .stop(reason: f.position == .frameOutOfPlace ? outOfPlace : defect)
+            return f.position == .frameOutOfPlace ? .stop(.frameOutOfPlace, reason: outOfPlace) : .stop(.defectiveFrame, reason: defect)
         }
         // The last segment's end is checked for what follows it (even after a seal: zeros right after an
         // earlier close's seal could hide confirmed frames written since).
         if f.inLastSegment {
-            return .stop(reason: f.position == .zeros ? "end of data" : "end of data (older contents of a recycled segment)")
+            return .stop(.endOfData, reason: f.position == .zeros ? "end of data" : "end of data (older contents of a recycled segment)")
         }
         // A closed segment holds nothing of its own after its end; a frame of its own there means frames were
         // lost in between.
-        return f.ownFrameAfter ? .stop(reason: "frames of this segment after the end of its data") : .nextSegment
+        return f.ownFrameAfter ? .stop(.framesAfterEndOfData, reason: "frames of this segment after the end of its data") : .nextSegment
     }
 
     /// What a stop point is, from what lies after it.

@@ -8,7 +8,9 @@ public struct RecoveryReport: Sendable, Equatable {
         /// The segment file and byte offset where the log now ends.
         public var path: String
         public var offset: Int
-        /// Why the bytes there were not an intact frame.
+        /// Why the bytes there were not the next intact frame, as a closed set for code that decides by it.
+        public var cause: Cause
+        /// The same in words, with the details (which check failed, which segment id or LSN was found).
         public var reason: String
         /// Intact frames found after the cut point (written but never confirmed, or in salvage mode lost).
         public var framesDropped: Int
@@ -23,6 +25,23 @@ public struct RecoveryReport: Sendable, Equatable {
         public var laterWatermark: UInt64
         /// Whether a later frame proves that the damaged spot held confirmed records.
         public var isCorruption: Bool { laterWatermark >= firstLostLSN }
+
+        /// Why the scan of the log stopped where it did.
+        public enum Cause: String, Sendable, Equatable, CaseIterable {
+            /// The written part of the log ended there (zeros, or the older contents of a recycled segment),
+            /// yet intact frames follow: the end of a write that never completed.
+            case endOfData
+            /// The bytes where the next frame was expected are not an intact frame (magic, version, lengths,
+            /// checksum or payload).
+            case defectiveFrame
+            /// An intact frame of this log that does not continue it: another segment id, or other LSNs.
+            case frameOutOfPlace
+            /// A closed segment's data ended, yet frames of that same segment follow: frames were lost between.
+            case framesAfterEndOfData
+            /// A segment's header is damaged, or the segment does not continue the log (another log's, or its
+            /// segment id or first LSN out of sequence).
+            case segmentHeader
+        }
     }
 
     public var segments = 0

@@ -74,10 +74,13 @@ final class SegmentPreparer: @unchecked Sendable {
     func take(_ segmentID: SegmentID) throws(WALError) -> Prepared {
         prepare(segmentID)
         let outcome: Result<Prepared, WALError> = monitor.withLock {
-            while result?.0 != segmentID { done.wait() }
-            let r = result!.1
-            result = nil
-            return r
+            while true {
+                if let (id, r) = result, id == segmentID {
+                    result = nil
+                    return r
+                }
+                done.wait()
+            }
         }
         return try outcome.get()
     }
@@ -97,8 +100,7 @@ final class SegmentPreparer: @unchecked Sendable {
         monitor.lock()
         while true {
             while requested == nil && !stopping { wake.wait() }
-            if stopping { break }
-            let id = requested!
+            guard !stopping, let id = requested else { break }
             monitor.unlock()
             let started = Platform.monotonicNanoseconds()
             let outcome = Result { () throws(WALError) -> Prepared in try makeFile(id) }

@@ -25,9 +25,9 @@ struct ByteWriter {
 
     mutating func headers(_ h: [String: String]) {
         u16(UInt16(h.count))
-        for key in h.keys.sorted() {
+        for (key, value) in h.sorted(by: { $0.key < $1.key }) {
             string(key)
-            string(h[key]!)
+            string(value)
         }
     }
 }

@@ -28,8 +28,7 @@ enum Checkpoint {
             writeEntries(q.returned, to: &w)
             writeEntries(q.ready, to: &w)
             w.u64(UInt64(q.unacked.count))
-            for id in q.unacked.keys.sorted() {
-                let u = q.unacked[id]!
+            for (_, u) in q.unacked.sorted(by: { $0.key < $1.key }) {
                 writeEntry(u.entry, to: &w)
                 w.u32(u.consumer)
             }
@@ -46,9 +45,9 @@ enum Checkpoint {
                 w.i64(e.time)
             }
             w.u32(UInt32(s.groups.count))
-            for g in s.groups.keys.sorted() {
-                w.string(g)
-                w.u64(s.groups[g]!)
+            for (group, offset) in s.groups.sorted(by: { $0.key < $1.key }) {
+                w.string(group)
+                w.u64(offset)
             }
         }
         w.u32(UInt32(state.producers.count))
@@ -58,15 +57,14 @@ enum Checkpoint {
             w.u32(p.epoch)
             w.i64(p.lastActive)
             w.u32(UInt32(p.targets.count))
-            for target in p.targets.keys.sorted() {
+            for (target, last) in p.targets.sorted(by: { $0.key < $1.key }) {
                 w.u64(target)
-                w.u64(p.targets[target]!.sequence)
-                w.u64(p.targets[target]!.result)
+                w.u64(last.sequence)
+                w.u64(last.result)
             }
         }
         w.u64(UInt64(state.halfMessages.count))
-        for id in state.halfMessages.keys.sorted() {
-            let h = state.halfMessages[id]!
+        for (_, h) in state.halfMessages.sorted(by: { $0.key < $1.key }) {
             w.u64(h.queue)
             writeEntry(h.entry, to: &w)
             w.i64(h.preparedAt)

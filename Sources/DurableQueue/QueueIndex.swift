@@ -93,6 +93,17 @@ struct QueueIndex: Sendable {
 
 /// A stream's derived state: where each retained record is, and the consumer groups' committed offsets.
 struct StreamIndex: Sendable {
+    /// Appends a record and applies size retention (which keeps at least the newest record); returns its offset.
+    mutating func append(lsn: UInt64, bytes count: Int, time: Int64) -> UInt64 {
+        let offset = nextOffset
+        entries.append(.init(lsn: lsn, bytes: UInt32(count), time: time))
+        bytes += count
+        if let max = options.maxBytes {
+            while bytes > max, entries.count > 1 { removeFirst(1) }
+        }
+        return offset
+    }
+
     /// What `streamInfo` and the inspector show of it.
     var info: StreamInfo {
         StreamInfo(name: name, firstOffset: StreamOffset(rawValue: firstOffset), nextOffset: StreamOffset(rawValue: nextOffset),

@@ -160,11 +160,11 @@ public final class QueueStore: Sendable {
         var actions = Actions()
         let wasClosed = core.withLock { c -> Bool in
             defer { c.closed = true }
-            for id in c.consumers.keys { actions.finished.append((c.consumers[id]!.channel, nil)) }
+            for consumer in c.consumers.values { actions.finished.append((consumer.channel, nil)) }
             for waiters in c.streamWaiters.values { actions.wakeups.append(contentsOf: waiters) }
             c.streamWaiters.removeAll()
             c.consumers.removeAll()
-            for id in c.runtimes.keys { c.runtimes[id]!.consumers.removeAll() }
+            for id in c.runtimes.keys { c.runtimes[id]?.consumers.removeAll() }
             return c.closed
         }
         run(actions)
@@ -188,14 +188,14 @@ public final class QueueStore: Sendable {
         try options.validate()
         let exists: Bool = try core.withLock { c throws(QueueError) in
             try c.usable()
-            if let id = c.state.queueIDs[name] {
-                guard c.state.queues[id]!.options == options else {
+            if let id = c.state.queueIDs[name], let existing = c.state.queues[id] {
+                guard existing.options == options else {
                     throw QueueError(.mismatchedOptions, "queue '\(name)' exists with other options")
                 }
                 return true
             }
-            if let id = c.transientIDs[name] {
-                guard c.runtimes[id]!.options == options else {
+            if let id = c.transientIDs[name], let existing = c.runtimes[id] {
+                guard existing.options == options else {
                     throw QueueError(.mismatchedOptions, "queue '\(name)' exists with other options")
                 }
                 return true
@@ -239,7 +239,7 @@ public final class QueueStore: Sendable {
                                        liveBytes: q.liveBytes))
             }
             for (name, id) in c.transientIDs {
-                let rt = c.runtimes[id]!
+                guard let rt = c.runtimes[id] else { continue }
                 infos.append(QueueInfo(name: name, durable: false, ready: rt.lane.count, unacked: rt.laneUnacked,
                                        consumers: rt.consumers.count, deadLettered: 0, liveBytes: 0))
             }
@@ -286,12 +286,10 @@ public final class QueueStore: Sendable {
             try c.usable()
             let (id, durable) = try c.queue(named: queue)
             if durable && persistent { return .durable(id) }
-            if c.runtimes[id] == nil {
-                c.runtimes[id] = QueueRuntime(id: id, name: queue, options: c.state.queues[id]!.options)
-            }
+            _ = try c.queueWithRuntime(named: queue)
             let mid = c.nextTransientID
             c.nextTransientID += 1
-            c.runtimes[id]!.lane.append(TransientMessage(id: mid, message: message, deliveries: 0))
+            c.runtimes[id]?.lane.append(TransientMessage(id: mid, message: message, deliveries: 0))
             c.dispatch(id, &actions)
             return .transient(mid)
         }
@@ -350,14 +348,11 @@ public final class QueueStore: Sendable {
         let channel = DeliveryChannel()
         let cid: UInt32 = try core.withLock { c throws(QueueError) in
             try c.usable()
-            let (id, _) = try c.queue(named: queue)
-            if c.runtimes[id] == nil {
-                c.runtimes[id] = QueueRuntime(id: id, name: queue, options: c.state.queues[id]!.options)
-            }
+            let (id, _) = try c.queueWithRuntime(named: queue)
             let cid = c.nextConsumerID
             c.nextConsumerID += 1
             c.consumers[cid] = ConsumerRuntime(id: cid, queue: id, prefetch: prefetch, channel: channel)
-            c.runtimes[id]!.consumers.append(cid)
+            c.runtimes[id]?.consumers.append(cid)
             c.dispatch(id, &actions)
             return cid
         }

@@ -58,6 +58,18 @@ struct Core {
         throw QueueError(.notFound, "no queue named '\(name)'; declare it first")
     }
 
+    /// The queue named `name`, with its runtime (consumers, transient lane), made on first use.
+    mutating func queueWithRuntime(named name: String) throws(QueueError) -> (id: UInt64, durable: Bool) {
+        let (id, durable) = try queue(named: name)
+        if runtimes[id] == nil {
+            guard let options = state.queues[id]?.options else {
+                throw QueueError(.notFound, "no queue named '\(name)'; declare it first")
+            }
+            runtimes[id] = QueueRuntime(id: id, name: name, options: options)
+        }
+        return (id, durable)
+    }
+
     // MARK: - Confirms
 
     /// A submission's records are durable at `lsn...`: apply it, and any stashed ones that now follow, in order.
@@ -301,7 +313,7 @@ struct Core {
                 transientTags.append(tag)
                 runtimes[c.queue]?.laneUnacked -= 1
                 if kind == .requeue, runtimes[c.queue] != nil {
-                    runtimes[c.queue]!.lane.prepend(t)
+                    runtimes[c.queue]?.lane.prepend(t)
                     touch(c.queue)
                 }
             } else {
@@ -347,16 +359,17 @@ struct Core {
     mutating func claimForTransaction(_ tag: UInt64, multiple: Bool, of cid: UInt32) throws(QueueError)
         -> (tags: [UInt64], operation: StoreRecord) {
         let tags = try tagsToSettle(tag, multiple: multiple, of: cid)
-        var c = consumers[cid]!
+        // `tagsToSettle` found the consumer and a slot for every tag.
+        guard var c = consumers[cid] else { throw QueueError(.cancelled, "the consumer was cancelled") }
+        let slots = tags.compactMap { c.index(of: $0) }
         var ids: [UInt64] = []
-        for tag in tags {
-            let i = c.index(of: tag)!
+        for i in slots {
             guard c.slots[i].transient == nil else {
-                throw QueueError(.invalidArgument, "delivery \(tag) is a transient message: ack it outside the transaction")
+                throw QueueError(.invalidArgument, "delivery \(c.slots[i].tag) is a transient message: ack it outside the transaction")
             }
             ids.append(c.slots[i].entry.id)
         }
-        for tag in tags { c.beginSettling(at: c.index(of: tag)!) }
+        for i in slots { c.beginSettling(at: i) }
         consumers[cid] = c
         return (tags, .ack(queue: c.queue, messages: ids))
     }

@@ -12,6 +12,9 @@ struct ProducerState: Sendable, Equatable {
     /// Milliseconds since 1970 of its last registration or stamped record (for idle expiry).
     var lastActive: Int64
     var targets: [UInt64: Last] = [:]
+
+    /// Activity at `time` (records apply in log order, but their times come from several clocks' reads).
+    mutating func noteActive(at time: Int64) { lastActive = max(lastActive, time) }
 }
 
 /// Why a stamped record was not stored.
@@ -26,10 +29,11 @@ public enum StampRefusal: Sendable, Equatable {
 
 extension StoreState {
     mutating func register(_ name: String, time: Int64, at lsn: UInt64) -> Effect {
-        if let id = producerIDs[name] {
-            producers[id]!.epoch &+= 1
-            producers[id]!.lastActive = time
-            return .registered(producer: id, epoch: producers[id]!.epoch)
+        if let id = producerIDs[name], var p = producers[id] {
+            p.epoch &+= 1
+            p.lastActive = time
+            producers[id] = p
+            return .registered(producer: id, epoch: p.epoch)
         }
         producerIDs[name] = lsn
         producers[lsn] = ProducerState(id: lsn, name: name, epoch: 0, lastActive: time)
@@ -62,7 +66,7 @@ extension StoreState {
                                at lsn: UInt64) -> Effect {
         let (target, time) = Self.target(of: operation)
         if let verdict = check(producer: producer, epoch: epoch, sequence: sequence, target: target) {
-            if case .duplicate = verdict { producers[producer]!.lastActive = max(producers[producer]!.lastActive, time) }
+            if case .duplicate = verdict { producers[producer]?.noteActive(at: time) }
             return verdict
         }
         let effect = change(operation, at: lsn)
@@ -73,14 +77,14 @@ extension StoreState {
         default: nil
         }
         if let result {
-            producers[producer]!.targets[target] = .init(sequence: sequence, result: result)
-            producers[producer]!.lastActive = max(producers[producer]!.lastActive, time)
+            producers[producer]?.targets[target] = .init(sequence: sequence, result: result)
+            producers[producer]?.noteActive(at: time)
         }
         return effect
     }
 
     /// A deleted queue or stream's sequences go with it.
     mutating func forgetTarget(_ id: UInt64) {
-        for p in producers.keys where producers[p]!.targets[id] != nil { producers[p]!.targets[id] = nil }
+        for (p, state) in producers where state.targets[id] != nil { producers[p]?.targets[id] = nil }
     }
 }

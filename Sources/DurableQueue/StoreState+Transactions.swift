@@ -27,7 +27,7 @@ extension StoreState {
             }
         }
         for (q, n) in adding {
-            let queue = queues[q]!
+            guard let queue = queues[q] else { return "a queue it publishes to was deleted" }
             if let max = queue.options.maxLength, queue.options.overflow == .rejectPublish, queue.readyCount + n > max {
                 return "queue '\(queue.name)' has no room for \(n) more messages (maxLength \(max), rejectPublish)"
             }

@@ -59,9 +59,8 @@ struct StoreState: Sendable {
             #else
             let returning = true
             #endif
-            for id in queues.keys.sorted() where returning {
-                let out = queues[id]!.unacked.keys.sorted()
-                returnMessages(out, to: id)
+            for (id, q) in queues.sorted(by: { $0.key < $1.key }) where returning {
+                returnMessages(q.unacked.keys.sorted(), to: id)
             }
             // A transaction without its commit was cut off by the crash that ended the previous session.
             openTransactions.removeAll()
@@ -85,22 +84,20 @@ struct StoreState: Sendable {
             return .published(id: enqueue(entry, into: qid) ? lsn : nil)
 
         case .checkout(let qid, let consumer, let max):
-            guard queues[qid] != nil else { return .checkedOut([]) }
             var picked: [MessageEntry] = []
             picked.reserveCapacity(Int(min(max, 1024)))
-            while picked.count < Int(max), var e = queues[qid]!.popReady() {
+            while picked.count < Int(max), var e = queues[qid]?.popReady() {
                 e.deliveries &+= 1
-                queues[qid]!.unacked[e.id] = (e, consumer)
+                queues[qid]?.unacked[e.id] = (e, consumer)
                 picked.append(e)
             }
             return .checkedOut(picked)
 
         case .ack(let qid, let ids):
-            guard queues[qid] != nil else { return .settled(0) }
             var n = 0
             for id in ids {
-                if let u = queues[qid]!.unacked.removeValue(forKey: id) {
-                    queues[qid]!.liveBytes -= Int(u.entry.bodyBytes)
+                if let u = queues[qid]?.unacked.removeValue(forKey: id) {
+                    queues[qid]?.liveBytes -= Int(u.entry.bodyBytes)
                     n += 1
                 }
             }
@@ -110,10 +107,9 @@ struct StoreState: Sendable {
             return .settled(returnMessages(ids, to: qid))
 
         case .reject(let qid, let ids):
-            guard queues[qid] != nil else { return .settled(0) }
             var n = 0
             for id in ids {
-                if let u = queues[qid]!.unacked.removeValue(forKey: id) {
+                if let u = queues[qid]?.unacked.removeValue(forKey: id) {
                     deadLetter(u.entry, from: qid, reason: .rejected)
                     n += 1
                 }
@@ -121,8 +117,7 @@ struct StoreState: Sendable {
             return .settled(n)
 
         case .relocate(let qid, let id, _, _):
-            guard queues[qid] != nil else { return .relocated(false) }
-            return .relocated(queues[qid]!.updateEntry(id) { $0.bodyLSN = lsn })
+            return .relocated(queues[qid]?.updateEntry(id) { $0.bodyLSN = lsn } ?? false)
 
         case .declareStream(let name, let options):
             if let existing = streamIDs[name] { return .declared(id: existing) }
@@ -137,24 +132,16 @@ struct StoreState: Sendable {
             return .none
 
         case .streamAppend(let sid, let time, _, let body):
-            guard streams[sid] != nil else { return .none }
-            let offset = streams[sid]!.nextOffset
-            streams[sid]!.entries.append(.init(lsn: lsn, bytes: UInt32(body.count), time: time))
-            streams[sid]!.bytes += body.count
-            if let max = streams[sid]!.options.maxBytes {
-                // Size retention keeps at least the newest record.
-                while streams[sid]!.bytes > max, streams[sid]!.entries.count > 1 { streams[sid]!.removeFirst(1) }
-            }
+            guard let offset = streams[sid]?.append(lsn: lsn, bytes: body.count, time: time) else { return .none }
             return .appended(offset: offset)
 
         case .commitOffset(let sid, let group, let offset):
-            guard streams[sid] != nil else { return .none }
-            streams[sid]!.groups[group] = offset
+            streams[sid]?.groups[group] = offset
             return .none
 
         case .trimStream(let sid, let before):
             guard let s = streams[sid], before > s.firstOffset else { return .none }
-            streams[sid]!.removeFirst(Int(min(before - s.firstOffset, UInt64(s.entries.count))))
+            streams[sid]?.removeFirst(Int(min(before - s.firstOffset, UInt64(s.entries.count))))
             return .none
 
         case .txPart(let tx, let operation):
@@ -193,7 +180,7 @@ struct StoreState: Sendable {
                                                 deathReason: 0),
                 preparedAt: time, checks: 0, lastCheckAt: time)
             #if QUEUE_BROKEN_HALF_VISIBLE_AT_PREPARE  // BROKEN ON PURPOSE (harness check builds only)
-            _ = enqueue(halfMessages[lsn]!.entry, into: qid)
+            if let half = halfMessages[lsn] { _ = enqueue(half.entry, into: qid) }
             #endif
             return .prepared(id: lsn)
 
@@ -201,10 +188,8 @@ struct StoreState: Sendable {
             return .halfResolved(resolveHalf(id, outcome))
 
         case .halfChecked(let id, let time):
-            if halfMessages[id] != nil {
-                halfMessages[id]!.checks &+= 1
-                halfMessages[id]!.lastCheckAt = time
-            }
+            halfMessages[id]?.checks &+= 1
+            halfMessages[id]?.lastCheckAt = time
             return .none
         }
     }
@@ -212,14 +197,15 @@ struct StoreState: Sendable {
     /// Appends a message to a queue's ready messages, applying its `maxLength`; false when the queue is gone
     /// or refuses it (`.rejectPublish`). `force` ignores `.rejectPublish` (a queue of last resort).
     mutating func enqueue(_ entry: MessageEntry, into qid: UInt64, force: Bool = false) -> Bool {
-        guard let options = queues[qid]?.options else { return false }
-        if !force, let max = options.maxLength, options.overflow == .rejectPublish, queues[qid]!.readyCount >= max {
+        guard let q = queues[qid] else { return false }
+        let options = q.options
+        if !force, let max = options.maxLength, options.overflow == .rejectPublish, q.readyCount >= max {
             return false
         }
-        queues[qid]!.ready.append(entry)
-        queues[qid]!.liveBytes += Int(entry.bodyBytes)
+        queues[qid]?.ready.append(entry)
+        queues[qid]?.liveBytes += Int(entry.bodyBytes)
         if let max = options.maxLength, options.overflow == .dropHead {
-            while queues[qid]!.readyCount > max, let head = queues[qid]!.popReady() {
+            while let count = queues[qid]?.readyCount, count > max, let head = queues[qid]?.popReady() {
                 deadLetter(head, from: qid, reason: .maxLength)
             }
         }
@@ -233,12 +219,12 @@ struct StoreState: Sendable {
         guard let limit = queues[qid].map({ $0.options.deliveryLimit }) else { return 0 }
         var n = 0
         for id in ids {
-            guard let u = queues[qid]!.unacked.removeValue(forKey: id) else { continue }
+            guard let u = queues[qid]?.unacked.removeValue(forKey: id) else { continue }
             n += 1
             if let limit, Int(u.entry.deliveries) >= limit {
                 deadLetter(u.entry, from: qid, reason: .deliveryLimit)
             } else {
-                queues[qid]!.returned.append(u.entry)
+                queues[qid]?.returned.append(u.entry)
             }
         }
         return n
@@ -246,14 +232,14 @@ struct StoreState: Sendable {
 
     /// Moves a message (no longer in `qid`) to `qid`'s dead-letter queue, or drops it.
     private mutating func deadLetter(_ entry: MessageEntry, from qid: UInt64, reason: DeadLetterReason) {
-        queues[qid]!.liveBytes -= Int(entry.bodyBytes)
-        queues[qid]!.deadLettered += 1
-        guard let name = queues[qid]!.options.deadLetterQueue, let target = queueIDs[name], target != qid else { return }
+        queues[qid]?.liveBytes -= Int(entry.bodyBytes)
+        queues[qid]?.deadLettered += 1
+        guard let name = queues[qid]?.options.deadLetterQueue, let target = queueIDs[name], target != qid else { return }
         var moved = entry
         moved.deliveries = 0
         moved.deathReason = reason.rawValue
-        queues[target]!.ready.append(moved)
-        queues[target]!.liveBytes += Int(entry.bodyBytes)
+        queues[target]?.ready.append(moved)
+        queues[target]?.liveBytes += Int(entry.bodyBytes)
     }
 
     // MARK: - Reclamation support

@@ -17,7 +17,7 @@ import Testing
 
     // Row: all-zero header, nothing non-zero after it, no later segment -> clean end.
     @Test func zerosAtTheEndOfTheLastSegmentAreACleanEnd() {
-        #expect(D.step(finding(.zeros, last: true)) == .stop(reason: "end of data"))
+        #expect(D.step(finding(.zeros, last: true)) == .stop(.endOfData, reason: "end of data"))
         #expect(D.outcome(expected: e, laterWatermark: .none, bytesAfter: false) == .cleanEnd)
         #expect(D.outcome(expected: e, laterWatermark: LSN(99), bytesAfter: false) == .cleanEnd)
     }
@@ -32,8 +32,8 @@ import Testing
     // Row: defective frame -> torn tail, or corruption when a later watermark reaches E.
     @Test func aDefectiveFrameStopsTheScan() {
         #expect(D.step(finding(.defective, last: true), defect: "frame checksum mismatch")
-                == .stop(reason: "frame checksum mismatch"))
-        #expect(D.step(finding(.defective, last: false, continues: false)) == .stop(reason: "defective frame"))
+                == .stop(.defectiveFrame, reason: "frame checksum mismatch"))
+        #expect(D.step(finding(.defective, last: false, continues: false)) == .stop(.defectiveFrame, reason: "defective frame"))
         #expect(D.outcome(expected: e, laterWatermark: .none, bytesAfter: true) == .tornTail)
         #expect(D.outcome(expected: e, laterWatermark: LSN(250), bytesAfter: true) == .corruption)
     }
@@ -42,7 +42,7 @@ import Testing
     @Test func anIntactFrameOutOfPlaceStopsTheScan() {
         for last in [true, false] {
             for continues in [true, false] where !(last && continues) {
-                #expect(D.step(finding(.frameOutOfPlace, last: last, continues: continues), outOfPlace: "x") == .stop(reason: "x"))
+                #expect(D.step(finding(.frameOutOfPlace, last: last, continues: continues), outOfPlace: "x") == .stop(.frameOutOfPlace, reason: "x"))
             }
         }
         #expect(!D.needsOwnFrameSearch(.frameOutOfPlace, inLastSegment: false, successorContinues: true))
@@ -78,13 +78,13 @@ import Testing
     @Test func ownFramesAfterAClosedSegmentsEndStopTheScan() {
         for p in [D.Position.zeros, .olderFrame, .defective] {
             #expect(D.step(finding(p, last: false, continues: true, ownAfter: true))
-                    == .stop(reason: "frames of this segment after the end of its data"))
+                    == .stop(.framesAfterEndOfData, reason: "frames of this segment after the end of its data"))
         }
     }
 
     // Row: intact frame of an earlier segment id for LSNs before E, in the last segment -> clean end.
     @Test func olderContentsAtTheLastSegmentsEndAreACleanEnd() {
-        #expect(D.step(finding(.olderFrame, last: true)) == .stop(reason: "end of data (older contents of a recycled segment)"))
+        #expect(D.step(finding(.olderFrame, last: true)) == .stop(.endOfData, reason: "end of data (older contents of a recycled segment)"))
         #expect(!D.needsOwnFrameSearch(.olderFrame, inLastSegment: true, successorContinues: false))
         // The older frames are not "bytes after" (the caller excludes them): a clean end.
         #expect(D.outcome(expected: e, laterWatermark: .none, bytesAfter: false) == .cleanEnd)

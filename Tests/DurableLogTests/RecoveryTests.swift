@@ -92,6 +92,7 @@ func expectCorruption(_ dir: String, offset: Int, firstLSN: UInt64,
         let dir = image.install(bytes, in: tmp)
         let log = try WriteAheadLog.open(directory: dir, options: smallOptions())
         #expect(log.recoveryReport.tornTail?.offset == image.frames[5].offset)
+        #expect(log.recoveryReport.tornTail?.cause == .defectiveFrame)
         let after = readFile(dir + "/" + image.segmentName)
         #expect(after[image.frames[5].offset..<image.sealOffset].allSatisfy { $0 == 0 })
         #expect(try await log.append([42]) == LSN(6))
@@ -191,6 +192,7 @@ func expectCorruption(_ dir: String, offset: Int, firstLSN: UInt64,
                 let report = try expectOpens(dir, image: image, expectedNext: 7)
                 #expect(report.tornTail?.framesDropped == 1)
                 #expect(report.tornTail?.droppedLSNs == 8...8)
+                #expect(report.tornTail?.cause == .defectiveFrame)
                 let after = readFile(dir + "/" + image.segmentName)
                 // Both frames were zeroed; the reopened log's own close then sealed it at the same place.
                 #expect(after[(image.sealOffset + FrameEncoder.frameBytesMax(payloadBytes: 0))...].allSatisfy { $0 == 0 })
@@ -236,6 +238,7 @@ func expectCorruption(_ dir: String, offset: Int, firstLSN: UInt64,
         _ = FileManager.default.createFile(atPath: extra, contents: Data([UInt8](repeating: 0, count: 64 << 10)))
         let reopened = try WriteAheadLog.open(directory: dir, options: options)
         #expect(reopened.recoveryReport.tornTail?.segmentsRemoved == 1)
+        #expect(reopened.recoveryReport.tornTail?.cause == .segmentHeader)
         #expect(!FileManager.default.fileExists(atPath: extra))
         #expect(try readAll(reopened).count == 600)
         try reopened.close()

@@ -114,7 +114,7 @@ extension LogInspection.Verdict {
 extension RecoveryReport.Cut {
     var json: [String: Any] {
         var object: [String: Any] = [
-            "file": path, "offset": offset, "reason": reason, "framesAfter": framesDropped,
+            "file": path, "offset": offset, "cause": cause.rawValue, "reason": reason, "framesAfter": framesDropped,
             "segmentsAfter": segmentsRemoved, "firstLostLSN": firstLostLSN,
         ]
         if let d = droppedLSNs { object["intactLSNsAfter"] = [d.lowerBound, d.upperBound] }
