@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Builds the DocC documentation of every library product (the catalogs are Sources/*/*.docc) and fails on any
-# warning: a broken symbol link, an undocumented parameter of a documented function.
+# warning (a broken symbol link, an undocumented parameter of a documented function) or on a public symbol with
+# no doc comment (Tools/doc-coverage.py over the symbol graphs: DocC itself does not warn about those).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 failed=0
-for target in DurableQueue DurableQueueService DurableLog LogFormat; do
+libraries=(DurableQueue DurableQueueService DurableLog LogFormat)
+for target in "${libraries[@]}"; do
     out=$(swift package generate-documentation --target "$target" 2>&1) || { echo "$out"; exit 1; }
     if grep -qE "(^|: )warning" <<<"$out"; then
         echo "$out" | grep -A8 -E "(^|: )warning"
@@ -14,4 +16,7 @@ for target in DurableQueue DurableQueueService DurableLog LogFormat; do
         echo "docs: $target built with no warnings"
     fi
 done
+swift package dump-symbol-graph --minimum-access-level public >/dev/null
+graphs=$(swift build --show-bin-path)/../symbolgraph
+python3 Tools/doc-coverage.py "$graphs" "${libraries[@]}" || failed=1
 exit $failed

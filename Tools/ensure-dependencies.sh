@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the package needs beyond the Swift toolchain: the system's LZ4 (Debian: liblz4-dev), the
 # system's SQLite (libsqlite3-dev; the benchmark runs it side by side) and pkg-config, which SwiftPM uses to
-# find both. With --test-tools, also tries fiu-utils (fiu-run) for one
+# find both. With --test-tools, also python3 (Tools/doc-coverage.py, run by Tools/docs.sh) and tries fiu-utils (fiu-run) for one
 # black-box fault-injection test, which is skipped where fiu-run is missing. Does nothing when all are present.
 set -euo pipefail
 if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -15,6 +15,10 @@ if ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists liblz4 || ! 
     install liblz4-dev libsqlite3-dev pkg-config
     pkg-config --exists liblz4
     pkg-config --exists sqlite3
+fi
+if [ "${1:-}" = "--test-tools" ] && ! command -v python3 >/dev/null 2>&1; then
+    echo "installing python3" >&2
+    install python3
 fi
 if [ "${1:-}" = "--test-tools" ] && ! command -v fiu-run >/dev/null 2>&1; then
     echo "installing fiu-utils (optional)" >&2
