@@ -43,6 +43,7 @@ public struct PosixFileSystem: FileSystem {
     let syscalls: Syscalls
     private typealias Errno = Platform.Errno
 
+    /// The real file system: each call goes to the C library (through the log's platform layer).
     public init() { syscalls = Syscalls() }
     init(syscalls: Syscalls) { self.syscalls = syscalls }
 

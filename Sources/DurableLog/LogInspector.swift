@@ -5,22 +5,35 @@ import LogFormat
 /// opened read-only and the writer's lock is never taken (a live log shows as a consistent prefix, its
 /// last group possibly as a torn tail).
 public struct LogInspection: Sendable {
+    /// One segment file of the log, as the inspection found it.
     public struct Segment: Sendable {
+        /// The file name: the segment's first LSN in 20 digits, then `.wal`.
         public var name: String
+        /// The file's path: `directory`, then `name`.
         public var path: String
+        /// The segment's sequence number, from its header.
         public var segmentID: SegmentID
+        /// The LSN of the segment's first record.
         public var firstLSN: LSN
         /// The LSN after the segment's last record.
         public var endLSN: LSN
+        /// Frames of records in the file, `.lost` frames included; the seal of a clean close is not counted.
         public var frames: Int
+        /// The file's size (`fstat`): the whole preallocated segment, written or not.
         public var sizeBytes: Int
         /// Bytes of frames (headers, stored payloads, padding).
         public var frameBytes: Int
+        /// Payload bytes of those frames as stored (after LZ4), without headers and padding.
         public var storedPayloadBytes: Int
+        /// Payload bytes of those frames before compression: records and their 4-byte lengths (for `.lost`
+        /// frames, the zero filling).
         public var uncompressedPayloadBytes: Int
+        /// Records the segment holds, lost ones included (`endLSN - firstLSN`).
         public var records: UInt64 { endLSN.rawValue - firstLSN.rawValue }
     }
 
+    /// What recovery would make of the log; with `verifyPayloads`, a payload that does not decode is a
+    /// `.corruption` too.
     public enum Verdict: Sendable, Equatable {
         /// Every frame intact, the segments in sequence.
         case clean
@@ -30,11 +43,18 @@ public struct LogInspection: Sendable {
         case corruption(RecoveryReport.Cut)
     }
 
+    /// The log directory inspected, as given.
     public var directory: String
+    /// The log's identity, from its segment headers; nil when the directory holds no segment.
     public var identity: LogIdentity?
+    /// The segment files, oldest first, up to where recovery would cut the log (files after a cut are not
+    /// listed).
     public var segments: [Segment]
+    /// Whether the log is intact, ends in a torn tail, or holds damaged confirmed records.
     public var verdict: Verdict
+    /// Whether the log ends with the seal frame of a clean close and recovery would cut nothing.
     public var cleanShutdown: Bool
+    /// The LSN of the oldest record the log holds; `LSN.first` when it holds no segment.
     public var firstLSN: LSN
     /// The LSN after the last intact record (what the next append would get after recovery).
     public var nextLSN: LSN
@@ -48,6 +68,8 @@ public struct LogInspection: Sendable {
     public var lostLSNs: [ClosedRange<UInt64>]
 }
 
+/// Read-only and offline access to a log directory, without opening it as a `WriteAheadLog`: inspection, a
+/// walk over the records, the writer-lock probe, and recovery without appending (what `walctl` is built on).
 public enum LogInspector {
     /// Inspects the log in `directory`. With `verifyPayloads`, also decompresses and checks every frame.
     /// `progress` hears what is being done ("scanning", "verifying") and how far (done, total) per segment.

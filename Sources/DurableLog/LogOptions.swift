@@ -47,6 +47,8 @@ public struct LogOptions: Sendable {
     /// nothing after a power loss. Benchmark rigging: `package` access, not part of the product.
     package var durability: Durability = .fdatasync
 
+    /// What `WriteAheadLog.open` does about damage to records that a later frame proves were confirmed (a
+    /// torn tail is cut in either mode).
     public enum RecoveryMode: Sendable {
         /// Open fails with `WALError.corruption` naming the damaged place.
         case strict
@@ -56,6 +58,7 @@ public struct LogOptions: Sendable {
 
     package enum Durability: Sendable { case fdatasync, unsafeNoSync }
 
+    /// The defaults given at each property.
     public init() {}
 
     func validate() throws(WALError) {

@@ -5,8 +5,10 @@ import LogFormat
 public struct RecoveryReport: Sendable, Equatable {
     /// One cut of the log's end.
     public struct Cut: Sendable, Equatable {
-        /// The segment file and byte offset where the log now ends.
+        /// The segment file in which the log was cut (in a dry run: would be).
         public var path: String
+        /// Byte offset in `path` where the next intact frame was expected and the log now ends; 0 when the
+        /// segment's header was at fault and the whole file was cut.
         public var offset: Int
         /// Why the bytes there were not the next intact frame, as a closed set for code that decides by it.
         public var cause: Cause
@@ -44,7 +46,9 @@ public struct RecoveryReport: Sendable, Equatable {
         }
     }
 
+    /// Segment files the log holds after recovery (files after a cut are not counted).
     public var segments = 0
+    /// The LSN of the oldest record the log holds; `LSN.first` when it holds no segment.
     public var firstLSN = LSN.first
     /// The LSN the next append gets.
     public var nextLSN = LSN.first
@@ -64,5 +68,7 @@ public struct RecoveryReport: Sendable, Equatable {
     public var lostLSNs: [ClosedRange<UInt64>] = []
     /// Files of unfinished segment preparations that were deleted.
     public var leftoversRemoved = 0
+    /// Bytes recovery read from segment files: whole files, or for segments indexed from their frame headers
+    /// alone (`verifyingFrom`), the header block and the frame headers.
     public var bytesScanned = 0
 }

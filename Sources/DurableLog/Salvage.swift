@@ -14,11 +14,16 @@ public enum SalvagePlan: Sendable, Equatable {
 
     /// One damaged span replaced by a `.lost` frame.
     public struct Patch: Sendable, Equatable {
+        /// The segment file that holds the damaged span.
         public var path: String
+        /// Byte offset of the span in `path`: where the next intact frame was expected.
         public var offset: Int
+        /// Length of the span in bytes, up to the next intact frame of the segment (or the file's end when
+        /// the next segment continues the log): exactly what the `.lost` frame fills.
         public var bytes: Int
         /// The records the span held (the LSNs between the intact frames around it).
         public var lostLSNs: ClosedRange<UInt64>
+        /// Why the bytes at `offset` were not the next intact frame, in words (as `RecoveryReport.Cut.reason`).
         public var reason: String
         /// Where the damaged bytes were copied (nil in a dry run).
         public var quarantinedTo: String?

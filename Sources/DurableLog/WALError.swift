@@ -1,5 +1,6 @@
 /// The one error type of the write-ahead log: what went wrong, where, and what to do next.
 public struct WALError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What went wrong, as a closed set for code that decides by it; each case says what to do.
     public enum Code: Sendable, Equatable {
         /// A system call failed (`errno` says why). If it was a write or a sync, the log is now failed.
         case ioFailure
@@ -27,13 +28,23 @@ public struct WALError: Error, Sendable, Equatable, CustomStringConvertible {
         case invalidArgument
     }
 
+    /// What went wrong, for code that decides by it.
     public var code: Code
+    /// What happened in words, with the details (the operation, the numbers); `description` adds the fields
+    /// below.
     public var message: String
+    /// The file or directory concerned (a segment, the `LOCK` file, a directory), when there is one.
     public var path: String?
+    /// Byte offset in `path` of the damaged or lost frame, for `.corruption` and `.recordsLost`; nil otherwise.
     public var offset: Int?
+    /// The raw LSNs concerned, when known: the damaged confirmed records of a `.corruption`, the lost records
+    /// of a `.recordsLost`.
     public var lsnRange: ClosedRange<UInt64>?
+    /// The `errno` of the failed system call, for `.ioFailure`; nil otherwise.
     public var errno: Int32?
 
+    /// An error of `code`; the other fields as described at each. Public so that a `FileSystem`
+    /// implementation can throw what the log expects (`.ioFailure` with `errno`, `.locked`).
     public init(_ code: Code, _ message: String, path: String? = nil, offset: Int? = nil,
                 lsnRange: ClosedRange<UInt64>? = nil, errno: Int32? = nil) {
         self.code = code

@@ -19,7 +19,9 @@ import Synchronization
 /// `open` and `close` do blocking file I/O (recovery, the final sync); call them off Swift's cooperative
 /// thread pool when that matters. Appends never block the pool: the async form suspends.
 public final class WriteAheadLog: Sendable {
+    /// The log's directory, as given to `open`.
     public let directory: String
+    /// The options the log was opened with (validated by `open`).
     public let options: LogOptions
     /// The directory's identity, created with the log and written into every segment header.
     public let identity: LogIdentity
@@ -130,6 +132,7 @@ public final class WriteAheadLog: Sendable {
     public var committedLSN: LSN { committer.durableLSN }
     /// The first LSN still in the log (records before it were truncated away).
     public var firstLSN: LSN { catalog.firstLSN }
+    /// The write path's counters since this log was opened (each open starts from zero).
     public var counters: LogCounters.Snapshot { counterStore.snapshot() }
 
     // MARK: - Appending
@@ -314,9 +317,14 @@ public final class WriteAheadLog: Sendable {
         catalog.snapshot.map { SegmentSummary(firstLSN: $0.firstLSN, endLSN: $0.endLSN, path: $0.path) }
     }
 
+    /// One segment file of the log, as `segments` lists it.
     public struct SegmentSummary: Sendable, Equatable {
+        /// The LSN of the segment's first record (the number in its file name).
         public var firstLSN: LSN
+        /// The LSN after its last record written, `firstLSN` while it holds none. For the active segment it
+        /// includes records written but not yet durable.
         public var endLSN: LSN
+        /// The file's path: `directory`, then the first LSN in 20 digits and `.wal`.
         public var path: String
     }
 

@@ -7,6 +7,7 @@ public struct Delivery: Sendable {
     public var tag: DeliveryTag
     /// The message's identity in the store (stable across redeliveries and restarts, unless transient).
     public var messageID: MessageID
+    /// The message as published: its headers and body.
     public var message: Message
     /// How many times the message was delivered, this time included.
     public var deliveryCount: Int
@@ -107,7 +108,9 @@ final class DeliveryChannel: Sendable {
 /// or `reject`. Settling is durable when the call returns. Cancel it (or drop it) to send its unsettled
 /// deliveries back to the queue, marked redelivered.
 public final class Consumer: Sendable {
+    /// The name of the queue it takes deliveries from.
     public let queue: String
+    /// The most deliveries it holds unsettled at once (1 to 65,535), as given to `consume(queue:prefetch:)`.
     public let prefetch: Int
     let id: UInt32
     let channel: DeliveryChannel
@@ -145,10 +148,13 @@ public final class Consumer: Sendable {
     /// ```
     public var deliveries: Deliveries { Deliveries(consumer: self) }
 
+    /// A consumer's deliveries as an `AsyncSequence`; `deliveries` says when the iteration ends and what it
+    /// throws.
     public struct Deliveries: AsyncSequence, Sendable {
         let consumer: Consumer
         public func makeAsyncIterator() -> Iterator { Iterator(consumer: consumer) }
 
+        /// Iterates a consumer's deliveries; only one task at a time may wait in `next()`.
         public struct Iterator: AsyncIteratorProtocol {
             let consumer: Consumer
             public mutating func next() async throws(QueueError) -> Delivery? {

@@ -123,8 +123,12 @@ extension QueueStore {
 
 /// A pending half message, as the checker sees it.
 public struct HalfMessageCheck: Sendable {
+    /// The half message asked about.
     public var id: HalfMessageID
+    /// The name of the queue it was prepared for; empty when that queue was deleted since (a commit then
+    /// drops the message).
     public var queue: String
+    /// Its headers and body, as prepared.
     public var message: Message
     /// Check-backs of it that went unanswered before this one.
     public var checks: Int
@@ -134,7 +138,9 @@ public struct HalfMessageCheck: Sendable {
 
 /// The application's answer to a check-back: did the local transaction behind the half message commit?
 public enum HalfMessageDecision: Sendable {
+    /// The transaction committed: the message enters its queue, as with `commitHalfMessage`.
     case commit
+    /// The transaction did not commit: the message is discarded, as with `rollbackHalfMessage`.
     case rollback
     /// Not known yet: ask again after `HalfMessageOptions.checkInterval`.
     case unknown
@@ -143,9 +149,15 @@ public enum HalfMessageDecision: Sendable {
 /// Asked about each half message left unresolved (see `HalfMessageOptions`).
 public typealias HalfMessageChecker = @Sendable (HalfMessageCheck) async -> HalfMessageDecision
 
+/// A pending half message, as `QueueStore.halfMessages()` and `StoreInspector` list it.
 public struct HalfMessageInfo: Sendable, Equatable {
+    /// Its id, as `prepare(to:_:)` returned it.
     public var id: HalfMessageID
+    /// The name of the queue it was prepared for; empty when that queue was deleted since (a commit then
+    /// drops the message).
     public var queue: String
+    /// Check-backs of it that went unanswered so far (answered `.unknown`, or its body could not be read).
     public var checks: Int
+    /// When it was prepared: milliseconds since 1970, by the store's clock.
     public var preparedAt: Int64
 }

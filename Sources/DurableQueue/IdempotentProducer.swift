@@ -11,8 +11,13 @@
 /// The state survives crashes and checkpoints; a producer idle for `StoreOptions.producerIdleExpiry` is
 /// forgotten (its next publish gets `.unknownProducer`).
 public final class IdempotentProducer: Sendable {
+    /// The name it registered under: registering it again gives the same `id` and the next `epoch`.
     public let name: String
+    /// The producer's durable id, kept by every registration under `name` until the producer is forgotten for
+    /// being idle longer than `StoreOptions.producerIdleExpiry`; a registration after that gets a new id.
     public let id: ProducerID
+    /// 0 at the first registration, one more at each after it. Only the latest epoch may publish; an older
+    /// instance's publishes throw `.fenced`.
     public let epoch: UInt32
     let store: QueueStore
 

@@ -12,8 +12,10 @@ public struct QueueOptions: Sendable, Equatable {
     public var ackTimeout: Duration?
     /// The most ready messages the queue holds; what happens beyond it is `overflow`. nil: no limit.
     public var maxLength: Int?
+    /// What happens when a publish finds the queue at `maxLength` ready messages (ignored without a limit).
     public var overflow: Overflow = .dropHead
 
+    /// What happens to a message beyond a queue's `maxLength`.
     public enum Overflow: UInt8, Sendable {
         /// The oldest ready message is dead-lettered (or dropped) to make room (RabbitMQ's default).
         case dropHead = 0
@@ -21,6 +23,8 @@ public struct QueueOptions: Sendable, Equatable {
         case rejectPublish = 1
     }
 
+    /// Options for `QueueStore.declareQueue(_:options:)`: each argument sets the property of its name, and
+    /// the defaults are the properties' defaults. Declaring checks them (`.invalidArgument`).
     public init(durable: Bool = true, deliveryLimit: Int? = nil, deadLetterQueue: String? = nil,
                 ackTimeout: Duration? = nil, maxLength: Int? = nil, overflow: Overflow = .dropHead) {
         self.durable = durable
@@ -39,6 +43,8 @@ public struct StreamOptions: Sendable, Equatable {
     /// Records older than this are removed (checked by the store's maintenance, about once a second).
     public var maxAge: Duration?
 
+    /// Options for `QueueStore.declareStream(_:options:)`; nil for either limit means none. Declaring checks
+    /// them (`.invalidArgument`).
     public init(maxBytes: Int? = nil, maxAge: Duration? = nil) {
         self.maxBytes = maxBytes
         self.maxAge = maxAge

@@ -42,9 +42,12 @@ public final class Publisher: Sendable {
         }
     }
 
+    /// A publisher's confirms as an `AsyncSequence`, in sequence order; it ends when the iterating task is
+    /// cancelled.
     public struct Confirms: AsyncSequence, Sendable {
         let core: PublisherCore
         public func makeAsyncIterator() -> Iterator { Iterator(core: core) }
+        /// Iterates a publisher's confirms; `next()` returns nil once the calling task is cancelled.
         public struct Iterator: AsyncIteratorProtocol {
             let core: PublisherCore
             public mutating func next() async -> Confirm? { await core.nextConfirm() }

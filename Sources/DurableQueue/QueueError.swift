@@ -2,6 +2,7 @@ import DurableLog
 
 /// The one error type of the queue layer: what went wrong and what to do next.
 public struct QueueError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What went wrong, as a closed set for code that decides by it; each case says what to do.
     public enum Code: Sendable, Equatable {
         /// No queue or stream by that name (or it was deleted meanwhile).
         case notFound
@@ -46,11 +47,14 @@ public struct QueueError: Error, Sendable, Equatable, CustomStringConvertible {
         case invalidStore
     }
 
+    /// What went wrong, for code that decides by it.
     public var code: Code
+    /// What happened in words, with the names and numbers involved; for people and logs, not for matching.
     public var message: String
     /// The log's own error, when the log is the cause.
     public var log: WALError?
 
+    /// An error of `code` with `message`, and the log's error when the log is the cause.
     public init(_ code: Code, _ message: String, log: WALError? = nil) {
         self.code = code
         self.message = message

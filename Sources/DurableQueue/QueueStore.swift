@@ -10,7 +10,9 @@ import DurableLog
 /// same code that replays it at open. So a confirm (publish), an ack or an offset commit that returned is on
 /// disk, and the state after a crash is the state of the confirmed records.
 public final class QueueStore: Sendable {
+    /// The store's directory, as given to `open`: the log is in `wal/` inside it, beside the `checkpoint` file.
     public let directory: String
+    /// The options the store was opened with.
     public let options: StoreOptions
     /// What opening found: the log's recovery, the checkpoint used, the records replayed.
     public let openReport: OpenReport
@@ -27,16 +29,21 @@ public final class QueueStore: Sendable {
     /// When (ms since 1970) maintenance should start the next check-back pass.
     let nextCheckBack = Atomic<Int64>(0)
 
+    /// What `open` found and did, and where its time went.
     public struct OpenReport: Sendable {
+        /// What the log's recovery found and did (a torn tail cut, salvage).
         public var log: RecoveryReport
-        /// The LSN the checkpoint covered (0 without one) and how many records after it were replayed.
+        /// The LSN the checkpoint covered; 0 without one.
         public var checkpointLSN: LSN
+        /// Log records after the checkpoint that were replayed to rebuild the state.
         public var replayedRecords: Int
+        /// Bytes of those records as encoded (uncompressed, without the log's 4-byte length prefixes).
         public var replayedBytes: Int
-        /// Where the time went, in milliseconds: loading the checkpoint, opening (recovering) the log,
-        /// replaying the records after the checkpoint.
+        /// Milliseconds spent loading the checkpoint.
         public var checkpointMilliseconds = 0.0
+        /// Milliseconds spent opening the log, its recovery included.
         public var logOpenMilliseconds = 0.0
+        /// Milliseconds spent replaying the records after the checkpoint (and taking out what salvage lost).
         public var replayMilliseconds = 0.0
         /// When the log holds records that salvage took out (now or at an earlier open): what they cost.
         public var salvage: SalvageReport?
@@ -247,6 +254,7 @@ public final class QueueStore: Sendable {
         }
     }
 
+    /// The named queue's counts, as `queues()` gives them; nil when no queue has that name.
     public func queueInfo(_ name: String) -> QueueInfo? { queues().first { $0.name == name } }
 
     // MARK: - Publishing
@@ -455,6 +463,7 @@ public final class QueueStore: Sendable {
                          lastLSN: log.durableLSN)
     }
 
+    /// The write-path counters of the store's log since the store was opened.
     public var logCounters: LogCounters.Snapshot { log.counters }
 
     // MARK: - Submitting records

@@ -12,6 +12,7 @@ public protocol StoreClock: Sendable {
 
 /// The machine's clocks (the default).
 public struct SystemStoreClock: StoreClock {
+    /// The machine's clocks: `ContinuousClock` and the real-time clock.
     public init() {}
     public var monotonic: ContinuousClock.Instant { .now }
     public var wallMilliseconds: Int64 {
@@ -31,6 +32,7 @@ public final class ManualStoreClock: StoreClock {
         wallBase = wallMilliseconds ?? SystemStoreClock().wallMilliseconds
     }
 
+    /// Moves both readings forward by `duration` (the wall reading in whole milliseconds).
     public func advance(by duration: Duration) { offset.withLock { $0 += duration } }
 
     public var monotonic: ContinuousClock.Instant { monotonicBase.advanced(by: offset.withLock { $0 }) }

@@ -5,16 +5,24 @@ import DurableLog
 /// replays the log after it without opening the store, taking its lock or writing a byte. Safe beside a
 /// running store; what it shows is the state as of the log's durable end.
 public enum StoreInspector {
+    /// The store's state as `summarize(directory:fileSystem:)` rebuilt it.
     public struct Summary: Sendable {
-        /// The LSN the checkpoint covers (0 without one), and the records replayed after it.
+        /// The LSN the checkpoint covers; 0 without one.
         public var checkpointLSN: LSN
+        /// Log records after the checkpoint that were replayed.
         public var replayedRecords: Int
+        /// The LSN of the last record the state reflects (the checkpoint's when no record after it was
+        /// replayed; 0 for an empty store).
         public var lastLSN: LSN
         /// Queues as the log says: `unacked` counts deliveries of a running (or crashed) process, which go back
         /// to their queues when the store is next opened.
         public var queues: [QueueInfo]
+        /// Every stream, by name.
         public var streams: [StreamInfo]
+        /// Body bytes of every message in a queue (ready or unacked), half message and retained stream record:
+        /// what the log must keep.
         public var liveBytes: Int
+        /// Every registered idempotent producer, by name.
         public var producers: [ProducerInfo]
         /// Half messages prepared and not yet committed or rolled back.
         public var halfMessages: [HalfMessageInfo]
@@ -27,8 +35,11 @@ public enum StoreInspector {
 
     /// An idempotent producer's deduplication state.
     public struct ProducerInfo: Sendable, Equatable {
+        /// The name it registered under.
         public var name: String
+        /// Its durable id (`IdempotentProducer.id`).
         public var id: ProducerID
+        /// Its latest registration's epoch: 0 at the first, one more at each after it.
         public var epoch: UInt32
         /// Milliseconds since 1970 of its last registration or publish.
         public var lastActive: Int64

@@ -32,6 +32,7 @@ public struct StoreOptions: Sendable {
     /// names are in `StoreTelemetry`). nil: the factory the application bootstrapped.
     public var metricsFactory: (any MetricsFactory)?
 
+    /// The defaults given at each property.
     public init() {}
 }
 
@@ -39,13 +40,20 @@ public struct StoreOptions: Sendable {
 /// about `firstCheckAfter` its prepare, then every `checkInterval`, up to `maxChecks` times; then it is
 /// rolled back, or moved to `unresolvedQueue` when one is named.
 public struct HalfMessageOptions: Sendable, Equatable {
+    /// How long after its prepare a half message is first asked about, at the earliest (check-backs run with
+    /// the store's maintenance).
     public var firstCheckAfter: Duration = .seconds(6)
+    /// How long after an unanswered check-back (`.unknown`) the next one is due, at the earliest; also how
+    /// long after the last unanswered one the message is rolled back or moved.
     public var checkInterval: Duration = .seconds(60)
+    /// How many times a half message is asked about; once that many went unanswered, its next due check
+    /// rolls it back (or moves it to `unresolvedQueue`) without asking.
     public var maxChecks = 15
     /// A durable queue (by name) that takes half messages whose checks ran out, marked
     /// `.halfMessageUnresolved`; nil: they are rolled back.
     public var unresolvedQueue: String?
 
+    /// Each argument sets the property of its name; the defaults are the properties' defaults.
     public init(firstCheckAfter: Duration = .seconds(6), checkInterval: Duration = .seconds(60), maxChecks: Int = 15,
                 unresolvedQueue: String? = nil) {
         self.firstCheckAfter = firstCheckAfter

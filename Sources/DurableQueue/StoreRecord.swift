@@ -356,9 +356,14 @@ public enum ReturnReason: UInt8, Sendable {
 
 /// A message's content: what was published.
 public struct Message: Sendable, Equatable {
+    /// Application headers, stored with the body. Each pair takes its key's and value's UTF-8 bytes plus 8
+    /// of the room a body has in one log record.
     public var headers: [String: String]
+    /// The payload. With the headers it must fit one log record: at most `LogOptions.recordBytesMax` less 96
+    /// bytes less the headers' share; a larger message is refused with `.invalidArgument`.
     public var body: [UInt8]
 
+    /// A message of `body` and `headers`.
     public init(headers: [String: String] = [:], body: [UInt8]) {
         self.headers = headers
         self.body = body

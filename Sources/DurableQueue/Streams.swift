@@ -18,6 +18,9 @@ extension QueueStore {
         if !exists { _ = try await perform([.declareStream(name: name, options: options)]) }
     }
 
+    /// Deletes a stream with its records and its groups' committed offsets (idempotent producers' sequences
+    /// for it go too); durable when it returns.
+    /// - Throws: `.notFound` when no stream has that name, `.closed`, `.logFailed`.
     public func deleteStream(_ name: String) async throws(QueueError) {
         let id = try streamID(name)
         _ = try await perform([.deleteStream(stream: id)])
@@ -111,6 +114,7 @@ extension QueueStore {
         return core.withLock { $0.state.streams[id]?.groups[group].map(StreamOffset.init(rawValue:)) }
     }
 
+    /// The stream's extent and committed offsets; nil when no stream has that name.
     public func streamInfo(_ name: String) -> StreamInfo? {
         core.withLock { c in
             guard let id = c.state.streamIDs[name], let s = c.state.streams[id] else { return nil }

@@ -9,9 +9,12 @@ public enum CRC32C {
         return crc32c_extend(crc, base, bytes.count)
     }
 
+    /// The checksum of `bytes`, starting from 0.
     public static func checksum(_ bytes: [UInt8]) -> UInt32 {
         bytes.withUnsafeBytes { checksum($0) }
     }
 
+    /// Whether checksums run on the CPU's CRC32C instructions (SSE4.2 on x86-64, the CRC extension on ARMv8),
+    /// as chosen once at first use; false: a slicing-by-8 table in software, with the same results.
     public static var isHardwareAccelerated: Bool { crc32c_is_hardware_accelerated() != 0 }
 }

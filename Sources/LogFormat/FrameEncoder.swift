@@ -75,6 +75,7 @@ extension FrameEncoder {
 
 /// Builds a batch payload: each record as a little-endian u32 length followed by its bytes.
 public enum BatchPayload {
+    /// Bytes of the little-endian `UInt32` length in front of each record in a payload.
     public static let lengthPrefixBytes = 4
 
     /// Appends one record to a payload under construction.
@@ -158,7 +159,13 @@ public enum BatchPayload {
 
 /// Why a frame whose checksum verified still does not hold a well-formed batch.
 public enum BatchDefect: Error, Equatable, Sendable {
+    /// The header announces more uncompressed bytes than the caller allows (`uncompressedBytesMax`), or more
+    /// than LZ4 can expand the stored bytes to; refused before anything is allocated.
     case uncompressedTooLarge
+    /// The stored payload does not yield exactly `uncompressedBytes`: LZ4 failed or produced another size, or
+    /// a raw payload's stored and uncompressed sizes differ.
     case decompressionFailed
+    /// The decoded payload is not exactly `recordCount` length-prefixed records: a length prefix is cut short
+    /// or runs past the end, or the number of records differs.
     case recordFramingMismatch
 }

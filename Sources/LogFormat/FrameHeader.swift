@@ -4,11 +4,21 @@
 /// decompressing it. Frames start at 8-byte aligned offsets; the bytes between a frame's end and the next
 /// 8-byte boundary are zero and are not covered by the checksum.
 public struct FrameHeader: Equatable, Sendable {
+    /// The frame magic in bytes 4..<8 ("QWRF" as little-endian bytes); anything else there is `.badMagic`.
     public static let magic: UInt32 = 0x4652_5751          // "QWRF"
+    /// The frame format version this code writes and reads (byte 8); a frame of another is `.badVersion`.
     public static let formatVersion: UInt8 = 1
+    /// Size of the encoded header in bytes, its CRC32C in bytes 0..<4 first; the stored payload follows it.
     public static let encodedBytes = 56
 
-    public enum Codec: UInt8, Sendable { case none = 0, lz4 = 1 }
+    /// How a frame's payload is stored (byte 9).
+    public enum Codec: UInt8, Sendable {
+        /// Raw: the stored payload is the batch payload itself (`storedBytes` equals `uncompressedBytes`).
+        case none = 0
+        /// One LZ4 block that decompresses to `uncompressedBytes`; the encoder uses it only when it is smaller.
+        case lz4 = 1
+    }
+    /// What a frame stands for (byte 10).
     public enum Kind: UInt8, Sendable {
         /// A batch of records.
         case records = 0
@@ -19,12 +29,22 @@ public struct FrameHeader: Equatable, Sendable {
         case lost = 2
     }
 
+    /// How the payload is stored.
     public var codec: Codec
+    /// What the frame stands for.
     public var kind: Kind
+    /// Payload bytes as stored after the header (LZ4 or raw), padding excluded: what the checksum covers
+    /// beyond the header.
     public var storedBytes: UInt32
+    /// Payload bytes before compression: each record with its 4-byte length (for a `.lost` frame, the zero
+    /// filling; 0 for a seal).
     public var uncompressedBytes: UInt32
+    /// Records in the frame: 0 for a seal; for a `.lost` frame, the records whose bytes are gone.
     public var recordCount: UInt32
+    /// The segment the frame was written into. A frame whose id is not its file's is left over from an
+    /// earlier use of the file.
     public var segmentID: SegmentID
+    /// The LSN of the frame's first record (for a seal, the LSN the next append gets).
     public var firstLSN: LSN
     /// The highest LSN that was durable (committed) when this frame was written. A damaged frame whose
     /// records are at or below this watermark in any later intact frame held confirmed data: corruption.
@@ -32,6 +52,8 @@ public struct FrameHeader: Equatable, Sendable {
     /// The leader epoch that wrote the frame (0 on a single node); kept for replication.
     public var leaderEpoch: UInt64
 
+    /// A header of these fields. `FrameEncoder` makes the headers the log writes; `check` returns the ones it
+    /// reads, once verified.
     public init(codec: Codec, kind: Kind, storedBytes: UInt32, uncompressedBytes: UInt32, recordCount: UInt32,
                 segmentID: SegmentID, firstLSN: LSN, durableLSN: LSN, leaderEpoch: UInt64) {
         self.codec = codec
@@ -71,13 +93,17 @@ public struct FrameHeader: Equatable, Sendable {
 public enum FrameDefect: Equatable, Sendable, CustomStringConvertible {
     /// The buffer ends before the header does.
     case truncatedHeader
+    /// Bytes 4..<8 are not `FrameHeader.magic`: not a frame header at all.
     case badMagic
+    /// A frame format version this code does not read (the version found).
     case badVersion(UInt8)
+    /// The codec or kind byte holds a value this version does not know.
     case badCodecOrKind
     /// The length fields point past what the segment can hold, or contradict each other.
     case lengthOutOfBounds
     /// The buffer ends before the payload the header announces.
     case truncatedPayload
+    /// The CRC32C in bytes 0..<4 does not match header bytes 4..<56 and the stored payload.
     case checksumMismatch
 
     public var description: String {
@@ -99,6 +125,7 @@ public enum FrameCheck: Equatable, Sendable {
     case intact(FrameHeader)
     /// An all-zero header: the preallocated, never written end of a segment.
     case zeros
+    /// Bytes that are not an intact frame, with the first check that failed.
     case defective(FrameDefect)
 }
 

@@ -3,14 +3,20 @@
 public struct LSN: RawRepresentable, Hashable, Comparable, Sendable, CustomStringConvertible {
     public var rawValue: UInt64
     public init(rawValue: UInt64) { self.rawValue = rawValue }
+    /// The LSN of this raw value.
     public init(_ rawValue: UInt64) { self.rawValue = rawValue }
 
+    /// No record: 0 (the `durableLSN` of a log that holds none).
     public static let none = LSN(0)
+    /// The LSN of a new log's first record: 1.
     public static let first = LSN(1)
 
     public static func < (a: LSN, b: LSN) -> Bool { a.rawValue < b.rawValue }
+    /// The LSN `count` records after `a`.
     public static func + (a: LSN, count: UInt64) -> LSN { LSN(a.rawValue + count) }
+    /// The LSN after this one.
     public var next: LSN { LSN(rawValue + 1) }
+    /// The LSN before this one; traps on `LSN.none`.
     public var previous: LSN { LSN(rawValue - 1) }
     public var description: String { String(rawValue) }
 
@@ -23,9 +29,11 @@ public struct LSN: RawRepresentable, Hashable, Comparable, Sendable, CustomStrin
 public struct SegmentID: RawRepresentable, Hashable, Comparable, Sendable, CustomStringConvertible {
     public var rawValue: UInt64
     public init(rawValue: UInt64) { self.rawValue = rawValue }
+    /// The segment id of this raw value.
     public init(_ rawValue: UInt64) { self.rawValue = rawValue }
 
     public static func < (a: SegmentID, b: SegmentID) -> Bool { a.rawValue < b.rawValue }
+    /// The id of the segment that follows this one.
     public var next: SegmentID { SegmentID(rawValue + 1) }
     public var description: String { String(rawValue) }
 }

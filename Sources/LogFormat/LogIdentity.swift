@@ -1,8 +1,12 @@
 /// The identity of one log directory: 16 random bytes chosen when the log is created (a UUID), written
 /// into every segment header so that a segment copied in from another log is refused.
 public struct LogIdentity: Hashable, Sendable, CustomStringConvertible {
+    /// The UUID's first 8 bytes as one number (the first 16 hex digits of `description`); stored
+    /// little-endian at byte 32 of every segment header.
     public var high: UInt64
+    /// The UUID's last 8 bytes as one number (the last 16 hex digits of `description`); stored at byte 40.
     public var low: UInt64
+    /// The identity of these halves, as read from a segment header; `random()` makes a new one.
     public init(high: UInt64, low: UInt64) { self.high = high; self.low = low }
 
     /// A random version-4 UUID.
