@@ -16,6 +16,8 @@ for target in "${libraries[@]}"; do
         echo "docs: $target built with no warnings"
     fi
 done
+# The symbol graphs are dumped for every module, tests included, which must be built first.
+swift build --build-tests >/dev/null
 swift package dump-symbol-graph --minimum-access-level public >/dev/null
 graphs=$(swift build --show-bin-path)/../symbolgraph
 python3 Tools/doc-coverage.py "$graphs" "${libraries[@]}" || failed=1

@@ -51,7 +51,7 @@ public struct DiskUsage: Sendable, Equatable {
     public var logBytes: Int
     /// Segment files the log holds, the active one included.
     public var segments: Int
-    /// Payload bytes of every live message and retained stream record.
+    /// Payload bytes of every live message, retained stream record and pending half message.
     public var liveBytes: Int
     /// The LSN the store's latest checkpoint covers (0 before the first): an open replays only the records
     /// after it.
