@@ -33,6 +33,18 @@ enum ReopenRun {
         exit(0)  // no close: the next open is a crash recovery
     }
 
+    static func openOnce(directory: String) async throws -> Never {
+        var options = StoreOptions()
+        options.log.compression = .none
+        let t0 = monotonicNanoseconds()
+        let store = try await QueueStore.open(directory: directory, options: options)
+        let ms = Double(monotonicNanoseconds() - t0) / 1e6
+        let r = store.openReport
+        print(String(format: "open %.1f ms: checkpoint %.1f, log %.1f, replay %.1f (%d records)", ms,
+                     r.checkpointMilliseconds, r.logOpenMilliseconds, r.replayMilliseconds, r.replayedRecords))
+        exit(0)
+    }
+
     struct Result: Codable {
         var checkpoints: Bool
         var logBytes: Int

@@ -11,6 +11,11 @@ if CommandLine.arguments.count == 5, CommandLine.arguments[1] == "--fill", let b
     try await ReopenRun.fill(directory: CommandLine.arguments[2], bytes: bytes,
                              checkpoints: CommandLine.arguments[4] == "checkpoints")
 }
+// For profiling the reopen (`perf record -g wal-bench --open DIR` on a copy of a filled store): one open,
+// its split printed, and an exit without closing, so that the copy can be opened the same way again.
+if CommandLine.arguments.count == 3, CommandLine.arguments[1] == "--open" {
+    try await ReopenRun.openOnce(directory: CommandLine.arguments[2])
+}
 
 struct Settings {
     var reps = 3

@@ -189,7 +189,10 @@ enum Checkpoint {
         let n = try r.u64()
         guard n <= UInt64(r.remaining / entryBytes) else { throw .init(description: "an entry count longer than the file") }
         let raw = try r.raw(Int(n) * entryBytes)
-        var d = Deque<MessageEntry>(minimumCapacity: Int(n))
+        // Room to grow by half again: the replay after the checkpoint appends to these queues, and a Deque that
+        // grows copies every entry (on a queue of a million messages, tens of milliseconds of the open). Capacity
+        // that is never used costs address space only.
+        var d = Deque<MessageEntry>(minimumCapacity: Int(n) + Int(n) / 2)
         for i in 0..<Int(n) {
             let at = i * entryBytes
             d.append(MessageEntry(id: raw.loadLE(at, UInt64.self), bodyLSN: raw.loadLE(at + 8, UInt64.self),

@@ -42,6 +42,19 @@ struct QueueIndex: Sendable {
 
     var readyCount: Int { returned.count + ready.count }
 
+    /// Appends a ready message, applying `maxLength`: false when `.rejectPublish` refuses it (unless `force`),
+    /// and with `.dropHead` the oldest ready messages it pushes out, in `pushedOut` (still counted in `liveBytes`
+    /// here: the caller dead-letters them).
+    mutating func enqueue(_ entry: MessageEntry, force: Bool, pushedOut: inout [MessageEntry]) -> Bool {
+        if !force, let max = options.maxLength, options.overflow == .rejectPublish, readyCount >= max { return false }
+        ready.append(entry)
+        liveBytes += Int(entry.bodyBytes)
+        if let max = options.maxLength, options.overflow == .dropHead {
+            while readyCount > max, let head = popReady() { pushedOut.append(head) }
+        }
+        return true
+    }
+
     /// Takes the next ready message.
     mutating func popReady() -> MessageEntry? {
         if let e = returned.popFirst() { return e }

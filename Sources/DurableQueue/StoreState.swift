@@ -140,8 +140,10 @@ struct StoreState: Sendable {
             return .none
 
         case .trimStream(let sid, let before):
-            guard let s = streams[sid], before > s.firstOffset else { return .none }
-            streams[sid]?.removeFirst(Int(min(before - s.firstOffset, UInt64(s.entries.count))))
+            guard let first = streams[sid]?.firstOffset, let count = streams[sid]?.entries.count, before > first else {
+                return .none
+            }
+            streams[sid]?.removeFirst(Int(min(before - first, UInt64(count))))
             return .none
 
         case .txPart(let tx, let operation):
@@ -197,18 +199,11 @@ struct StoreState: Sendable {
     /// Appends a message to a queue's ready messages, applying its `maxLength`; false when the queue is gone
     /// or refuses it (`.rejectPublish`). `force` ignores `.rejectPublish` (a queue of last resort).
     mutating func enqueue(_ entry: MessageEntry, into qid: UInt64, force: Bool = false) -> Bool {
-        guard let q = queues[qid] else { return false }
-        let options = q.options
-        if !force, let max = options.maxLength, options.overflow == .rejectPublish, q.readyCount >= max {
-            return false
-        }
-        queues[qid]?.ready.append(entry)
-        queues[qid]?.liveBytes += Int(entry.bodyBytes)
-        if let max = options.maxLength, options.overflow == .dropHead {
-            while let count = queues[qid]?.readyCount, count > max, let head = queues[qid]?.popReady() {
-                deadLetter(head, from: qid, reason: .maxLength)
-            }
-        }
+        // In place (`?.` on the dictionary's element): reading the index out first would copy the whole struct,
+        // a cost on every publish and every replayed record.
+        var pushedOut: [MessageEntry] = []
+        guard queues[qid]?.enqueue(entry, force: force, pushedOut: &pushedOut) == true else { return false }
+        for head in pushedOut { deadLetter(head, from: qid, reason: .maxLength) }
         return true
     }
 
