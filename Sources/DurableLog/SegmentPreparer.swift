@@ -54,6 +54,17 @@ final class SegmentPreparer: @unchecked Sendable {
         thread.start()
     }
 
+    /// Segment files held beside the log at this moment, each `segmentBytes` on disk: the spares, and the next
+    /// segment while it is prepared or waits to be taken.
+    var filesHeld: Int {
+        monitor.withLock {
+            var n = spares.count
+            if requested != nil { n += 1 }
+            if case .success? = result?.1 { n += 1 }
+            return n
+        }
+    }
+
     /// Whether a file name is a spare (`spare-<n>.prep`): a segment freed by truncation, kept for reuse.
     static func isSpare(_ name: String) -> Bool { name.hasPrefix("spare-") && name.hasSuffix(".prep") }
 

@@ -317,6 +317,10 @@ public final class WriteAheadLog: Sendable {
         catalog.snapshot.map { SegmentSummary(firstLSN: $0.firstLSN, endLSN: $0.endLSN, path: $0.path) }
     }
 
+    /// Segment files held ready beside the log (not in `segments`): spares kept from truncation for reuse (at most
+    /// two) and the next segment, prepared in advance. Each takes `options.segmentBytes` on disk.
+    public var preparedSegments: Int { preparer.filesHeld }
+
     /// One segment file of the log, as `segments` lists it.
     public struct SegmentSummary: Sendable, Equatable {
         /// The LSN of the segment's first record (the number in its file name).

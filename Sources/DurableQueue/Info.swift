@@ -47,10 +47,13 @@ public struct StreamRecord: Sendable, Equatable {
 
 /// What the store takes on disk, against what it must keep.
 public struct DiskUsage: Sendable, Equatable {
-    /// Bytes of log segment files (preallocated: whole segments).
+    /// Bytes of the log's segment files on disk (preallocated: whole segments), the prepared ones included.
     public var logBytes: Int
     /// Segment files the log holds, the active one included.
     public var segments: Int
+    /// Segment files held ready beside the log: spares kept from truncation for reuse (at most two) and the
+    /// next segment, prepared in advance. Counted in `logBytes`.
+    public var preparedSegments: Int
     /// Payload bytes of every live message, retained stream record and pending half message.
     public var liveBytes: Int
     /// The LSN the store's latest checkpoint covers (0 before the first): an open replays only the records

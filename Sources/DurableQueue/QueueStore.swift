@@ -456,10 +456,10 @@ public final class QueueStore: Sendable {
 
     /// The log's size on disk against the live data it holds.
     public var diskUsage: DiskUsage {
-        let segments = log.segments
+        let segments = log.segments.count, prepared = log.preparedSegments
         let (live, checkpoint) = core.withLock { ($0.state.liveBytes, $0.checkpointLSN) }
-        return DiskUsage(logBytes: segments.count * options.log.segmentBytes, segments: segments.count,
-                         liveBytes: live, checkpointLSN: LSN(checkpoint), firstLSN: log.firstLSN,
+        return DiskUsage(logBytes: (segments + prepared) * options.log.segmentBytes, segments: segments,
+                         preparedSegments: prepared, liveBytes: live, checkpointLSN: LSN(checkpoint), firstLSN: log.firstLSN,
                          lastLSN: log.durableLSN)
     }
 

@@ -36,6 +36,10 @@ import Testing
         #expect(usage.liveBytes == 5)
         #expect(maxSegments <= 12, "segments kept: \(maxSegments)")
         #expect(usage.firstLSN.rawValue > stuck.messageID.rawValue, "the stuck message's first copy is reclaimed")
+        // Truncation keeps freed segments as spares: they are on disk, and the usage counts them.
+        let held = try FileManager.default.contentsOfDirectory(atPath: dir.path + "/wal").filter { $0.hasSuffix(".prep") }
+        #expect(usage.preparedSegments >= 1 && usage.preparedSegments == held.count, "\(held)")
+        #expect(usage.logBytes == (usage.segments + usage.preparedSegments) * options.log.segmentBytes)
         try store.close()
 
         store = try await QueueStore.open(directory: dir.path, options: options)
