@@ -36,8 +36,9 @@ final class LogReader: Sendable {
         let segments = catalog.snapshot
         let firstSegment = SegmentCatalog.lastIndex(in: segments) { $0.firstLSN <= start } ?? 0
         for segment in segments[firstSegment...] where segment.endLSN > start && segment.firstLSN <= end {
-            let firstFrame = SegmentCatalog.lastIndex(in: segment.frames) { $0.firstLSN <= start.rawValue } ?? 0
-            for location in segment.frames[firstFrame...] {
+            let frames = try catalog.frames(of: segment)
+            let firstFrame = SegmentCatalog.lastIndex(in: frames) { $0.firstLSN <= start.rawValue } ?? 0
+            for location in frames[firstFrame...] {
                 let frameEnd = location.firstLSN + UInt64(location.recordCount)
                 if frameEnd <= start.rawValue { continue }
                 if location.firstLSN > end.rawValue { return }

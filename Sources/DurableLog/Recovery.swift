@@ -42,6 +42,9 @@ struct Recovery {
     /// Closed segments whose records all lie before this LSN are indexed from their frame headers without
     /// reading the payloads (a layer above holds a checkpoint covering them; reads still verify every frame).
     var verifyFrom = LSN.first
+    /// With `verifyFrom`: leave those segments unindexed (not even their frame headers are read); the catalog
+    /// indexes one on its first read. Off for inspection tools, which report every frame.
+    var indexLazily = false
     /// Told (segments scanned, segments in all) after each segment, for progress displays.
     var progress: ((Int, Int) -> Void)?
 
@@ -108,8 +111,16 @@ struct Recovery {
             }
             identity = identity ?? h.logIdentity
             previousID = h.segmentID
+            if trusted, let nextFirst, indexLazily {
+                segments.append(.init(segmentID: h.segmentID, firstLSN: expected, path: path, frames: [],
+                                      unindexedEnd: nextFirst))
+                expected = nextFirst
+                sealed = false
+                continue scan
+            }
             if trusted, let nextFirst {
-                if let indexed = try indexFromHeaders(path, segmentID: h.segmentID, firstLSN: expected, endLSN: nextFirst) {
+                if case .indexed(let indexed) = try Self.indexFromHeaders(path, segmentID: h.segmentID, firstLSN: expected,
+                                                                           endLSN: nextFirst, fileSystem: fileSystem) {
                     report.bytesScanned += indexed.frames.count * FrameHeader.encodedBytes
                     segments.append(indexed)
                     expected = nextFirst
@@ -268,11 +279,18 @@ struct Recovery {
         try load(path, prefix: SegmentHeader.blockBytes)
     }
 
+    /// What walking a segment's frame headers found.
+    enum HeaderIndex {
+        case indexed(SegmentCatalog.Segment)
+        /// The headers do not lead from the first LSN to the end: the first header that does not, at `offset`.
+        case broken(offset: Int)
+    }
+
     /// Indexes a closed, checkpoint-covered segment by walking its frame headers (one small read each) without
-    /// the payloads or checksums. Returns nil when the headers do not lead from `firstLSN` to `endLSN` in
-    /// order (the caller then verifies the segment in full).
-    private func indexFromHeaders(_ path: String, segmentID: SegmentID, firstLSN: LSN,
-                                  endLSN: LSN) throws(WALError) -> SegmentCatalog.Segment? {
+    /// the payloads or checksums. `.broken` when the headers do not lead from `firstLSN` to `endLSN` in order
+    /// (at open, the caller then verifies the segment in full; on a lazy index, reads refuse the segment).
+    static func indexFromHeaders(_ path: String, segmentID: SegmentID, firstLSN: LSN, endLSN: LSN,
+                                 fileSystem: any FileSystem) throws(WALError) -> HeaderIndex {
         let fd = try fileSystem.open(path, writable: false, create: false)
         defer { fileSystem.close(fd) }
         let size = try fileSystem.size(fd, path: path)
@@ -280,17 +298,18 @@ struct Recovery {
         var head = [UInt8](repeating: 0, count: FrameHeader.encodedBytes)
         var offset = SegmentHeader.blockBytes
         var expected = firstLSN
-        let fileSystem = self.fileSystem
         while expected < endLSN {
-            guard offset + FrameHeader.encodedBytes <= size else { return nil }
+            guard offset + FrameHeader.encodedBytes <= size else { return .broken(offset: offset) }
             let n = try typedWAL { try head.withUnsafeMutableBytes { b in
                 try fileSystem.read(fd, into: b, at: offset, path: path)
             } }
-            guard n == FrameHeader.encodedBytes else { return nil }
+            guard n == FrameHeader.encodedBytes else { return .broken(offset: offset) }
             let check = head.withUnsafeBytes {
                 FrameHeader.check($0, storedBytesMax: size - offset - FrameHeader.encodedBytes, verifyingChecksum: false)
             }
-            guard case .intact(let f) = check, f.segmentID == segmentID, f.firstLSN == expected else { return nil }
+            guard case .intact(let f) = check, f.segmentID == segmentID, f.firstLSN == expected else {
+                return .broken(offset: offset)
+            }
             if f.kind != .seal {
                 segment.frames.append(.init(firstLSN: f.firstLSN.rawValue, offset: UInt32(offset),
                                             frameBytes: UInt32(f.frameBytes), recordCount: f.recordCount,
@@ -299,7 +318,7 @@ struct Recovery {
             expected = f.endLSN
             offset += f.frameBytes
         }
-        return expected == endLSN ? segment : nil
+        return expected == endLSN ? .indexed(segment) : .broken(offset: offset)
     }
 
     /// Reads a whole segment (or its first `prefix` bytes) into `buffer`; returns the size read.

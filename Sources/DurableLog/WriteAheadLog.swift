@@ -47,9 +47,10 @@ public final class WriteAheadLog: Sendable {
     ///   - directory: the log's directory (created with its parent synced when missing).
     ///   - options: layout, batching, recovery mode, logging and metrics.
     ///   - fileSystem: the file-I/O seam (`PosixFileSystem` unless a test injects faults).
-    ///   - verifyingFrom: closed segments whose records all lie before this LSN are indexed from their
-    ///     frame headers only, without reading and checksumming their payloads: for a layer whose checkpoint
-    ///     covers them, so that opening a large log does not read all of it. Reads still verify every frame.
+    ///   - verifyingFrom: closed segments whose records all lie before this LSN are not read at open (their
+    ///     segment headers only): for a layer whose checkpoint covers them, so that opening a large log reads
+    ///     little of it. The first read of such a segment indexes it from its frame headers; reads verify every
+    ///     frame, and a segment whose headers are damaged is refused then (`.corruption`).
     public static func open(directory: String, options: LogOptions = LogOptions(),
                             fileSystem: any FileSystem = PosixFileSystem(),
                             verifyingFrom: LSN = .first) throws(WALError) -> WriteAheadLog {
@@ -67,6 +68,7 @@ public final class WriteAheadLog: Sendable {
             }
             var recovery = Recovery(directory: directory, options: options, fileSystem: fileSystem)
             recovery.verifyFrom = verifyingFrom
+            recovery.indexLazily = true
             let started = Platform.monotonicNanoseconds()
             let outcome: Recovery.Outcome
             do { outcome = try recovery.run() } catch {
@@ -114,7 +116,19 @@ public final class WriteAheadLog: Sendable {
             preparer.stop()
             throw error
         }
-        catalog = SegmentCatalog(segments)
+        catalog = SegmentCatalog(segments) { segment throws(WALError) in
+            switch try Recovery.indexFromHeaders(segment.path, segmentID: segment.segmentID, firstLSN: segment.firstLSN,
+                                                 endLSN: segment.endLSN, fileSystem: fileSystem) {
+            case .indexed(let indexed): return indexed.frames
+            case .broken(let offset):
+                #if WAL_BROKEN_LAZY_INDEX_SWALLOWS_DAMAGE  // BROKEN ON PURPOSE (harness check builds only)
+                if offset >= 0 { return [] }
+                #endif
+                throw WALError(.corruption, "the frame headers of segment \(segment.segmentID) do not lead from LSN "
+                               + "\(segment.firstLSN) to \(segment.endLSN) (the open, trusting the checkpoint above, "
+                               + "did not read them): its records cannot be served", path: segment.path, offset: offset)
+            }
+        }
         reader = LogReader(fileSystem: fileSystem, catalog: catalog)
         let writer = SegmentWriter(directory: directory, options: options, fileSystem: fileSystem,
                                    counters: counterStore, catalog: catalog, identity: identity,

@@ -280,8 +280,8 @@ func expectCorruption(_ dir: String, offset: Int, firstLSN: UInt64,
         }
     }
 
-    /// `verifyingFrom`: covered segments are indexed from frame headers only. A damaged payload there is not
-    /// read at open but is refused when read; a damaged header makes open verify the segment and report it.
+    /// `verifyingFrom`: covered segments are not read at open (their segment headers only); the first read of
+    /// one indexes it from its frame headers. A damaged payload or frame header there is refused when read.
     @Test func segmentsCoveredByACheckpointAreIndexedFromHeadersAndStillVerifiedOnRead() async throws {
         let tmp = TemporaryDirectory()
         let dir = tmp.sub("log")
@@ -306,12 +306,26 @@ func expectCorruption(_ dir: String, offset: Int, firstLSN: UInt64,
         trusted = try WriteAheadLog.open(directory: dir, options: options, verifyingFrom: everything)
         #expect { _ = try trusted.read(victim.header.firstLSN) } throws: { ($0 as? WALError)?.code == .corruption }
         try trusted.close()
-        // A damaged frame header in a covered segment: open falls back to the full check and names the frame.
+        // A damaged frame header in a covered segment: open does not read it; the first read of the segment
+        // walks its headers, refuses it naming the frame, and so does every read after (nothing is served).
         let other = frameOffsets(paths[1])[1]
         patchFile(paths[1], at: other.offset + 4, [0, 0, 0, 0])  // the magic
-        #expect { try WriteAheadLog.open(directory: dir, options: options, verifyingFrom: everything) } throws: {
+        trusted = try WriteAheadLog.open(directory: dir, options: options, verifyingFrom: everything)
+        for _ in 0..<2 {
+            #expect { _ = try trusted.read(other.header.firstLSN) } throws: {
+                let e = $0 as? WALError
+                return e?.code == .corruption && e?.path == paths[1] && e?.offset == other.offset
+            }
+        }
+        #expect(trusted.recordsInFrame(containing: other.header.firstLSN) == nil)
+        // The segments around it still read.
+        #expect(try trusted.read(LSN(1)) == testRecord(7, 0, size: 900))
+        #expect(try trusted.read(LSN(300)) == testRecord(7, 299, size: 900))
+        try trusted.close()
+        // Without the checkpoint's trust, open checks every frame and refuses the log at the first damage.
+        #expect { try WriteAheadLog.open(directory: dir, options: options) } throws: {
             let e = $0 as? WALError
-            return e?.code == .corruption && e?.path == paths[1] && e?.offset == other.offset
+            return e?.code == .corruption && e?.path == paths[0] && e?.offset == victim.offset
         }
     }
 
