@@ -156,7 +156,7 @@ public final class WriteAheadLog: Sendable {
     ///
     /// - Throws: `WALError` `.recordTooLarge`, `.ioFailure` (this append's write or sync failed),
     ///   `.logFailed` (an earlier one did), `.closed`.
-    public func append<Bytes: ContiguousBytes>(_ record: Bytes) async throws -> LSN {
+    public func append<Bytes: ContiguousBytes>(_ record: Bytes) async throws(WALError) -> LSN {
         let size = record.withUnsafeBytes { $0.count }
         try checkRecordSize(size)
         return try await submitAsync(count: 1, totalBytes: size + BatchPayload.lengthPrefixBytes) { add in
@@ -166,7 +166,7 @@ public final class WriteAheadLog: Sendable {
 
     /// Appends several records as one unit of submission: they get consecutive LSNs and complete together.
     /// Returns the first LSN.
-    public func append<Bytes: ContiguousBytes>(contentsOf records: [Bytes]) async throws -> LSN {
+    public func append<Bytes: ContiguousBytes>(contentsOf records: [Bytes]) async throws(WALError) -> LSN {
         precondition(!records.isEmpty, "append at least one record")
         var total = 0
         for r in records {
@@ -184,14 +184,21 @@ public final class WriteAheadLog: Sendable {
     }
 
     private func submitAsync(count: Int, totalBytes: Int,
-                             _ records: (_ add: (UnsafeRawBufferPointer) -> Void) -> Void) async throws -> LSN {
+                             _ records: (_ add: (UnsafeRawBufferPointer) -> Void) -> Void) async throws(WALError) -> LSN {
         while true {
-            let token: UInt64 = try await withUnsafeThrowingContinuation { c in
-                switch committer.submit(count: count, totalBytes: totalBytes, completion: .async(c), records) {
-                case .accepted: break
-                case .full: committer.waitForRoom(c, totalBytes: totalBytes, records: count)
-                case .failed(let error): c.resume(throwing: error)
+            let token: UInt64
+            do {
+                token = try await withUnsafeThrowingContinuation { c in
+                    switch committer.submit(count: count, totalBytes: totalBytes, completion: .async(c), records) {
+                    case .accepted: break
+                    case .full: committer.waitForRoom(c, totalBytes: totalBytes, records: count)
+                    case .failed(let error): c.resume(throwing: error)
+                    }
                 }
+            } catch let error as WALError {
+                throw error
+            } catch {
+                preconditionFailure("the committer resumes appends with WALError only, got \(error)")
             }
             if token != PendingBatch.retryToken { return LSN(token) }
         }
