@@ -35,6 +35,9 @@ package final class FaultInjectingFileSystem: FileSystem {
         /// with when released (nil: it goes on to the real sync).
         var held: [HeldSync] = []
         var syncsCompleted = 0
+        /// Reads of files whose path ends so wait at their own gate until released (nil: none are held).
+        var holdReadSuffix: String?
+        var heldReads: [DispatchSemaphore] = []
     }
 
     private final class HeldSync: @unchecked Sendable {
@@ -46,6 +49,8 @@ package final class FaultInjectingFileSystem: FileSystem {
     private let state = Mutex(State())
     /// Signalled once per `fdatasync` that starts waiting at the gate.
     private let syncArrived = DispatchSemaphore(value: 0)
+    /// Signalled once per read that starts waiting at its gate.
+    private let readArrived = DispatchSemaphore(value: 0)
 
     package init(base: any FileSystem = PosixFileSystem()) { self.base = base }
 
@@ -79,7 +84,36 @@ package final class FaultInjectingFileSystem: FileSystem {
         try base.write(fd, bytes, at: offset, path: path)
     }
     package func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int, path: String) throws(WALError) -> Int {
-        try base.read(fd, into: buffer, at: offset, path: path)
+        let gate: DispatchSemaphore? = state.withLock { s in
+            guard let suffix = s.holdReadSuffix, path.hasSuffix(suffix) else { return nil }
+            let g = DispatchSemaphore(value: 0)
+            s.heldReads.append(g)
+            return g
+        }
+        if let gate {
+            readArrived.signal()
+            gate.wait()
+        }
+        return try base.read(fd, into: buffer, at: offset, path: path)
+    }
+
+    /// From now on every read of a file whose path ends with `pathSuffix` waits (holding its caller's thread,
+    /// as a read from a slow disk would) until `releaseReads()`.
+    package func holdReads(pathSuffix: String) { state.withLock { $0.holdReadSuffix = pathSuffix } }
+
+    /// Waits until a read is held at its gate; false if none arrived within `seconds`.
+    package func waitForHeldRead(seconds: Double) -> Bool {
+        readArrived.wait(timeout: .now() + seconds) == .success
+    }
+
+    /// Lets every held read go on, and stops holding new ones.
+    package func releaseReads() {
+        let held = state.withLock { s in
+            s.holdReadSuffix = nil
+            defer { s.heldReads.removeAll() }
+            return s.heldReads
+        }
+        for g in held { g.signal() }
     }
     package func dataSync(_ fd: Int32, path: String) throws(WALError) {
         let held: HeldSync? = state.withLock { s in

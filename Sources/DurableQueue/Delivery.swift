@@ -164,7 +164,7 @@ public final class Consumer: Sendable {
                 }
                 switch await consumer.channel.next() {
                 case .delivery(let pending):
-                    return try consumer.store.resolve(pending, consumer: consumer.id)
+                    return try await consumer.store.resolveOffPool(pending, consumer: consumer.id)
                 case .end:
                     if let failure = consumer.channel.failure { throw failure }
                     return nil

@@ -100,7 +100,7 @@ extension QueueStore {
             let record: StoreRecord
             if Int(half.checks) >= o.maxChecks {
                 record = .resolveHalf(message: id, lastResort.map { .moved(queue: $0) } ?? .expired)
-            } else if let message = try? readMessage(at: half.entry.bodyLSN) {
+            } else if let message = try? await readMessageOffPool(at: half.entry.bodyLSN) {
                 let check = HalfMessageCheck(id: HalfMessageID(rawValue: id), queue: queue, message: message, checks: Int(half.checks),
                                              preparedAt: half.preparedAt)
                 switch await checker(check) {

@@ -43,6 +43,10 @@ extension QueueStore {
 
     /// Up to `limit` records from `offset` on. Records before the first retained offset are gone: reading
     /// from there starts at the first retained record (check the offsets you get).
+    ///
+    /// A synchronous call: records the store's cache does not hold are read from the log on the calling thread
+    /// (`pread`, usually served by the page cache). Consumer deliveries, by contrast, read off the cooperative
+    /// pool.
     public func read(stream: String, from offset: StreamOffset, limit: Int = 100) throws(QueueError) -> [StreamRecord] {
         let wanted: [(offset: UInt64, entry: StreamIndex.Entry)] = try core.withLock { c throws(QueueError) in
             try c.usable()
