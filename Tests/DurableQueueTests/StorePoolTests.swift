@@ -12,22 +12,9 @@ import DurableLog
     /// Runs `work` on a one-lane executor while syncs are held, and checks that the lane stays free.
     private func laneStaysFree(_ fs: FaultInjectingFileSystem, _ what: String,
                                _ work: @escaping @Sendable () async throws -> Void) async throws {
-        let lane = OneLaneExecutor()
         fs.holdSyncs()
-        let task = Task(executorPreference: lane) { try await work() }
-        let arrived = await withCheckedContinuation { c in
-            Thread.detachNewThread { c.resume(returning: fs.waitForHeldSync(seconds: 10)) }
-        }
-        #expect(arrived, "\(what): no sync was held")
-        let ran = DispatchSemaphore(value: 0)
-        let other = Task(executorPreference: lane) { ran.signal() }
-        let otherRan = await withCheckedContinuation { c in
-            Thread.detachNewThread { c.resume(returning: ran.wait(timeout: .now() + 10) == .success) }
-        }
-        fs.releaseSyncs()
-        #expect(otherRan, "\(what) held the lane while a sync was held")
-        try await task.value
-        _ = await other.value
+        try await DurableQueueTests.laneStaysFree(what, held: { fs.waitForHeldSync(seconds: 10) },
+                                                  release: { fs.releaseSyncs() }, work)
     }
 
     @Test func openingAndCheckpointingLeaveTheLaneFree() async throws {
@@ -46,11 +33,33 @@ import DurableLog
     }
 }
 
+/// Runs `work` on a one-lane executor until the file system holds one of its calls (`held` waits for that),
+/// checks that another task on the lane still runs meanwhile, then releases the call and waits for `work`.
+func laneStaysFree<T: Sendable>(_ what: String, held: @escaping @Sendable () -> Bool, release: () -> Void,
+                                _ work: @escaping @Sendable () async throws -> T) async throws -> T {
+    let lane = OneLaneExecutor()
+    let task = Task(executorPreference: lane) { try await work() }
+    let arrived = await withCheckedContinuation { c in
+        Thread.detachNewThread { c.resume(returning: held()) }
+    }
+    #expect(arrived, "\(what): no file call was held")
+    let ran = DispatchSemaphore(value: 0)
+    let other = Task(executorPreference: lane) { ran.signal() }
+    let otherRan = await withCheckedContinuation { c in
+        Thread.detachNewThread { c.resume(returning: ran.wait(timeout: .now() + 10) == .success) }
+    }
+    release()
+    #expect(otherRan, "\(what) held the lane while a file call was held")
+    let value = try await task.value
+    _ = await other.value
+    return value
+}
+
 final class StoreHolder: @unchecked Sendable {
     var store: QueueStore?
 }
 
-/// A consumer's delivery whose body is not cached is read from the log on a thread of its own: with every read
+/// A consumer's delivery whose body is not cached is read from the log off the cooperative pool: with every read
 /// of the log held (a slow disk), another task on the consumer's single lane still runs.
 @Suite(.timeLimit(.minutes(1))) struct DeliveryReadPoolTests {
     @Test func aDeliveryReadFromTheLogLeavesTheLaneFree() async throws {
@@ -65,23 +74,11 @@ final class StoreHolder: @unchecked Sendable {
         defer { try? store.close() }
         let consumer = try store.consume(queue: "q", prefetch: 3)
         fs.holdReads(pathSuffix: ".wal")
-        let lane = OneLaneExecutor()
-        let reader = Task(executorPreference: lane) { () throws -> String? in
+        let first = try await laneStaysFree("a delivery's log read", held: { fs.waitForHeldRead(seconds: 10) },
+                                            release: { fs.releaseReads() }) { () async throws -> String? in
             var deliveries = consumer.deliveries.makeAsyncIterator()
             return try await deliveries.next()?.text
         }
-        let held = await withCheckedContinuation { c in
-            Thread.detachNewThread { c.resume(returning: fs.waitForHeldRead(seconds: 10)) }
-        }
-        #expect(held, "the delivery did not read the log")
-        let ran = DispatchSemaphore(value: 0)
-        let other = Task(executorPreference: lane) { ran.signal() }
-        let otherRan = await withCheckedContinuation { c in
-            Thread.detachNewThread { c.resume(returning: ran.wait(timeout: .now() + 10) == .success) }
-        }
-        fs.releaseReads()
-        #expect(otherRan, "the delivery's log read held the consumer's lane")
-        #expect(try await reader.value == "m0")
-        _ = await other.value
+        #expect(first == "m0")
     }
 }
