@@ -405,9 +405,8 @@ public final class QueueStore: Sendable {
     /// disk on a cooperative thread. A miss reads ahead (see `readMessage`), so most deliveries of a backlog are
     /// hits, resolved right here.
     func resolveOffPool(_ pending: PendingDelivery, consumer cid: UInt32) async throws(QueueError) -> Delivery {
-        if pending.transient != nil || cache.message(at: pending.entry.bodyLSN) != nil {
-            return try resolve(pending, consumer: cid)
-        }
+        if pending.transient != nil { return try resolve(pending, consumer: cid) }
+        if let cached = cache.message(at: pending.entry.bodyLSN) { return delivery(pending, cached) }
         #if QUEUE_BROKEN_DELIVERY_READS_ON_POOL  // BROKEN ON PURPOSE (harness check builds only)
         if cid > 0 { return try resolve(pending, consumer: cid) }
         #endif
@@ -444,6 +443,11 @@ public final class QueueStore: Sendable {
                 message = try readMessage(at: now)
             }
         }
+        return delivery(pending, message)
+    }
+
+    private func delivery(_ pending: PendingDelivery, _ message: Message) -> Delivery {
+        let e = pending.entry
         return Delivery(tag: DeliveryTag(rawValue: pending.tag), messageID: MessageID(rawValue: e.id), message: message,
                         deliveryCount: Int(e.deliveries), deadLetterReason: DeadLetterReason(rawValue: e.deathReason))
     }

@@ -44,8 +44,6 @@ struct Core {
     /// How many message ids an ack, requeue or reject record holds at most (set from `recordBytesMax`).
     var idsPerRecord = 100_000
 
-    static func isTransient(_ queue: UInt64) -> Bool { queue & (1 << 63) != 0 }
-
     func usable() throws(QueueError) {
         if let failure { throw failure }
         if closed { throw QueueError(.closed, "the store is closed") }

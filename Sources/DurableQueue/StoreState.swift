@@ -59,8 +59,11 @@ struct StoreState: Sendable {
             #else
             let returning = true
             #endif
-            for (id, q) in queues.sorted(by: { $0.key < $1.key }) where returning {
-                returnMessages(q.unacked.keys.sorted(), to: id)
+            // By id, reading each queue's unacked ids out first: holding a copy of a queue while
+            // `returnMessages` changes it (or its dead-letter queue) would copy its storage.
+            for id in queues.keys.sorted() where returning {
+                guard let out = queues[id]?.unacked.keys.sorted() else { continue }
+                returnMessages(out, to: id)
             }
             // A transaction without its commit was cut off by the crash that ended the previous session.
             openTransactions.removeAll()
