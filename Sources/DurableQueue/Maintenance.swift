@@ -133,7 +133,7 @@ extension QueueStore {
         var batchBytes = 0
         for (queue, id, lsn) in moves {
             let message: Message
-            do { message = try readMessage(at: lsn) } catch where error.code == .notFound { continue }
+            do { message = try await readMessageOffPool(at: lsn) } catch where error.code == .notFound { continue }
             let record = StoreRecord.relocate(queue: queue, message: id, headers: message.headers, body: message.body)
             let size = message.body.count + 256
             if batchBytes + size > options.log.frameBytesMax / 2, !batch.isEmpty {
