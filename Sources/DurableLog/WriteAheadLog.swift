@@ -166,8 +166,9 @@ public final class WriteAheadLog: Sendable {
 
     /// Appends several records as one unit of submission: they get consecutive LSNs and complete together.
     /// Returns the first LSN.
+    /// - Throws: `.invalidArgument` for an empty array, `.recordTooLarge`, and what `append(_:)` throws.
     public func append<Bytes: ContiguousBytes>(contentsOf records: [Bytes]) async throws(WALError) -> LSN {
-        precondition(!records.isEmpty, "append at least one record")
+        guard !records.isEmpty else { throw WALError(.invalidArgument, "append(contentsOf:) needs at least one record") }
         var total = 0
         for r in records {
             let size = r.withUnsafeBytes { $0.count }

@@ -54,4 +54,13 @@ import Testing
         #expect(try await results.next()?.get() == LSN(1))
         #expect(try log.read(LSN(2)) == records[1])
     }
+
+    /// An empty batch is a caller's mistake the log refuses with an error, not a crash of the process.
+    @Test func anEmptyBatchIsRefused() async throws {
+        let dir = TemporaryDirectory()
+        let log = try WriteAheadLog.open(directory: dir.path, options: smallOptions())
+        defer { try? log.close() }
+        await expectWALError(.invalidArgument) { try await log.append(contentsOf: [[UInt8]]()) }
+        #expect(try await log.append(contentsOf: [[UInt8](repeating: 1, count: 3)]) == LSN(1))
+    }
 }
