@@ -61,6 +61,32 @@ struct QueueIndex: Sendable {
         return ready.popFirst()
     }
 
+    /// Takes up to `max` ready messages out to `consumer`, counting the delivery; returns them in order.
+    mutating func checkout(max: Int, to consumer: UInt32) -> [MessageEntry] {
+        var picked: [MessageEntry] = []
+        picked.reserveCapacity(Swift.min(max, readyCount))
+        while picked.count < max, var e = popReady() {
+            e.deliveries &+= 1
+            unacked[e.id] = (e, consumer)
+            picked.append(e)
+        }
+        return picked
+    }
+
+    /// Takes the delivered messages among `ids` out (an ack, a reject or a return); ids not out are skipped.
+    /// `acked` also drops their bytes from `liveBytes` (the others move elsewhere and the caller accounts for
+    /// them).
+    mutating func removeUnacked(_ ids: [UInt64], acked: Bool) -> [MessageEntry] {
+        var removed: [MessageEntry] = []
+        removed.reserveCapacity(acked ? 0 : ids.count)
+        for id in ids {
+            guard let u = unacked.removeValue(forKey: id) else { continue }
+            if acked { liveBytes -= Int(u.entry.bodyBytes) }
+            removed.append(u.entry)
+        }
+        return removed
+    }
+
     /// Applies `change` to the entry with id `id` wherever it is; false when the queue does not hold it.
     mutating func updateEntry(_ id: UInt64, _ change: (inout MessageEntry) -> Void) -> Bool {
         if var u = unacked[id] {

@@ -87,37 +87,20 @@ struct StoreState: Sendable {
             return .published(id: enqueue(entry, into: qid) ? lsn : nil)
 
         case .checkout(let qid, let consumer, let max):
-            var picked: [MessageEntry] = []
-            picked.reserveCapacity(Int(min(max, 1024)))
-            while picked.count < Int(max), var e = queues[qid]?.popReady() {
-                e.deliveries &+= 1
-                queues[qid]?.unacked[e.id] = (e, consumer)
-                picked.append(e)
-            }
-            return .checkedOut(picked)
+            // One access to the queue for the whole record: each `queues[qid]?.` is a dictionary lookup and
+            // moves the index out and back.
+            return .checkedOut(queues[qid]?.checkout(max: Int(max), to: consumer) ?? [])
 
         case .ack(let qid, let ids):
-            var n = 0
-            for id in ids {
-                if let u = queues[qid]?.unacked.removeValue(forKey: id) {
-                    queues[qid]?.liveBytes -= Int(u.entry.bodyBytes)
-                    n += 1
-                }
-            }
-            return .settled(n)
+            return .settled(queues[qid]?.removeUnacked(ids, acked: true).count ?? 0)
 
         case .requeue(let qid, _, let ids):
             return .settled(returnMessages(ids, to: qid))
 
         case .reject(let qid, let ids):
-            var n = 0
-            for id in ids {
-                if let u = queues[qid]?.unacked.removeValue(forKey: id) {
-                    deadLetter(u.entry, from: qid, reason: .rejected)
-                    n += 1
-                }
-            }
-            return .settled(n)
+            let rejected = queues[qid]?.removeUnacked(ids, acked: false) ?? []
+            for entry in rejected { deadLetter(entry, from: qid, reason: .rejected) }
+            return .settled(rejected.count)
 
         case .relocate(let qid, let id, _, _):
             return .relocated(queues[qid]?.updateEntry(id) { $0.bodyLSN = lsn } ?? false)
@@ -215,17 +198,18 @@ struct StoreState: Sendable {
     @discardableResult
     private mutating func returnMessages(_ ids: [UInt64], to qid: UInt64) -> Int {
         guard let limit = queues[qid].map({ $0.options.deliveryLimit }) else { return 0 }
-        var n = 0
-        for id in ids {
-            guard let u = queues[qid]?.unacked.removeValue(forKey: id) else { continue }
-            n += 1
-            if let limit, Int(u.entry.deliveries) >= limit {
-                deadLetter(u.entry, from: qid, reason: .deliveryLimit)
+        let out = queues[qid]?.removeUnacked(ids, acked: false) ?? []
+        var back: [MessageEntry] = []
+        back.reserveCapacity(out.count)
+        for entry in out {
+            if let limit, Int(entry.deliveries) >= limit {
+                deadLetter(entry, from: qid, reason: .deliveryLimit)
             } else {
-                queues[qid]?.returned.append(u.entry)
+                back.append(entry)
             }
         }
-        return n
+        queues[qid]?.returned.append(contentsOf: back)
+        return out.count
     }
 
     /// Moves a message (no longer in `qid`) to `qid`'s dead-letter queue, or drops it.
