@@ -129,7 +129,7 @@ final class GroupCommitter: @unchecked Sendable {
         let inline: Bool = switch completion {
         case .blocking: true
         case .async: asyncInline
-        case .callback: callbackOnCaller && options.commitOnCallerWhenIdle
+        case .callback, .sink: callbackOnCaller && options.commitOnCallerWhenIdle
         }
         if inline, idle, pending.waiters.count == 1, !stopping {
             writeOneGroup()
@@ -380,16 +380,51 @@ final class GroupCommitter: @unchecked Sendable {
     private func completeUnlocked(_ release: CommitLedger<Waiter>.Release, madeDurable: UInt64 = 0) {
         monitor.unlock()
         if madeDurable > 0 { telemetry.madeDurable(records: madeDurable) }
+        var batch = SinkBatch()
         for group in release.confirmed {
-            for w in group.waiters { w.completion.complete(.success(w.firstLSN)) }
+            for w in group.waiters { batch.complete(w, .success(w.firstLSN)) }
         }
+        batch.flush(failure: nil)
         if let error = release.error {
-            for w in release.failed { w.completion.complete(.failure(error)) }
+            for w in release.failed { batch.complete(w, .failure(error)) }
+            batch.flush(failure: error)
         }
         monitor.lock()
         for var group in release.confirmed where waiterArrays.count < 8 {
             group.waiters.removeAll(keepingCapacity: true)
             waiterArrays.append(group.waiters)
         }
+    }
+}
+
+/// Gathers the consecutive waiters of a release that name the same `CompletionSink` into one call; completes
+/// the others one by one, in LSN order all the same.
+private struct SinkBatch {
+    private var sink: (any CompletionSink)?
+    private var submissions: [(firstLSN: LSN, token: AnyObject)] = []
+
+    mutating func complete(_ waiter: Waiter, _ result: Result<LSN, WALError>) {
+        guard case .sink(let next, let token) = waiter.completion else {
+            flush(failure: result.failure)
+            waiter.completion.complete(result)
+            return
+        }
+        if let sink, sink !== next { flush(failure: result.failure) }
+        sink = next
+        submissions.append((waiter.firstLSN, token))
+    }
+
+    mutating func flush(failure: WALError?) {
+        guard let sink, !submissions.isEmpty else { return }
+        sink.complete(submissions, failure: failure)
+        self.sink = nil
+        submissions.removeAll(keepingCapacity: true)
+    }
+}
+
+extension Result {
+    fileprivate var failure: Failure? {
+        if case .failure(let e) = self { return e }
+        return nil
     }
 }

@@ -7,6 +7,8 @@ enum Completion {
     case async(UnsafeContinuation<UInt64, any Error>)
     case callback(@Sendable (Result<LSN, WALError>) -> Void)
     case blocking(BlockingWaiter)
+    /// Completed together with the other submissions of its release that name the same sink (one call).
+    case sink(any CompletionSink, token: AnyObject)
 
     func complete(_ result: Result<LSN, WALError>) {
         switch self {
@@ -17,8 +19,23 @@ enum Completion {
             }
         case .callback(let f): f(result)
         case .blocking(let w): w.finish(result)
+        case .sink(let sink, let token):
+            switch result {
+            case .success(let lsn): sink.complete([(lsn, token)], failure: nil)
+            case .failure(let e): sink.complete([(LSN(0), token)], failure: e)
+            }
         }
     }
+}
+
+/// A layer on the log that takes its confirms a release at a time instead of one call per submission: one
+/// call (so one lock acquisition, one pass of follow-up work) for every submission a sync made durable.
+package protocol CompletionSink: AnyObject, Sendable {
+    /// Submissions appended with this sink, in LSN order, each with its first LSN and the token it was
+    /// appended with; `failure` is set when they all failed with it (their LSNs then mean nothing). Called
+    /// without the log's lock, on a log thread (or on an appender's, see `tryAppend`'s `callbackOnCaller`).
+    /// Calls for successive releases can overlap on two log threads: order them by LSN.
+    func complete(_ submissions: [(firstLSN: LSN, token: AnyObject)], failure: WALError?)
 }
 
 /// A thread blocked in a synchronous append.

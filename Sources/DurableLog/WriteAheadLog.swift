@@ -242,13 +242,29 @@ public final class WriteAheadLog: Sendable {
     package func tryAppend(count: Int, totalBytes: Int, callbackOnCaller: Bool = false,
                           records: (_ add: (UnsafeRawBufferPointer) -> Void) -> Void,
                           completion: @escaping @Sendable (Result<LSN, WALError>) -> Void) throws(WALError) -> Bool {
+        try tryAppend(count: count, totalBytes: totalBytes, callbackOnCaller: callbackOnCaller, records: records,
+                      completion: .callback(completion))
+    }
+
+    /// `tryAppend`, with the confirm going to `sink` together with the others of its release (`token` says
+    /// which submission it is): one call per sync instead of one per submission.
+    package func tryAppend(count: Int, totalBytes: Int, callbackOnCaller: Bool = false,
+                          records: (_ add: (UnsafeRawBufferPointer) -> Void) -> Void,
+                          sink: any CompletionSink, token: AnyObject) throws(WALError) -> Bool {
+        try tryAppend(count: count, totalBytes: totalBytes, callbackOnCaller: callbackOnCaller, records: records,
+                      completion: .sink(sink, token: token))
+    }
+
+    private func tryAppend(count: Int, totalBytes: Int, callbackOnCaller: Bool,
+                           records: (_ add: (UnsafeRawBufferPointer) -> Void) -> Void,
+                           completion: Completion) throws(WALError) -> Bool {
         guard count >= 1 else { throw WALError(.invalidArgument, "a submission holds at least one record") }
         guard totalBytes <= options.pendingBytesMax, count <= options.pendingRecordsMax else {
             throw WALError(.recordTooLarge, "a submission of \(count) records and \(totalBytes) bytes exceeds "
                            + "pendingBytesMax (\(options.pendingBytesMax)) or pendingRecordsMax "
                            + "(\(options.pendingRecordsMax)); append it in parts")
         }
-        switch committer.submit(count: count, totalBytes: totalBytes, completion: .callback(completion),
+        switch committer.submit(count: count, totalBytes: totalBytes, completion: completion,
                                 callbackOnCaller: callbackOnCaller, records) {
         case .accepted: return true
         case .full: return false

@@ -18,12 +18,18 @@ final class BodyCache: Sendable {
     init(capacityBytes: Int) { self.capacityBytes = capacityBytes }
 
     func insert(_ message: Message, at lsn: UInt64) {
-        let size = message.body.count + 64
-        guard size <= capacityBytes else { return }
+        insert(CollectionOfOne((lsn, message)))
+    }
+
+    /// Inserts several under one acquisition of the lock.
+    func insert<Messages: Collection<(UInt64, Message)>>(_ messages: Messages) {
         state.withLock { s in
-            guard s.messages.updateValue(message, forKey: lsn) == nil else { return }
-            s.order.append((lsn, size))
-            s.bytes += size
+            for (lsn, message) in messages {
+                let size = message.body.count + 64
+                guard size <= capacityBytes, s.messages.updateValue(message, forKey: lsn) == nil else { continue }
+                s.order.append((lsn, size))
+                s.bytes += size
+            }
             while s.bytes > capacityBytes, let old = s.order.popFirst() {
                 // An entry removed already (acked) was accounted for then.
                 if s.messages.removeValue(forKey: old.lsn) != nil { s.bytes -= old.bytes }

@@ -9,7 +9,7 @@ import DurableLog
 /// Every state change is one log record, applied to the state only once it is durable, in log order, by the
 /// same code that replays it at open. So a confirm (publish), an ack or an offset commit that returned is on
 /// disk, and the state after a crash is the state of the confirmed records.
-public final class QueueStore: Sendable {
+public final class QueueStore: Sendable, CompletionSink {
     /// The store's directory, as given to `open`: the log is in `wal/` inside it, beside the `checkpoint` file.
     public let directory: String
     /// The options the store was opened with.
@@ -553,7 +553,7 @@ public final class QueueStore: Sendable {
             return try log.tryAppend(count: encoded.records.count, totalBytes: encoded.totalBytes, callbackOnCaller: onCaller,
                                      records: { add in
                 for e in encoded.records { e.withUnsafeBytes { add($0) } }
-            }, completion: { [self] result in confirmed(result, submission) })
+            }, sink: self, token: submission)
         } catch {
             throw QueueError.from(error)
         }
@@ -581,22 +581,27 @@ public final class QueueStore: Sendable {
         }
     }
 
-    /// The log's completion: apply in LSN order, then act outside the lock.
-    private func confirmed(_ result: Result<LSN, WALError>, _ submission: Submission) {
+    /// The log's completions, a release at a time: applied in LSN order under one acquisition of the lock,
+    /// then acted on outside it.
+    package func complete(_ submissions: [(firstLSN: LSN, token: AnyObject)], failure: WALError?) {
         var actions = Actions()
         core.withLock { c in
-            switch result {
-            case .success(let lsn):
-                c.confirmed(submission, at: lsn.rawValue, &actions)
-            case .failure(let error):
-                c.failed(submission, QueueError.from(error), &actions)
+            for (lsn, token) in submissions {
+                // The log hands back the tokens `tryAppend` gave it, which are all `Submission`s (checked in
+                // debug builds).
+                let submission = unsafeDowncast(token, to: Submission.self)
+                if let failure {
+                    c.failed(submission, QueueError.from(failure), &actions)
+                } else {
+                    c.confirmed(submission, at: lsn.rawValue, &actions)
+                }
             }
         }
         run(actions)
     }
 
     func run(_ actions: Actions) {
-        for (lsn, message) in actions.cached { cache.insert(message, at: lsn) }
+        if !actions.cached.isEmpty { cache.insert(actions.cached) }
         if !actions.uncached.isEmpty { cache.remove(actions.uncached) }
         for s in actions.submissions { submitDetached(s) }
         for (reader, delivery) in actions.readers { reader.resume(returning: .delivery(delivery)) }

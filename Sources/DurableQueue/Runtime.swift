@@ -22,10 +22,16 @@ enum Intent {
     case none
 }
 
-/// Records on their way to the log, with what to do when they are confirmed.
-struct Submission {
-    var records: [StoreRecord]
-    var intent: Intent
+/// Records on their way to the log, with what to do when they are confirmed. A class: it is the token the
+/// log hands back with the confirm (`CompletionSink`).
+final class Submission {
+    let records: [StoreRecord]
+    let intent: Intent
+
+    init(records: [StoreRecord], intent: Intent) {
+        self.records = records
+        self.intent = intent
+    }
 }
 
 /// A message of a transient queue, or a transient message of a durable queue: memory only.

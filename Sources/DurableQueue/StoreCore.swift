@@ -131,7 +131,7 @@ struct Core {
             guard case .published(let id) = effect else { preconditionFailure("a confirm for \(effect)") }
             if id != nil {
                 actions.confirms.append((p, seq, .success(())))
-            } else if case .publish(let q, _, _, _) = submission.records.last!, state.queues[q] != nil {
+            } else if case .publish(let q, _, _, _) = submission.records.last, state.queues[q] != nil {
                 actions.confirms.append((p, seq, .failure(QueueError(.queueFull, "the queue is at its maxLength"))))
             } else {
                 actions.confirms.append((p, seq, .failure(QueueError(.notFound, "the queue was deleted"))))
