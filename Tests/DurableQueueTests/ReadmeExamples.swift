@@ -18,6 +18,7 @@ func readmeQueueLayerExample() async throws {
 
     // Returns once the message is durable (after the fdatasync that covers it).
     let id = try await store.publish(to: "orders", Message(headers: ["type": "created"], body: Array("order-42".utf8)))
+    print("stored as message \(id)")  // the id survives restarts and redeliveries
 
     // Confirm mode: many publishes in flight, one cumulative ack per group commit.
     let publisher = store.publisher()

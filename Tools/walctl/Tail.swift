@@ -38,7 +38,7 @@ struct Tail: ParsableCommand {
         }()
         let follower = try reporting { try LogFollower(directory: target.log, from: start) }
         repeat {
-            try reporting {
+            _ = try reporting {
                 try follower.poll { lsn, record in
                     let shown = width > 0 ? UnsafeRawBufferPointer(rebasing: record.prefix(width)) : record
                     let body: String = switch payload {
