@@ -11,6 +11,8 @@ import LogFormat
 ///   earlier, failing sync proves nothing about the earlier one's pages.
 /// - Groups are released whole and in LSN order, once the durable watermark passes their last record.
 /// - After the first failure nothing is confirmed again; every group not yet released fails with it.
+/// - Replicated (a leader's log): a group is released only once the in-sync replicas have made it durable
+///   too; the confirmed watermark (`committed`) is the lower of the two.
 struct CommitLedger<Waiter> {
     struct Group {
         var endLSN: LSN
@@ -40,6 +42,11 @@ struct CommitLedger<Waiter> {
     private(set) var failure: WALError?
     /// How many syncs may be in flight at once.
     let syncsInFlightMax: Int
+    /// Replicated: the highest LSN every in-sync replica has reported durable. Nil on a single node, where
+    /// the local disk alone decides.
+    private(set) var replicated: LSN?
+    /// The highest LSN that is confirmed: durable here and, replicated, on every in-sync replica.
+    var committed: LSN { replicated.map { min($0, durable) } ?? durable }
 
     private var groups: [Group] = []
     private var firstGroup = 0
@@ -48,8 +55,11 @@ struct CommitLedger<Waiter> {
     /// The end covered by the last sync issued.
     private var issuedEnd: LSN
 
-    init(nextLSN: LSN, syncsInFlightMax: Int) {
+    /// `replicatedThrough`: for a replicated log, what the in-sync replicas are known to hold durably at the
+    /// start (nil: not replicated).
+    init(nextLSN: LSN, syncsInFlightMax: Int, replicatedThrough: LSN? = nil) {
         precondition(syncsInFlightMax >= 1)
+        replicated = replicatedThrough
         durable = nextLSN.previous
         writtenEnd = nextLSN
         issuedEnd = nextLSN
@@ -109,8 +119,28 @@ struct CommitLedger<Waiter> {
         }
         #endif
         durable = newDurable
+        return releaseCommitted()
+    }
+
+    /// The in-sync replicas have made everything through `lsn` durable (a replicated log; the lowest of
+    /// their reports). Returns what that releases: groups durable here too.
+    mutating func replicasDurable(through lsn: LSN) -> Release {
+        guard let replicated else { preconditionFailure("replica reports for a log that is not replicated") }
+        #if WAL_BROKEN_CONFIRM_BEFORE_REPLICAS
+        // BROKEN ON PURPOSE (harness check builds only): replica reports are noted but do not gate confirms.
+        self.replicated = LSN(UInt64.max)
+        #else
+        self.replicated = max(replicated, lsn)
+        #endif
+        guard failure == nil else { return Release() }
+        return releaseCommitted()
+    }
+
+    /// Releases, in LSN order, the groups at or below the confirmed watermark.
+    private mutating func releaseCommitted() -> Release {
+        let through = committed
         var release = Release()
-        while firstGroup < groups.count, groups[firstGroup].endLSN.previous <= newDurable {
+        while firstGroup < groups.count, groups[firstGroup].endLSN.previous <= through {
             release.confirmed.append(groups[firstGroup])
             firstGroup += 1
         }

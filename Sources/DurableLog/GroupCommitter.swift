@@ -58,7 +58,8 @@ final class GroupCommitter: @unchecked Sendable {
         self.telemetry = telemetry
         self.writer = writer
         self.nextLSN = nextLSN
-        ledger = CommitLedger(nextLSN: nextLSN, syncsInFlightMax: options.syncsInFlightMax)
+        ledger = CommitLedger(nextLSN: nextLSN, syncsInFlightMax: options.syncsInFlightMax,
+                              replicatedThrough: options.confirmsWaitForReplicas ? LSN.none : nil)
         syncTarget = (writer.active.fd, writer.active.path)
         let capacity = options.pendingBytesMax + options.frameBytesMax
         pending = PendingBatch(capacity: capacity, firstLSN: nextLSN)
@@ -79,8 +80,19 @@ final class GroupCommitter: @unchecked Sendable {
     /// One thread syncs while the other writes ahead.
     private static let ioThreads = 2
 
-    /// The highest LSN whose record is durable and confirmed (0 when none is).
+    /// The highest LSN whose record is durable here (0 when none is).
     var durableLSN: LSN { monitor.withLock { ledger.durable } }
+    /// The highest LSN that is confirmed: durable here and, replicated, on the in-sync replicas.
+    var committedLSN: LSN { monitor.withLock { ledger.committed } }
+
+    /// A replicated log: the in-sync replicas hold everything through `lsn` durably. Completes what that
+    /// confirms.
+    func replicasDurable(through lsn: LSN) {
+        monitor.lock()
+        let release = ledger.replicasDurable(through: lsn)
+        if !release.isEmpty { completeUnlocked(release) }
+        monitor.unlock()
+    }
 
     // MARK: - Producers
 
@@ -252,7 +264,9 @@ final class GroupCommitter: @unchecked Sendable {
         swap(&pending, &writing)
         pending.reset(firstLSN: nextLSN)
         if let spare = waiterArrays.popLast() { pending.waiters = spare }
-        let durableAtWrite = ledger.durable
+        // The watermark frames carry is what is confirmed, so that recovery treats damage below it as
+        // corruption of confirmed data (on a replica too, whose copy of the frame is byte for byte this one).
+        let durableAtWrite = ledger.committed
         let parked = roomWaiters
         roomWaiters.removeAll(keepingCapacity: true)
         roomFree.broadcast()
@@ -351,7 +365,7 @@ final class GroupCommitter: @unchecked Sendable {
     /// Records a clean shutdown (a seal frame). Called with the lock held, after every sync returned.
     private func writeSeal() {
         do {
-            try writer.writeSeal(nextLSN: nextLSN, durable: ledger.durable) { (fd, path) throws(WALError) in
+            try writer.writeSeal(nextLSN: nextLSN, durable: ledger.committed) { (fd, path) throws(WALError) in
                 try sync(fd, path: path)
             }
         } catch {

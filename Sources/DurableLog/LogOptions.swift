@@ -33,6 +33,10 @@ public struct LogOptions: Sendable {
     public var commitOnCallerWhenIdle = false
     /// Written into every frame header; 0 on a single node.
     public var leaderEpoch: UInt64 = 0
+    /// A replication leader's log: appends complete only once the in-sync replicas have also reported them
+    /// durable (`WriteAheadLog.replicasDurable(through:)`), and frames carry that committed watermark. Set by
+    /// the replication layer, which starts with nothing reported.
+    package var confirmsWaitForReplicas = false
     /// Where the log reports recovery, cut tails, salvage, failed and slow syncs (swift-log). nil: a logger
     /// labelled "DurableLog" from the application's logging bootstrap (a store passes its own).
     public var logger: Logger?

@@ -141,9 +141,14 @@ public final class WriteAheadLog: Sendable {
 
     /// The highest LSN that is durable here (`fdatasync`'d). 0 when the log holds no record.
     public var durableLSN: LSN { committer.durableLSN }
-    /// The highest LSN that is safe to confirm. On a single node it equals `durableLSN`; with replication
-    /// it will also wait for followers. Appends complete when this passes their LSN.
-    public var committedLSN: LSN { committer.durableLSN }
+    /// The highest LSN that is safe to confirm. On a single node it equals `durableLSN`; a replication
+    /// leader's log also waits for its in-sync replicas. Appends complete when this passes their LSN.
+    public var committedLSN: LSN { committer.committedLSN }
+
+    /// A replication leader's log (`LogOptions.confirmsWaitForReplicas`): every in-sync replica has made the
+    /// records through `lsn` durable (the lowest of their reports; a lower report than an earlier one changes
+    /// nothing). Completes the appends that are now durable here and there.
+    package func replicasDurable(through lsn: LSN) { committer.replicasDurable(through: lsn) }
     /// The first LSN still in the log (records before it were truncated away).
     public var firstLSN: LSN { catalog.firstLSN }
     /// The write path's counters since this log was opened (each open starts from zero).

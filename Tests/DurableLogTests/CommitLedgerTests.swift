@@ -1,3 +1,4 @@
+import Synchronization
 import LogFormat
 import Testing
 @testable import DurableLog
@@ -24,11 +25,24 @@ struct CommitLedgerTests {
         var failed: Set<Int> = []
         var sawFailure = false
         var lastDurable: LSN
+        var lastCommitted: LSN
+        /// Replicated: how many groups the in-sync replicas have reported durable (nil: a single node).
+        var replicaReported: Int?
 
-        init(groups: Int, syncsInFlightMax: Int) {
-            ledger = Ledger(nextLSN: LSN(1), syncsInFlightMax: syncsInFlightMax)
+        init(groups: Int, syncsInFlightMax: Int, replicated: Bool = false) {
+            ledger = Ledger(nextLSN: LSN(1), syncsInFlightMax: syncsInFlightMax,
+                            replicatedThrough: replicated ? LSN.none : nil)
             self.groups = groups
+            replicaReported = replicated ? 0 : nil
             lastDurable = ledger.durable
+            lastCommitted = ledger.committed
+        }
+
+        /// The replicas report the next written group durable.
+        mutating func replicaReport() {
+            guard let reported = replicaReported, reported < written else { return }
+            replicaReported = reported + 1
+            check(ledger.replicasDurable(through: LSN(UInt64(10 * reported + 10))), success: true)
         }
 
         mutating func write() {
@@ -61,6 +75,9 @@ struct CommitLedgerTests {
                 }
                 #expect((0...s).allSatisfy { outcomes[$0] == true },
                         "group \(g) confirmed before every sync through \(s) succeeded: \(outcomes)")
+                if let reported = replicaReported {
+                    #expect(g < reported, "group \(g) confirmed before the replicas reported it durable")
+                }
                 confirmed.append(g)
             }
             for g in release.failed {
@@ -75,7 +92,10 @@ struct CommitLedgerTests {
                 #expect(ledger.failure?.code == .logFailed)
             }
             #expect(ledger.durable >= lastDurable, "the durable watermark went back")
+            #expect(ledger.committed >= lastCommitted, "the committed watermark went back")
+            #expect(ledger.committed <= ledger.durable, "committed past what this disk holds")
             lastDurable = ledger.durable
+            lastCommitted = ledger.committed
         }
 
         var inFlight: [Int] { outcomes.indices.filter { outcomes[$0] == nil } }
@@ -89,6 +109,12 @@ struct CommitLedgerTests {
             next.write()
             #expect(next.ledger.wantsSync)
             next.issue()
+            explore(next, syncs: syncs, visit: visit)
+            moves += 1
+        }
+        if let reported = run.replicaReported, reported < run.written {
+            var next = run
+            next.replicaReport()
             explore(next, syncs: syncs, visit: visit)
             moves += 1
         }
@@ -120,6 +146,40 @@ struct CommitLedgerTests {
             }
         }
         #expect(paths > (syncsInFlightMax == 1 ? 10 : 100))
+    }
+
+    /// Replicated: the same interleavings with the in-sync replicas' reports arriving at any point between
+    /// them; a group is confirmed only once both this disk and the replicas hold it.
+    @Test(arguments: 1...2)
+    func everyInterleavingWithReplicaReports(syncsInFlightMax: Int) {
+        var paths = 0
+        for syncs in 1...3 {
+            explore(Run(groups: syncs, syncsInFlightMax: syncsInFlightMax, replicated: true), syncs: syncs) { end in
+                paths += 1
+                #expect(Set(end.confirmed).union(end.failed) == Set(0..<end.written))
+                if !end.sawFailure {
+                    #expect(end.confirmed == Array(0..<end.written))
+                    #expect(end.ledger.committed == LSN(UInt64(10 * end.written)))
+                }
+            }
+        }
+        #expect(paths > 20)
+    }
+
+    @Test func aReplicatedGroupWaitsForTheSlowerOfDiskAndReplicas() {
+        var ledger = Ledger(nextLSN: LSN(1), syncsInFlightMax: 1, replicatedThrough: LSN.none)
+        ledger.written(through: LSN(11), waiters: [0])
+        ledger.written(through: LSN(21), waiters: [1])
+        // The replicas are ahead of this disk: nothing is released before the local sync.
+        #expect(ledger.replicasDurable(through: LSN(15)).isEmpty)
+        let sync = ledger.issueSync()
+        #expect(ledger.syncReturned(sync, .success(())).confirmed.map(\.waiters) == [[0]])
+        #expect(ledger.durable == LSN(20) && ledger.committed == LSN(15))
+        // A lower report later (a slower replica's) never takes the watermark back.
+        #expect(ledger.replicasDurable(through: LSN(12)).isEmpty)
+        #expect(ledger.committed == LSN(15))
+        #expect(ledger.replicasDurable(through: LSN(20)).confirmed.map(\.waiters) == [[1]])
+        #expect(ledger.committed == LSN(20))
     }
 
     @Test func aLaterSyncDoesNotReleaseWhatAnEarlierOneStillCovers() {
@@ -159,5 +219,37 @@ struct CommitLedgerTests {
         #expect(!ledger.wantsSync, "one sync in flight at most")
         _ = ledger.syncReturned(ticket, .success(()))
         #expect(ledger.wantsSync)
+    }
+}
+
+/// The same rule end to end: a replicated log's append is durable here after its sync but completes only
+/// when the replicas report it.
+@Suite(.timeLimit(.minutes(1))) struct ReplicatedConfirmTests {
+    @Test func anAppendCompletesOnlyOnceTheReplicasHoldIt() async throws {
+        let dir = TemporaryDirectory()
+        var options = smallOptions()
+        options.confirmsWaitForReplicas = true
+        let log = try WriteAheadLog.open(directory: dir.path, options: options)
+        defer { try? log.close() }
+        let completed = Mutex<[LSN]>([])
+        // One at a time, so that each is a group of its own (groups are released whole).
+        for i in 1...3 {
+            let record: [UInt8] = [UInt8(i)]
+            try record.withUnsafeBytes { bytes in
+                try log.append(bytes) { result in
+                    if case .success(let lsn) = result { completed.withLock { $0.append(lsn) } }
+                }
+            }
+            try await waitUntil("record \(i) is durable here") { log.durableLSN == LSN(UInt64(i)) }
+        }
+        #expect(completed.withLock { $0 }.isEmpty, "confirmed before any replica reported")
+        #expect(log.committedLSN == .none)
+
+        log.replicasDurable(through: LSN(2))
+        #expect(completed.withLock { $0 } == [LSN(1), LSN(2)])
+        #expect(log.committedLSN == LSN(2))
+        log.replicasDurable(through: LSN(3))
+        #expect(completed.withLock { $0 } == [LSN(1), LSN(2), LSN(3)])
+        #expect(log.committedLSN == LSN(3))
     }
 }
