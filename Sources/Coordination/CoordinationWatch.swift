@@ -28,6 +28,9 @@ public struct CoordinationWatch: AsyncSequence, Sendable {
 
     /// The watch's iterator.
     public struct Iterator: AsyncIteratorProtocol {
+        /// Every way a watch ends other than cancellation.
+        public typealias Failure = CoordinationError
+
         var base: AsyncThrowingStream<GroupSnapshot, any Error>.Iterator
 
         /// The next change; nil only after the consuming task was cancelled.
@@ -44,7 +47,7 @@ public struct CoordinationWatch: AsyncSequence, Sendable {
     }
 }
 
-extension AsyncThrowingStream<GroupSnapshot, any Error>.Continuation {
+extension AsyncThrowingStream.Continuation where Element == GroupSnapshot, Failure == any Error {
     /// Yields a snapshot, or ends the watch with `.unavailable` when the consumer fell too far behind.
     func deliver(_ snapshot: GroupSnapshot) {
         if case .dropped = yield(snapshot) {

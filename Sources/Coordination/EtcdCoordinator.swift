@@ -130,8 +130,12 @@ public final class EtcdCoordinator: Coordinator {
     public func watch(after: Revision) async throws(CoordinationError) -> CoordinationWatch {
         // The snapshots a watch yields are folded from its events onto the keys as they were at `after`
         // (revision 0 or less: before etcd's first revision, so nothing).
-        let base = after.rawValue >= 1 ? try await read(at: after)
-            : GroupSnapshot(state: nil, stateRevision: nil, holder: nil, revision: after)
+        let base: GroupSnapshot
+        if after.rawValue >= 1 {
+            base = try await read(at: after)
+        } else {
+            base = GroupSnapshot(state: nil, stateRevision: nil, holder: nil, revision: after)
+        }
         let request = EtcdWatchCreateRequest(create_request: .init(
             key: prefix, range_end: Self.prefixEnd(prefix), start_revision: EtcdInt64(after.rawValue + 1)))
         let response = try await transport.openStream("/v3/watch", try EtcdJSON.encode(request))

@@ -26,7 +26,10 @@ final class EtcdTransport: Sendable {
         self.requestTimeout = requestTimeout
         // No read timeout on the client: it would also cut an idle watch. Unary calls are bounded by
         // `requestTimeout` around the whole exchange instead (see `exchange`).
-        let configuration = HTTPClient.Configuration(timeout: .init(connect: Self.timeAmount(requestTimeout)))
+        var configuration = HTTPClient.Configuration(timeout: .init(connect: Self.timeAmount(requestTimeout)))
+        // A refused connection fails the call at once (AHC would otherwise retry it until the deadline and
+        // report a timeout): the caller learns "unavailable" now, and a read tries the next endpoint.
+        configuration.connectionPool.retryConnectionEstablishment = false
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 
@@ -38,9 +41,10 @@ final class EtcdTransport: Sendable {
         var lastError = CoordinationError(.unavailable, "no etcd endpoint answered")
         for _ in 0..<attempts {
             let index = preferred.withLock { $0 }
-            do {
+            do throws(CoordinationError) {
                 return try await exchange(endpoints[index] + path, body)
-            } catch where error.code == .unavailable || error.code == .timedOut {
+            } catch {
+                guard error.code == .unavailable || error.code == .timedOut else { throw error }
                 moveOn(from: index)
                 lastError = error
             }

@@ -169,7 +169,7 @@ public final class InMemoryCoordinator: Coordinator {
     }
 
     /// Runs `body` under the lock when the coordinator is reachable (leases due by now expire first).
-    private func operate<T>(_ body: (inout Store) throws(CoordinationError) -> T) throws(CoordinationError) -> T {
+    private func operate<T: Sendable>(_ body: (inout Store) throws(CoordinationError) -> T) throws(CoordinationError) -> T {
         let now = clock.now
         return try store.withLock { s throws(CoordinationError) -> T in
             guard s.available else {

@@ -111,6 +111,9 @@ struct CoordinatorContractTests {
             let seen = try await b.read()
             #expect(seen.holder == nil)
             #expect(seen.stateRevision == first)  // resigning leaves the state as it was
+            // Nobody leads, but a claim that expects a state other than the one there loses on the compare.
+            let stale = try await b.claimLeadership(state: bootstrap(bravo), holder: bravo, lease: leaseB.id, expecting: nil)
+            guard case .lost = stale else { Issue.record("a claim with a stale revision won: \(stale)"); return }
             let second = try expectWon(try await b.claimLeadership(
                 state: takeover(bootstrap(alpha), by: bravo), holder: bravo, lease: leaseB.id,
                 expecting: seen.stateRevision))
@@ -140,7 +143,7 @@ struct CoordinatorContractTests {
             #expect(try await a.renew(leaseA.id) == nil)
 
             // The old leader's fenced write, with the revision it last saw, fails on the compare.
-            let stale = try await a.updateState(bootstrap(alpha), lease: leaseA.id, expecting: seen.stateRevision!)
+            let stale = try await a.updateState(bootstrap(alpha), lease: leaseA.id, expecting: try #require(seen.stateRevision))
             guard case .conflict = stale else { Issue.record("the expired leader's write applied"); return }
         }
     }

@@ -78,7 +78,7 @@ final class PrivateEtcd: @unchecked Sendable {  // Process is not Sendable; it i
         let name = "coordination-tests-\(UUID().uuidString.prefix(8))"
         let client = "http://127.0.0.1:\(clientPort)", peer = "http://127.0.0.1:\(peerPort)"
         let logURL = directory.appendingPathComponent("etcd-\(attempt).log")
-        FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
         let log = try FileHandle(forWritingTo: logURL)
         defer { try? log.close() }
         let process = Process()
@@ -148,7 +148,9 @@ final class PrivateEtcd: @unchecked Sendable {  // Process is not Sendable; it i
     }
 
     private static func locateBinary() -> String? {
-        if let path = ProcessInfo.processInfo.environment["ETCD"], !path.isEmpty { return path }
+        if let path = ProcessInfo.processInfo.environment["ETCD"], !path.isEmpty {
+            return FileManager.default.isExecutableFile(atPath: path) ? path : nil
+        }
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
         let candidates = path.split(separator: ":").map { "\($0)/etcd" } + ["/usr/bin/etcd", "/usr/local/bin/etcd"]
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
