@@ -47,6 +47,9 @@ public struct CoordinationWatch: AsyncSequence, Sendable {
     }
 }
 
+/// What feeds a `CoordinationWatch`.
+typealias WatchContinuation = AsyncThrowingStream<GroupSnapshot, any Error>.Continuation
+
 extension AsyncThrowingStream.Continuation where Element == GroupSnapshot, Failure == any Error {
     /// Yields a snapshot, or ends the watch with `.unavailable` when the consumer fell too far behind.
     func deliver(_ snapshot: GroupSnapshot) {

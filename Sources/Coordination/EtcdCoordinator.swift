@@ -17,7 +17,8 @@ public final class EtcdCoordinator: Coordinator {
 
     private let prefix: Data
     private let transport: EtcdTransport
-    private let watches = Mutex<[Int: Task<Void, Never>]>([:])
+    /// The running watches: their reading task and the stream they feed, so that `shutdown()` can end both.
+    private let watches = Mutex<[Int: (task: Task<Void, Never>, continuation: WatchContinuation)]>([:])
     private let nextWatch = Atomic<Int>(0)
 
     /// A coordinator for the group whose keys start with `groupPrefix` (ends with "/", e.g. "/durable-queue/orders/"),
@@ -36,11 +37,14 @@ public final class EtcdCoordinator: Coordinator {
         transport = try EtcdTransport(endpoints: endpoints, requestTimeout: requestTimeout)
     }
 
-    /// Ends every watch (with `.unavailable`) and shuts the HTTP client down; every later call throws.
+    /// Ends every watch with `.shutDown` and shuts the HTTP client down; every later call throws `.shutDown`.
     /// - Throws: `.shutDown` when it was already shut down.
     public func shutdown() async throws(CoordinationError) {
         let running = watches.withLock { w in defer { w.removeAll() }; return Array(w.values) }
-        for task in running { task.cancel() }
+        for watch in running {
+            watch.continuation.finish(throwing: CoordinationError(.shutDown, "the coordinator was shut down"))
+            watch.task.cancel()
+        }
         try await transport.shutdown()
     }
 
@@ -141,13 +145,13 @@ public final class EtcdCoordinator: Coordinator {
         let response = try await transport.openStream("/v3/watch", try EtcdJSON.encode(request))
         let id = nextWatch.add(1, ordering: .relaxed).newValue
         let (watch, continuation) = CoordinationWatch.makeStream { [weak self] in
-            _ = self?.watches.withLock { $0.removeValue(forKey: id) }?.cancel()
+            self?.watches.withLock { $0.removeValue(forKey: id) }?.task.cancel()
         }
         let folder = EtcdWatchFolder(base: base, leaderKey: leaderKeyBytes, stateKey: stateKeyBytes)
         let task = Task {
             await folder.run(response.body, into: continuation)
         }
-        watches.withLock { $0[id] = task }
+        watches.withLock { $0[id] = (task, continuation) }
         return watch
     }
 

@@ -127,6 +127,9 @@ final class EtcdTransport: Sendable {
         if let error = error as? HTTPClientError, error == .deadlineExceeded || error == .connectTimeout {
             return CoordinationError(.timedOut, "etcd at \(endpoint) did not answer in time", cause: error)
         }
+        if let error = error as? HTTPClientError, error == .alreadyShutdown {
+            return CoordinationError(.shutDown, "the coordinator was shut down", cause: error)
+        }
         if error is CancellationError {
             return CoordinationError(.unavailable, "the call to \(endpoint) was cancelled", cause: error)
         }

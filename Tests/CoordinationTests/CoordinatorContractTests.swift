@@ -247,6 +247,22 @@ struct CoordinatorContractTests {
         }
     }
 
+    @Test func shutdownEndsEveryWatchAndEveryLaterCallWithShutDown() async throws {
+        let etcd = try SharedEtcd.require()
+        let coordinator = try EtcdCoordinator(endpoints: [etcd.endpoint], groupPrefix: "/shutdown-\(UInt32.random(in: 0...UInt32.max))/")
+        let watch: CoordinationWatch
+        do {
+            watch = try await coordinator.watch(after: try await coordinator.read().revision)
+        } catch {
+            try? await coordinator.shutdown()
+            throw error
+        }
+        try await coordinator.shutdown()
+        #expect(await errorCode { () async throws(CoordinationError) in for try await _ in watch {} } == .shutDown)
+        #expect(await errorCode { () async throws(CoordinationError) in _ = try await coordinator.read() } == .shutDown)
+        #expect(await errorCode { () async throws(CoordinationError) in try await coordinator.shutdown() } == .shutDown)
+    }
+
     @Test(arguments: Backend.allCases)
     func anUnreachableCoordinatorThrowsUnavailable(_ backend: Backend) async throws {
         switch backend {
