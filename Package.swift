@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "WALSimulation", targets: ["WALSimulation"]),
         .library(name: "DurableQueue", targets: ["DurableQueue"]),
         .library(name: "DurableQueueService", targets: ["DurableQueueService"]),
+        .library(name: "Coordination", targets: ["Coordination"]),
         .executable(name: "wal-bench", targets: ["WALBench"]),
         .executable(name: "walctl", targets: ["walctl"]),
         .executable(name: "wal-torture", targets: ["wal-torture"]),
@@ -21,9 +22,11 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.100.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         // `swift package generate-documentation` (the DocC catalogs under Sources/*/*.docc).
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
@@ -53,6 +56,14 @@ let package = Package(
         // A store as a swift-service-lifecycle Service (its own product: the core needs no lifecycle library).
         .target(name: "DurableQueueService", dependencies: [
             "DurableQueue", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        // The replication group's coordination (leader lease, fenced state, watch) behind the `Coordinator`
+        // protocol: etcd's v3 JSON gateway over async-http-client, and an in-memory twin for simulations. Nothing
+        // depends on it yet; the queue layer will, through the protocol only.
+        .target(name: "Coordination", dependencies: [
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOFoundationCompat", package: "swift-nio"),
         ]),
         // A file system that simulates power loss (unsynced writes dropped or torn), for tests and torture runs.
         .target(name: "WALSimulation", dependencies: [
@@ -105,6 +116,12 @@ let package = Package(
             "DurableQueue", "DurableLog", "WALSimulation", "QueueCrashChild", "walctl",
             .product(name: "Logging", package: "swift-log"), .product(name: "MetricsTestKit", package: "swift-metrics"),
             "DurableQueueService", .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+        ]),
+        // The Coordinator contract, run against the in-memory coordinator and a private etcd (PrivateEtcd.swift
+        // starts it; it needs an HTTP client and sockets, which WALSimulation, under every test, should not).
+        .testTarget(name: "CoordinationTests", dependencies: [
+            "Coordination", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "WorkloadTests", dependencies: ["Workload", "WALBench"], path: "Tests/WorkloadTests"),
     ]

@@ -5,9 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 failed=0
-libraries=(DurableQueue DurableQueueService DurableLog LogFormat)
+libraries=(DurableQueue DurableQueueService DurableLog LogFormat Coordination)
 for target in "${libraries[@]}"; do
     out=$(swift package generate-documentation --target "$target" 2>&1) || { echo "$out"; exit 1; }
+    # SwiftPM's warning about files a dependency's own manifest leaves unhandled (swift-distributed-tracing, under
+    # async-http-client, ships CMakeLists.txt files) is that package's to fix, not a documentation warning.
+    out=$(grep -vE "^warning: '[^']+': found [0-9]+ file\(s\) which are unhandled" <<<"$out" || true)
     if grep -qE "(^|: )warning" <<<"$out"; then
         echo "$out" | grep -A8 -E "(^|: )warning"
         echo "docs: $target has warnings"
