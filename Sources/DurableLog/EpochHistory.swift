@@ -90,3 +90,79 @@ public struct EpochHistory: Equatable, Sendable {
         return end
     }
 }
+
+// MARK: - The file
+
+/// The history in its file, `epochs` in the log's directory (little-endian): u32 CRC32C of the bytes after
+/// it, u32 magic "QWEH", u16 format version 1, u16 reserved 0, u32 entry count, then per entry u64 epoch and
+/// u64 first LSN. Replaced whole (`SmallFile`), so a crash leaves the old history or the new one.
+extension EpochHistory {
+    /// The file's name in the log's directory.
+    package static let fileName = "epochs"
+    static let magic: UInt32 = 0x4845_5751  // "QWEH"
+    static let formatVersion: UInt16 = 1
+    static let headerBytes = 16
+    static let entryBytes = 16
+
+    /// The file's bytes.
+    package func encoded() -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: Self.headerBytes + entries.count * Self.entryBytes)
+        bytes.withUnsafeMutableBytes { out in
+            out.storeBytes(of: Self.magic.littleEndian, toByteOffset: 4, as: UInt32.self)
+            out.storeBytes(of: Self.formatVersion.littleEndian, toByteOffset: 8, as: UInt16.self)
+            out.storeBytes(of: UInt32(entries.count).littleEndian, toByteOffset: 12, as: UInt32.self)
+            for (i, entry) in entries.enumerated() {
+                let at = Self.headerBytes + i * Self.entryBytes
+                out.storeBytes(of: entry.epoch.littleEndian, toByteOffset: at, as: UInt64.self)
+                out.storeBytes(of: entry.firstLSN.rawValue.littleEndian, toByteOffset: at + 8, as: UInt64.self)
+            }
+            let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: out[4...]))
+            out.storeBytes(of: crc.littleEndian, toByteOffset: 0, as: UInt32.self)
+        }
+        return bytes
+    }
+
+    /// The history a file holds.
+    /// - Throws: `.corruption` when the bytes are not an intact history file (checksum, magic, version,
+    ///   size) or break its ordering rules: a replica must not trust where its epochs start.
+    package init(decoding bytes: UnsafeRawBufferPointer, path: String) throws(WALError) {
+        func damaged(_ why: String) -> WALError { WALError(.corruption, "the epoch history is damaged: \(why)", path: path) }
+        guard bytes.count >= Self.headerBytes else { throw damaged("\(bytes.count) bytes, shorter than its header") }
+        func load<T: FixedWidthInteger>(_ offset: Int, _: T.Type) -> T {
+            T(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self))
+        }
+        guard load(0, UInt32.self) == CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[4...])) else {
+            throw damaged("checksum mismatch")
+        }
+        guard load(4, UInt32.self) == Self.magic else { throw damaged("not an epoch history file") }
+        guard load(8, UInt16.self) == Self.formatVersion else { throw damaged("format version \(load(8, UInt16.self))") }
+        let count = Int(load(12, UInt32.self))
+        guard bytes.count == Self.headerBytes + count * Self.entryBytes else {
+            throw damaged("\(bytes.count) bytes for \(count) entries")
+        }
+        self.init()
+        for i in 0..<count {
+            let at = Self.headerBytes + i * Self.entryBytes
+            let epoch = load(at, UInt64.self), first = LSN(load(at + 8, UInt64.self))
+            guard entries.last.map({ $0.epoch < epoch && $0.firstLSN < first }) ?? true else {
+                throw damaged("entry \(i) (epoch \(epoch) at \(first)) does not follow the one before it")
+            }
+            entries.append(Entry(epoch: epoch, firstLSN: first))
+        }
+    }
+
+    /// The history kept in `directory` (empty when there is no file yet).
+    /// - Throws: `.corruption` for a damaged file, and I/O errors.
+    package static func load(directory: String, fileSystem: any FileSystem = PosixFileSystem()) throws(WALError) -> EpochHistory {
+        guard let bytes = try SmallFile.read(name: fileName, directory: directory, fileSystem: fileSystem) else {
+            return EpochHistory()
+        }
+        return try typedWAL { try bytes.withUnsafeBytes { try EpochHistory(decoding: $0, path: "\(directory)/\(fileName)") } }
+    }
+
+    /// Replaces the history kept in `directory` with this one, crash-safely: before a leader writes an
+    /// epoch's first frame, and before a follower acks one.
+    package func save(directory: String, fileSystem: any FileSystem = PosixFileSystem()) throws(WALError) {
+        try SmallFile.replace(encoded(), name: Self.fileName, directory: directory, fileSystem: fileSystem)
+    }
+}

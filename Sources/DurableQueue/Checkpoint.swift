@@ -213,46 +213,18 @@ enum Checkpoint {
 
     /// Writes `bytes` as the new checkpoint, crash-safely.
     static func write(_ bytes: [UInt8], directory: String, fileSystem: any FileSystem) throws(WALError) {
-        let temporary = "\(directory)/\(fileName).tmp"
-        // A leftover from a write that never reached its rename may be longer than this checkpoint; files are
-        // opened without truncation, so start from a new file rather than leave its tail behind ours.
-        if try fileSystem.list(directory).contains("\(fileName).tmp") { try fileSystem.remove(temporary) }
-        let fd = try fileSystem.open(temporary, writable: true, create: true)
-        do {
-            try keepingType(WALError.self) { try bytes.withUnsafeBytes { try fileSystem.write(fd, $0, at: 0, path: temporary) } }
-            try fileSystem.dataSync(fd, path: temporary)
-        } catch {
-            fileSystem.close(fd)
-            throw error
-        }
-        fileSystem.close(fd)
-        try fileSystem.rename(temporary, to: "\(directory)/\(fileName)")
-        #if !QUEUE_BROKEN_CHECKPOINT_NO_DIRECTORY_SYNC  // skipped only in harness check builds
-        try fileSystem.syncDirectory(directory)
+        #if QUEUE_BROKEN_CHECKPOINT_NO_DIRECTORY_SYNC  // BROKEN ON PURPOSE (harness check builds only)
+        let syncDirectory = false
+        #else
+        let syncDirectory = true
         #endif
+        try SmallFile.replace(bytes, name: fileName, directory: directory, fileSystem: fileSystem,
+                              syncDirectory: syncDirectory)
     }
 
     /// The checkpoint's bytes, or nil when there is none.
     static func read(directory: String, fileSystem: any FileSystem) throws(WALError) -> [UInt8]? {
-        guard try fileSystem.list(directory).contains(fileName) else { return nil }
-        let path = "\(directory)/\(fileName)"
-        let fd = try fileSystem.open(path, writable: false, create: false)
-        defer { fileSystem.close(fd) }
-        let size = try fileSystem.size(fd, path: path)
-        // Not zero-filled first: the reads overwrite it, and only what they filled is returned.
-        var bytes = [UInt8](unsafeUninitializedCapacity: size) { _, count in count = size }
-        var done = 0
-        while done < size {
-            let n = try keepingType(WALError.self) {
-                try bytes.withUnsafeMutableBytes {
-                    try fileSystem.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: $0[done...]), at: done, path: path)
-                }
-            }
-            if n == 0 { break }
-            done += n
-        }
-        if done < size { bytes.removeLast(size - done) }
-        return bytes
+        try SmallFile.read(name: fileName, directory: directory, fileSystem: fileSystem)
     }
 }
 

@@ -40,6 +40,7 @@ func runChildAndKill(directory: String, streams: Int, seed: UInt64, confirmsBefo
         child.executableURL = URL(fileURLWithPath: childPath)
         child.arguments = childArguments
     }
+    child.environment = crashChildEnvironment()
     let pipe = Pipe()
     child.standardOutput = pipe
     try child.run()
@@ -76,7 +77,8 @@ func runChildAndKill(directory: String, streams: Int, seed: UInt64, confirmsBefo
     }
     child.waitUntilExit()
     if faultSpec == nil {
-        #expect(child.terminationReason == .uncaughtSignal, "the child must die by the signal, not exit")
+        #expect(child.terminationReason == .uncaughtSignal && child.terminationStatus == SIGKILL,
+                "the child must die by the test's SIGKILL, not exit or crash")
     } else {
         // Exit 3: an append failed at the injected fault; exit 1: opening the log already failed at one.
         #expect(child.terminationReason == .uncaughtSignal || [1, 3].contains(child.terminationStatus),

@@ -44,6 +44,46 @@ import WALSimulation
         #expect(cut == LSN(101))
     }
 
+    @Test func theHistoryFileRoundTripsAndIsReplacedWhole() throws {
+        let dir = TemporaryDirectory()
+        #expect(try EpochHistory.load(directory: dir.path) == EpochHistory(), "no file: an empty history")
+        var history = EpochHistory()
+        try history.begin(epoch: 3, at: LSN(1))
+        try history.begin(epoch: 7, at: LSN(1_000_000))
+        try history.save(directory: dir.path)
+        #expect(try EpochHistory.load(directory: dir.path) == history)
+
+        // A replacement that fails before its rename leaves the old history in place.
+        let fs = FaultInjectingFileSystem()
+        fs.inject(.init(.rename, sticky: false))
+        var longer = history
+        try longer.begin(epoch: 9, at: LSN(2_000_000))
+        let failed = #expect(throws: WALError.self) { try longer.save(directory: dir.path, fileSystem: fs) }
+        #expect(failed?.code == .ioFailure)
+        #expect(try EpochHistory.load(directory: dir.path) == history)
+        try longer.save(directory: dir.path, fileSystem: fs)
+        #expect(try EpochHistory.load(directory: dir.path) == longer)
+    }
+
+    @Test(arguments: [0, 5, 13, 20, 40])
+    func aDamagedHistoryFileIsRefusedNotTrusted(flippedByte: Int) throws {
+        var history = EpochHistory()
+        try history.begin(epoch: 1, at: LSN(1))
+        try history.begin(epoch: 2, at: LSN(50))
+        var bytes = history.encoded()
+        #expect(bytes.count == 48)
+        bytes[flippedByte] ^= 0x40
+        let error = #expect(throws: WALError.self) {
+            try bytes.withUnsafeBytes { try EpochHistory(decoding: $0, path: "epochs") }
+        }
+        #expect(error?.code == .corruption)
+        // Cut short: refused too.
+        let short = #expect(throws: WALError.self) {
+            try history.encoded().dropLast(16).withUnsafeBytes { try EpochHistory(decoding: $0, path: "epochs") }
+        }
+        #expect(short?.code == .corruption)
+    }
+
     /// A replica in the simulation: each record is known by the epoch it was written under (one leader per
     /// epoch writes each LSN once, so equal epochs at an LSN mean equal records).
     struct Replica {

@@ -52,6 +52,7 @@ func runQueueChild<Report: ChildLines>(directory: String, tag: String, extraArgu
     let child = Process()
     child.executableURL = URL(fileURLWithPath: productsDirectory() + "/QueueCrashChild")
     child.arguments = [directory, tag] + extraArguments
+    child.environment = crashChildEnvironment()
     let pipe = Pipe()
     child.standardOutput = pipe
     try child.run()
@@ -89,6 +90,7 @@ func runQueueChild<Report: ChildLines>(directory: String, tag: String, extraArgu
     }
     if !killed { kill(pid, SIGKILL) }
     child.waitUntilExit()
+    if let failure = crashChildFailure(child) { Issue.record("\(failure)") }
 }
 
 /// Runs blocking work (reading a child's pipe, waiting for it) on a thread of its own, so that it does not
