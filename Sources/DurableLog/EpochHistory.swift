@@ -151,7 +151,8 @@ extension EpochHistory {
         }
     }
 
-    /// The history kept in `directory` (empty when there is no file yet).
+    /// The history kept in `directory` (empty when there is no file yet). Blocking file I/O, like `save`: call
+    /// both from a thread of your own, never from the cooperative pool.
     /// - Throws: `.corruption` for a damaged file, and I/O errors.
     package static func load(directory: String, fileSystem: any FileSystem = PosixFileSystem()) throws(WALError) -> EpochHistory {
         guard let bytes = try SmallFile.read(name: fileName, directory: directory, fileSystem: fileSystem) else {

@@ -77,11 +77,12 @@ struct EtcdGatewayTests {
 
     @Test func badConfigurationIsRefused() {
         for (endpoints, prefix) in [([String](), "/g/"), (["127.0.0.1:2379"], "/g/"), (["http://127.0.0.1:2379"], "/g")] {
-            #expect(throws: CoordinationError.self) {
+            let error = #expect(throws: CoordinationError.self) {
                 let coordinator = try EtcdCoordinator(endpoints: endpoints, groupPrefix: prefix)
                 Issue.record("accepted \(endpoints) \(prefix)")
                 _ = coordinator
             }
+            #expect(error?.code == .invalidArgument, "\(endpoints) \(prefix)")
         }
     }
 }

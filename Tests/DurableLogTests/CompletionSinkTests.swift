@@ -79,6 +79,7 @@ import Testing
         #expect(calls.flatMap(\.confirms).map(\.token) == Array(0...5))
         #expect(log.durableLSN == .none)
         // Nothing is confirmed after the failure: the log refuses new submissions.
-        #expect(throws: WALError.self) { try append(log, [9], sink: sink, token: 9) }
+        let refused = #expect(throws: WALError.self) { try append(log, [9], sink: sink, token: 9) }
+        #expect(refused?.code == .logFailed)
     }
 }

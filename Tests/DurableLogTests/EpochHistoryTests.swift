@@ -11,8 +11,9 @@ import WALSimulation
         var h = EpochHistory()
         try h.begin(epoch: 2, at: LSN(1))
         try h.begin(epoch: 5, at: LSN(10))
-        #expect(throws: WALError.self) { try h.begin(epoch: 5, at: LSN(20)) }
-        #expect(throws: WALError.self) { try h.begin(epoch: 4, at: LSN(20)) }
+        let same = #expect(throws: WALError.self) { try h.begin(epoch: 5, at: LSN(20)) }
+        let lower = #expect(throws: WALError.self) { try h.begin(epoch: 4, at: LSN(20)) }
+        #expect(same?.code == .invalidArgument && lower?.code == .invalidArgument)
         let early = #expect(throws: WALError.self) { try h.begin(epoch: 6, at: LSN(9)) }
         #expect(early?.code == .invalidArgument)
         // An epoch starting where the last one did replaces it: the last one holds no record.
