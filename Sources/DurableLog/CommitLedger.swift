@@ -136,6 +136,13 @@ struct CommitLedger<Waiter> {
         return releaseCommitted()
     }
 
+    /// Releases what is confirmed already: a group that added no records (a follower's run holding only a
+    /// leader's seal) when no sync is coming to release it.
+    mutating func releaseConfirmed() -> Release {
+        guard failure == nil else { return Release() }
+        return releaseCommitted()
+    }
+
     /// Releases, in LSN order, the groups at or below the confirmed watermark.
     private mutating func releaseCommitted() -> Release {
         let through = committed

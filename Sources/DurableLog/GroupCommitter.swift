@@ -45,13 +45,19 @@ final class GroupCommitter: @unchecked Sendable {
     private var sealed = false
     /// The file syncs go to: the active segment's, changed only at a roll with no sync in flight.
     private var syncTarget: (fd: Int32, path: String)
+    /// A follower's log: where the next shipped run must start (the end of what it accepted), and the epoch
+    /// of the last frame it accepted (frames never go back to an older one).
+    private var shippedEnd: (segmentID: SegmentID, offset: Int)
+    private var shippedEpoch: UInt64
 
     // Owned by the write-token holder.
     private var writing: PendingBatch
     private let writer: SegmentWriter
 
+    /// `lastEpoch`: the epoch of the last frame in the log (0 when it has none), from which a follower's
+    /// shipped frames may only go up.
     init(options: LogOptions, fileSystem: any FileSystem, counters: LogCounters, telemetry: LogTelemetry,
-         writer: SegmentWriter, nextLSN: LSN) {
+         writer: SegmentWriter, nextLSN: LSN, lastEpoch: UInt64 = 0) {
         self.options = options
         self.fileSystem = fileSystem
         self.counters = counters
@@ -61,6 +67,8 @@ final class GroupCommitter: @unchecked Sendable {
         ledger = CommitLedger(nextLSN: nextLSN, syncsInFlightMax: options.syncsInFlightMax,
                               replicatedThrough: options.confirmsWaitForReplicas ? LSN.none : nil)
         syncTarget = (writer.active.fd, writer.active.path)
+        shippedEnd = (writer.active.segmentID, writer.active.writeOffset)
+        shippedEpoch = lastEpoch
         let capacity = options.pendingBytesMax + options.frameBytesMax
         pending = PendingBatch(capacity: capacity, firstLSN: nextLSN)
         writing = PendingBatch(capacity: capacity, firstLSN: nextLSN)
@@ -99,6 +107,9 @@ final class GroupCommitter: @unchecked Sendable {
     /// Adds records to the pending batch, or says why not. `records` yields each record's bytes.
     func submit(count: Int, totalBytes: Int, completion: Completion, callbackOnCaller: Bool = false,
                 _ records: (_ add: (UnsafeRawBufferPointer) -> Void) -> Void) -> Admission {
+        if options.isReplica {
+            return .failed(WALError(.invalidArgument, "a follower's log takes only the frames its leader ships"))
+        }
         monitor.lock()
         if let failure = ledger.failure { monitor.unlock(); return .failed(failure) }
         if stopping { monitor.unlock(); return .failed(WALError(.closed, "the log is closed")) }
@@ -165,6 +176,65 @@ final class GroupCommitter: @unchecked Sendable {
         return .accepted
     }
 
+    /// A follower's log: adds a verified run of its leader's frames to the pending batch, or says why not.
+    /// The run must continue exactly what the log holds and has accepted (the same segment at the offset
+    /// where its frames end, or the next segment's first frame; its first LSN the log's next), and its
+    /// frames' epochs must lie between the last accepted frame's and `leaderEpoch`, the epoch of the leader
+    /// the follower accepted (a deposed leader's frames carry an older one and are refused by the stream;
+    /// no frame may claim a newer one). `completion` gets the run's first LSN once it is durable here.
+    func submitShipped(_ run: ShippedFrames, _ verified: ShippedFrames.Verified, leaderEpoch: UInt64,
+                       completion: Completion) -> Admission {
+        guard options.isReplica else {
+            return .failed(WALError(.invalidArgument, "only a follower's log takes shipped frames"))
+        }
+        monitor.lock()
+        if let failure = ledger.failure { monitor.unlock(); return .failed(failure) }
+        if stopping { monitor.unlock(); return .failed(WALError(.closed, "the log is closed")) }
+        if let refusal = continuityRefusal(run, verified, leaderEpoch: leaderEpoch) {
+            monitor.unlock()
+            return .failed(refusal)
+        }
+        if !hasRoom(bytes: run.bytes.count, records: verified.recordCount) {
+            monitor.unlock()
+            return .full
+        }
+        let bytesBefore = pending.payload.count
+        let idle = !writeTokenHeld && ledger.syncsInFlight == 0 && !ledger.hasUnsyncedWrites
+        pending.addShipped(run, verified)
+        nextLSN = verified.endLSN
+        shippedEnd = (run.segmentID, run.offset + run.bytes.count)
+        shippedEpoch = verified.lastEpoch
+        pending.waiters.append(Waiter(firstLSN: verified.firstLSN, completion: completion))
+        counters.appends.add(1, ordering: .relaxed)
+        let wake = idleThreads > 0 && !writeTokenHeld
+            && (idle ? bytesBefore == 0 : crossesRunAhead(from: bytesBefore, to: pending.payload.count))
+        monitor.unlock()
+        if wake { work.signal() }
+        return .accepted
+    }
+
+    /// Why a verified run cannot follow what this log holds, or nil. Lock held.
+    private func continuityRefusal(_ run: ShippedFrames, _ verified: ShippedFrames.Verified,
+                                   leaderEpoch: UInt64) -> WALError? {
+        let continues = run.segmentID == shippedEnd.segmentID && run.offset == shippedEnd.offset
+        let startsNext = run.segmentID == shippedEnd.segmentID.next && run.offset == SegmentHeader.blockBytes
+        guard continues || startsNext else {
+            return WALError(.invalidArgument, "shipped frames refused: they start at segment \(run.segmentID) offset "
+                            + "\(run.offset), this log continues at segment \(shippedEnd.segmentID) offset \(shippedEnd.offset)")
+        }
+        guard verified.firstLSN == nextLSN else {
+            return WALError(.invalidArgument, "shipped frames refused: they start at LSN \(verified.firstLSN), this "
+                            + "log continues at \(nextLSN)")
+        }
+        #if !WAL_BROKEN_REPLICA_IGNORES_EPOCH  // skipped only in harness check builds
+        guard verified.firstEpoch >= shippedEpoch, verified.lastEpoch <= leaderEpoch else {
+            return WALError(.staleEpoch, "shipped frames refused: epochs \(verified.firstEpoch)...\(verified.lastEpoch) "
+                            + "do not lie between this log's last epoch \(shippedEpoch) and its leader's \(leaderEpoch)")
+        }
+        #endif
+        return nil
+    }
+
     private static func refusal(oversized: Int?, recordBytesMax: Int, added: Int, declared: Int,
                                 addedBytes: Int, declaredBytes: Int) -> WALError? {
         if let oversized {
@@ -222,6 +292,13 @@ final class GroupCommitter: @unchecked Sendable {
         roomWaiters.removeAll()
         while liveThreads > 0 { threadExited.wait() }
         let failed = ledger.failure
+        if ledger.unreleasedGroups > 0 {
+            // Durable here but not confirmed by the in-sync replicas (a leader's log): these appends never
+            // complete through this log. Whether they commit is for the next leader to decide.
+            let abandoned = ledger.fail(WALError(.closed, "the log closed before its in-sync replicas confirmed "
+                                                 + "these records; whether they commit is not known here"))
+            completeUnlocked(abandoned)
+        }
         monitor.unlock()
         for c in parked { c.resume(returning: PendingBatch.retryToken) }
         writer.close()
@@ -244,7 +321,8 @@ final class GroupCommitter: @unchecked Sendable {
             }
             if stopping && (ledger.failure != nil
                             || (pending.isEmpty && ledger.syncsInFlight == 0 && !writeTokenHeld && !ledger.hasUnsyncedWrites)) {
-                if ledger.failure == nil && !sealed { sealed = true; writeSeal() }
+                // A follower writes no seal of its own: its segments stay byte for byte its leader's.
+                if ledger.failure == nil && !sealed && !options.isReplica { sealed = true; writeSeal() }
                 break
             }
             idleThreads += 1
@@ -274,7 +352,11 @@ final class GroupCommitter: @unchecked Sendable {
 
         for c in parked { c.resume(returning: PendingBatch.retryToken) }
         let outcome = Result { () throws(WALError) in
-            try writer.write(&writing, durableAtWrite: durableAtWrite, makeDurable: makeDurableBeforeRoll)
+            if writing.shipped.isEmpty {
+                try writer.write(&writing, durableAtWrite: durableAtWrite, makeDurable: makeDurableBeforeRoll)
+            } else {
+                try writer.writeShipped(&writing, makeDurable: makeDurableBeforeRoll)
+            }
         }
 
         monitor.lock()
@@ -291,8 +373,19 @@ final class GroupCommitter: @unchecked Sendable {
             // A sync failed while this group was written: it will never be confirmed.
             release = CommitLedger<Waiter>.Release(failed: writing.waiters, error: failure)
         } else {
+            #if WAL_BROKEN_REPLICA_ACKS_ON_WRITE
+            // BROKEN ON PURPOSE (harness check builds only): a follower acknowledges frames once written,
+            // before the fdatasync that makes them durable.
+            if !writing.shipped.isEmpty {
+                release.confirmed = [.init(endLSN: writing.endLSN, waiters: writing.waiters)]
+                writing.waiters = []
+            }
+            #endif
             ledger.written(through: writing.endLSN, waiters: writing.waiters)
             writing.waiters = waiterArrays.popLast() ?? []
+            // A follower's run of frames without records (a leader's seal) adds nothing to sync: release it
+            // now if no sync will.
+            if !ledger.hasUnsyncedWrites && ledger.syncsInFlight == 0 { release = ledger.releaseConfirmed() }
         }
         writing.reset(firstLSN: nextLSN)
         // No wake-up here: an I/O thread loops on to what is pending itself, and an inline caller hands on.

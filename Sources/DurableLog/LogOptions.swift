@@ -37,6 +37,13 @@ public struct LogOptions: Sendable {
     /// durable (`WriteAheadLog.replicasDurable(through:)`), and frames carry that committed watermark. Set by
     /// the replication layer, which starts with nothing reported.
     package var confirmsWaitForReplicas = false
+    /// A follower replica's log: it takes frames its leader wrote, byte for byte (`acceptShipped`), never
+    /// appends of its own, and writes no seal at close, so that its segments stay identical to the leader's.
+    package var isReplica = false
+    /// The identity the log must have: an empty directory takes it with its first segment (a new follower
+    /// takes its leader's), and a log that holds another refuses to open (`.invalidLog`): replicas of one
+    /// group share one identity. Nil: a new log makes up its own.
+    package var identity: LogIdentity?
     /// Where the log reports recovery, cut tails, salvage, failed and slow syncs (swift-log). nil: a logger
     /// labelled "DurableLog" from the application's logging bootstrap (a store passes its own).
     public var logger: Logger?

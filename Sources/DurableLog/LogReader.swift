@@ -72,6 +72,20 @@ final class LogReader: Sendable {
         }
     }
 
+    /// `count` bytes of the file at `path` from `offset` as they are (a leader reading frames to ship).
+    func readBytes(path: String, at offset: Int, count: Int) throws(WALError) -> [UInt8] {
+        let fd = try descriptor(path)
+        var bytes = [UInt8](repeating: 0, count: count)
+        let n = try typedWAL { try bytes.withUnsafeMutableBytes { b in
+            try fileSystem.read(fd, into: b, at: offset, path: path)
+        } }
+        guard n == count else {
+            throw WALError(.corruption, "the segment ends \(count - n) bytes before frames the log wrote",
+                           path: path, offset: offset + n)
+        }
+        return bytes
+    }
+
     static func lost(_ lsns: ClosedRange<UInt64>, path: String, offset: Int) -> WALError {
         WALError(.recordsLost, "records \(lsns.lowerBound)...\(lsns.upperBound) were lost to damage; salvage took "
                  + "their bytes out of the log (see its quarantine directory)", path: path, offset: offset, lsnRange: lsns)

@@ -75,6 +75,18 @@ struct PendingBatch {
     var firstLSN = LSN.first
     var recordCount = 0
     var waiters: [Waiter] = []
+    /// A follower's batch: runs of frames its leader wrote, laid one after the other in `payload` (each
+    /// ending at its `payloadEnd`), with their catalog entries; `cuts` stay empty.
+    var shipped: [ShippedRun] = []
+    var shippedLocations: [SegmentCatalog.FrameLocation] = []
+
+    struct ShippedRun {
+        var segmentID: SegmentID
+        var offset: Int
+        var firstLSN: LSN
+        var payloadEnd: Int
+        var locationsEnd: Int
+    }
 
     init(capacity: Int, firstLSN: LSN) {
         payload.reserveCapacity(capacity)
@@ -83,7 +95,7 @@ struct PendingBatch {
         self.firstLSN = firstLSN
     }
 
-    var isEmpty: Bool { recordCount == 0 }
+    var isEmpty: Bool { recordCount == 0 && shipped.isEmpty }
     var endLSN: LSN { firstLSN + UInt64(recordCount) }
 
     /// Adds one record, cutting a new frame first when it would push the open frame past `frameBytesMax`.
@@ -116,6 +128,15 @@ struct PendingBatch {
         recordCount = mark.recordCount
     }
 
+    /// Adds a verified run of a leader's frames (a follower's batch).
+    mutating func addShipped(_ run: ShippedFrames, _ verified: ShippedFrames.Verified) {
+        payload.append(contentsOf: run.bytes)
+        shippedLocations.append(contentsOf: verified.locations)
+        shipped.append(ShippedRun(segmentID: run.segmentID, offset: run.offset, firstLSN: verified.firstLSN,
+                                  payloadEnd: payload.count, locationsEnd: shippedLocations.count))
+        recordCount += verified.recordCount
+    }
+
     /// Closes the open frame; called by the writer before encoding.
     mutating func closeFrames() {
         if openFrameRecords > 0 {
@@ -130,6 +151,8 @@ struct PendingBatch {
         payload.removeAll(keepingCapacity: true)
         cuts.removeAll(keepingCapacity: true)
         waiters.removeAll(keepingCapacity: true)
+        shipped.removeAll(keepingCapacity: true)
+        shippedLocations.removeAll(keepingCapacity: true)
         openFrameStart = 0
         openFrameRecords = 0
         recordCount = 0

@@ -93,18 +93,58 @@ final class SegmentWriter {
     /// Writes the first `bytes` of the encode buffer at `offset` of the active segment and indexes them.
     private func flush(bytes: Int, at offset: Int) throws(WALError) {
         guard bytes > 0 else { return }
-        try fileSystem.write(active.fd, UnsafeRawBufferPointer(rebasing: encodeBuffer[0..<bytes]), at: offset,
-                             path: active.path)
-        active.writeOffset = offset + bytes
-        bytesSinceActivated += bytes
-        locations.withUnsafeBufferPointer { catalog.addFrames($0) }
-        counters.frames.add(UInt64(locations.count), ordering: .relaxed)
-        counters.bytesWritten.add(UInt64(bytes), ordering: .relaxed)
+        try typedWAL { try locations.withUnsafeBufferPointer { frames in
+            try place(UnsafeRawBufferPointer(rebasing: encodeBuffer[0..<bytes]), at: offset, frames: frames)
+        } }
         locations.removeAll(keepingCapacity: true)
+    }
+
+    /// Writes `bytes` (whole frames) at `offset` of the active segment, indexes `frames`, and asks for the
+    /// next segment in time.
+    private func place(_ bytes: UnsafeRawBufferPointer, at offset: Int,
+                       frames: UnsafeBufferPointer<SegmentCatalog.FrameLocation>) throws(WALError) {
+        try fileSystem.write(active.fd, bytes, at: offset, path: active.path)
+        active.writeOffset = offset + bytes.count
+        bytesSinceActivated += bytes.count
+        catalog.addFrames(frames)
+        counters.frames.add(UInt64(frames.count), ordering: .relaxed)
+        counters.bytesWritten.add(UInt64(bytes.count), ordering: .relaxed)
         if !nextSegmentRequested && nextSegmentDue() {
             nextSegmentRequested = true
             preparer.prepare(active.segmentID.next)
         }
+    }
+
+    /// A follower's batch: writes each run of its leader's frames as they are, at the same offset of the
+    /// same segment (one `pwrite` per segment), rolling to the next segment where the leader did. The
+    /// committer checked that the runs continue one another and this log.
+    func writeShipped(_ batch: inout PendingBatch, makeDurable: (_ before: LSN) throws(WALError) -> Void) throws(WALError) {
+        var first = 0
+        var payloadStart = 0, locationsStart = 0
+        while first < batch.shipped.count {
+            let run = batch.shipped[first]
+            if run.segmentID != active.segmentID {
+                precondition(run.segmentID == active.segmentID.next && run.offset == SegmentHeader.blockBytes,
+                             "shipped runs continue the active segment or start the next one")
+                try makeDurable(run.firstLSN)
+                try roll(firstLSN: run.firstLSN)
+            }
+            precondition(run.offset == active.writeOffset, "shipped runs continue where the segment's frames end")
+            var last = first
+            while last + 1 < batch.shipped.count, batch.shipped[last + 1].segmentID == run.segmentID { last += 1 }
+            let payloadEnd = batch.shipped[last].payloadEnd, locationsEnd = batch.shipped[last].locationsEnd
+            try typedWAL { try batch.payload.withUnsafeBytes { payload in
+                try batch.shippedLocations.withUnsafeBufferPointer { locations in
+                    try place(UnsafeRawBufferPointer(rebasing: payload[payloadStart..<payloadEnd]), at: run.offset,
+                              frames: UnsafeBufferPointer(rebasing: locations[locationsStart..<locationsEnd]))
+                }
+            } }
+            payloadStart = payloadEnd
+            locationsStart = locationsEnd
+            first = last + 1
+        }
+        counters.groups.add(1, ordering: .relaxed)
+        counters.records.add(UInt64(batch.recordCount), ordering: .relaxed)
     }
 
     /// Whether to start preparing the next segment now. A zero-fill writes as many bytes as the segment

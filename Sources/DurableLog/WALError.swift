@@ -26,6 +26,9 @@ public struct WALError: Error, Sendable, Equatable, CustomStringConvertible {
         case recordsLost
         /// A call's arguments do not describe what it was given (a submission's record count or size).
         case invalidArgument
+        /// Replication: frames of a leader epoch this log may not take (older than the frames it holds, or
+        /// newer than the leader it follows): they come from a deposed leader or a confused one.
+        case staleEpoch
     }
 
     /// What went wrong, for code that decides by it.

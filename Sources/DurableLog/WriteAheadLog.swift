@@ -28,9 +28,9 @@ public final class WriteAheadLog: Sendable {
     /// What `open` found and cut.
     public let recoveryReport: RecoveryReport
     private let counterStore = LogCounters()
-    private let committer: GroupCommitter
-    private let catalog: SegmentCatalog
-    private let reader: LogReader
+    let committer: GroupCommitter
+    let catalog: SegmentCatalog
+    let reader: LogReader
     private let preparer: SegmentPreparer
     private let fileSystem: any FileSystem
     private let lockFD: Int32
@@ -70,12 +70,20 @@ public final class WriteAheadLog: Sendable {
             recovery.verifyFrom = verifyingFrom
             recovery.indexLazily = true
             let started = Platform.monotonicNanoseconds()
-            let outcome: Recovery.Outcome
+            var outcome: Recovery.Outcome
             do { outcome = try recovery.run() } catch {
                 if error.code == .corruption {
                     telemetry.logger.error("refused to open: damaged confirmed records", metadata: ["error": "\(error)"])
                 }
                 throw error
+            }
+            if let wanted = options.identity {
+                if outcome.segments.isEmpty {
+                    outcome.identity = wanted
+                } else if outcome.identity != wanted {
+                    throw WALError(.invalidLog, "the log in this directory is \(outcome.identity), not \(wanted): a "
+                                   + "replica of one group never takes another log's records", path: directory)
+                }
             }
             telemetry.recovered(outcome.report, nanoseconds: Platform.monotonicNanoseconds() - started)
             let log = try WriteAheadLog(directory: directory, options: options, fileSystem: fileSystem,
@@ -133,8 +141,16 @@ public final class WriteAheadLog: Sendable {
         let writer = SegmentWriter(directory: directory, options: options, fileSystem: fileSystem,
                                    counters: counterStore, catalog: catalog, identity: identity,
                                    preparer: preparer, active: active)
+        var lastEpoch: UInt64 = 0
+        if options.isReplica {
+            do { lastEpoch = try Self.lastFrameEpoch(catalog, fileSystem: fileSystem) } catch {
+                writer.close()
+                throw error
+            }
+        }
         committer = GroupCommitter(options: options, fileSystem: fileSystem, counters: counterStore,
-                                   telemetry: telemetry, writer: writer, nextLSN: recovered.nextLSN)
+                                   telemetry: telemetry, writer: writer, nextLSN: recovered.nextLSN,
+                                   lastEpoch: lastEpoch)
     }
 
     // MARK: - Watermarks and counters

@@ -1,0 +1,140 @@
+import LogFormat
+
+/// The two ends of shipping frames byte for byte: a leader reads the frames it wrote, a follower writes
+/// them at the same place of the same segment and syncs them with its own group commit. The stream between
+/// them is the replication layer's; these calls know nothing of it.
+extension WriteAheadLog {
+    // MARK: - Leader: frames to ship
+
+    /// Where a follower whose log ends before `next` continues in this log: the end of the frame here that
+    /// ends at `next` (the first frame position of its segment when a segment starts there).
+    ///
+    /// - Throws: `.lsnOutOfRange` when no frame of this log ends at `next` (the follower's log must be
+    ///   truncated first) or `next` lies before this log's first segment.
+    package func shipPosition(for next: LSN) throws(WALError) -> ShipPosition {
+        let segments = catalog.snapshot
+        guard let index = SegmentCatalog.lastIndex(in: segments, where: { $0.firstLSN <= next }) else {
+            throw WALError(.lsnOutOfRange, "LSN \(next) lies before this log's first segment (it starts at "
+                           + "\(segments.first?.firstLSN ?? .first))")
+        }
+        let segment = segments[index]
+        let frames = try catalog.frames(of: segment)
+        let after = frames.firstIndex { $0.firstLSN >= next.rawValue } ?? frames.count
+        if after == 0 {
+            guard next == segment.firstLSN else { throw notAFrameEnd(next) }
+            return ShipPosition(segmentID: segment.segmentID, offset: SegmentHeader.blockBytes)
+        }
+        let before = frames[after - 1]
+        guard before.firstLSN + UInt64(before.recordCount) == next.rawValue else { throw notAFrameEnd(next) }
+        return ShipPosition(segmentID: segment.segmentID, offset: Int(before.offset) + Int(before.frameBytes))
+    }
+
+    /// The frames written from `position` on, as this log wrote them: a run within one segment of at most
+    /// `maxBytes` (at least one frame), ending with a frame that holds records (a seal between two such frames
+    /// is part of the run), the next segment's first frames once this one holds no more. Every frame is
+    /// verified before it is handed out. Nil when nothing is written past `position` yet. The position after
+    /// the run is `run.end`. Blocks on the segment read.
+    ///
+    /// - Throws: `.lsnOutOfRange` when `position`'s segment is no longer in the log (truncated away);
+    ///   `.corruption` when the bytes on disk are not the frames the log wrote.
+    package func framesToShip(from position: ShipPosition, maxBytes: Int) throws(WALError) -> ShippedFrames? {
+        let segments = catalog.snapshot
+        guard var index = segments.firstIndex(where: { $0.segmentID == position.segmentID }) else {
+            throw WALError(.lsnOutOfRange, "segment \(position.segmentID) is no longer in this log")
+        }
+        var start = position.offset
+        while true {
+            let segment = segments[index]
+            let frames = try catalog.frames(of: segment)
+            guard let first = frames.firstIndex(where: { Int($0.offset) >= start }) else {
+                // Nothing more here: the next segment's first frame, if the log has rolled.
+                guard index + 1 < segments.count else { return nil }
+                index += 1
+                start = SegmentHeader.blockBytes
+                continue
+            }
+            var last = first
+            while last + 1 < frames.count,
+                  Int(frames[last + 1].offset) + Int(frames[last + 1].frameBytes) - start <= maxBytes {
+                last += 1
+            }
+            let end = Int(frames[last].offset) + Int(frames[last].frameBytes)
+            let run = ShippedFrames(segmentID: segment.segmentID, offset: start,
+                                    bytes: try reader.readBytes(path: segment.path, at: start, count: end - start))
+            do {
+                _ = try run.verify(segmentBytes: options.segmentBytes)
+            } catch {
+                throw WALError(.corruption, "frames this log wrote do not verify before shipping: \(error.message)",
+                               path: segment.path, offset: start,
+                               lsnRange: frames[first].firstLSN...(frames[last].firstLSN + UInt64(frames[last].recordCount) - 1))
+            }
+            return run
+        }
+    }
+
+    private func notAFrameEnd(_ lsn: LSN) -> WALError {
+        WALError(.lsnOutOfRange, "no frame of this log ends at LSN \(lsn): the follower's log does not end where "
+                 + "this one has a frame boundary, so it must be truncated first")
+    }
+
+    // MARK: - Follower: frames shipped to it
+
+    /// A follower's log (`LogOptions.isReplica`): writes a run of its leader's frames byte for byte at the
+    /// same offset of the same segment, group-committed with the runs that arrive meanwhile, and calls
+    /// `completion` with the run's first LSN once an `fdatasync` covered it (then `durableLSN` covers the
+    /// whole run). Returns false, without calling `completion`, when the pending buffer is full: retry once
+    /// earlier runs completed (`waitForRoom`).
+    ///
+    /// The run must continue exactly what this log holds (see `acceptShipped(_:leaderEpoch:)`); nothing of a
+    /// refused run is written.
+    ///
+    /// - Throws: `.invalidArgument` for a damaged run or one that does not continue this log; `.staleEpoch`
+    ///   for frames older than the log's last one or newer than `leaderEpoch`; `.logFailed`, `.closed`.
+    package func acceptShipped(_ frames: ShippedFrames, leaderEpoch: UInt64,
+                               completion: @escaping @Sendable (Result<LSN, WALError>) -> Void) throws(WALError) -> Bool {
+        let verified = try frames.verify(segmentBytes: options.segmentBytes)
+        switch committer.submitShipped(frames, verified, leaderEpoch: leaderEpoch, completion: .callback(completion)) {
+        case .accepted: return true
+        case .full: return false
+        case .failed(let error): throw error
+        }
+    }
+
+    /// The same, suspending until the run is durable here (and while the pending buffer is full); returns the
+    /// LSN after its last record. The run is checked before anything is written: every frame intact (CRC32C),
+    /// of its segment, one after the other; it starts where this log's frames end (or at the first frame of
+    /// the next segment) and at this log's next LSN; its epochs are at least the last frame's here and at
+    /// most `leaderEpoch`, the epoch of the leader this follower accepted.
+    package func acceptShipped(_ frames: ShippedFrames, leaderEpoch: UInt64) async throws(WALError) -> LSN {
+        let verified = try frames.verify(segmentBytes: options.segmentBytes)
+        while true {
+            let token: UInt64
+            do {
+                token = try await withUnsafeThrowingContinuation { c in
+                    switch committer.submitShipped(frames, verified, leaderEpoch: leaderEpoch, completion: .async(c)) {
+                    case .accepted: break
+                    case .full: committer.waitForRoom(c, totalBytes: frames.bytes.count, records: verified.recordCount)
+                    case .failed(let error): c.resume(throwing: error)
+                    }
+                }
+            } catch let error as WALError {
+                throw error
+            } catch {
+                preconditionFailure("the committer resumes with WALError only, got \(error)")
+            }
+            if token != PendingBatch.retryToken { return verified.endLSN }
+        }
+    }
+
+    /// The leader epoch of the last frame holding records (0 when there is none): a follower's shipped
+    /// frames never go below it.
+    static func lastFrameEpoch(_ catalog: SegmentCatalog, fileSystem: any FileSystem) throws(WALError) -> UInt64 {
+        for segment in catalog.snapshot.reversed() {
+            guard let last = try catalog.frames(of: segment).last else { continue }
+            let fd = try fileSystem.open(segment.path, writable: false, create: false)
+            defer { fileSystem.close(fd) }
+            return try FrameReading.readHeader(fd, path: segment.path, location: last, fileSystem: fileSystem).leaderEpoch
+        }
+        return 0
+    }
+}
