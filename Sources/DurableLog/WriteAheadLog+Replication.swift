@@ -9,24 +9,15 @@ extension WriteAheadLog {
     /// Where a follower whose log ends before `next` continues in this log: the end of the frame here that
     /// ends at `next` (the first frame position of its segment when a segment starts there).
     ///
-    /// - Throws: `.lsnOutOfRange` when no frame of this log ends at `next` (the follower's log must be
-    ///   truncated first) or `next` lies before this log's first segment.
+    /// - Throws: `.lsnOutOfRange` when this log ends before `next` (the follower holds records this log does
+    ///   not, and must be cut back first) or `next` lies before this log's first segment; `.invalidArgument`
+    ///   when no frame of this log ends at `next`.
     package func shipPosition(for next: LSN) throws(WALError) -> ShipPosition {
         let segments = catalog.snapshot
-        guard let index = SegmentCatalog.lastIndex(in: segments, where: { $0.firstLSN <= next }) else {
-            throw WALError(.lsnOutOfRange, "LSN \(next) lies before this log's first segment (it starts at "
-                           + "\(segments.first?.firstLSN ?? .first))")
+        guard let end = try Self.frameEnd(at: next, in: segments, catalog: catalog) else {
+            throw WALError(.lsnOutOfRange, "this log ends before LSN \(next): the follower holds records it does not")
         }
-        let segment = segments[index]
-        let frames = try catalog.frames(of: segment)
-        let after = frames.firstIndex { $0.firstLSN >= next.rawValue } ?? frames.count
-        if after == 0 {
-            guard next == segment.firstLSN else { throw notAFrameEnd(next) }
-            return ShipPosition(segmentID: segment.segmentID, offset: SegmentHeader.blockBytes)
-        }
-        let before = frames[after - 1]
-        guard before.firstLSN + UInt64(before.recordCount) == next.rawValue else { throw notAFrameEnd(next) }
-        return ShipPosition(segmentID: segment.segmentID, offset: Int(before.offset) + Int(before.frameBytes))
+        return ShipPosition(segmentID: segments[end.segmentIndex].segmentID, offset: end.offset)
     }
 
     /// The frames written from `position` on, as this log wrote them: a run within one segment of at most
@@ -70,11 +61,6 @@ extension WriteAheadLog {
             }
             return run
         }
-    }
-
-    private func notAFrameEnd(_ lsn: LSN) -> WALError {
-        WALError(.lsnOutOfRange, "no frame of this log ends at LSN \(lsn): the follower's log does not end where "
-                 + "this one has a frame boundary, so it must be truncated first")
     }
 
     // MARK: - Follower: frames shipped to it

@@ -32,7 +32,7 @@ public final class WriteAheadLog: Sendable {
     let catalog: SegmentCatalog
     let reader: LogReader
     private let preparer: SegmentPreparer
-    private let fileSystem: any FileSystem
+    let fileSystem: any FileSystem
     private let lockFD: Int32
     private let closed = Atomic<Bool>(false)
     private let telemetry: LogTelemetry
