@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "DurableQueue", targets: ["DurableQueue"]),
         .library(name: "DurableQueueService", targets: ["DurableQueueService"]),
         .library(name: "Coordination", targets: ["Coordination"]),
+        .library(name: "Replication", targets: ["Replication"]),
         .executable(name: "wal-bench", targets: ["WALBench"]),
         .executable(name: "walctl", targets: ["walctl"]),
         .executable(name: "wal-torture", targets: ["wal-torture"]),
@@ -64,6 +65,11 @@ let package = Package(
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOFoundationCompat", package: "swift-nio"),
+        ]),
+        // Replication of one log: the stream's messages, the leader's and the follower's side of a connection,
+        // the in-sync set's commit point (see DESIGN.md, "Replication").
+        .target(name: "Replication", dependencies: [
+            "DurableLog", "LogFormat", "Coordination", .product(name: "Logging", package: "swift-log"),
         ]),
         // A file system that simulates power loss (unsynced writes dropped or torn), for tests and torture runs.
         .target(name: "WALSimulation", dependencies: [
@@ -123,6 +129,7 @@ let package = Package(
             "Coordination", .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
+        .testTarget(name: "ReplicationTests", dependencies: ["Replication", "DurableLog", "WALSimulation", "Coordination"]),
         .testTarget(name: "WorkloadTests", dependencies: ["Workload", "WALBench"], path: "Tests/WorkloadTests"),
     ]
 )

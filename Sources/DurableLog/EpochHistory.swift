@@ -74,20 +74,31 @@ public struct EpochHistory: Equatable, Sendable {
                                        replica: EpochHistory, replicaEnd: LSN) -> LSN {
         var history = replica
         var end = replicaEnd
-        while let epoch = history.lastEpoch {
-            guard let answer = leader.end(ofEpochAtMost: epoch, logEnd: leaderEnd) else {
-                // The leader's log holds nothing from this replica's epochs: nothing of the replica's
-                // replicated records matches, from the start of its first epoch on.
-                return min(end, history.entries.first?.firstLSN ?? end)
-            }
-            let own = history.end(ofEpochAtMost: answer.epoch, logEnd: end)?.end
-                ?? history.entries.first?.firstLSN ?? end
-            let cut = min(answer.end, own, end)
-            if cut == end && history.lastEpoch == answer.epoch { return end }
+        while let cut = history.rejoinStep(end: end, answer: history.lastEpoch.flatMap {
+            leader.end(ofEpochAtMost: $0, logEnd: leaderEnd)
+        }) {
             end = cut
             history.truncate(from: cut)
         }
         return end
+    }
+
+    /// One round of that exchange, on the replica's side: given the leader's answer for this history's last
+    /// epoch (the largest epoch the leader has at or below it and where it ends in the leader's log; nil when
+    /// it has none), where this log, ending before `end`, must be cut; nil when it agrees with the leader up
+    /// to `end` and can follow from there. After a cut, the replica truncates its history there and asks
+    /// again.
+    public func rejoinStep(end: LSN, answer: (epoch: UInt64, end: LSN)?) -> LSN? {
+        guard let last = lastEpoch else { return nil }  // no epochs: an empty log agrees with any leader
+        guard let answer else {
+            // The leader's log holds nothing from this replica's epochs: nothing of its records matches.
+            let cut = min(end, entries.first?.firstLSN ?? end)
+            return cut == end ? nil : cut
+        }
+        let own = self.end(ofEpochAtMost: answer.epoch, logEnd: end)?.end ?? entries.first?.firstLSN ?? end
+        let cut = min(answer.end, own, end)
+        if cut == end && last == answer.epoch { return nil }
+        return cut
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import LogFormat
 
 /// The write path's thread shell. Producers add records to a pending batch under a short lock. Two I/O
@@ -49,6 +50,9 @@ final class GroupCommitter: @unchecked Sendable {
     /// of the last frame it accepted (frames never go back to an older one).
     private var shippedEnd: (segmentID: SegmentID, offset: Int)
     private var shippedEpoch: UInt64
+
+    /// Told after each group is written (outside the lock, on the writing thread): a leader ships it.
+    private let writeObserver = Mutex<(@Sendable () -> Void)?>(nil)
 
     // Owned by the write-token holder.
     private var writing: PendingBatch
@@ -101,6 +105,10 @@ final class GroupCommitter: @unchecked Sendable {
         if !release.isEmpty { completeUnlocked(release) }
         monitor.unlock()
     }
+
+    /// Calls `observer` after every group written from now on (keep it short: it runs on a log thread that
+    /// has more to write).
+    func observeWrites(_ observer: (@Sendable () -> Void)?) { writeObserver.withLock { $0 = observer } }
 
     // MARK: - Producers
 
@@ -359,6 +367,7 @@ final class GroupCommitter: @unchecked Sendable {
             }
         }
 
+        if case .success = outcome, let observer = writeObserver.withLock({ $0 }) { observer() }
         monitor.lock()
         writeTokenHeld = false
         let active = writer.active

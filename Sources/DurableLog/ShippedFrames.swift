@@ -2,7 +2,7 @@ import LogFormat
 
 /// Frames as a leader wrote them, shipped byte for byte to a follower: a run of consecutive frames of one
 /// segment, starting at `offset` (headers, payloads and padding exactly as in the leader's file).
-package struct ShippedFrames: Sendable {
+package struct ShippedFrames: Sendable, Equatable {
     /// The segment the frames were written into (each frame header repeats it).
     package var segmentID: SegmentID
     /// Byte offset of the first frame in that segment.
@@ -20,12 +20,17 @@ package struct ShippedFrames: Sendable {
     package var end: ShipPosition { ShipPosition(segmentID: segmentID, offset: offset + bytes.count) }
 
     /// What `verify` found: the frames, in order, ready to index.
-    struct Verified {
+    package struct Verified: Sendable {
         var locations: [SegmentCatalog.FrameLocation]
-        var firstLSN: LSN
-        var endLSN: LSN
-        var firstEpoch: UInt64
-        var lastEpoch: UInt64
+        /// The LSN of the run's first record (of its first frame, for a run of a seal alone).
+        package var firstLSN: LSN
+        /// The LSN after the run's last record.
+        package var endLSN: LSN
+        package var firstEpoch: UInt64
+        package var lastEpoch: UInt64
+        /// Where each epoch of the run starts: `(epoch, first LSN)` for the first frame and every frame whose
+        /// epoch is above the one before it. A follower records an epoch new to it before acknowledging it.
+        package var epochStarts: [(epoch: UInt64, firstLSN: LSN)]
         var recordCount: Int { Int(endLSN.rawValue - firstLSN.rawValue) }
     }
 
@@ -35,7 +40,7 @@ package struct ShippedFrames: Sendable {
     /// frame. A follower writes nothing of a run that fails here.
     ///
     /// - Throws: `.invalidArgument` naming the offset of the first frame that fails.
-    func verify(segmentBytes: Int) throws(WALError) -> Verified {
+    package func verify(segmentBytes: Int) throws(WALError) -> Verified {
         guard offset >= SegmentHeader.blockBytes, offset % 8 == 0, offset + bytes.count <= segmentBytes else {
             throw refusal("a run of \(bytes.count) bytes at offset \(offset) does not fit a segment of \(segmentBytes) bytes")
         }
@@ -45,6 +50,7 @@ package struct ShippedFrames: Sendable {
         var firstLSN: LSN?
         var expected = LSN.none
         var firstEpoch: UInt64 = 0, lastEpoch: UInt64 = 0
+        var epochStarts: [(epoch: UInt64, firstLSN: LSN)] = []
         try typedWAL { try bytes.withUnsafeBytes { (all: UnsafeRawBufferPointer) in
             while cursor < all.count {
                 let here = offset + cursor
@@ -71,6 +77,9 @@ package struct ShippedFrames: Sendable {
                     firstLSN = header.firstLSN
                     firstEpoch = header.leaderEpoch
                 }
+                if epochStarts.last.map({ header.leaderEpoch > $0.epoch }) ?? true {
+                    epochStarts.append((header.leaderEpoch, header.firstLSN))
+                }
                 lastEpoch = header.leaderEpoch
                 expected = header.endLSN
                 if header.recordCount > 0 {
@@ -82,7 +91,7 @@ package struct ShippedFrames: Sendable {
             }
         } }
         return Verified(locations: locations, firstLSN: firstLSN ?? .none, endLSN: expected,
-                        firstEpoch: firstEpoch, lastEpoch: lastEpoch)
+                        firstEpoch: firstEpoch, lastEpoch: lastEpoch, epochStarts: epochStarts)
     }
 
     private func refusal(_ what: String) -> WALError {

@@ -29,6 +29,12 @@ extension WriteAheadLog {
     /// - Throws: `.lsnOutOfRange` when `position`'s segment is no longer in the log (truncated away);
     ///   `.corruption` when the bytes on disk are not the frames the log wrote.
     package func framesToShip(from position: ShipPosition, maxBytes: Int) throws(WALError) -> ShippedFrames? {
+        try framesAndEndToShip(from: position, maxBytes: maxBytes)?.frames
+    }
+
+    /// `framesToShip`, with the LSN after the run's last record.
+    package func framesAndEndToShip(from position: ShipPosition,
+                                    maxBytes: Int) throws(WALError) -> (frames: ShippedFrames, endLSN: LSN)? {
         let segments = catalog.snapshot
         guard var index = segments.firstIndex(where: { $0.segmentID == position.segmentID }) else {
             throw WALError(.lsnOutOfRange, "segment \(position.segmentID) is no longer in this log")
@@ -52,16 +58,21 @@ extension WriteAheadLog {
             let end = Int(frames[last].offset) + Int(frames[last].frameBytes)
             let run = ShippedFrames(segmentID: segment.segmentID, offset: start,
                                     bytes: try reader.readBytes(path: segment.path, at: start, count: end - start))
+            let verified: ShippedFrames.Verified
             do {
-                _ = try run.verify(segmentBytes: options.segmentBytes)
+                verified = try run.verify(segmentBytes: options.segmentBytes)
             } catch {
                 throw WALError(.corruption, "frames this log wrote do not verify before shipping: \(error.message)",
                                path: segment.path, offset: start,
                                lsnRange: frames[first].firstLSN...(frames[last].firstLSN + UInt64(frames[last].recordCount) - 1))
             }
-            return run
+            return (run, verified.endLSN)
         }
     }
+
+    /// Calls `observer` after each group this log writes from now on (nil stops it), on the log thread that
+    /// wrote it, with the frames already readable by `framesToShip`: a leader's cue to ship. Keep it short.
+    package func observeWrites(_ observer: (@Sendable () -> Void)?) { committer.observeWrites(observer) }
 
     // MARK: - Follower: frames shipped to it
 
@@ -78,7 +89,13 @@ extension WriteAheadLog {
     ///   for frames older than the log's last one or newer than `leaderEpoch`; `.logFailed`, `.closed`.
     package func acceptShipped(_ frames: ShippedFrames, leaderEpoch: UInt64,
                                completion: @escaping @Sendable (Result<LSN, WALError>) -> Void) throws(WALError) -> Bool {
-        let verified = try frames.verify(segmentBytes: options.segmentBytes)
+        try acceptShipped(frames, verified: try frames.verify(segmentBytes: options.segmentBytes),
+                          leaderEpoch: leaderEpoch, completion: completion)
+    }
+
+    /// The same for a run the caller verified already (`verified` is what `frames.verify` returned).
+    package func acceptShipped(_ frames: ShippedFrames, verified: ShippedFrames.Verified, leaderEpoch: UInt64,
+                               completion: @escaping @Sendable (Result<LSN, WALError>) -> Void) throws(WALError) -> Bool {
         switch committer.submitShipped(frames, verified, leaderEpoch: leaderEpoch, completion: .callback(completion)) {
         case .accepted: return true
         case .full: return false

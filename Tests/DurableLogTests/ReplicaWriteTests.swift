@@ -56,20 +56,10 @@ func replicaOptions(of leader: WriteAheadLog?, _ base: LogOptions = smallOptions
     return o
 }
 
-/// The segment files of two logs hold the same bytes from the start through the end of the leader's last
-/// frame of records in each (a follower's file may differ past it: the seal the leader's close wrote after
-/// the last shipment, preallocated zeros, or a recycled spare's old bytes).
+/// The follower's segment files are its leader's, byte for byte through each one's last frame of records.
 func expectSegmentsIdentical(leader: String, follower: String, sourceLocation: SourceLocation = #_sourceLocation) {
-    let leaderFiles = segmentPaths(leader), followerFiles = segmentPaths(follower)
-    #expect(leaderFiles.map { ($0 as NSString).lastPathComponent } == followerFiles.map { ($0 as NSString).lastPathComponent },
-            sourceLocation: sourceLocation)
-    for (l, f) in zip(leaderFiles, followerFiles) {
-        let end = frameOffsets(l).last(where: { $0.header.kind != .seal }).map { $0.offset + $0.header.frameBytes }
-            ?? SegmentHeader.blockBytes
-        let same = FileManager.default.contents(atPath: l)!.prefix(end) == FileManager.default.contents(atPath: f)!.prefix(end)
-        #expect(same, "segment \((l as NSString).lastPathComponent) differs in its first \(end) bytes",
-                sourceLocation: sourceLocation)
-    }
+    let difference = replicaSegmentsDiffer(leader: leader, follower: follower)
+    #expect(difference == nil, sourceLocation: sourceLocation)
 }
 
 /// A run of hand-made frames (raw payloads) in segment 1, for the follower's checks.

@@ -1,0 +1,193 @@
+import Coordination
+import DurableLog
+import LogFormat
+import Synchronization
+
+/// The follower's side of one connection to its leader: the rejoin exchange (cutting a divergent tail where
+/// the epochs say, durably, then asking again), then taking the leader's runs of frames into its log and
+/// acknowledging each once it is durable. Transport-free: the caller hands it each message received
+/// (`receive`) and it sends through `send`.
+///
+/// Its epoch history (the `epochs` file in the log's directory) gains an entry, saved and synced, before the
+/// first frame of an epoch new to it is acknowledged.
+///
+/// `receive` blocks for a cut (file deletions and syncs) and for saving the epoch history: call it from a
+/// thread of your own, not Swift's cooperative pool.
+package final class FollowerSession: Sendable {
+    /// What the session needs to reopen its log after a cut.
+    package struct Configuration: Sendable {
+        package var directory: String
+        /// The follower's log options (`isReplica` and the log identity are set by the session).
+        package var options: LogOptions
+        package var fileSystem: any FileSystem
+        package var replica: ReplicaIdentity
+        /// The epoch of the leader this follower accepted: frames of a newer epoch are refused.
+        package var leaderEpoch: UInt64
+
+        package init(directory: String, options: LogOptions, fileSystem: any FileSystem = PosixFileSystem(),
+                     replica: ReplicaIdentity, leaderEpoch: UInt64) {
+            self.directory = directory
+            self.options = options
+            self.fileSystem = fileSystem
+            self.replica = replica
+            self.leaderEpoch = leaderEpoch
+        }
+    }
+
+    /// How a session ended.
+    package enum Ending: Error, Equatable, Sendable {
+        /// This side refused (and told the leader why).
+        case refused(ReplicationMessage.Refusal, String)
+        /// The leader refused.
+        case refusedByLeader(ReplicationMessage.Refusal, String)
+    }
+
+    private enum Phase { case rejoining, following, ended(Ending) }
+
+    private struct State {
+        var log: WriteAheadLog
+        var history: EpochHistory
+        var phase: Phase = .rejoining
+        /// The highest committed LSN the leader has told: a cut below it is refused.
+        var committed = LSN.none
+        var cuts = 0
+    }
+
+    private let configuration: Configuration
+    private let send: @Sendable (ReplicationMessage) -> Void
+    private let state: Mutex<State>
+
+    /// A session over `log` (a follower's log, open), with its epoch history from the log's directory (entries
+    /// past the log's end dropped: a crash can leave the history ahead of the frames).
+    package init(log: WriteAheadLog, configuration: Configuration,
+                 send: @escaping @Sendable (ReplicationMessage) -> Void) throws(WALError) {
+        self.configuration = configuration
+        self.send = send
+        var history = try EpochHistory.load(directory: configuration.directory, fileSystem: configuration.fileSystem)
+        history.truncate(from: log.durableLSN.next)
+        state = Mutex(State(log: log, history: history))
+    }
+
+    /// The follower's log now (a cut closes it and opens it again).
+    package var log: WriteAheadLog { state.withLock { $0.log } }
+    /// The epoch history as it stands.
+    package var history: EpochHistory { state.withLock { $0.history } }
+    /// Whether the exchange is over and frames flow.
+    package var isFollowing: Bool { state.withLock { if case .following = $0.phase { true } else { false } } }
+    /// How the session ended, once it has.
+    package var ending: Ending? { state.withLock { if case .ended(let e) = $0.phase { e } else { nil } } }
+    /// How many times the exchange cut the log.
+    package var cuts: Int { state.withLock { $0.cuts } }
+
+    /// Opens the exchange: says who this follower is and where its log ends.
+    package func start() { send(.hello(state.withLock { hello($0) })) }
+
+    private func hello(_ s: State) -> ReplicationMessage.Hello {
+        .init(log: s.log.identity, member: configuration.replica.member, incarnation: configuration.replica.incarnation,
+              lastEpoch: s.history.lastEpoch, end: s.log.durableLSN.next)
+    }
+
+    /// Handles one message from the leader.
+    package func receive(_ message: ReplicationMessage) {
+        switch message {
+        case .epochEnd(let answer): answered(answer)
+        case .frames(let run, let committed): take(run, committed: committed)
+        case .refuse(let reason, let text): end(.refusedByLeader(reason, text), tell: false)
+        case .hello, .follow, .durable: end(.refused(.protocolViolation, "a leader's side sent \(message)"), tell: true)
+        }
+    }
+
+    // MARK: - The exchange
+
+    private func answered(_ answer: ReplicationMessage.EpochEnd?) {
+        enum Next { case follow(LSN), hello(ReplicationMessage.Hello), end(Ending) }
+        let next: Next = state.withLock { s in
+            guard case .rejoining = s.phase else { return .end(.refused(.protocolViolation, "an epoch end while following")) }
+            let end = s.log.durableLSN.next
+            guard let cut = s.history.rejoinStep(end: end, answer: answer.map { ($0.epoch, $0.end) }) else {
+                s.phase = .following
+                return .follow(end)
+            }
+            do throws(WALError) {
+                try cutLog(&s, from: cut)
+            } catch {
+                if error.code == .invalidArgument, cut <= s.committed {
+                    return .end(.refused(.cutBelowCommitted, "\(error)"))
+                }
+                return .end(.refused(.protocolViolation, "the cut at LSN \(cut) failed: \(error)"))
+            }
+            return .hello(hello(s))
+        }
+        switch next {
+        case .follow(let from): send(.follow(from: from))
+        case .hello(let h): send(.hello(h))
+        case .end(let ending): end(ending, tell: true)
+        }
+    }
+
+    /// Cuts the log from `cut` on (closing it), opens it again, and cuts the history to match. Lock held.
+    private func cutLog(_ s: inout State, from cut: LSN) throws(WALError) {
+        #if REPLICATION_BROKEN_CUT_TO_WATERMARK
+        // BROKEN ON PURPOSE (harness check builds only): cuts to the committed watermark, not by epoch.
+        let cut = max(s.committed.next, min(cut, s.log.durableLSN.next))
+        #endif
+        try s.log.closeCuttingTail(from: cut, committed: s.committed)
+        s.log = try WriteAheadLog.open(directory: configuration.directory, options: logOptions(identity: s.log.identity),
+                                       fileSystem: configuration.fileSystem)
+        s.history.truncate(from: cut)
+        try s.history.save(directory: configuration.directory, fileSystem: configuration.fileSystem)
+        s.cuts += 1
+    }
+
+    private func logOptions(identity: LogIdentity) -> LogOptions {
+        var options = configuration.options
+        options.isReplica = true
+        options.identity = identity
+        return options
+    }
+
+    // MARK: - Frames
+
+    private func take(_ run: ShippedFrames, committed: LSN) {
+        let outcome: Result<Void, Ending> = state.withLock { s in
+            guard case .following = s.phase else { return .failure(.refused(.protocolViolation, "frames before the exchange ended")) }
+            s.committed = max(s.committed, committed)
+            do throws(WALError) {
+                let verified = try run.verify(segmentBytes: s.log.options.segmentBytes)
+                // An epoch new to this follower is in its history, durably, before any of its frames is acknowledged.
+                var changed = false
+                for start in verified.epochStarts {
+                    if let last = s.history.lastEpoch, start.epoch <= last { continue }
+                    try s.history.begin(epoch: start.epoch, at: start.firstLSN)
+                    changed = true
+                }
+                if changed { try s.history.save(directory: configuration.directory, fileSystem: configuration.fileSystem) }
+                let end = verified.endLSN
+                let send = self.send
+                let accepted = try s.log.acceptShipped(run, verified: verified, leaderEpoch: configuration.leaderEpoch) {
+                    [self] result in
+                    switch result {
+                    case .success: send(.durable(through: end))
+                    case .failure(let error): self.end(.refused(.logFailed, "\(error)"), tell: true)
+                    }
+                }
+                guard accepted else {
+                    return .failure(.refused(.protocolViolation, "the leader shipped more than its window"))
+                }
+                return .success(())
+            } catch {
+                return .failure(.refused(error.code == .staleEpoch ? .staleEpoch : .protocolViolation, "\(error)"))
+            }
+        }
+        if case .failure(let ending) = outcome { end(ending, tell: true) }
+    }
+
+    private func end(_ ending: Ending, tell: Bool) {
+        let first: Bool = state.withLock { s in
+            if case .ended = s.phase { return false }
+            s.phase = .ended(ending)
+            return true
+        }
+        if first, tell, case .refused(let reason, let text) = ending { send(.refuse(reason, text)) }
+    }
+}

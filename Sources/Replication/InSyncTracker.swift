@@ -1,0 +1,81 @@
+import Coordination
+import DurableLog
+import LogFormat
+import Synchronization
+
+/// The leader's view of its in-sync replicas: what each has acknowledged as durable, and the commit point that
+/// gives its log (`replicasDurable(through:)`): the lowest acknowledgement over the in-sync set, and only while
+/// the set, with the leader, has at least `minInsyncReplicas` members (never commit on fewer: KIP-966).
+///
+/// The set itself is the coordinator's (a member is dropped from it only after the fenced transaction that
+/// removes it succeeded); this class is told it.
+package final class InSyncTracker: Sendable {
+    private struct State {
+        var inSync: Set<ReplicaIdentity>
+        var acknowledged: [ReplicaIdentity: LSN] = [:]
+        /// The highest commit point given to the log so far (it never goes back).
+        var given = LSN.none
+    }
+
+    private let log: WriteAheadLog
+    private let minInsyncReplicas: Int
+    private let state: Mutex<State>
+
+    /// `inSync`: the in-sync followers (the leader not among them).
+    package init(log: WriteAheadLog, inSync: Set<ReplicaIdentity>, minInsyncReplicas: Int) {
+        self.log = log
+        self.minInsyncReplicas = minInsyncReplicas
+        state = Mutex(State(inSync: inSync))
+    }
+
+    /// The in-sync followers.
+    package var inSync: Set<ReplicaIdentity> { state.withLock { $0.inSync } }
+
+    /// Whether the in-sync set is large enough to commit anything: writes should be refused before they are
+    /// appended when it is not (`notEnoughReplicas`).
+    package var canCommit: Bool { state.withLock { $0.inSync.count + 1 >= minInsyncReplicas && !$0.inSync.isEmpty } }
+
+    /// The LSN after the last record `replica` acknowledged as durable (`.first` when it acknowledged nothing).
+    package func acknowledged(by replica: ReplicaIdentity) -> LSN { state.withLock { $0.acknowledged[replica] ?? .first } }
+
+    /// `replica` has made every record before `end` durable.
+    package func report(_ replica: ReplicaIdentity, durableBefore end: LSN) {
+        let point: LSN? = state.withLock { s in
+            s.acknowledged[replica] = max(s.acknowledged[replica] ?? .first, end)
+            return commitPoint(&s)
+        }
+        if let point { log.replicasDurable(through: point) }
+    }
+
+    /// Removes `replica` from the in-sync set (after the coordinator's transaction that removed it succeeded):
+    /// the commit point may then advance past what it lacks.
+    package func remove(_ replica: ReplicaIdentity) {
+        let point: LSN? = state.withLock { s in
+            s.inSync.remove(replica)
+            return commitPoint(&s)
+        }
+        if let point { log.replicasDurable(through: point) }
+    }
+
+    /// Whether `replica` may join the in-sync set now: it holds every record the commit point has covered so
+    /// far. A member that joined with less could be elected without records that were then confirmed.
+    package func mayJoin(_ replica: ReplicaIdentity) -> Bool {
+        state.withLock { s in (s.acknowledged[replica] ?? .first) > s.given }
+    }
+
+    /// Adds `replica` to the in-sync set (after the coordinator's transaction that added it succeeded; check
+    /// `mayJoin` before asking for it).
+    package func add(_ replica: ReplicaIdentity) {
+        state.withLock { s in _ = s.inSync.insert(replica) }
+    }
+
+    /// The new commit point, when the in-sync set allows one and it moved. Lock held.
+    private func commitPoint(_ s: inout State) -> LSN? {
+        guard s.inSync.count + 1 >= minInsyncReplicas, !s.inSync.isEmpty else { return nil }
+        let lowest = s.inSync.map { s.acknowledged[$0] ?? .first }.min()!
+        let point = lowest.previous
+        guard point > s.given else { return nil }
+        s.given = point
+        return point
+    }
+}

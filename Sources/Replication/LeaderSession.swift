@@ -1,0 +1,153 @@
+import Coordination
+import DurableLog
+import LogFormat
+import Synchronization
+
+/// The leader's side of one follower's connection: answers the rejoin exchange from the leader's epoch
+/// history, then ships its frames as written, from where the follower's log ends, within a window of
+/// unacknowledged bytes, and reports each acknowledgement to the in-sync tracker. Transport-free: the caller
+/// hands it each message received (`receive`) and calls `pump` when the log wrote more (`observeWrites`).
+///
+/// Reading frames to ship is a `pread` of bytes the log just wrote (in the page cache unless the follower is
+/// far behind): call `receive` and `pump` from a thread of your own, not Swift's cooperative pool.
+package final class LeaderSession: Sendable {
+    private enum Phase { case awaitingHello, exchanging, shipping, ended }
+
+    private struct InFlight {
+        var end: LSN
+        var bytes: Int
+    }
+
+    private struct State {
+        var phase = Phase.awaitingHello
+        var follower: ReplicaIdentity?
+        var position: ShipPosition?
+        var inFlight: [InFlight] = []
+        var inFlightBytes = 0
+        var acknowledged = LSN.first
+        var refusal: (ReplicationMessage.Refusal, String)?
+    }
+
+    private let log: WriteAheadLog
+    private let history: EpochHistory
+    private let epoch: UInt64
+    private let tracker: InSyncTracker
+    private let windowBytes: Int
+    private let runBytesMax: Int
+    private let send: @Sendable (ReplicationMessage) -> Void
+    private let state = Mutex(State())
+
+    /// - Parameters:
+    ///   - history: the leader's epoch history, its own epoch's start included.
+    ///   - windowBytes: frames shipped and not yet acknowledged, at most (keep it within the follower's
+    ///     `pendingBytesMax`, which then never refuses a run).
+    ///   - runBytesMax: the largest run of frames in one message (one frame more when a frame is larger).
+    package init(log: WriteAheadLog, history: EpochHistory, epoch: UInt64, tracker: InSyncTracker,
+                 windowBytes: Int = 4 << 20, runBytesMax: Int = 256 << 10,
+                 send: @escaping @Sendable (ReplicationMessage) -> Void) {
+        self.log = log
+        self.history = history
+        self.epoch = epoch
+        self.tracker = tracker
+        self.windowBytes = windowBytes
+        self.runBytesMax = runBytesMax
+        self.send = send
+    }
+
+    /// The follower, once it said hello.
+    package var follower: ReplicaIdentity? { state.withLock { $0.follower } }
+    /// The LSN after the last record the follower acknowledged as durable.
+    package var acknowledged: LSN { state.withLock { $0.acknowledged } }
+    /// Whether the session ended (a refusal either way), and why.
+    package var refusal: (ReplicationMessage.Refusal, String)? { state.withLock { $0.refusal } }
+
+    /// Handles one message from the follower.
+    package func receive(_ message: ReplicationMessage) {
+        switch message {
+        case .hello(let hello): greeted(hello)
+        case .follow(let from): follow(from: from)
+        case .durable(let end): acknowledged(end)
+        case .refuse(let reason, let text): state.withLock { s in s.phase = .ended; s.refusal = (reason, text) }
+        case .epochEnd, .frames: refuse(.protocolViolation, "a follower's side sent \(message)")
+        }
+    }
+
+    private func greeted(_ hello: ReplicationMessage.Hello) {
+        guard hello.log == log.identity else {
+            return refuse(.otherLog, "the follower's log is \(hello.log), this leader's \(log.identity)")
+        }
+        if let last = hello.lastEpoch, last > epoch {
+            return refuse(.staleEpoch, "the follower has seen epoch \(last); this leader's is \(epoch)")
+        }
+        let writtenEnd = log.segments.last?.endLSN ?? log.durableLSN.next
+        let answer = hello.lastEpoch.flatMap { history.end(ofEpochAtMost: $0, logEnd: writtenEnd) }
+        let proceed: Bool = state.withLock { s in
+            guard s.phase == .awaitingHello || s.phase == .exchanging else { return false }
+            s.phase = .exchanging
+            s.follower = ReplicaIdentity(member: hello.member, incarnation: hello.incarnation)
+            return true
+        }
+        guard proceed else { return refuse(.protocolViolation, "a hello while shipping") }
+        send(.epochEnd(answer.map { .init(epoch: $0.epoch, end: $0.end) }))
+    }
+
+    private func follow(from: LSN) {
+        let position: ShipPosition
+        do { position = try log.shipPosition(for: from) } catch {
+            return refuse(.protocolViolation, "the follower's log does not end where a frame of this log ends: \(error)")
+        }
+        let proceed: Bool = state.withLock { s in
+            guard s.phase == .exchanging else { return false }
+            s.phase = .shipping
+            s.position = position
+            s.acknowledged = from
+            return true
+        }
+        guard proceed else { return refuse(.protocolViolation, "follow before the exchange") }
+        if let follower { tracker.report(follower, durableBefore: from) }
+        pump()
+    }
+
+    private func acknowledged(_ end: LSN) {
+        let follower: ReplicaIdentity? = state.withLock { s in
+            guard s.phase == .shipping else { return nil }
+            s.acknowledged = max(s.acknowledged, end)
+            while let first = s.inFlight.first, first.end <= end {
+                s.inFlightBytes -= first.bytes
+                s.inFlight.removeFirst()
+            }
+            return s.follower
+        }
+        guard let follower else { return }
+        tracker.report(follower, durableBefore: end)
+        pump()
+    }
+
+    /// Ships what the window allows of what the log has written past the follower's position.
+    package func pump() {
+        let failure: WALError? = state.withLock { s in
+            while s.phase == .shipping, s.inFlightBytes < windowBytes, let position = s.position {
+                let next: (frames: ShippedFrames, endLSN: LSN)?
+                do throws(WALError) { next = try log.framesAndEndToShip(from: position, maxBytes: runBytesMax) } catch { return error }
+                guard let next else { return nil }
+                s.position = next.frames.end
+                s.inFlight.append(InFlight(end: next.endLSN, bytes: next.frames.bytes.count))
+                s.inFlightBytes += next.frames.bytes.count
+                // Sent under the lock, so that runs leave in order.
+                send(.frames(next.frames, committed: log.committedLSN))
+            }
+            return nil
+        }
+        if let failure { refuse(.protocolViolation, "the leader cannot read its frames: \(failure)") }
+    }
+
+    private func refuse(_ reason: ReplicationMessage.Refusal, _ text: String) {
+        let first: Bool = state.withLock { s in
+            guard s.phase != .ended else { return false }
+            s.phase = .ended
+            s.refusal = (reason, text)
+            return true
+        }
+        if first { send(.refuse(reason, text)) }
+    }
+}

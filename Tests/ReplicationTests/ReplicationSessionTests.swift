@@ -1,0 +1,180 @@
+import Coordination
+import DurableLog
+import Foundation
+import LogFormat
+import Synchronization
+import Testing
+import WALSimulation
+@testable import Replication
+
+/// A fresh directory, removed when the value goes.
+final class TemporaryDirectory: Sendable {
+    let path = NSTemporaryDirectory() + "replication-test-" + UUID().uuidString
+    init() { try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+    func sub(_ name: String) -> String { path + "/" + name }
+}
+
+func record(_ stream: Int, _ index: Int) -> [UInt8] {
+    PowerLossTrial.record(seed: 11, stream: stream, index: index)
+}
+
+/// Small (64 KiB) segments, so that replication crosses segment rolls.
+let testOptions = PowerLossTrial.defaultOptions
+
+/// One replica's directory and its open log in a test cluster.
+struct Node {
+    let name: String
+    let directory: String
+    var identity: ReplicaIdentity { ReplicaIdentity(member: name, incarnation: 1) }
+}
+
+/// A leader in a test: its log (replicated, confirms waiting for the in-sync followers), its epoch history
+/// saved with its own epoch's start, its tracker, and one session per follower on the network.
+final class TestLeader: Sendable {
+    let log: WriteAheadLog
+    let tracker: InSyncTracker
+    let history: EpochHistory
+    let epoch: UInt64
+    let sessions = Mutex<[LeaderSession]>([])
+
+    init(node: Node, epoch: UInt64, inSync: Set<ReplicaIdentity>, minInsyncReplicas: Int = 2) throws {
+        var options = testOptions
+        options.leaderEpoch = epoch
+        options.confirmsWaitForReplicas = true
+        log = try WriteAheadLog.open(directory: node.directory, options: options)
+        var history = try EpochHistory.load(directory: node.directory)
+        history.truncate(from: log.durableLSN.next)
+        try history.begin(epoch: epoch, at: log.durableLSN.next)
+        try history.save(directory: node.directory)
+        self.history = history
+        self.epoch = epoch
+        tracker = InSyncTracker(log: log, inSync: inSync, minInsyncReplicas: minInsyncReplicas)
+        log.observeWrites { [weak self] in for s in self?.sessions.withLock({ $0 }) ?? [] { s.pump() } }
+    }
+
+    func session(on network: InMemoryNetwork, connection: Int) -> LeaderSession {
+        let session = LeaderSession(log: log, history: history, epoch: epoch, tracker: tracker, windowBytes: 16 << 10,
+                                    runBytesMax: 6 << 10, send: network.sender(connection, toLeader: false))
+        sessions.withLock { $0.append(session) }
+        network.attach(connection, leader: session)
+        return session
+    }
+}
+
+func followerSession(_ node: Node, of leader: TestLeader, on network: InMemoryNetwork,
+                     connection: Int) throws -> FollowerSession {
+    var options = testOptions
+    options.isReplica = true
+    options.identity = leader.log.identity
+    let log = try WriteAheadLog.open(directory: node.directory, options: options)
+    let session = try FollowerSession(
+        log: log, configuration: .init(directory: node.directory, options: options, replica: node.identity,
+                                       leaderEpoch: leader.epoch),
+        send: network.sender(connection, toLeader: true))
+    network.attach(connection, follower: session)
+    session.start()
+    return session
+}
+
+@Suite(.serialized, .timeLimit(.minutes(5))) struct ReplicationSessionTests {
+    /// Three replicas: every confirm comes after both followers acknowledged the record as durable, and the
+    /// followers' segments end up the leader's, byte for byte.
+    @Test func aConfirmWaitsForEveryInSyncFollowerAndTheFollowersHoldTheLeadersBytes() async throws {
+        let dir = TemporaryDirectory()
+        let network = InMemoryNetwork()
+        defer { network.stop() }
+        let nodes = ["alpha", "beta", "gamma"].map { Node(name: $0, directory: dir.sub($0)) }
+        let leader = try TestLeader(node: nodes[0], epoch: 1, inSync: [nodes[1].identity, nodes[2].identity])
+        var followers: [FollowerSession] = []
+        for (i, node) in nodes.dropFirst().enumerated() {
+            _ = leader.session(on: network, connection: i)
+            followers.append(try followerSession(node, of: leader, on: network, connection: i))
+        }
+        let sessions = followers
+        let early = await withTaskGroup(of: Int.self) { group in
+            for s in 0..<6 {
+                group.addTask {
+                    var early = 0
+                    for i in 0..<60 {
+                        guard let lsn = try? await leader.log.append(record(s, i)) else { continue }
+                        // Both followers made it durable before this confirm.
+                        if sessions.contains(where: { $0.log.durableLSN < lsn }) { early += 1 }
+                    }
+                    return early
+                }
+            }
+            return await group.reduce(0, +)
+        }
+        #expect(early == 0)
+        #expect(leader.log.committedLSN == LSN(360))
+        #expect(leader.log.segments.count >= 3)
+        for follower in followers {
+            #expect(follower.isFollowing)
+            #expect(follower.log.durableLSN == LSN(360))
+            #expect(follower.history.entries == [.init(epoch: 1, firstLSN: .first)])
+        }
+        for f in followers { try f.log.close() }
+        try leader.log.close()
+        for node in nodes.dropFirst() {
+            #expect(replicaSegmentsDiffer(leader: nodes[0].directory, follower: node.directory) == nil)
+        }
+    }
+
+    /// The leader loses its followers' connection to one of them, writes records only the other takes, and
+    /// dies. The follower that lacks them is elected (it is in sync: those records were never committed); the
+    /// other rejoins it, and the exchange cuts the records the new leader never had; then the deposed leader
+    /// rejoins too. Every confirmed record is on every replica, and all three end byte-identical.
+    @Test func rejoiningReplicasCutWhatTheNewLeaderNeverHadAndFollowItByteForByte() async throws {
+        let dir = TemporaryDirectory()
+        let network = InMemoryNetwork()
+        defer { network.stop() }
+        let nodes = ["alpha", "beta", "gamma"].map { Node(name: $0, directory: dir.sub($0)) }
+        var confirmed: [LSN: [UInt8]] = [:]
+
+        // Epoch 1: alpha leads, beta and gamma follow.
+        let first = try TestLeader(node: nodes[0], epoch: 1, inSync: [nodes[1].identity, nodes[2].identity])
+        var oldFollowers: [FollowerSession] = []
+        for (i, node) in nodes.dropFirst().enumerated() {
+            _ = first.session(on: network, connection: i)
+            oldFollowers.append(try followerSession(node, of: first, on: network, connection: i))
+        }
+        for i in 0..<100 { confirmed[try await first.log.append(record(1, i))] = record(1, i) }
+        // beta's connection breaks; alpha writes 30 more that only gamma takes (never committed: beta is in sync).
+        network.cut(0)
+        let unconfirmed = Mutex(0)
+        for i in 0..<30 {
+            try record(2, i).withUnsafeBytes { bytes in
+                try first.log.append(bytes) { result in if case .failure = result { unconfirmed.withLock { $0 += 1 } } }
+            }
+        }
+        let gammaSession = first.sessions.withLock { $0[1] }
+        #expect(network.wait { gammaSession.acknowledged == LSN(131) })
+        #expect(first.log.committedLSN == LSN(100))
+        try first.log.close()  // alpha dies; its 30 unconfirmed appends fail
+        #expect(unconfirmed.withLock { $0 } == 30)
+        network.cut(1)
+        for f in oldFollowers { try f.log.close() }
+
+        // Epoch 2: beta (in sync, without the 30) leads; gamma and then alpha rejoin it.
+        let second = try TestLeader(node: nodes[1], epoch: 2, inSync: [nodes[2].identity, nodes[0].identity])
+        _ = second.session(on: network, connection: 10)
+        let gamma = try followerSession(nodes[2], of: second, on: network, connection: 10)
+        _ = second.session(on: network, connection: 11)
+        let alpha = try followerSession(nodes[0], of: second, on: network, connection: 11)
+        #expect(network.wait { gamma.isFollowing && alpha.isFollowing })
+        #expect(gamma.cuts == 1 && alpha.cuts == 1, "each cut the 30 records of epoch 1 the new leader never had")
+        for i in 0..<50 { confirmed[try await second.log.append(record(3, i))] = record(3, i) }
+        #expect(second.log.committedLSN == LSN(150))
+        for replica in [second.log, gamma.log, alpha.log] {
+            #expect(replica.durableLSN == LSN(150))
+            for (lsn, bytes) in confirmed { #expect(try replica.read(lsn) == bytes) }
+        }
+        #expect(gamma.history.entries.map(\.epoch) == [1, 2])
+        try gamma.log.close()
+        try alpha.log.close()
+        try second.log.close()
+        #expect(replicaSegmentsDiffer(leader: nodes[1].directory, follower: nodes[2].directory) == nil)
+        #expect(replicaSegmentsDiffer(leader: nodes[1].directory, follower: nodes[0].directory) == nil)
+    }
+}
