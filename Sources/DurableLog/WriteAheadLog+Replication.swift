@@ -129,15 +129,15 @@ extension WriteAheadLog {
         }
     }
 
-    /// The leader epoch of the last frame holding records (0 when there is none): a follower's shipped
-    /// frames never go below it.
-    static func lastFrameEpoch(_ catalog: SegmentCatalog, fileSystem: any FileSystem) throws(WALError) -> UInt64 {
+    /// The header of the last frame holding records (nil when there is none): a follower's shipped frames
+    /// never go below its epoch, and its watermark is a committed LSN the follower knows of.
+    static func lastRecordsFrame(_ catalog: SegmentCatalog, fileSystem: any FileSystem) throws(WALError) -> FrameHeader? {
         for segment in catalog.snapshot.reversed() {
             guard let last = try catalog.frames(of: segment).last else { continue }
             let fd = try fileSystem.open(segment.path, writable: false, create: false)
             defer { fileSystem.close(fd) }
-            return try FrameReading.readHeader(fd, path: segment.path, location: last, fileSystem: fileSystem).leaderEpoch
+            return try FrameReading.readHeader(fd, path: segment.path, location: last, fileSystem: fileSystem)
         }
-        return 0
+        return nil
     }
 }

@@ -27,6 +27,9 @@ public final class WriteAheadLog: Sendable {
     public let identity: LogIdentity
     /// What `open` found and cut.
     public let recoveryReport: RecoveryReport
+    /// A follower's log: the watermark of its last frame of records at open, the committed LSN its leader had
+    /// when it wrote that frame (every in-sync replica held the records through it). `.none` otherwise.
+    package let lastFrameWatermark: LSN
     private let counterStore = LogCounters()
     let committer: GroupCommitter
     let catalog: SegmentCatalog
@@ -141,16 +144,17 @@ public final class WriteAheadLog: Sendable {
         let writer = SegmentWriter(directory: directory, options: options, fileSystem: fileSystem,
                                    counters: counterStore, catalog: catalog, identity: identity,
                                    preparer: preparer, active: active)
-        var lastEpoch: UInt64 = 0
+        var last: FrameHeader?
         if options.isReplica {
-            do { lastEpoch = try Self.lastFrameEpoch(catalog, fileSystem: fileSystem) } catch {
+            do { last = try Self.lastRecordsFrame(catalog, fileSystem: fileSystem) } catch {
                 writer.close()
                 throw error
             }
         }
+        lastFrameWatermark = last?.durableLSN ?? .none
         committer = GroupCommitter(options: options, fileSystem: fileSystem, counters: counterStore,
                                    telemetry: telemetry, writer: writer, nextLSN: recovered.nextLSN,
-                                   lastEpoch: lastEpoch)
+                                   lastEpoch: last?.leaderEpoch ?? 0)
     }
 
     // MARK: - Watermarks and counters

@@ -48,8 +48,9 @@ package final class FollowerSession: Sendable {
         var log: WriteAheadLog
         var history: EpochHistory
         var phase: Phase = .rejoining
-        /// The highest committed LSN the leader has told: a cut below it is refused.
-        var committed = LSN.none
+        /// The highest committed LSN this follower knows (its last frame's watermark at the start, then what
+        /// the leader tells): a cut below it is refused.
+        var committed: LSN
         var cuts = 0
     }
 
@@ -65,7 +66,7 @@ package final class FollowerSession: Sendable {
         self.send = send
         var history = try EpochHistory.load(directory: configuration.directory, fileSystem: configuration.fileSystem)
         history.truncate(from: log.durableLSN.next)
-        state = Mutex(State(log: log, history: history))
+        state = Mutex(State(log: log, history: history, committed: log.lastFrameWatermark))
     }
 
     /// The follower's log now (a cut closes it and opens it again).
@@ -104,7 +105,14 @@ package final class FollowerSession: Sendable {
         let next: Next = state.withLock { s in
             guard case .rejoining = s.phase else { return .end(.refused(.protocolViolation, "an epoch end while following")) }
             let end = s.log.durableLSN.next
-            guard let cut = s.history.rejoinStep(end: end, answer: answer.map { ($0.epoch, $0.end) }) else {
+            #if REPLICATION_BROKEN_CUT_TO_WATERMARK
+            // BROKEN ON PURPOSE (harness check builds only): Kafka before KIP-101, cutting everything past the
+            // committed watermark it knows instead of asking where its epochs end (and cutting below it).
+            let step: LSN? = end > s.committed.next ? s.committed.next : nil
+            #else
+            let step = s.history.rejoinStep(end: end, answer: answer.map { ($0.epoch, $0.end) })
+            #endif
+            guard let cut = step else {
                 s.phase = .following
                 return .follow(end)
             }
@@ -127,10 +135,6 @@ package final class FollowerSession: Sendable {
 
     /// Cuts the log from `cut` on (closing it), opens it again, and cuts the history to match. Lock held.
     private func cutLog(_ s: inout State, from cut: LSN) throws(WALError) {
-        #if REPLICATION_BROKEN_CUT_TO_WATERMARK
-        // BROKEN ON PURPOSE (harness check builds only): cuts to the committed watermark, not by epoch.
-        let cut = max(s.committed.next, min(cut, s.log.durableLSN.next))
-        #endif
         try s.log.closeCuttingTail(from: cut, committed: s.committed)
         s.log = try WriteAheadLog.open(directory: configuration.directory, options: logOptions(identity: s.log.identity),
                                        fileSystem: configuration.fileSystem)

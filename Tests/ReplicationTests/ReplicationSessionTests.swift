@@ -177,4 +177,30 @@ func followerSession(_ node: Node, of leader: TestLeader, on network: InMemoryNe
         #expect(replicaSegmentsDiffer(leader: nodes[1].directory, follower: nodes[2].directory) == nil)
         #expect(replicaSegmentsDiffer(leader: nodes[1].directory, follower: nodes[0].directory) == nil)
     }
+
+    /// A follower restarts holding records that are committed although its frames' watermark does not show it
+    /// yet (a frame carries the commit point from when the leader wrote it). The epoch exchange keeps them;
+    /// cutting to the watermark instead (Kafka before KIP-101) would drop committed records from an in-sync
+    /// replica, which could then be elected without them.
+    @Test func aRestartedFollowerKeepsCommittedRecordsItsWatermarkDoesNotShowYet() async throws {
+        let dir = TemporaryDirectory()
+        let network = InMemoryNetwork()
+        defer { network.stop() }
+        let nodes = ["alpha", "beta"].map { Node(name: $0, directory: dir.sub($0)) }
+        let leader = try TestLeader(node: nodes[0], epoch: 1, inSync: [nodes[1].identity])
+        _ = leader.session(on: network, connection: 0)
+        let follower = try followerSession(nodes[1], of: leader, on: network, connection: 0)
+        var confirmed: [LSN: [UInt8]] = [:]
+        for i in 0..<80 { confirmed[try await leader.log.append(record(4, i))] = record(4, i) }
+        network.cut(0)
+        try follower.log.close()
+        _ = leader.session(on: network, connection: 1)
+        let restarted = try followerSession(nodes[1], of: leader, on: network, connection: 1)
+        #expect(restarted.log.lastFrameWatermark < LSN(80), "the last frame was written before its records committed")
+        #expect(network.wait { restarted.isFollowing })
+        #expect(restarted.cuts == 0)
+        for (lsn, bytes) in confirmed { #expect((try? restarted.log.read(lsn)) == bytes, "confirmed LSN \(lsn)") }
+        try restarted.log.close()
+        try leader.log.close()
+    }
 }
