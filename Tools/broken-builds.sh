@@ -47,7 +47,13 @@ for flag in "${flags[@]}"; do
         escaped=1
     else
         issues=$(grep -c "recorded an issue" "$log")
-        echo "caught   $flag: ${suites[$flag]} failed with $issues recorded issue(s)"
+        if [[ "$issues" -eq 0 ]]; then
+            # A build that does not compile, or a test run that crashed, shows nothing about the tests.
+            echo "NO TEST  $flag: ${suites[$flag]} failed without a recorded issue: build error or crash (see $log)"
+            escaped=1
+        else
+            echo "caught   $flag: ${suites[$flag]} failed with $issues recorded issue(s)"
+        fi
     fi
 done
 exit $escaped
