@@ -70,6 +70,7 @@ let package = Package(
         // the in-sync set's commit point (see DESIGN.md, "Replication").
         .target(name: "Replication", dependencies: [
             "DurableLog", "LogFormat", "Coordination", .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         // A file system that simulates power loss (unsynced writes dropped or torn), for tests and torture runs.
         .target(name: "WALSimulation", dependencies: [
@@ -129,7 +130,9 @@ let package = Package(
             "Coordination", .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
-        .testTarget(name: "ReplicationTests", dependencies: ["Replication", "DurableLog", "WALSimulation", "Coordination"]),
+        .testTarget(name: "ReplicationTests", dependencies: [
+            "Replication", "DurableLog", "WALSimulation", "Coordination", .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         .testTarget(name: "WorkloadTests", dependencies: ["Workload", "WALBench"], path: "Tests/WorkloadTests"),
     ]
 )

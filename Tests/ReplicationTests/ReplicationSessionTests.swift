@@ -54,27 +54,38 @@ final class TestLeader: Sendable {
     }
 
     func session(on network: InMemoryNetwork, connection: Int) -> LeaderSession {
-        let session = LeaderSession(log: log, history: history, epoch: epoch, tracker: tracker, windowBytes: 16 << 10,
-                                    runBytesMax: 6 << 10, send: network.sender(connection, toLeader: false))
-        sessions.withLock { $0.append(session) }
+        let session = session(send: network.sender(connection, toLeader: false))
         network.attach(connection, leader: session)
+        return session
+    }
+
+    func session(send: @escaping @Sendable (ReplicationMessage) -> Void) -> LeaderSession {
+        let session = LeaderSession(log: log, history: history, epoch: epoch, tracker: tracker, windowBytes: 16 << 10,
+                                    runBytesMax: 6 << 10, send: send)
+        sessions.withLock { $0.append(session) }
         return session
     }
 }
 
 func followerSession(_ node: Node, of leader: TestLeader, on network: InMemoryNetwork,
                      connection: Int) throws -> FollowerSession {
+    let session = try followerSession(node, of: leader, send: network.sender(connection, toLeader: true))
+    network.attach(connection, follower: session)
+    session.start()
+    return session
+}
+
+/// A follower's session (not started) over its log in `node`'s directory.
+func followerSession(_ node: Node, of leader: TestLeader,
+                     send: @escaping @Sendable (ReplicationMessage) -> Void) throws -> FollowerSession {
     var options = testOptions
     options.isReplica = true
     options.identity = leader.log.identity
     let log = try WriteAheadLog.open(directory: node.directory, options: options)
-    let session = try FollowerSession(
+    return try FollowerSession(
         log: log, configuration: .init(directory: node.directory, options: options, replica: node.identity,
                                        leaderEpoch: leader.epoch),
-        send: network.sender(connection, toLeader: true))
-    network.attach(connection, follower: session)
-    session.start()
-    return session
+        send: send)
 }
 
 @Suite(.serialized, .timeLimit(.minutes(5))) struct ReplicationSessionTests {

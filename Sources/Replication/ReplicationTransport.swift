@@ -1,0 +1,161 @@
+import Dispatch
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// One replication connection over TCP (SwiftNIO): messages out with `send`, messages in handed, in order, to
+/// the handler installed with `deliver(to:)` on a serial queue of the connection's own, never on an event
+/// loop (a session blocks for cuts, syncs and segment reads). A connection that breaks, or that receives bytes
+/// that are not a well-formed message, is closed; the handler then gets `nil`.
+package final class ReplicationConnection: Sendable {
+    private let channel: any Channel
+    private let inbox: Inbox
+
+    fileprivate init(channel: any Channel, inbox: Inbox) {
+        self.channel = channel
+        self.inbox = inbox
+    }
+
+    /// Sends `message` (queued on the channel; a closed connection drops it).
+    package func send(_ message: ReplicationMessage) {
+        channel.writeAndFlush(message, promise: nil)
+    }
+
+    /// Hands every message received to `handler`, in order, then `nil` once the connection ended. Messages that
+    /// arrived before this call are handed over first.
+    package func deliver(to handler: @escaping @Sendable (ReplicationMessage?) -> Void) { inbox.install(handler) }
+
+    /// Closes the connection.
+    package func close() { channel.close(promise: nil) }
+
+    /// Where the peer is, for logs.
+    package var peer: String { channel.remoteAddress.map { "\($0)" } ?? "unknown" }
+}
+
+/// A leader's replication endpoint: accepts followers' connections on a TCP address.
+package final class ReplicationListener: Sendable {
+    private let channel: any Channel
+
+    /// Listens on `host:port` (port 0: any free port; see `port`), calling `accept` for each connection.
+    package static func bind(host: String, port: Int, group: any EventLoopGroup,
+                             accept: @escaping @Sendable (ReplicationConnection) -> Void) async throws -> ReplicationListener {
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let inbox = try install(on: channel)
+                    accept(ReplicationConnection(channel: channel, inbox: inbox))
+                }
+            }
+            .bind(host: host, port: port).get()
+        return ReplicationListener(channel: channel)
+    }
+
+    private init(channel: any Channel) { self.channel = channel }
+
+    /// The port it listens on.
+    package var port: Int { channel.localAddress?.port ?? 0 }
+
+    /// Stops listening (connections already accepted stay open).
+    package func close() async throws { try await channel.close() }
+}
+
+/// A follower's way to its leader.
+package enum ReplicationDialer {
+    /// Connects to a leader's replication endpoint.
+    package static func connect(host: String, port: Int, group: any EventLoopGroup) async throws -> ReplicationConnection {
+        let holder = Mutex<Inbox?>(nil)
+        let channel = try await ClientBootstrap(group: group)
+            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let inbox = try install(on: channel)
+                    holder.withLock { $0 = inbox }
+                }
+            }
+            .connect(host: host, port: port).get()
+        guard let inbox = holder.withLock({ $0 }) else { preconditionFailure("the channel initializer ran") }
+        return ReplicationConnection(channel: channel, inbox: inbox)
+    }
+}
+
+/// Sets up a channel's pipeline: the message codec and the hand-off to the connection's queue.
+private func install(on channel: any Channel) throws -> Inbox {
+    let inbox = Inbox()
+    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(MessageDecoder()))
+    try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(MessageEncoder()))
+    try channel.pipeline.syncOperations.addHandler(InboundHandler(inbox: inbox))
+    return inbox
+}
+
+/// Messages received, waiting for their handler, which runs on the connection's own serial queue.
+private final class Inbox: Sendable {
+    private struct State {
+        var handler: (@Sendable (ReplicationMessage?) -> Void)?
+        var waiting: [ReplicationMessage?] = []
+    }
+
+    private let queue = DispatchQueue(label: "replication-connection")
+    private let state = Mutex(State())
+
+    func install(_ handler: @escaping @Sendable (ReplicationMessage?) -> Void) {
+        let waiting: [ReplicationMessage?] = state.withLock { s in
+            s.handler = handler
+            defer { s.waiting.removeAll() }
+            return s.waiting
+        }
+        queue.async { for message in waiting { handler(message) } }
+    }
+
+    /// A message arrived (nil: the connection ended).
+    func arrived(_ message: ReplicationMessage?) {
+        guard let handler = state.withLock({ s -> (@Sendable (ReplicationMessage?) -> Void)? in
+            if s.handler == nil { s.waiting.append(message) }
+            return s.handler
+        }) else { return }
+        queue.async { handler(message) }
+    }
+}
+
+private struct MessageDecoder: ByteToMessageDecoder {
+    typealias InboundOut = ReplicationMessage
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let (message, used) = try buffer.withUnsafeReadableBytes({ try ReplicationMessage.decode($0) }) else {
+            return .needMoreData
+        }
+        buffer.moveReaderIndex(forwardBy: used)
+        context.fireChannelRead(wrapInboundOut(message))
+        return .continue
+    }
+}
+
+private struct MessageEncoder: MessageToByteEncoder {
+    typealias OutboundIn = ReplicationMessage
+
+    func encode(data: ReplicationMessage, out: inout ByteBuffer) throws {
+        out.writeBytes(data.encoded)
+    }
+}
+
+private final class InboundHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ReplicationMessage
+    private let inbox: Inbox
+
+    init(inbox: Inbox) { self.inbox = inbox }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        inbox.arrived(unwrapInboundIn(data))
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        inbox.arrived(nil)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A malformed message (or a broken socket): never guess at the rest of the stream.
+        context.close(promise: nil)
+    }
+}
