@@ -19,13 +19,18 @@ public struct GroupState: Hashable, Sendable, Codable {
     public var inSync: [ReplicaIdentity]
     /// Every replica known to the group, in sync or catching up (empty: not tracked).
     public var members: [ReplicaIdentity]
+    /// The identity of the group's log (a UUID's text), written by the group's first leader: a replica's empty
+    /// directory takes it, and a directory holding another log refuses to join. Nil in a state that predates it.
+    public var log: String?
 
     /// A group state; see the type's invariants.
-    public init(epoch: UInt64, leader: ReplicaIdentity?, inSync: [ReplicaIdentity], members: [ReplicaIdentity] = []) {
+    public init(epoch: UInt64, leader: ReplicaIdentity?, inSync: [ReplicaIdentity], members: [ReplicaIdentity] = [],
+                log: String? = nil) {
         self.epoch = epoch
         self.leader = leader
         self.inSync = inSync
         self.members = members
+        self.log = log
     }
 
     /// Throws `.invalidArgument` naming the first broken invariant that one state can show by itself (the

@@ -25,4 +25,13 @@ public struct LogIdentity: Hashable, Sendable, CustomStringConvertible {
         let c = Array(hex)
         return String(c[0..<8]) + "-" + String(c[8..<12]) + "-" + String(c[12..<16]) + "-" + String(c[16..<20]) + "-" + String(c[20..<32])
     }
+
+    /// The identity `description` wrote (a UUID in its 8-4-4-4-12 hex form); nil for any other text.
+    public init?(_ text: String) {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.map(\.count) == [8, 4, 4, 4, 12] else { return nil }
+        let hex = parts.joined()
+        guard let high = UInt64(hex.prefix(16), radix: 16), let low = UInt64(hex.suffix(16), radix: 16) else { return nil }
+        self.init(high: high, low: low)
+    }
 }
