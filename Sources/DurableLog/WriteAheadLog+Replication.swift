@@ -103,6 +103,16 @@ extension WriteAheadLog {
         }
     }
 
+    /// `acceptShipped(_:verified:leaderEpoch:completion:)`, blocking the calling thread while the pending buffer is
+    /// full instead of returning false: for a follower's connection, which runs on a thread of its own and whose
+    /// leader bounds what is in flight.
+    package func acceptShippedWaiting(_ frames: ShippedFrames, verified: ShippedFrames.Verified, leaderEpoch: UInt64,
+                                      completion: @escaping @Sendable (Result<LSN, WALError>) -> Void) throws(WALError) {
+        while try !acceptShipped(frames, verified: verified, leaderEpoch: leaderEpoch, completion: completion) {
+            committer.waitForRoomBlocking(totalBytes: frames.bytes.count, records: verified.recordCount)
+        }
+    }
+
     /// The same, suspending until the run is durable here (and while the pending buffer is full); returns the
     /// LSN after its last record. The run is checked before anything is written: every frame intact (CRC32C),
     /// of its segment, one after the other; it starts where this log's frames end (or at the first frame of

@@ -112,7 +112,13 @@ public final class WriteAheadLog: Sendable {
         let active: SegmentWriter.ActiveSegment
         var segments = recovered.segments
         do {
-            if let last = segments.last, let offset = recovered.writeOffset {
+            if let last = segments.last, var offset = recovered.writeOffset {
+                if options.isReplica {
+                    // A follower continues where its last frame of records ends: a seal after it (its own, from
+                    // when it led, or its leader's) is where its leader's next frames go, since the leader ships
+                    // from the end of the frame that ends at the follower's last record.
+                    offset = last.frames.last.map { Int($0.offset) + Int($0.frameBytes) } ?? SegmentHeader.blockBytes
+                }
                 let fd = try fileSystem.open(last.path, writable: true, create: false)
                 active = .init(segmentID: last.segmentID, firstLSN: last.firstLSN, path: last.path, fd: fd,
                                writeOffset: offset)

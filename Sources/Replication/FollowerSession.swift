@@ -168,15 +168,13 @@ package final class FollowerSession: Sendable {
                 if changed { try s.history.save(directory: configuration.directory, fileSystem: configuration.fileSystem) }
                 let end = verified.endLSN
                 let send = self.send
-                let accepted = try s.log.acceptShipped(run, verified: verified, leaderEpoch: configuration.leaderEpoch) {
+                // Waits here while the pending buffer is full: the leader's window bounds what arrives meanwhile.
+                try s.log.acceptShippedWaiting(run, verified: verified, leaderEpoch: configuration.leaderEpoch) {
                     [self] result in
                     switch result {
                     case .success: send(.durable(through: end))
                     case .failure(let error): self.end(.refused(.logFailed, "\(error)"), tell: true)
                     }
-                }
-                guard accepted else {
-                    return .failure(.refused(.protocolViolation, "the leader shipped more than its window"))
                 }
                 return .success(())
             } catch {

@@ -19,12 +19,18 @@ package final class InSyncTracker: Sendable {
 
     private let log: WriteAheadLog
     private let minInsyncReplicas: Int
+    private let joinFloor: LSN
     private let state: Mutex<State>
 
-    /// `inSync`: the in-sync followers (the leader not among them).
-    package init(log: WriteAheadLog, inSync: Set<ReplicaIdentity>, minInsyncReplicas: Int) {
+    /// - Parameters:
+    ///   - inSync: the in-sync followers (the leader not among them).
+    ///   - joinFloor: a follower joins the set only once it holds every record before this LSN: the leader's
+    ///     log end when it was elected, since any of those records may have been committed under an earlier
+    ///     epoch without this leader knowing (its own commit point starts from nothing).
+    package init(log: WriteAheadLog, inSync: Set<ReplicaIdentity>, minInsyncReplicas: Int, joinFloor: LSN = .first) {
         self.log = log
         self.minInsyncReplicas = minInsyncReplicas
+        self.joinFloor = joinFloor
         state = Mutex(State(inSync: inSync))
     }
 
@@ -58,9 +64,13 @@ package final class InSyncTracker: Sendable {
     }
 
     /// Whether `replica` may join the in-sync set now: it holds every record the commit point has covered so
-    /// far. A member that joined with less could be elected without records that were then confirmed.
+    /// far, and every record the leader held when elected. A member that joined with less could be elected
+    /// without records that were confirmed.
     package func mayJoin(_ replica: ReplicaIdentity) -> Bool {
-        state.withLock { s in (s.acknowledged[replica] ?? .first) > s.given }
+        state.withLock { s in
+            guard let acknowledged = s.acknowledged[replica] else { return false }
+            return acknowledged > s.given && acknowledged >= joinFloor
+        }
     }
 
     /// Adds `replica` to the in-sync set (after the coordinator's transaction that added it succeeded; check

@@ -1,0 +1,25 @@
+import Coordination
+import DurableLog
+
+/// A data directory's incarnation: a random number written once, when the directory first joins a group
+/// (`replica-incarnation`, replaced crash-safely through `SmallFile`), so that a replica that comes back with
+/// an empty disk is a new replica (KIP-903): it is not in the in-sync set until it has caught up again.
+package enum Incarnation {
+    package static let fileName = "replica-incarnation"
+
+    /// The directory's incarnation, created (and made durable) when it has none. Blocks on the file.
+    package static func loadOrCreate(directory: String, fileSystem: any FileSystem = PosixFileSystem()) throws(WALError) -> UInt64 {
+        try fileSystem.createDirectoryDurably(directory)
+        let path = "\(directory)/\(fileName)"
+        if let bytes = try SmallFile.read(name: fileName, directory: directory, fileSystem: fileSystem) {
+            guard bytes.count == 8 else {
+                throw WALError(.corruption, "the replica incarnation file holds \(bytes.count) bytes, not 8", path: path)
+            }
+            return bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        }
+        let incarnation = ReplicaIdentity.newIncarnation()
+        try SmallFile.replace(withUnsafeBytes(of: incarnation.littleEndian) { Array($0) }, name: fileName,
+                              directory: directory, fileSystem: fileSystem)
+        return incarnation
+    }
+}

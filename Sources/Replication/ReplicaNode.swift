@@ -1,0 +1,388 @@
+import Coordination
+import DurableLog
+import LogFormat
+import NIOCore
+import Synchronization
+
+/// One replica of a replicated log: it takes part in elections through the coordinator; while it leads, it
+/// serves its followers' connections, commits what its in-sync set acknowledged and keeps that set in the
+/// coordinator (fenced transactions); while it follows, it follows the leader. Its replication endpoint is
+/// open from the start: a connection that reaches it while it does not lead is refused (`notLeader`).
+///
+/// Blocking file work (opening, closing and cutting the log) runs on threads of its own, never on the
+/// cooperative pool.
+package final class ReplicaNode: Sendable {
+    package struct Address: Hashable, Sendable {
+        package var host: String
+        package var port: Int
+        package init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+    }
+
+    package struct Configuration: Sendable {
+        package var member: String
+        package var directory: String
+        /// The log's options (the node sets the epoch, the replica flags and the identity for each role).
+        package var options: LogOptions
+        /// Where this node's replication endpoint listens (port 0: any free port; see `listenPort`).
+        package var listen: Address
+        /// Where a member's replication endpoint is (nil: unknown for now).
+        package var resolve: @Sendable (String) -> Address?
+        package var leaseTTL: Duration = .seconds(2)
+        package var minInsyncReplicas = 2
+        /// How often the node looks at its lease, its connections and the group's state.
+        package var tick: Duration = .milliseconds(20)
+        /// An in-sync follower with no live connection for this long is removed from the in-sync set (so that
+        /// the others can commit without it).
+        package var inSyncLagTime: Duration = .seconds(2)
+
+        package init(member: String, directory: String, options: LogOptions, listen: Address,
+                     resolve: @escaping @Sendable (String) -> Address?) {
+            self.member = member
+            self.directory = directory
+            self.options = options
+            self.listen = listen
+            self.resolve = resolve
+        }
+    }
+
+    package enum Role: Equatable, Sendable {
+        case starting
+        case candidate
+        case leader(epoch: UInt64)
+        case follower(of: String, epoch: UInt64)
+        case stopped
+    }
+
+    /// A follower's connection to this node while it leads.
+    private final class Peer: Sendable {
+        let session: LeaderSession
+        let connection: ReplicationConnection
+        let closed = Mutex(false)
+
+        init(session: LeaderSession, connection: ReplicationConnection) {
+            self.session = session
+            self.connection = connection
+        }
+    }
+
+    private struct State {
+        var role = Role.starting
+        var identity: ReplicaIdentity?
+        var leaderLog: WriteAheadLog?
+        var leading: Leading?
+        var followerLog: WriteAheadLog?
+        var stopping = false
+        var leaseLost = false
+        var listenPort = 0
+    }
+
+    /// What the node holds while it leads (the accept handler reads it).
+    private final class Leading: Sendable {
+        let log: WriteAheadLog
+        let history: EpochHistory
+        let epoch: UInt64
+        let tracker: InSyncTracker
+        let peers = Mutex<[Peer]>([])
+
+        init(log: WriteAheadLog, history: EpochHistory, epoch: UInt64, tracker: InSyncTracker) {
+            self.log = log
+            self.history = history
+            self.epoch = epoch
+            self.tracker = tracker
+        }
+
+        func pumpAll() { for peer in peers.withLock({ $0 }) { peer.session.pump() } }
+    }
+
+    private let configuration: Configuration
+    private let coordinator: any Coordinator
+    private let group: any EventLoopGroup
+    private let state = Mutex(State())
+
+    package init(configuration: Configuration, coordinator: any Coordinator, group: any EventLoopGroup) {
+        self.configuration = configuration
+        self.coordinator = coordinator
+        self.group = group
+    }
+
+    package var role: Role { state.withLock { $0.role } }
+    /// The log to append to while this node leads (nil otherwise).
+    package var leaderLog: WriteAheadLog? { state.withLock { $0.leaderLog } }
+    /// The follower's log while this node follows (it changes after a cut).
+    package var followerLog: WriteAheadLog? { state.withLock { $0.followerLog } }
+    package var identity: ReplicaIdentity? { state.withLock { $0.identity } }
+    /// The port the replication endpoint listens on (once `run` has started it).
+    package var listenPort: Int { state.withLock { $0.listenPort } }
+
+    /// Asks `run` to end: a leader steps down (its unconfirmed appends fail with `.closed`), a follower
+    /// disconnects, and the logs are closed.
+    package func stop() { state.withLock { $0.stopping = true } }
+
+    private var stopping: Bool { state.withLock { $0.stopping } }
+
+    /// Runs the node until `stop()`; returns the error that ended it otherwise.
+    package func run() async -> (any Error)? {
+        let directory = configuration.directory
+        let listener: ReplicationListener
+        let lease: LeaseHolder
+        do {
+            let incarnation = try await onOwnThread { () throws(WALError) in try Incarnation.loadOrCreate(directory: directory) }
+            let identity = ReplicaIdentity(member: configuration.member, incarnation: incarnation)
+            state.withLock { $0.identity = identity }
+            listener = try await ReplicationListener.bind(host: configuration.listen.host, port: configuration.listen.port,
+                                                          group: group) { [self] connection in accept(connection) }
+            state.withLock { $0.listenPort = listener.port }
+            lease = LeaseHolder(try await coordinator.grantLease(ttl: configuration.leaseTTL).id)
+        } catch {
+            state.withLock { $0.role = .stopped }
+            return error
+        }
+        let renewal = Task { [self] in await renew(lease) }
+        var failure: (any Error)?
+        while !stopping {
+            do {
+                if state.withLock({ $0.leaseLost }) {
+                    lease.id = try await coordinator.grantLease(ttl: configuration.leaseTTL).id
+                    state.withLock { $0.leaseLost = false }
+                }
+                state.withLock { $0.role = .candidate }
+                try await step(lease: lease.id)
+            } catch {
+                failure = error
+                if case let error as WALError = error, error.code == .invalidLog || error.code == .corruption { break }
+                try? await Task.sleep(for: configuration.tick)
+            }
+        }
+        renewal.cancel()
+        try? await listener.close()
+        state.withLock { $0.role = .stopped }
+        return stopping ? nil : failure
+    }
+
+    /// One turn: read the group, then claim, lead, follow or wait, until that role ends.
+    private func step(lease: LeaseID) async throws {
+        guard let me = identity else { return }
+        let snapshot = try await coordinator.read()
+        let proposed = snapshot.state?.log.flatMap(LogIdentity.init) ?? LogIdentity.random()
+        switch ElectionRule.step(snapshot, me: me, log: proposed) {
+        case .claim(let claimed, let expecting):
+            if case .won(let revision) = try await coordinator.claimLeadership(state: claimed, holder: me, lease: lease,
+                                                                               expecting: expecting) {
+                try await lead(claimed, revision: revision, lease: lease)
+            }
+        case .follow(let leader, let epoch):
+            guard let logText = snapshot.state?.log, let log = LogIdentity(logText) else {
+                throw WALError(.invalidLog, "the group's state names no log identity")
+            }
+            try await follow(leader, epoch: epoch, log: log)
+        case .wait:
+            try await Task.sleep(for: configuration.tick)
+        }
+    }
+
+    // MARK: - Leading
+
+    private func lead(_ claimed: GroupState, revision: Revision, lease: LeaseID) async throws {
+        guard let me = identity, let logText = claimed.log, let logIdentity = LogIdentity(logText) else { return }
+        var options = configuration.options
+        options.leaderEpoch = claimed.epoch
+        options.confirmsWaitForReplicas = true
+        options.identity = logIdentity
+        options.isReplica = false
+        let directory = configuration.directory
+        let epoch = claimed.epoch
+        let logOptions = options
+        let opened = try await onOwnThread { () throws(WALError) -> (WriteAheadLog, EpochHistory) in
+            let log = try WriteAheadLog.open(directory: directory, options: logOptions)
+            do throws(WALError) {
+                var history = try EpochHistory.load(directory: directory)
+                history.truncate(from: log.durableLSN.next)
+                try history.begin(epoch: epoch, at: log.durableLSN.next)
+                try history.save(directory: directory)
+                return (log, history)
+            } catch {
+                try? log.close()
+                throw error
+            }
+        }
+        let tracker = InSyncTracker(log: opened.0, inSync: Set(claimed.inSync).subtracting([me]),
+                                    minInsyncReplicas: configuration.minInsyncReplicas,
+                                    joinFloor: opened.0.durableLSN.next)
+        let leading = Leading(log: opened.0, history: opened.1, epoch: epoch, tracker: tracker)
+        opened.0.observeWrites { [leading] in leading.pumpAll() }
+        state.withLock { s in
+            s.leading = leading
+            s.leaderLog = opened.0
+            s.role = .leader(epoch: epoch)
+        }
+        var current = claimed, currentRevision = revision
+        var absentSince: [ReplicaIdentity: ContinuousClock.Instant] = [:]
+        while !stopping && !state.withLock({ $0.leaseLost }) {
+            guard let next = try await keepInSyncSet(leading, state: current, revision: currentRevision, lease: lease,
+                                                     absentSince: &absentSince) else {
+                break  // the state changed under us: another writer won; this node no longer leads
+            }
+            (current, currentRevision) = next
+            try await Task.sleep(for: configuration.tick)
+        }
+        state.withLock { s in
+            s.leading = nil
+            s.leaderLog = nil
+            s.role = .candidate
+        }
+        opened.0.observeWrites(nil)
+        for peer in leading.peers.withLock({ $0 }) { peer.connection.close() }
+        _ = try? await coordinator.resign(lease: lease)
+        try? await onOwnThread { () throws(WALError) in try opened.0.close() }
+    }
+
+    /// Removes in-sync followers that have had no live connection for `inSyncLagTime`, adds followers that hold
+    /// everything committed, each by a fenced state change. Returns the state as it now is, or nil when a change
+    /// was refused (another writer changed the state: this node no longer leads).
+    private func keepInSyncSet(_ leading: Leading, state current: GroupState, revision: Revision, lease: LeaseID,
+                               absentSince: inout [ReplicaIdentity: ContinuousClock.Instant]) async throws -> (GroupState, Revision)? {
+        guard let me = identity else { return nil }
+        var current = current, revision = revision
+        let peers = leading.peers.withLock { peers in
+            peers.removeAll { $0.closed.withLock { $0 } || $0.session.refusal != nil }
+            return peers
+        }
+        let connected = Set(peers.compactMap { $0.session.follower })
+        let now = ContinuousClock.now
+        var changes: [(ReplicaIdentity, joins: Bool)] = []
+        for member in current.inSync where member != me {
+            if connected.contains(member) {
+                absentSince[member] = nil
+            } else if let since = absentSince[member] {
+                if now - since >= configuration.inSyncLagTime { changes.append((member, false)) }
+            } else {
+                absentSince[member] = now
+            }
+        }
+        for follower in connected where !current.inSync.contains(follower) && leading.tracker.mayJoin(follower) {
+            changes.append((follower, true))
+        }
+        for (replica, joins) in changes {
+            var next = current
+            if joins {
+                next.inSync.append(replica)
+                if !next.members.contains(replica) { next.members.append(replica) }
+            } else {
+                next.inSync.removeAll { $0 == replica }
+            }
+            switch try await coordinator.updateState(next, lease: lease, expecting: revision) {
+            case .applied(let newRevision):
+                if joins { leading.tracker.add(replica) } else { leading.tracker.remove(replica) }
+                absentSince[replica] = nil
+                current = next
+                revision = newRevision
+            case .conflict:
+                return nil
+            }
+        }
+        return (current, revision)
+    }
+
+    /// A connection reached this node's endpoint: served while it leads, refused otherwise.
+    private func accept(_ connection: ReplicationConnection) {
+        guard let leading = state.withLock({ $0.leading }) else {
+            connection.send(.refuse(.notLeader, "this node does not lead"))
+            connection.close()
+            return
+        }
+        // The window stays within what a follower's pending buffer takes (the group's replicas share options).
+        let session = LeaderSession(log: leading.log, history: leading.history, epoch: leading.epoch,
+                                    tracker: leading.tracker, windowBytes: min(4 << 20, configuration.options.pendingBytesMax),
+                                    runBytesMax: min(256 << 10, configuration.options.pendingBytesMax / 4),
+                                    send: connection.send)
+        let peer = Peer(session: session, connection: connection)
+        leading.peers.withLock { $0.append(peer) }
+        connection.deliver { message in
+            if let message { session.receive(message) } else { peer.closed.withLock { $0 = true } }
+        }
+    }
+
+    // MARK: - Following
+
+    private func follow(_ leader: ReplicaIdentity, epoch: UInt64, log logIdentity: LogIdentity) async throws {
+        guard let me = identity, let address = configuration.resolve(leader.member) else {
+            try await Task.sleep(for: configuration.tick)
+            return
+        }
+        var options = configuration.options
+        options.isReplica = true
+        options.identity = logIdentity
+        options.confirmsWaitForReplicas = false
+        let directory = configuration.directory
+        let logOptions = options
+        let log = try await onOwnThread { () throws(WALError) in
+            try WriteAheadLog.open(directory: directory, options: logOptions)
+        }
+        let connection: ReplicationConnection
+        do {
+            connection = try await ReplicationDialer.connect(host: address.host, port: address.port, group: group)
+        } catch {
+            try? await onOwnThread { () throws(WALError) in try log.close() }
+            throw error
+        }
+        let closed = Mutex(false)
+        let session: FollowerSession
+        do {
+            session = try FollowerSession(
+                log: log, configuration: .init(directory: directory, options: logOptions, replica: me, leaderEpoch: epoch),
+                send: connection.send)
+        } catch {
+            connection.close()
+            try? await onOwnThread { () throws(WALError) in try log.close() }
+            throw error
+        }
+        connection.deliver { message in
+            if let message { session.receive(message) } else { closed.withLock { $0 = true } }
+        }
+        session.start()
+        state.withLock { s in
+            s.role = .follower(of: leader.member, epoch: epoch)
+            s.followerLog = log
+        }
+        while !stopping, !closed.withLock({ $0 }), session.ending == nil {
+            state.withLock { $0.followerLog = session.log }
+            let snapshot = try? await coordinator.read()
+            if let snapshot, snapshot.holder?.identity != leader || snapshot.state?.epoch != epoch { break }
+            try await Task.sleep(for: configuration.tick)
+        }
+        connection.close()
+        state.withLock { s in
+            s.followerLog = nil
+            s.role = .candidate
+        }
+        let current = session.log
+        try? await onOwnThread { () throws(WALError) in try current.close() }
+    }
+
+    // MARK: - The lease
+
+    /// Renews the lease a third of its TTL apart; notes when it is gone.
+    private func renew(_ lease: LeaseHolder) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: configuration.leaseTTL / 3)
+            do {
+                if try await coordinator.renew(lease.id) == nil { state.withLock { $0.leaseLost = true } }
+            } catch {
+                // The coordinator cannot be asked: keep trying; a leader's fenced writes fail meanwhile.
+            }
+        }
+    }
+}
+
+/// The node's current lease (replaced when one lapsed).
+private final class LeaseHolder: Sendable {
+    private let value: Mutex<LeaseID>
+    init(_ id: LeaseID) { value = Mutex(id) }
+    var id: LeaseID {
+        get { value.withLock { $0 } }
+        set { value.withLock { $0 = newValue } }
+    }
+}
