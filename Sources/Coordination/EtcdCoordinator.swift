@@ -114,8 +114,13 @@ public final class EtcdCoordinator: Coordinator {
     public func updateState(_ state: GroupState, lease: LeaseID,
                             expecting: Revision) async throws(CoordinationError) -> UpdateOutcome {
         try state.validate()
+        #if COORDINATION_BROKEN_UPDATE_WITHOUT_COMPARE
+        let compare: [EtcdCompare] = []  // BROKEN ON PURPOSE (harness check builds only): an unfenced write.
+        #else
+        let compare: [EtcdCompare] = [.bound(leaderKeyBytes, to: lease.rawValue), .modified(stateKeyBytes, at: expecting.rawValue)]
+        #endif
         let txn = EtcdTxnRequest(
-            compare: [.bound(leaderKeyBytes, to: lease.rawValue), .modified(stateKeyBytes, at: expecting.rawValue)],
+            compare: compare,
             success: [EtcdRequestOp(request_put: EtcdPutRequest(key: stateKeyBytes, value: try encodeValue(state)))],
             failure: rangeBothKeys(at: nil))
         let (succeeded, snapshot) = try await commit(txn)

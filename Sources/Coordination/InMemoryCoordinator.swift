@@ -123,7 +123,12 @@ public final class InMemoryCoordinator: Coordinator {
                             expecting: Revision) async throws(CoordinationError) -> UpdateOutcome {
         try state.validate()
         return try operate { s in
+            #if COORDINATION_BROKEN_UPDATE_WITHOUT_COMPARE
+            // BROKEN ON PURPOSE (harness check builds only): writes whatever state it is given.
+            _ = (lease, expecting)
+            #else
             guard s.holder?.lease == lease, s.stateRevision == expecting else { return .conflict(s.snapshot) }
+            #endif
             s.revision += 1
             s.state = state
             s.stateRevision = Revision(rawValue: s.revision)
