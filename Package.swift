@@ -72,6 +72,9 @@ let package = Package(
             "DurableLog", "LogFormat", "Coordination", .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
         ]),
+        // Seeded runs of a replicated log: replicas on simulated disks, a simulated network, the in-memory
+        // coordinator (for tests and `wal-torture --cluster`).
+        .target(name: "ClusterSimulation", dependencies: ["Replication", "WALSimulation", "DurableLog", "LogFormat", "Coordination"]),
         // A file system that simulates power loss (unsynced writes dropped or torn), for tests and torture runs.
         .target(name: "WALSimulation", dependencies: [
             "DurableLog", "LogFormat", .product(name: "Logging", package: "swift-log"),
@@ -131,7 +134,8 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "ReplicationTests", dependencies: [
-            "Replication", "DurableLog", "WALSimulation", "Coordination", .product(name: "NIOPosix", package: "swift-nio"),
+            "Replication", "DurableLog", "WALSimulation", "Coordination", "ClusterSimulation",
+            .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "WorkloadTests", dependencies: ["Workload", "WALBench"], path: "Tests/WorkloadTests"),
     ]

@@ -106,6 +106,17 @@ final class GroupCommitter: @unchecked Sendable {
         monitor.unlock()
     }
 
+    /// Blocks until everything accepted is written and durable (or the log failed or is closing): a follower
+    /// starting a new exchange says where its log ends, and that must be durable.
+    func waitUntilIdle() {
+        monitor.withLock {
+            while ledger.failure == nil && !stopping
+                && (!pending.isEmpty || writeTokenHeld || ledger.syncsInFlight > 0 || ledger.hasUnsyncedWrites) {
+                drained.wait()
+            }
+        }
+    }
+
     /// Calls `observer` after every group written from now on (keep it short: it runs on a log thread that
     /// has more to write).
     func observeWrites(_ observer: (@Sendable () -> Void)?) { writeObserver.withLock { $0 = observer } }
@@ -397,6 +408,7 @@ final class GroupCommitter: @unchecked Sendable {
             if !ledger.hasUnsyncedWrites && ledger.syncsInFlight == 0 { release = ledger.releaseConfirmed() }
         }
         writing.reset(firstLSN: nextLSN)
+        drained.broadcast()  // for `waitUntilIdle`, when this group needs no sync (a follower's seal alone)
         // No wake-up here: an I/O thread loops on to what is pending itself, and an inline caller hands on.
         if !release.isEmpty { completeUnlocked(release) }
     }

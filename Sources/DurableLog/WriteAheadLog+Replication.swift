@@ -76,6 +76,11 @@ extension WriteAheadLog {
 
     // MARK: - Follower: frames shipped to it
 
+    /// Blocks until every run accepted so far is durable (or the log failed or is closing). A follower calls it
+    /// before it tells a leader where its log ends: runs an earlier connection delivered may still be on their
+    /// way to the disk, and an end that counted them would be acknowledged as durable too early.
+    package func waitUntilAcceptedIsDurable() { committer.waitUntilIdle() }
+
     /// A follower's log (`LogOptions.isReplica`): writes a run of its leader's frames byte for byte at the
     /// same offset of the same segment, group-committed with the runs that arrive meanwhile, and calls
     /// `completion` with the run's first LSN once an `fdatasync` covered it (then `durableLSN` covers the

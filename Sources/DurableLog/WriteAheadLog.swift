@@ -112,6 +112,14 @@ public final class WriteAheadLog: Sendable {
         let active: SegmentWriter.ActiveSegment
         var segments = recovered.segments
         do {
+            if options.isReplica, segments.count > 1, let last = segments.last, last.frames.isEmpty {
+                // A follower's empty last segment is dropped: where one segment ends and the next begins is its
+                // leader's to say (the leader may hold more frames in the segment before), and the follower
+                // rolls again when its leader's frames start the next segment.
+                try fileSystem.remove(last.path)
+                try fileSystem.syncDirectory(directory)
+                segments.removeLast()
+            }
             if let last = segments.last, var offset = recovered.writeOffset {
                 if options.isReplica {
                     // A follower continues where its last frame of records ends: a seal after it (its own, from

@@ -77,11 +77,19 @@ package final class FollowerSession: Sendable {
     package var isFollowing: Bool { state.withLock { if case .following = $0.phase { true } else { false } } }
     /// How the session ended, once it has.
     package var ending: Ending? { state.withLock { if case .ended(let e) = $0.phase { e } else { nil } } }
+    /// For diagnostics: the phase, what the leader said is committed, the log's watermarks and counters.
+    package var debugState: String {
+        state.withLock { "\($0.phase) committed \($0.committed) durable \($0.log.durableLSN) closed \($0.log.isClosed) \($0.log.counters)" }
+    }
     /// How many times the exchange cut the log.
     package var cuts: Int { state.withLock { $0.cuts } }
 
-    /// Opens the exchange: says who this follower is and where its log ends.
-    package func start() { send(.hello(state.withLock { hello($0) })) }
+    /// Opens the exchange: says who this follower is and where its log ends, once every run an earlier
+    /// session accepted is durable (blocks until then).
+    package func start() {
+        log.waitUntilAcceptedIsDurable()
+        send(.hello(state.withLock { hello($0) }))
+    }
 
     private func hello(_ s: State) -> ReplicationMessage.Hello {
         .init(log: s.log.identity, member: configuration.replica.member, incarnation: configuration.replica.incarnation,

@@ -58,6 +58,10 @@ package final class LeaderSession: Sendable {
     package var follower: ReplicaIdentity? { state.withLock { $0.follower } }
     /// The LSN after the last record the follower acknowledged as durable.
     package var acknowledged: LSN { state.withLock { $0.acknowledged } }
+    /// For diagnostics: the phase, the position, the bytes in flight.
+    package var debugState: String {
+        state.withLock { "\($0.phase) at \(String(describing: $0.position)), \($0.inFlight.count) runs (\($0.inFlightBytes) bytes) in flight, acknowledged \($0.acknowledged)" }
+    }
     /// Whether the session ended (a refusal either way), and why.
     package var refusal: (ReplicationMessage.Refusal, String)? { state.withLock { $0.refusal } }
 

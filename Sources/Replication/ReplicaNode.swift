@@ -342,7 +342,7 @@ package final class ReplicaNode: Sendable {
         connection.deliver { message in
             if let message { session.receive(message) } else { closed.withLock { $0 = true } }
         }
-        session.start()
+        await onOwnThread { session.start() }
         state.withLock { s in
             s.role = .follower(of: leader.member, epoch: epoch)
             s.followerLog = log

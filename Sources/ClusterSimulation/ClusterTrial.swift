@@ -1,0 +1,342 @@
+import Coordination
+import DurableLog
+import LogFormat
+import Replication
+import Synchronization
+import WALSimulation
+
+/// One seeded run of a replicated log of three replicas, each on its own `SimulatedDisk`, electing through the
+/// in-memory coordinator and talking through the simulated network, while the seed chooses what happens at
+/// each step: appends to the leader, message deliveries in any interleaving of the connections, broken
+/// connections, a follower's power loss, and the leader's power loss followed by an election. Then the
+/// network heals and everything is delivered. What it checks:
+/// - at every election, the new leader holds every record confirmed so far (commit waits for every in-sync
+///   replica, and only in-sync replicas are elected);
+/// - epochs only go up;
+/// - at the end, every replica holds every confirmed record, and every follower's segments are its
+///   leader's byte for byte.
+/// Thread timing (the logs' own threads) can still move what a step finds; what it checks does not depend on it.
+public struct ClusterTrial: Sendable {
+    public var seed: UInt64
+    public var steps = 120
+    public var replicas = 3
+
+    public init(seed: UInt64) { self.seed = seed }
+
+    public struct Outcome: Sendable {
+        public var confirmed = 0
+        public var elections = 0
+        public var powerLosses = 0
+        public var connectionsCut = 0
+        public var cutsOnRejoin = 0
+        /// Nil when every check held; otherwise the first that failed.
+        public var failure: String?
+    }
+
+    public func run() async -> Outcome {
+        let cluster = Cluster(seed: seed, replicas: replicas)
+        return await cluster.run(steps: steps)
+    }
+}
+
+/// The options of every replica's log: small segments and buffers, so that short runs roll and fill them.
+let trialOptions: LogOptions = PowerLossTrial.defaultOptions
+let trialDirectory = "/sim/log"
+
+/// A replica of the simulated cluster: its disk, and its log as leader or follower.
+final class SimulatedReplica {
+    let identity: ReplicaIdentity
+    var disk = SimulatedDisk()
+    var lease: LeaseID?
+    var leading: Leading?
+    var following: (session: FollowerSession, connection: Int)?
+    /// The replica's log now (a follower's session reopens it after a cut).
+    var log: WriteAheadLog? { leading?.log ?? following?.session.log }
+
+    init(identity: ReplicaIdentity) { self.identity = identity }
+
+    /// What a leader holds.
+    final class Leading: Sendable {
+        let log: WriteAheadLog
+        let history: EpochHistory
+        let epoch: UInt64
+        let tracker: InSyncTracker
+        let sessions = Mutex<[Int: LeaderSession]>([:])
+
+        init(log: WriteAheadLog, history: EpochHistory, epoch: UInt64, tracker: InSyncTracker) {
+            self.log = log
+            self.history = history
+            self.epoch = epoch
+            self.tracker = tracker
+        }
+    }
+}
+
+final class Cluster: @unchecked Sendable {
+    private var rng: SplitMix64
+    private let coordinator = InMemoryCoordinator(clock: ManualClock())
+    private let network = SimulatedNetwork()
+    private var replicas: [SimulatedReplica]
+    private var leaderIndex = 0
+    private var outcome = ClusterTrial.Outcome()
+    private let confirmed = ConfirmedRecords()
+    private var appended = 0
+    private var logIdentity = LogIdentity.random()
+    private var lastEpoch: UInt64 = 0
+
+    init(seed: UInt64, replicas count: Int) {
+        rng = SplitMix64(seed: seed)
+        replicas = (0..<count).map { SimulatedReplica(identity: ReplicaIdentity(member: "r\($0)", incarnation: UInt64($0 + 1))) }
+    }
+
+    private struct Failure: Error { var text: String }
+
+    func run(steps: Int) async -> ClusterTrial.Outcome {
+        do {
+            for replica in replicas { replica.lease = try await coordinator.grantLease(ttl: .seconds(2)).id }
+            try await elect(replicas[0])
+            for replica in replicas.dropFirst() { try open(follower: replica) }
+            for _ in 0..<steps { try await step() }
+            try await heal()
+        } catch let failure as Failure {
+            outcome.failure = failure.text
+        } catch {
+            outcome.failure = "\(error)"
+        }
+        for replica in replicas { try? replica.log?.close() }
+        outcome.confirmed = confirmed.map.withLock { $0.count }
+        if outcome.failure == nil { outcome.failure = compareReplicas() }
+        return outcome
+    }
+
+    private func step() async throws {
+        switch rng.next() % 100 {
+        case 0..<35: append(1 + Int(rng.next() % 8))
+        case 35..<80: for _ in 0..<(1 + rng.next() % 24) { _ = network.deliverOne(&rng) }
+        case 80..<88:
+            let follower = randomFollower()
+            try reconnect(follower)
+            outcome.connectionsCut += 1
+        case 88..<95:
+            try powerLoss(randomFollower())
+        default:
+            try await failover()
+        }
+        try await keepInSyncSet()
+    }
+
+    private func randomFollower() -> SimulatedReplica {
+        let followers = replicas.indices.filter { $0 != leaderIndex }
+        return replicas[followers[Int(rng.next() % UInt64(followers.count))]]
+    }
+
+    // MARK: - Appends
+
+    private func append(_ count: Int) {
+        guard let log = replicas[leaderIndex].leading?.log else { return }
+        for _ in 0..<count {
+            let record = PowerLossTrial.record(seed: rng.next(), stream: 0, index: appended)
+            appended += 1
+            _ = try? record.withUnsafeBytes { bytes in
+                try log.append(bytes) { [confirmed] result in
+                    if case .success(let lsn) = result { confirmed.map.withLock { $0[lsn] = record } }
+                }
+            }
+        }
+    }
+
+    // MARK: - Roles
+
+    /// Makes `replica` leader: claims through the coordinator (only an in-sync replica can), opens its log as
+    /// the leader of the next epoch, and checks that it holds every confirmed record.
+    private func elect(_ replica: SimulatedReplica) async throws {
+        let snapshot = try await coordinator.read()
+        guard case .claim(let state, let expecting) = ElectionRule.step(snapshot, me: replica.identity, log: logIdentity) else {
+            throw Failure(text: "\(replica.identity) may not claim: \(snapshot)")
+        }
+        guard case .won = try await coordinator.claimLeadership(state: state, holder: replica.identity,
+                                                                 lease: replica.lease!, expecting: expecting) else {
+            throw Failure(text: "\(replica.identity) lost a claim nobody contested")
+        }
+        if let text = state.log, let identity = LogIdentity(text) { logIdentity = identity }
+        guard state.epoch > lastEpoch else { throw Failure(text: "epoch \(state.epoch) after \(lastEpoch)") }
+        lastEpoch = state.epoch
+        if let following = replica.following {
+            network.cut(following.connection)
+            try following.session.log.close()
+            replica.following = nil
+        }
+        var options = trialOptions
+        options.leaderEpoch = state.epoch
+        options.confirmsWaitForReplicas = true
+        options.identity = logIdentity
+        let log = try WriteAheadLog.open(directory: trialDirectory, options: options, fileSystem: replica.disk)
+        for (lsn, bytes) in confirmed.map.withLock({ $0 }) where (try? log.read(lsn)) != bytes {
+            throw Failure(text: "the new leader \(replica.identity) of epoch \(state.epoch) lacks confirmed LSN \(lsn)")
+        }
+        var history = try EpochHistory.load(directory: trialDirectory, fileSystem: replica.disk)
+        history.truncate(from: log.durableLSN.next)
+        try history.begin(epoch: state.epoch, at: log.durableLSN.next)
+        try history.save(directory: trialDirectory, fileSystem: replica.disk)
+        let tracker = InSyncTracker(log: log, inSync: Set(state.inSync).subtracting([replica.identity]),
+                                    minInsyncReplicas: 2, joinFloor: log.durableLSN.next)
+        let leading = SimulatedReplica.Leading(log: log, history: history, epoch: state.epoch, tracker: tracker)
+        log.observeWrites { [leading] in for session in leading.sessions.withLock({ Array($0.values) }) { session.pump() } }
+        replica.leading = leading
+        leaderIndex = replicas.firstIndex { $0 === replica }!
+        outcome.elections += 1
+    }
+
+    /// Opens `replica`'s log as a follower and connects it to the leader.
+    private func open(follower replica: SimulatedReplica) throws {
+        var options = trialOptions
+        options.isReplica = true
+        options.identity = logIdentity
+        let log = try WriteAheadLog.open(directory: trialDirectory, options: options, fileSystem: replica.disk)
+        try connect(replica, log: log)
+    }
+
+    private func connect(_ replica: SimulatedReplica, log: WriteAheadLog) throws {
+        guard let leading = replicas[leaderIndex].leading else { throw Failure(text: "no leader") }
+        let id = network.open()
+        let leaderSession = LeaderSession(log: leading.log, history: leading.history, epoch: leading.epoch,
+                                          tracker: leading.tracker, windowBytes: 16 << 10, runBytesMax: 6 << 10,
+                                          send: network.sender(id, toLeader: false))
+        var options = trialOptions
+        options.isReplica = true
+        options.identity = logIdentity
+        let session = try FollowerSession(
+            log: log, configuration: .init(directory: trialDirectory, options: options, fileSystem: replica.disk,
+                                           replica: replica.identity, leaderEpoch: leading.epoch),
+            send: network.sender(id, toLeader: true))
+        network.attach(id, leader: leaderSession, follower: session)
+        leading.sessions.withLock { $0[id] = leaderSession }
+        replica.following = (session, id)
+        session.start()
+    }
+
+    /// Breaks a follower's connection and opens a new one (its log stays open; the new session rejoins).
+    private func reconnect(_ replica: SimulatedReplica) throws {
+        guard let following = replica.following else { return }
+        network.cut(following.connection)
+        replicas[leaderIndex].leading?.sessions.withLock { _ = $0.removeValue(forKey: following.connection) }
+        try connect(replica, log: following.session.log)
+    }
+
+    /// The follower's disk loses power; it comes back with what the power cut left and rejoins.
+    private func powerLoss(_ replica: SimulatedReplica) throws {
+        guard let following = replica.following else { return }
+        network.cut(following.connection)
+        replicas[leaderIndex].leading?.sessions.withLock { _ = $0.removeValue(forKey: following.connection) }
+        replica.disk.crash()
+        try? following.session.log.close()
+        replica.following = nil
+        replica.disk = replica.disk.crashImage(seed: rng.next())
+        outcome.powerLosses += 1
+        try open(follower: replica)
+    }
+
+    /// The leader's disk loses power; its lease lapses; an in-sync follower is elected; the old leader comes
+    /// back with what the power cut left and follows.
+    private func failover() async throws {
+        let old = replicas[leaderIndex]
+        guard let leading = old.leading else { return }
+        for id in leading.sessions.withLock({ Array($0.keys) }) { network.cut(id) }
+        leading.log.observeWrites(nil)
+        old.disk.crash()
+        try? leading.log.close()
+        old.leading = nil
+        old.disk = old.disk.crashImage(seed: rng.next())
+        outcome.powerLosses += 1
+        try await coordinator.revoke(old.lease!)
+        old.lease = try await coordinator.grantLease(ttl: .seconds(2)).id
+        // The other replicas in a seeded order; the first the election rule lets claim leads (only one in sync).
+        let snapshot = try await coordinator.read()
+        var others = replicas.filter { $0 !== old }
+        if rng.next() % 2 == 0 { others.reverse() }
+        let candidates = others.filter {
+            if case .claim = ElectionRule.step(snapshot, me: $0.identity, log: logIdentity) { true } else { false }
+        }
+        guard !candidates.isEmpty else {
+            // No other in-sync replica: only the old leader may lead again (an unclean election would lose
+            // confirmed records). It comes back from its disk.
+            try await elect(old)
+            for replica in replicas where replica !== old {
+                if let following = replica.following { network.cut(following.connection); try connect(replica, log: following.session.log) }
+            }
+            return
+        }
+        try await elect(candidates[0])
+        try open(follower: old)
+        for replica in replicas where replica !== old && replica.leading == nil {
+            guard let following = replica.following else { continue }
+            network.cut(following.connection)
+            try connect(replica, log: following.session.log)
+        }
+    }
+
+    /// The leader adds followers that hold everything committed to the in-sync set (fenced).
+    private func keepInSyncSet() async throws {
+        let leader = replicas[leaderIndex]
+        guard let leading = leader.leading else { return }
+        for session in leading.sessions.withLock({ Array($0.values) }) {
+            guard let follower = session.follower, leading.tracker.mayJoin(follower),
+                  !leading.tracker.inSync.contains(follower) else { continue }
+            let snapshot = try await coordinator.read()
+            guard var state = snapshot.state, let revision = snapshot.stateRevision, !state.inSync.contains(follower) else { continue }
+            state.inSync.append(follower)
+            if !state.members.contains(follower) { state.members.append(follower) }
+            if case .applied = try await coordinator.updateState(state, lease: leader.lease!, expecting: revision) {
+                leading.tracker.add(follower)
+            }
+        }
+    }
+
+    // MARK: - The end
+
+    /// Delivers everything, waiting for the logs' acknowledgements, until every follower holds the leader's log.
+    private func heal() async throws {
+        guard let leading = replicas[leaderIndex].leading else { return }
+        // The last steps' appends may still be on their way into the leader's log: shipping follows its writes.
+        leading.log.waitUntilAcceptedIsDurable()
+        var idleRounds = 0
+        while idleRounds < 3 {
+            while network.deliverOne(&rng) {}
+            try await keepInSyncSet()
+            let caughtUp = replicas.allSatisfy { ($0.following?.session.log.durableLSN ?? leading.log.durableLSN) == leading.log.durableLSN }
+            if caughtUp && network.queued == 0 && leading.log.durableLSN == leading.log.committedLSN { break }
+            if !network.awaitMessage(seconds: 2) { idleRounds += 1 }
+        }
+        for replica in replicas {
+            guard let log = replica.log else { continue }
+            for (lsn, bytes) in confirmed.map.withLock({ $0 }) where (try? log.read(lsn)) != bytes {
+                throw Failure(text: "\(replica.identity) lacks confirmed LSN \(lsn) at the end")
+            }
+            if log.durableLSN != leading.log.durableLSN {
+                throw Failure(text: "\(replica.identity) ends at \(log.durableLSN), the leader at \(leading.log.durableLSN); "
+                              + "its session: \(replica.following.map { "\($0.session.debugState) \($0.session.ending as Any), history \($0.session.history.entries)" } ?? "none"), "
+                              + "the leader's history \(leading.history.entries); leader sessions: "
+                              + leading.sessions.withLock { $0.map { "\($0.key): \($0.value.follower as Any) \($0.value.debugState)" }.joined(separator: "; ") }
+                              + "; queued \(network.queued); follower connection \(replica.following?.connection as Any)")
+            }
+        }
+        outcome.cutsOnRejoin = replicas.reduce(0) { $0 + ($1.following?.session.cuts ?? 0) }
+    }
+
+    /// Every follower's segments are its leader's, byte for byte (after the logs are closed).
+    private func compareReplicas() -> String? {
+        let leader = replicas[leaderIndex]
+        for replica in replicas where replica !== leader {
+            if let difference = replicaSegmentsDiffer(leader: trialDirectory, follower: trialDirectory,
+                                                      leaderFileSystem: leader.disk, followerFileSystem: replica.disk) {
+                return "\(replica.identity) differs from the leader: \(difference)"
+            }
+        }
+        return nil
+    }
+}
+
+/// The records the leader confirmed, by LSN (written by the logs' threads).
+final class ConfirmedRecords: Sendable {
+    let map = Mutex<[LSN: [UInt8]]>([:])
+}
