@@ -109,7 +109,8 @@ let package = Package(
         // Simulated power cuts over many seeds, beyond what the default test run covers.
         .executableTarget(
             name: "wal-torture",
-            dependencies: ["WALSimulation", "DurableLog", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["WALSimulation", "ClusterSimulation", "DurableLog",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Tools/wal-torture"
         ),
 

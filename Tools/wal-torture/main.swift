@@ -3,7 +3,9 @@
 //
 //   swift run -c release wal-torture [--seeds 10000] [--first-seed 1] [--streams 8] [--per-stream 30]
 //                                    [--recovery-crashes] [--seed S]
+//   swift run -c release wal-torture --cluster [--seeds 1000] [--steps 120] [--seed S]
 import ArgumentParser
+import ClusterSimulation
 import Foundation
 import WALSimulation
 import DurableLog
@@ -22,12 +24,16 @@ struct Torture: AsyncParsableCommand {
     @Option(help: "Appends per appender.") var perStream = 30
     @Flag(help: "Also cut the power a second time during recovery.") var recoveryCrashes = false
     @Option(help: "The first appender truncates the log after every this many appends (0: never).") var truncateEvery = 0
+    @Flag(help: "Replicated runs instead (three replicas, simulated disks, network and coordinator; ClusterTrial).")
+    var cluster = false
+    @Option(help: "With --cluster: steps per seed.") var steps = 120
 
     func validate() throws {
         guard seeds > 0, streams > 0, perStream > 0 else { throw ValidationError("counts must be positive") }
     }
 
     func run() async throws {
+        if cluster { return try await runCluster() }
         let first = seed ?? firstSeed
         let count = seed == nil ? seeds : 1
         let budget = await trial(first, crashBefore: nil).operationsOfAnUninterruptedRun()
@@ -60,6 +66,37 @@ struct Torture: AsyncParsableCommand {
               + "\(streams) appenders x \(perStream) appends, recovery crashes \(recoveryCrashes ? "on" : "off"), "
               + "truncation \(truncateEvery > 0 ? "every \(truncateEvery) appends" : "off")")
         print("confirms checked \(confirms), torn tails cut \(tornTails), failures \(failures.count), "
+              + String(format: "%.1f s", Date().timeIntervalSince(start)))
+        for (s, failure) in failures.prefix(20) { print("  seed \(s): \(failure)") }
+        if !failures.isEmpty { throw ExitCode.failure }
+    }
+
+    /// `--cluster`: many seeded replicated runs; every failure is printed with the seed that replays it.
+    func runCluster() async throws {
+        let first = seed ?? firstSeed
+        let count = seed == nil ? seeds : 1
+        var confirms = 0, elections = 0, powerLosses = 0
+        var failures: [(UInt64, String)] = []
+        let start = Date()
+        var lastReport = start
+        for s in first..<(first + UInt64(count)) {
+            var trial = ClusterTrial(seed: s)
+            trial.steps = steps
+            let outcome = await trial.run()
+            confirms += outcome.confirmed
+            elections += outcome.elections
+            powerLosses += outcome.powerLosses
+            if let failure = outcome.failure {
+                failures.append((s, failure))
+                FileHandle.standardError.write(Data("FAIL seed \(s): \(failure) (replay: wal-torture --cluster --seed \(s))\n".utf8))
+            }
+            if Date().timeIntervalSince(lastReport) >= 10 {
+                lastReport = Date()
+                FileHandle.standardError.write(Data("\(Int(s - first) + 1)/\(count) seeds, \(failures.count) failures\n".utf8))
+            }
+        }
+        print("cluster seeds \(count) (from \(first)), \(steps) steps each: \(elections) elections, \(powerLosses) power "
+              + "losses, \(confirms) confirms checked, failures \(failures.count), "
               + String(format: "%.1f s", Date().timeIntervalSince(start)))
         for (s, failure) in failures.prefix(20) { print("  seed \(s): \(failure)") }
         if !failures.isEmpty { throw ExitCode.failure }
