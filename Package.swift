@@ -15,7 +15,6 @@ let package = Package(
         .library(name: "DurableQueue", targets: ["DurableQueue"]),
         .library(name: "DurableQueueService", targets: ["DurableQueueService"]),
         .library(name: "Coordination", targets: ["Coordination"]),
-        .library(name: "Replication", targets: ["Replication"]),
         .executable(name: "wal-bench", targets: ["WALBench"]),
         .executable(name: "walctl", targets: ["walctl"]),
         .executable(name: "wal-torture", targets: ["wal-torture"]),
