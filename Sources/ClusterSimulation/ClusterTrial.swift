@@ -8,7 +8,8 @@ import WALSimulation
 /// One seeded run of a replicated log of three replicas, each on its own `SimulatedDisk`, electing through the
 /// in-memory coordinator and talking through the simulated network, while the seed chooses what happens at
 /// each step: appends to the leader, message deliveries in any interleaving of the connections, broken
-/// connections, a follower's power loss, and the leader's power loss followed by an election. Then the
+/// connections, a follower's power loss, a follower's lost disk (it comes back empty, a new incarnation, and
+/// joins the in-sync set only once caught up), and the leader's power loss followed by an election. Then the
 /// network heals and everything is delivered. What it checks:
 /// - at every election, the new leader holds every record confirmed so far (commit waits for every in-sync
 ///   replica, and only in-sync replicas are elected);
@@ -28,6 +29,7 @@ public struct ClusterTrial: Sendable {
         public var elections = 0
         public var powerLosses = 0
         public var connectionsCut = 0
+        public var disksLost = 0
         public var cutsOnRejoin = 0
         /// Nil when every check held; otherwise the first that failed.
         public var failure: String?
@@ -45,7 +47,7 @@ let trialDirectory = "/sim/log"
 
 /// A replica of the simulated cluster: its disk, and its log as leader or follower.
 final class SimulatedReplica {
-    let identity: ReplicaIdentity
+    var identity: ReplicaIdentity
     var disk = SimulatedDisk()
     var lease: LeaseID?
     var leading: Leading?
@@ -117,8 +119,10 @@ final class Cluster: @unchecked Sendable {
             let follower = randomFollower()
             try reconnect(follower)
             outcome.connectionsCut += 1
-        case 88..<95:
+        case 88..<93:
             try powerLoss(randomFollower())
+        case 93..<95:
+            try wipe(randomFollower())
         default:
             try await failover()
         }
@@ -236,6 +240,20 @@ final class Cluster: @unchecked Sendable {
         try open(follower: replica)
     }
 
+    /// The follower's disk is lost: it comes back empty with a new incarnation, a replica the group has not
+    /// seen, outside the in-sync set until it holds everything committed.
+    private func wipe(_ replica: SimulatedReplica) throws {
+        guard let following = replica.following else { return }
+        network.cut(following.connection)
+        replicas[leaderIndex].leading?.sessions.withLock { _ = $0.removeValue(forKey: following.connection) }
+        try? following.session.log.close()
+        replica.following = nil
+        replica.disk = SimulatedDisk()
+        replica.identity = ReplicaIdentity(member: replica.identity.member, incarnation: replica.identity.incarnation + 100)
+        outcome.disksLost += 1
+        try open(follower: replica)
+    }
+
     /// The leader's disk loses power; its lease lapses; an in-sync follower is elected; the old leader comes
     /// back with what the power cut left and follows.
     private func failover() async throws {
@@ -275,10 +293,20 @@ final class Cluster: @unchecked Sendable {
         }
     }
 
-    /// The leader adds followers that hold everything committed to the in-sync set (fenced).
+    /// The leader removes replicas that are gone (a lost disk's old incarnation) from the in-sync set, and adds
+    /// followers that hold everything committed (each a fenced state change).
     private func keepInSyncSet() async throws {
         let leader = replicas[leaderIndex]
         guard let leading = leader.leading else { return }
+        let present = Set(replicas.map(\.identity))
+        for gone in leading.tracker.inSync where !present.contains(gone) {
+            let snapshot = try await coordinator.read()
+            guard var state = snapshot.state, let revision = snapshot.stateRevision else { continue }
+            state.inSync.removeAll { $0 == gone }
+            if case .applied = try await coordinator.updateState(state, lease: leader.lease!, expecting: revision) {
+                leading.tracker.remove(gone)
+            }
+        }
         for session in leading.sessions.withLock({ Array($0.values) }) {
             guard let follower = session.follower, leading.tracker.mayJoin(follower),
                   !leading.tracker.inSync.contains(follower) else { continue }
