@@ -31,7 +31,11 @@ struct CommitLedger<Waiter> {
         var confirmed: [Group] = []
         var failed: [Waiter] = []
         var error: WALError?
-        var isEmpty: Bool { confirmed.isEmpty && failed.isEmpty }
+        /// Replicated: waiters whose records were written (and so may have been shipped) when the log failed or
+        /// closed. Another replica may hold them and a new leader commit them: their outcome is unknown, never
+        /// "failed" (`WALError.Code.indeterminate`).
+        var uncertain: [Waiter] = []
+        var isEmpty: Bool { confirmed.isEmpty && failed.isEmpty && uncertain.isEmpty }
     }
 
     /// The highest durable LSN (its `previous` before anything is).
@@ -162,7 +166,13 @@ struct CommitLedger<Waiter> {
                                + "run recovery (cause: \(error))", path: error.path, errno: error.errno)
         }
         var release = Release(error: error)
-        for group in groups[firstGroup...] { release.failed.append(contentsOf: group.waiters) }
+        for group in groups[firstGroup...] {
+            #if WAL_BROKEN_UNCERTAIN_REPORTED_FAILED
+            release.failed.append(contentsOf: group.waiters)  // BROKEN ON PURPOSE (harness check builds only)
+            #else
+            if replicated == nil { release.failed.append(contentsOf: group.waiters) } else { release.uncertain.append(contentsOf: group.waiters) }
+            #endif
+        }
         groups.removeAll()
         firstGroup = 0
         return release

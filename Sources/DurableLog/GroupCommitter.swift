@@ -516,6 +516,13 @@ final class GroupCommitter: @unchecked Sendable {
         if let error = release.error {
             for w in release.failed { batch.complete(w, .failure(error)) }
             batch.flush(failure: error)
+            if !release.uncertain.isEmpty {
+                let unknown = WALError(.indeterminate, "this leader's log stopped (\(error.message)) after the record "
+                                       + "was written, and possibly shipped, but before its in-sync replicas confirmed "
+                                       + "it: a new leader may still commit it", path: error.path, errno: error.errno)
+                for w in release.uncertain { batch.complete(w, .failure(unknown)) }
+                batch.flush(failure: unknown)
+            }
         }
         monitor.lock()
         for var group in release.confirmed where waiterArrays.count < 8 {

@@ -26,6 +26,10 @@ public struct WALError: Error, Sendable, Equatable, CustomStringConvertible {
         case recordsLost
         /// A call's arguments do not describe what it was given (a submission's record count or size).
         case invalidArgument
+        /// Replication: the outcome is not known. A leader's log stopped (a failed write or sync, or a close)
+        /// after the record was written and possibly shipped, but before its in-sync replicas confirmed it; a
+        /// new leader may still commit it. Retry with an idempotent producer, whose retry settles it exactly once.
+        case indeterminate
         /// Replication: frames of a leader epoch this log may not take (older than the frames it holds, or
         /// newer than the leader it follows): they come from a deposed leader or a confused one.
         case staleEpoch

@@ -80,7 +80,13 @@ struct CommitLedgerTests {
                 }
                 confirmed.append(g)
             }
-            for g in release.failed {
+            // Replicated, a written group's waiters end uncertain, never failed: a replica may hold it.
+            if replicaReported != nil {
+                #expect(release.failed.isEmpty, "a replicated log reported written groups failed: \(release.failed)")
+            } else {
+                #expect(release.uncertain.isEmpty)
+            }
+            for g in release.failed + release.uncertain {
                 #expect(!failed.contains(g) && !confirmed.contains(g), "group \(g) completed twice")
                 failed.insert(g)
             }
@@ -251,5 +257,50 @@ struct CommitLedgerTests {
         log.replicasDurable(through: LSN(3))
         #expect(completed.withLock { $0 } == [LSN(1), LSN(2), LSN(3)])
         #expect(log.committedLSN == LSN(3))
+    }
+
+    /// A replicated leader's log that stops after records were written (and so possibly shipped) cannot say they
+    /// failed: another replica may hold them and a new leader commit them. Records never written can.
+    @Test func writtenButUnconfirmedAppendsOfAReplicatedLogEndIndeterminateNeverFailed() async throws {
+        let dir = TemporaryDirectory()
+        var options = smallOptions()
+        options.confirmsWaitForReplicas = true
+        let disk = FaultInjectingFileSystem()
+        let log = try WriteAheadLog.open(directory: dir.path, options: options, fileSystem: disk)
+        let outcomes = Mutex<[WALError.Code]>([])
+        let record: [UInt8] = [1, 2, 3]
+        try record.withUnsafeBytes { bytes in
+            try log.append(bytes) { result in
+                if case .failure(let error) = result { outcomes.withLock { $0.append(error.code) } }
+            }
+        }
+        try await waitUntil("the record is durable here") { log.durableLSN == LSN(1) }
+        // The next write fails: the first record (written, unconfirmed) is uncertain; the second never left.
+        disk.inject(.init(.write, errno: Platform.Errno.ioError))
+        try record.withUnsafeBytes { bytes in
+            try log.append(bytes) { result in
+                if case .failure(let error) = result { outcomes.withLock { $0.append(error.code) } }
+            }
+        }
+        try await waitUntil("both appends completed") { outcomes.withLock { $0.count } == 2 }
+        #expect(outcomes.withLock { $0 }.sorted { "\($0)" < "\($1)" } == [.indeterminate, .ioFailure])
+        #expect(throws: WALError.self) { try log.close() }
+    }
+
+    @Test func aReplicatedLogClosedBeforeItsReplicasConfirmedEndsItsAppendsIndeterminate() async throws {
+        let dir = TemporaryDirectory()
+        var options = smallOptions()
+        options.confirmsWaitForReplicas = true
+        let log = try WriteAheadLog.open(directory: dir.path, options: options)
+        let outcome = Mutex<WALError.Code?>(nil)
+        let record: [UInt8] = [9]
+        try record.withUnsafeBytes { bytes in
+            try log.append(bytes) { result in
+                if case .failure(let error) = result { outcome.withLock { $0 = error.code } }
+            }
+        }
+        try await waitUntil("the record is durable here") { log.durableLSN == LSN(1) }
+        try log.close()
+        #expect(outcome.withLock { $0 } == .indeterminate)
     }
 }
