@@ -76,6 +76,10 @@ package final class ReplicaNode: Sendable {
         var followerLog: WriteAheadLog?
         var stopping = false
         var leaseLost = false
+        /// When the lease was last granted or renewed: a leader that cannot renew for two thirds of the TTL steps
+        /// down before the lease could end (the fence is the coordinator's compare; this only keeps a cut-off
+        /// leader from holding confirms it can no longer give).
+        var lastRenewed = ContinuousClock.now
         var listenPort = 0
     }
 
@@ -136,6 +140,7 @@ package final class ReplicaNode: Sendable {
                                                           group: group) { [self] connection in accept(connection) }
             state.withLock { $0.listenPort = listener.port }
             lease = LeaseHolder(try await coordinator.grantLease(ttl: configuration.leaseTTL).id)
+            state.withLock { $0.lastRenewed = .now }
         } catch {
             state.withLock { $0.role = .stopped }
             return error
@@ -146,7 +151,10 @@ package final class ReplicaNode: Sendable {
             do {
                 if state.withLock({ $0.leaseLost }) {
                     lease.id = try await coordinator.grantLease(ttl: configuration.leaseTTL).id
-                    state.withLock { $0.leaseLost = false }
+                    state.withLock { s in
+                        s.leaseLost = false
+                        s.lastRenewed = .now
+                    }
                 }
                 state.withLock { $0.role = .candidate }
                 try await step(lease: lease.id)
@@ -220,7 +228,7 @@ package final class ReplicaNode: Sendable {
         }
         var current = claimed, currentRevision = revision
         var absentSince: [ReplicaIdentity: ContinuousClock.Instant] = [:]
-        while !stopping && !state.withLock({ $0.leaseLost }) {
+        while !stopping && leaseHolds() {
             guard let next = try await keepInSyncSet(leading, state: current, revision: currentRevision, lease: lease,
                                                      absentSince: &absentSince) else {
                 break  // the state changed under us: another writer won; this node no longer leads
@@ -364,12 +372,22 @@ package final class ReplicaNode: Sendable {
 
     // MARK: - The lease
 
+    /// Whether this node's lease still holds as far as it knows: not reported gone, and renewed within two thirds
+    /// of its TTL.
+    private func leaseHolds() -> Bool {
+        state.withLock { s in !s.leaseLost && ContinuousClock.now - s.lastRenewed < configuration.leaseTTL * 2 / 3 }
+    }
+
     /// Renews the lease a third of its TTL apart; notes when it is gone.
     private func renew(_ lease: LeaseHolder) async {
         while !Task.isCancelled {
             try? await Task.sleep(for: configuration.leaseTTL / 3)
             do {
-                if try await coordinator.renew(lease.id) == nil { state.withLock { $0.leaseLost = true } }
+                if try await coordinator.renew(lease.id) == nil {
+                    state.withLock { $0.leaseLost = true }
+                } else {
+                    state.withLock { $0.lastRenewed = .now }
+                }
             } catch {
                 // The coordinator cannot be asked: keep trying; a leader's fenced writes fail meanwhile.
             }

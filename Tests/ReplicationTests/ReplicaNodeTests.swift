@@ -12,7 +12,9 @@ import WALSimulation
 /// the in-memory coordinator.
 final class TestCluster: Sendable {
     let dir = TemporaryDirectory()
-    let coordinator = InMemoryCoordinator(clock: ManualClock())
+    let clock = ManualClock()
+    let coordinator: InMemoryCoordinator
+    init() { coordinator = InMemoryCoordinator(clock: clock) }
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let ports = Mutex<[String: Int]>([:])
     let nodes = Mutex<[String: (node: ReplicaNode, task: Task<(any Error)?, Never>)]>([:])
@@ -109,5 +111,32 @@ func eventually(seconds: Double = 20, _ condition: @Sendable () async -> Bool) a
         for name in ["alpha", "beta", "gamma"] where name != second.name {
             #expect(replicaSegmentsDiffer(leader: leaderDirectory, follower: cluster.dir.sub(name)) == nil)
         }
+    }
+
+    /// The coordinator goes away: the leader cannot renew its lease and steps down before the lease could end,
+    /// so nothing is confirmed by a leader that may no longer lead; once the coordinator is back and the old
+    /// leases have lapsed, the group elects again and confirms again.
+    @Test func aLeaderThatCannotRenewItsLeaseStepsDownAndTheGroupRecovers() async throws {
+        let cluster = TestCluster()
+        for name in ["alpha", "beta", "gamma"] { try await cluster.start(name) }
+        let first = try await cluster.awaitInSync(3)
+        let log = try #require(first.node.leaderLog)
+        _ = try await log.append(record(5, 0))
+        cluster.coordinator.setAvailable(false)
+        try await eventually(seconds: 10) { first.node.leaderLog == nil }
+        #expect(cluster.leader == nil)
+        do {
+            _ = try await log.append(record(5, 1))
+            Issue.record("a leader that lost its lease confirmed")
+        } catch {
+            #expect([.closed, .indeterminate].contains(error.code))
+        }
+        cluster.coordinator.setAvailable(true)
+        cluster.clock.advance(by: .seconds(3))  // the old leases lapse
+        let second = try await cluster.awaitInSync(3)
+        let log2 = try #require(second.node.leaderLog)
+        let lsn = try await log2.append(record(5, 2))
+        #expect(try log2.read(lsn) == record(5, 2))
+        try await cluster.shutdown()
     }
 }
