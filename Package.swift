@@ -91,8 +91,8 @@ let package = Package(
         .executableTarget(
             name: "WALBench",
             dependencies: [
-                "DurableLog", "DurableQueue", "Workload", "CLZ4", "CSQLite",
-                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                "DurableLog", "DurableQueue", "Workload", "CLZ4", "CSQLite", "Replication", "Coordination",
+                .product(name: "Histogram", package: "hdrhistogram-swift"), .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Benchmarks/WALBench"
         ),

@@ -128,6 +128,10 @@ for rep in 1...settings.reps {
         let m = c >= 1024 ? 4 * n : n
         try await suite.reference("reference c=\(c)", ReferenceRun(concurrency: c, messagesMax: m, secondsMax: s), events)
         try await suite.engine("wal c=\(c)", EngineRun(concurrency: c, messagesMax: m, secondsMax: s), events)
+        if [1, 64, 1024].contains(c) {
+            // Three replicas in this process on this one disk (see ReplicatedRun), beside the single node above.
+            try await suite.replicated("wal replicated x3 c=\(c)", ReplicatedRun(concurrency: c, messagesMax: m, secondsMax: s), events)
+        }
         try await suite.engine("wal windowed c=\(c)", EngineRun(shape: .windowed, concurrency: c, messagesMax: m, secondsMax: s), events)
         try await suite.queue("queue c=\(c)", QueueRun(concurrency: c, messagesMax: m, secondsMax: s), events)
         try await suite.queue("queue windowed c=\(c)", QueueRun(shape: .windowed, concurrency: c, messagesMax: m, secondsMax: s), events)
