@@ -8,8 +8,10 @@ import WALSimulation
 /// One seeded run of a replicated log of three replicas, each on its own `SimulatedDisk`, electing through the
 /// in-memory coordinator and talking through the simulated network, while the seed chooses what happens at
 /// each step: appends to the leader, message deliveries in any interleaving of the connections, broken
-/// connections, a follower's power loss, a follower's lost disk (it comes back empty, a new incarnation, and
-/// joins the in-sync set only once caught up), and the leader's power loss followed by an election. Then the
+/// connections, a follower cut off for a while (the leader drops it from the in-sync set and commits without
+/// it; it rejoins once caught up), a follower's power loss, a follower's lost disk (it comes back empty, a new
+/// incarnation, and joins the in-sync set only once caught up), and the leader's power loss followed by an
+/// election. Then the
 /// network heals and everything is delivered. What it checks:
 /// - at every election, the new leader holds every record confirmed so far (commit waits for every in-sync
 ///   replica, and only in-sync replicas are elected);
@@ -30,6 +32,9 @@ public struct ClusterTrial: Sendable {
         public var powerLosses = 0
         public var connectionsCut = 0
         public var disksLost = 0
+        public var partitions = 0
+        /// Changes of the in-sync set the leader made (fenced): removals and additions.
+        public var inSyncChanges = 0
         public var cutsOnRejoin = 0
         /// Nil when every check held; otherwise the first that failed.
         public var failure: String?
@@ -85,6 +90,8 @@ final class Cluster: @unchecked Sendable {
     private var appended = 0
     private var logIdentity = LogIdentity.random()
     private var lastEpoch: UInt64 = 0
+    /// Followers cut off from the leader, with the steps until they reconnect.
+    private var partitioned: [String: Int] = [:]
 
     init(seed: UInt64, replicas count: Int) {
         rng = SplitMix64(seed: seed)
@@ -115,10 +122,12 @@ final class Cluster: @unchecked Sendable {
         switch rng.next() % 100 {
         case 0..<35: append(1 + Int(rng.next() % 8))
         case 35..<80: for _ in 0..<(1 + rng.next() % 24) { _ = network.deliverOne(&rng) }
-        case 80..<88:
+        case 80..<86:
             let follower = randomFollower()
             try reconnect(follower)
             outcome.connectionsCut += 1
+        case 86..<88:
+            partition(randomFollower())
         case 88..<93:
             try powerLoss(randomFollower())
         case 93..<95:
@@ -126,7 +135,33 @@ final class Cluster: @unchecked Sendable {
         default:
             try await failover()
         }
+        try endPartitions(after: 1)
         try await keepInSyncSet()
+    }
+
+    /// Cuts a follower off from the leader for a few steps (its log stays open; the leader drops it from the
+    /// in-sync set meanwhile).
+    private func partition(_ replica: SimulatedReplica) {
+        guard let following = replica.following, partitioned[replica.identity.member] == nil else { return }
+        network.cut(following.connection)
+        replicas[leaderIndex].leading?.sessions.withLock { _ = $0.removeValue(forKey: following.connection) }
+        partitioned[replica.identity.member] = 3 + Int(rng.next() % 12)
+        outcome.partitions += 1
+    }
+
+    /// Counts the partitions down by `steps`; reconnects the followers whose partition ended.
+    private func endPartitions(after steps: Int) throws {
+        for (member, left) in partitioned {
+            if left > steps {
+                partitioned[member] = left - steps
+                continue
+            }
+            partitioned[member] = nil
+            if let replica = replicas.first(where: { $0.identity.member == member }), replica.leading == nil,
+               let following = replica.following {
+                try connect(replica, log: following.session.log)
+            }
+        }
     }
 
     private func randomFollower() -> SimulatedReplica {
@@ -170,6 +205,7 @@ final class Cluster: @unchecked Sendable {
             try following.session.log.close()
             replica.following = nil
         }
+        partitioned = [:]  // a new leader: every follower connects to it
         var options = trialOptions
         options.leaderEpoch = state.epoch
         options.confirmsWaitForReplicas = true
@@ -222,6 +258,7 @@ final class Cluster: @unchecked Sendable {
     /// Breaks a follower's connection and opens a new one (its log stays open; the new session rejoins).
     private func reconnect(_ replica: SimulatedReplica) throws {
         guard let following = replica.following else { return }
+        partitioned[replica.identity.member] = nil
         network.cut(following.connection)
         replicas[leaderIndex].leading?.sessions.withLock { _ = $0.removeValue(forKey: following.connection) }
         try connect(replica, log: following.session.log)
@@ -230,6 +267,7 @@ final class Cluster: @unchecked Sendable {
     /// The follower's disk loses power; it comes back with what the power cut left and rejoins.
     private func powerLoss(_ replica: SimulatedReplica) throws {
         guard let following = replica.following else { return }
+        partitioned[replica.identity.member] = nil
         network.cut(following.connection)
         replicas[leaderIndex].leading?.sessions.withLock { _ = $0.removeValue(forKey: following.connection) }
         replica.disk.crash()
@@ -244,6 +282,7 @@ final class Cluster: @unchecked Sendable {
     /// seen, outside the in-sync set until it holds everything committed.
     private func wipe(_ replica: SimulatedReplica) throws {
         guard let following = replica.following else { return }
+        partitioned[replica.identity.member] = nil
         network.cut(following.connection)
         replicas[leaderIndex].leading?.sessions.withLock { _ = $0.removeValue(forKey: following.connection) }
         try? following.session.log.close()
@@ -298,13 +337,16 @@ final class Cluster: @unchecked Sendable {
     private func keepInSyncSet() async throws {
         let leader = replicas[leaderIndex]
         guard let leading = leader.leading else { return }
-        let present = Set(replicas.map(\.identity))
-        for gone in leading.tracker.inSync where !present.contains(gone) {
+        // Gone: a lost disk's old incarnation, or a follower cut off from this leader (no live session).
+        let connected = Set(leading.sessions.withLock { $0.values.compactMap { $0.refusal == nil ? $0.follower : nil } })
+        let reachable = Set(replicas.filter { partitioned[$0.identity.member] == nil }.map(\.identity))
+        for gone in leading.tracker.inSync where !reachable.contains(gone) && !connected.contains(gone) {
             let snapshot = try await coordinator.read()
             guard var state = snapshot.state, let revision = snapshot.stateRevision else { continue }
             state.inSync.removeAll { $0 == gone }
             if case .applied = try await coordinator.updateState(state, lease: leader.lease!, expecting: revision) {
                 leading.tracker.remove(gone)
+                outcome.inSyncChanges += 1
             }
         }
         for session in leading.sessions.withLock({ Array($0.values) }) {
@@ -316,6 +358,7 @@ final class Cluster: @unchecked Sendable {
             if !state.members.contains(follower) { state.members.append(follower) }
             if case .applied = try await coordinator.updateState(state, lease: leader.lease!, expecting: revision) {
                 leading.tracker.add(follower)
+                outcome.inSyncChanges += 1
             }
         }
     }
@@ -324,6 +367,7 @@ final class Cluster: @unchecked Sendable {
 
     /// Delivers everything, waiting for the logs' acknowledgements, until every follower holds the leader's log.
     private func heal() async throws {
+        try endPartitions(after: Int.max)
         guard let leading = replicas[leaderIndex].leading else { return }
         // The last steps' appends may still be on their way into the leader's log: shipping follows its writes.
         leading.log.waitUntilAcceptedIsDurable()

@@ -76,7 +76,13 @@ package final class InSyncTracker: Sendable {
     /// Adds `replica` to the in-sync set (after the coordinator's transaction that added it succeeded; check
     /// `mayJoin` before asking for it).
     package func add(_ replica: ReplicaIdentity) {
-        state.withLock { s in _ = s.inSync.insert(replica) }
+        // With the set large enough again, what every member already acknowledged commits now: no further
+        // acknowledgement may come (a follower that has caught up waits for new records).
+        let point: LSN? = state.withLock { s in
+            s.inSync.insert(replica)
+            return commitPoint(&s)
+        }
+        if let point { log.replicasDurable(through: point) }
     }
 
     /// The new commit point, when the in-sync set allows one and it moved. Lock held.
