@@ -1,0 +1,71 @@
+import Coordination
+import DurableLog
+import LogFormat
+import Testing
+import WALSimulation
+@testable import Replication
+
+/// The commit point a leader's tracker gives its log, observed through the log's committed watermark.
+@Suite(.serialized) struct InSyncTrackerTests {
+    let beta = ReplicaIdentity(member: "beta", incarnation: 1)
+    let gamma = ReplicaIdentity(member: "gamma", incarnation: 2)
+
+    /// A replicated log holding `records` durable records, none confirmed.
+    func leaderLog(_ dir: TemporaryDirectory, records: Int) async throws -> WriteAheadLog {
+        var options = testOptions
+        options.confirmsWaitForReplicas = true
+        let log = try WriteAheadLog.open(directory: dir.path, options: options)
+        for i in 0..<records {
+            try record(9, i).withUnsafeBytes { bytes in try log.append(bytes) { _ in } }
+        }
+        log.waitUntilAcceptedIsDurable()
+        return log
+    }
+
+    @Test func theCommitPointIsTheLowestAcknowledgementOfTheInSyncSetAndNeverGoesBack() async throws {
+        let dir = TemporaryDirectory()
+        let log = try await leaderLog(dir, records: 10)
+        let tracker = InSyncTracker(log: log, inSync: [beta, gamma], minInsyncReplicas: 2)
+        tracker.report(beta, durableBefore: LSN(8))
+        #expect(log.committedLSN == .none, "gamma acknowledged nothing yet")
+        tracker.report(gamma, durableBefore: LSN(5))
+        #expect(log.committedLSN == LSN(4))
+        tracker.report(gamma, durableBefore: LSN(11))
+        #expect(log.committedLSN == LSN(7))
+        tracker.report(beta, durableBefore: LSN(3))  // late, lower: changes nothing
+        #expect(log.committedLSN == LSN(7))
+        try log.close()
+    }
+
+    @Test func belowMinInsyncReplicasNothingCommitsAndAMemberAddedBackCommitsWhatItHoldsAtOnce() async throws {
+        let dir = TemporaryDirectory()
+        let log = try await leaderLog(dir, records: 10)
+        let tracker = InSyncTracker(log: log, inSync: [beta, gamma], minInsyncReplicas: 2)
+        tracker.report(beta, durableBefore: LSN(6))
+        tracker.remove(gamma)
+        #expect(log.committedLSN == LSN(5), "beta and the leader are still two")
+        tracker.remove(beta)
+        tracker.report(beta, durableBefore: LSN(11))
+        #expect(log.committedLSN == LSN(5), "the leader alone commits nothing")
+        #expect(!tracker.canCommit)
+        tracker.add(beta)
+        #expect(log.committedLSN == LSN(10), "beta's acknowledgement counts as soon as it is back, without another")
+        try log.close()
+    }
+
+    @Test func aFollowerJoinsOnlyHoldingEverythingCommittedAndEverythingTheLeaderHadWhenElected() async throws {
+        let dir = TemporaryDirectory()
+        let log = try await leaderLog(dir, records: 10)
+        let tracker = InSyncTracker(log: log, inSync: [beta], minInsyncReplicas: 2, joinFloor: LSN(8))
+        #expect(!tracker.mayJoin(gamma), "nothing acknowledged yet")
+        tracker.report(gamma, durableBefore: LSN(7))
+        #expect(!tracker.mayJoin(gamma), "behind the leader's log at election")
+        tracker.report(beta, durableBefore: LSN(11))
+        #expect(log.committedLSN == LSN(10))
+        tracker.report(gamma, durableBefore: LSN(9))
+        #expect(!tracker.mayJoin(gamma), "behind the commit point")
+        tracker.report(gamma, durableBefore: LSN(11))
+        #expect(tracker.mayJoin(gamma))
+        try log.close()
+    }
+}
