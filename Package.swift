@@ -129,12 +129,18 @@ let package = Package(
         ]),
         // The Coordinator contract, run against the in-memory coordinator and a private etcd (PrivateEtcd.swift
         // starts it; it needs an HTTP client and sockets, which WALSimulation, under every test, should not).
+        // A private etcd for tests (started with Process on loopback, stopped by PID); its own target, so that
+        // the coordination and the replication tests share it and WALSimulation needs no sockets.
+        .target(name: "EtcdTestSupport", dependencies: [
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+        ], path: "Tests/EtcdTestSupport"),
         .testTarget(name: "CoordinationTests", dependencies: [
-            "Coordination", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            "Coordination", "EtcdTestSupport", .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "ReplicationTests", dependencies: [
-            "Replication", "DurableLog", "WALSimulation", "Coordination", "ClusterSimulation",
+            "Replication", "DurableLog", "WALSimulation", "Coordination", "ClusterSimulation", "EtcdTestSupport",
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "WorkloadTests", dependencies: ["Workload", "WALBench"], path: "Tests/WorkloadTests"),

@@ -1,4 +1,5 @@
 import Coordination
+import EtcdTestSupport
 import Testing
 
 /// The `Coordinator` contract, each test run against the in-memory coordinator and a private etcd: what the

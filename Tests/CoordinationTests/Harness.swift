@@ -1,4 +1,5 @@
 import Coordination
+import EtcdTestSupport
 import Foundation
 import Testing
 

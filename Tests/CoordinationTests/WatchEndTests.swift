@@ -1,4 +1,5 @@
 import Coordination
+import EtcdTestSupport
 import Testing
 
 /// A watch survives nothing: when the store goes away it ends with `.unavailable`, and the caller reads and

@@ -1,5 +1,6 @@
 import Coordination
 import DurableLog
+import EtcdTestSupport
 import Foundation
 import LogFormat
 import NIOPosix
@@ -9,12 +10,36 @@ import WALSimulation
 @testable import Replication
 
 /// Three nodes, each its own directory and replication endpoint (loopback TCP), electing and fencing through
-/// the in-memory coordinator.
+/// the in-memory coordinator, or through a real etcd (each node its own client, as separate processes would be).
 final class TestCluster: Sendable {
     let dir = TemporaryDirectory()
     let clock = ManualClock()
-    let coordinator: InMemoryCoordinator
-    init() { coordinator = InMemoryCoordinator(clock: clock) }
+    let coordinator: any Coordinator
+    private let coordinatorFor: @Sendable (String) -> any Coordinator
+    private let etcdClients = EtcdClients()
+
+    /// In memory: every node talks to the one coordinator.
+    init() {
+        let memory = InMemoryCoordinator(clock: clock)
+        coordinator = memory
+        coordinatorFor = { _ in memory }
+    }
+
+    /// On the etcd at `endpoint`, under a key prefix of this cluster's own.
+    init(etcd endpoint: String) throws {
+        let prefix = "/replication-tests/\(UUID().uuidString)/"
+        let reader = try EtcdCoordinator(endpoints: [endpoint], groupPrefix: prefix)
+        coordinator = reader
+        let clients = etcdClients
+        clients.list.withLock { $0.append(reader) }
+        coordinatorFor = { _ in
+            let client = try! EtcdCoordinator(endpoints: [endpoint], groupPrefix: prefix)
+            clients.list.withLock { $0.append(client) }
+            return client
+        }
+    }
+
+    var memory: InMemoryCoordinator { coordinator as! InMemoryCoordinator }
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let ports = Mutex<[String: Int]>([:])
     let nodes = Mutex<[String: (node: ReplicaNode, task: Task<(any Error)?, Never>)]>([:])
@@ -25,7 +50,7 @@ final class TestCluster: Sendable {
             resolve: { [weak self] member in self?.ports.withLock { $0[member] }.map { .init(host: "127.0.0.1", port: $0) } })
         configuration.tick = .milliseconds(10)
         configuration.inSyncLagTime = .milliseconds(300)
-        let node = ReplicaNode(configuration: configuration, coordinator: coordinator, group: group)
+        let node = ReplicaNode(configuration: configuration, coordinator: coordinatorFor(name), group: group)
         let task = Task { await node.run() }
         nodes.withLock { $0[name] = (node, task) }
         try await eventually { node.listenPort != 0 }
@@ -61,7 +86,13 @@ final class TestCluster: Sendable {
     func shutdown() async throws {
         for name in nodes.withLock({ Array($0.keys) }) { _ = await stop(name) }
         try await group.shutdownGracefully()
+        for client in etcdClients.list.withLock({ $0 }) { try? await client.shutdown() }
     }
+}
+
+/// The etcd clients a cluster made, to shut down at its end.
+final class EtcdClients: Sendable {
+    let list = Mutex<[EtcdCoordinator]>([])
 }
 
 /// Polls `condition` until it holds, failing after `seconds` (waits on the nodes' own threads and timers).
@@ -122,7 +153,7 @@ func eventually(seconds: Double = 20, _ condition: @Sendable () async -> Bool) a
         let first = try await cluster.awaitInSync(3)
         let log = try #require(first.node.leaderLog)
         _ = try await log.append(record(5, 0))
-        cluster.coordinator.setAvailable(false)
+        cluster.memory.setAvailable(false)
         try await eventually(seconds: 10) { first.node.leaderLog == nil }
         #expect(cluster.leader == nil)
         do {
@@ -131,12 +162,40 @@ func eventually(seconds: Double = 20, _ condition: @Sendable () async -> Bool) a
         } catch {
             #expect([.closed, .indeterminate].contains(error.code))
         }
-        cluster.coordinator.setAvailable(true)
+        cluster.memory.setAvailable(true)
         cluster.clock.advance(by: .seconds(3))  // the old leases lapse
         let second = try await cluster.awaitInSync(3)
         let log2 = try #require(second.node.leaderLog)
         let lsn = try await log2.append(record(5, 2))
         #expect(try log2.read(lsn) == record(5, 2))
         try await cluster.shutdown()
+    }
+
+    /// The same election, fencing and failover through a real etcd (a private one on loopback; each node has
+    /// its own client): the leader that stops resigns, another in-sync replica claims under the next epoch and
+    /// commits with the third, and no confirmed record is lost.
+    @Test func theGroupFailsOverThroughARealEtcd() async throws {
+        let etcd = try await PrivateEtcd.start()
+        let cluster = try TestCluster(etcd: etcd.endpoint)
+        do {
+            for name in ["alpha", "beta", "gamma"] { try await cluster.start(name) }
+            let first = try await cluster.awaitInSync(3)
+            var confirmed: [LSN: [UInt8]] = [:]
+            let log = try #require(first.node.leaderLog)
+            for i in 0..<50 { confirmed[try await log.append(record(6, i))] = record(6, i) }
+            let epoch = try #require(try await cluster.state()).epoch
+            #expect(await cluster.stop(first.name) == nil)
+            let second = try await cluster.awaitInSync(2)
+            #expect(try await cluster.state()?.epoch == epoch + 1)
+            let log2 = try #require(second.node.leaderLog)
+            for i in 0..<50 { confirmed[try await log2.append(record(7, i))] = record(7, i) }
+            for (lsn, bytes) in confirmed { #expect(try log2.read(lsn) == bytes) }
+        } catch {
+            try? await cluster.shutdown()
+            await etcd.stop()
+            throw error
+        }
+        try await cluster.shutdown()
+        await etcd.stop()
     }
 }

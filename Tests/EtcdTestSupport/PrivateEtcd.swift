@@ -9,13 +9,13 @@ import Synchronization
 /// `Process`, ready when `/health` says true (polled with a deadline), stopped by PID (SIGTERM, then wait for the
 /// exit), its directory removed. Never the system's etcd service.
 ///
-/// It lives in the test target rather than in WALSimulation: it needs an HTTP client and sockets, and
-/// WALSimulation sits under every test target and wal-torture, which need neither. The replication simulations use
-/// `InMemoryCoordinator` and no etcd.
-final class PrivateEtcd: @unchecked Sendable {  // Process is not Sendable; it is only read after start.
+/// It lives in a test-support target of its own rather than in WALSimulation: it needs an HTTP client and
+/// sockets, and WALSimulation sits under every test target and wal-torture, which need neither. The coordination
+/// and replication tests use it; the replication simulations use `InMemoryCoordinator` and no etcd.
+public final class PrivateEtcd: @unchecked Sendable {  // Process is not Sendable; it is only read after start.
     /// The client URL, e.g. http://127.0.0.1:40123.
-    let endpoint: String
-    let pid: Int32
+    public let endpoint: String
+    public let pid: Int32
     private let process: Process
     private let directory: URL
     private let exited: ExitSignal
@@ -28,13 +28,14 @@ final class PrivateEtcd: @unchecked Sendable {  // Process is not Sendable; it i
         self.exited = exited
     }
 
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+        public init(description: String) { self.description = description }
     }
 
     /// Starts an etcd and waits until it is healthy (at most `readyWithin`). A port taken between choosing it and
     /// etcd binding it ("address already in use") is retried with new ports, up to 5 times.
-    static func start(readyWithin: Duration = .seconds(20)) async throws -> PrivateEtcd {
+    public static func start(readyWithin: Duration = .seconds(20)) async throws -> PrivateEtcd {
         guard let binary = locateBinary() else {
             throw Failure(description: """
                 etcd is not installed, and the etcd half of CoordinationTests needs it: run \
@@ -62,7 +63,7 @@ final class PrivateEtcd: @unchecked Sendable {  // Process is not Sendable; it i
     }
 
     /// SIGTERM by PID, waits for the exit (SIGKILL after 10 s), removes the data directory.
-    func stop() async {
+    public func stop() async {
         if process.isRunning { kill(pid, SIGTERM) }
         if await !exited.wait(upTo: .seconds(10)) {
             kill(pid, SIGKILL)
@@ -137,7 +138,7 @@ final class PrivateEtcd: @unchecked Sendable {  // Process is not Sendable; it i
 
     /// A loopback port nobody listens on now (bound to port 0, then closed). It may be taken again before etcd
     /// binds it, which `launch` detects and retries.
-    static func freeLoopbackPort() async throws -> Int {
+    public static func freeLoopbackPort() async throws -> Int {
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .bind(host: "127.0.0.1", port: 0).get()
