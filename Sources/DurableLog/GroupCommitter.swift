@@ -51,8 +51,15 @@ final class GroupCommitter: @unchecked Sendable {
     private var shippedEnd: (segmentID: SegmentID, offset: Int)
     private var shippedEpoch: UInt64
 
-    /// Told after each group is written (outside the lock, on the writing thread): a leader ships it.
-    private let writeObserver = Mutex<(@Sendable () -> Void)?>(nil)
+    /// Told after each group is written (outside the lock, on the writing thread): a leader ships it. Boxed:
+    /// a closure kept directly as a `Mutex`'s value is re-wrapped in a reabstraction thunk on every
+    /// `withLock` that passes it `inout`, so the chain, and each call's cost, grew with every group written.
+    private let writeObserver = Mutex<WriteObserver?>(nil)
+
+    private final class WriteObserver: Sendable {
+        let call: @Sendable () -> Void
+        init(_ call: @escaping @Sendable () -> Void) { self.call = call }
+    }
 
     // Owned by the write-token holder.
     private var writing: PendingBatch
@@ -119,7 +126,10 @@ final class GroupCommitter: @unchecked Sendable {
 
     /// Calls `observer` after every group written from now on (keep it short: it runs on a log thread that
     /// has more to write).
-    func observeWrites(_ observer: (@Sendable () -> Void)?) { writeObserver.withLock { $0 = observer } }
+    func observeWrites(_ observer: (@Sendable () -> Void)?) {
+        let boxed = observer.map(WriteObserver.init)
+        writeObserver.withLock { $0 = boxed }
+    }
 
     // MARK: - Producers
 
@@ -378,7 +388,7 @@ final class GroupCommitter: @unchecked Sendable {
             }
         }
 
-        if case .success = outcome, let observer = writeObserver.withLock({ $0 }) { observer() }
+        if case .success = outcome, let observer = writeObserver.withLock({ $0 }) { observer.call() }
         monitor.lock()
         writeTokenHeld = false
         let active = writer.active

@@ -43,7 +43,10 @@ extension WriteAheadLog {
         while true {
             let segment = segments[index]
             let frames = try catalog.frames(of: segment)
-            guard let first = frames.firstIndex(where: { Int($0.offset) >= start }) else {
+            // Frames lie in offset order: a binary search (a segment can hold a hundred thousand frames).
+            let before = SegmentCatalog.lastIndex(in: frames) { Int($0.offset) < start }
+            let candidate = before.map { $0 + 1 } ?? 0
+            guard candidate < frames.count, case let first = candidate else {
                 // Nothing more here: the next segment's first frame, if the log has rolled.
                 guard index + 1 < segments.count else { return nil }
                 index += 1
