@@ -160,8 +160,11 @@ package final class FollowerSession: Sendable {
 
     // MARK: - Frames
 
+    /// Runs are handed over one at a time (each connection's messages arrive on one queue), so the run is
+    /// checked and its epochs recorded under the lock, and taken by the log after it: waiting there for room
+    /// (the leader's window bounds what arrives meanwhile) must not hold the lock the session's observers read.
     private func take(_ run: ShippedFrames, committed: LSN) {
-        let outcome: Result<Void, Ending> = state.withLock { s in
+        let prepared: Result<(WriteAheadLog, ShippedFrames.Verified), Ending> = state.withLock { s in
             guard case .following = s.phase else { return .failure(.refused(.protocolViolation, "frames before the exchange ended")) }
             s.committed = max(s.committed, committed)
             do throws(WALError) {
@@ -174,22 +177,28 @@ package final class FollowerSession: Sendable {
                     changed = true
                 }
                 if changed { try s.history.save(directory: configuration.directory, fileSystem: configuration.fileSystem) }
-                let end = verified.endLSN
-                let send = self.send
-                // Waits here while the pending buffer is full: the leader's window bounds what arrives meanwhile.
-                try s.log.acceptShippedWaiting(run, verified: verified, leaderEpoch: configuration.leaderEpoch) {
-                    [self] result in
-                    switch result {
-                    case .success: send(.durable(through: end))
-                    case .failure(let error): self.end(.refused(.logFailed, "\(error)"), tell: true)
-                    }
-                }
-                return .success(())
+                return .success((s.log, verified))
             } catch {
                 return .failure(.refused(error.code == .staleEpoch ? .staleEpoch : .protocolViolation, "\(error)"))
             }
         }
-        if case .failure(let ending) = outcome { end(ending, tell: true) }
+        let log: WriteAheadLog, verified: ShippedFrames.Verified
+        switch prepared {
+        case .success(let taken): (log, verified) = taken
+        case .failure(let ending): return end(ending, tell: true)
+        }
+        let end = verified.endLSN
+        let send = self.send
+        do {
+            try log.acceptShippedWaiting(run, verified: verified, leaderEpoch: configuration.leaderEpoch) { [self] result in
+                switch result {
+                case .success: send(.durable(through: end))
+                case .failure(let error): self.end(.refused(.logFailed, "\(error)"), tell: true)
+                }
+            }
+        } catch {
+            self.end(.refused(error.code == .staleEpoch ? .staleEpoch : .protocolViolation, "\(error)"), tell: true)
+        }
     }
 
     private func end(_ ending: Ending, tell: Bool) {

@@ -339,9 +339,12 @@ package final class ReplicaNode: Sendable {
         let closed = Mutex(false)
         let session: FollowerSession
         do {
-            session = try FollowerSession(
-                log: log, configuration: .init(directory: directory, options: logOptions, replica: me, leaderEpoch: epoch),
-                send: connection.send)
+            // The session reads the epoch history file: off the cooperative pool.
+            session = try await onOwnThread { () throws(WALError) in
+                try FollowerSession(
+                    log: log, configuration: .init(directory: directory, options: logOptions, replica: me, leaderEpoch: epoch),
+                    send: connection.send)
+            }
         } catch {
             connection.close()
             try? await onOwnThread { () throws(WALError) in try log.close() }
