@@ -1,6 +1,6 @@
 import Foundation
-import Synchronization
 import LogFormat
+import Synchronization
 
 /// The write path's thread shell. Producers add records to a pending batch under a short lock. Two I/O
 /// threads share the work: whoever is free takes the write token and the whole pending batch, encodes it
