@@ -67,8 +67,10 @@ import Testing
 
     @Test func anAbsurdLengthIsRefusedBeforeWaitingForIt() {
         var bytes: [UInt8] = [0xFF, 0xFF, 0xFF, 0x7F, 1]
-        #expect(throws: ReplicationWireError.self) { _ = try bytes.withUnsafeBytes { try ReplicationMessage.decode($0) } }
+        let absurd = #expect(throws: ReplicationWireError.self) { _ = try bytes.withUnsafeBytes { try ReplicationMessage.decode($0) } }
+        #expect(absurd?.reason == "a length of \(0x7FFF_FFFF) bytes")
         bytes = [2, 0, 0, 0, 1, 0]
-        #expect(throws: ReplicationWireError.self) { _ = try bytes.withUnsafeBytes { try ReplicationMessage.decode($0) } }
+        let tooShort = #expect(throws: ReplicationWireError.self) { _ = try bytes.withUnsafeBytes { try ReplicationMessage.decode($0) } }
+        #expect(tooShort?.reason == "a length of 2 bytes", "shorter than a type byte and a checksum")
     }
 }
