@@ -58,6 +58,22 @@ package final class FollowerSession: Sendable {
     private let send: @Sendable (ReplicationMessage) -> Void
     private let state: Mutex<State>
 
+    /// What observers read (the log, the phase, the cuts), copied out of `state` after each change under a lock
+    /// of its own that is never held across I/O: `state`'s lock is held through a cut and an epoch history
+    /// save, and a node's async loop reads these.
+    private struct Published {
+        var log: WriteAheadLog
+        var history: EpochHistory
+        var phase: Phase
+        var cuts: Int
+    }
+    private let published: Mutex<Published>
+
+    /// Copies what observers read out of `s`. Called with `state`'s lock held, after each change.
+    private func publish(_ s: State) {
+        published.withLock { $0 = Published(log: s.log, history: s.history, phase: s.phase, cuts: s.cuts) }
+    }
+
     /// A session over `log` (a follower's log, open), with its epoch history from the log's directory (entries
     /// past the log's end dropped: a crash can leave the history ahead of the frames).
     package init(log: WriteAheadLog, configuration: Configuration,
@@ -67,22 +83,23 @@ package final class FollowerSession: Sendable {
         var history = try EpochHistory.load(directory: configuration.directory, fileSystem: configuration.fileSystem)
         history.truncate(from: log.durableLSN.next)
         state = Mutex(State(log: log, history: history, committed: log.lastFrameWatermark))
+        published = Mutex(Published(log: log, history: history, phase: .rejoining, cuts: 0))
     }
 
     /// The follower's log now (a cut closes it and opens it again).
-    package var log: WriteAheadLog { state.withLock { $0.log } }
+    package var log: WriteAheadLog { published.withLock { $0.log } }
     /// The epoch history as it stands.
-    package var history: EpochHistory { state.withLock { $0.history } }
+    package var history: EpochHistory { published.withLock { $0.history } }
     /// Whether the exchange is over and frames flow.
-    package var isFollowing: Bool { state.withLock { if case .following = $0.phase { true } else { false } } }
+    package var isFollowing: Bool { published.withLock { if case .following = $0.phase { true } else { false } } }
     /// How the session ended, once it has.
-    package var ending: Ending? { state.withLock { if case .ended(let e) = $0.phase { e } else { nil } } }
+    package var ending: Ending? { published.withLock { if case .ended(let e) = $0.phase { e } else { nil } } }
     /// For diagnostics: the phase, what the leader said is committed, the log's watermarks and counters.
     package var debugState: String {
         state.withLock { "\($0.phase) committed \($0.committed) durable \($0.log.durableLSN) closed \($0.log.isClosed) \($0.log.counters)" }
     }
     /// How many times the exchange cut the log.
-    package var cuts: Int { state.withLock { $0.cuts } }
+    package var cuts: Int { published.withLock { $0.cuts } }
 
     /// Opens the exchange: says who this follower is and where its log ends, once every run an earlier
     /// session accepted is durable (blocks until then).
@@ -122,6 +139,7 @@ package final class FollowerSession: Sendable {
             #endif
             guard let cut = step else {
                 s.phase = .following
+                publish(s)
                 return .follow(end)
             }
             do throws(WALError) {
@@ -149,6 +167,7 @@ package final class FollowerSession: Sendable {
         s.history.truncate(from: cut)
         try s.history.save(directory: configuration.directory, fileSystem: configuration.fileSystem)
         s.cuts += 1
+        publish(s)
     }
 
     private func logOptions(identity: LogIdentity) -> LogOptions {
@@ -176,7 +195,10 @@ package final class FollowerSession: Sendable {
                     try s.history.begin(epoch: start.epoch, at: start.firstLSN)
                     changed = true
                 }
-                if changed { try s.history.save(directory: configuration.directory, fileSystem: configuration.fileSystem) }
+                if changed {
+                    try s.history.save(directory: configuration.directory, fileSystem: configuration.fileSystem)
+                    publish(s)
+                }
                 return .success((s.log, verified))
             } catch {
                 return .failure(.refused(error.code == .staleEpoch ? .staleEpoch : .protocolViolation, "\(error)"))
@@ -205,6 +227,7 @@ package final class FollowerSession: Sendable {
         let first: Bool = state.withLock { s in
             if case .ended = s.phase { return false }
             s.phase = .ended(ending)
+            publish(s)
             return true
         }
         if first, tell, case .refused(let reason, let text) = ending { send(.refuse(reason, text)) }
