@@ -41,7 +41,9 @@ package struct ShippedFrames: Sendable, Equatable {
     ///
     /// - Throws: `.invalidArgument` naming the offset of the first frame that fails.
     package func verify(segmentBytes: Int) throws(WALError) -> Verified {
-        guard offset >= SegmentHeader.blockBytes, offset % 8 == 0, offset + bytes.count <= segmentBytes else {
+        // In this order, so that an absurd offset from a peer is refused before any sum could overflow.
+        guard offset >= SegmentHeader.blockBytes, offset % 8 == 0, offset <= segmentBytes,
+              bytes.count <= segmentBytes - offset else {
             throw refusal("a run of \(bytes.count) bytes at offset \(offset) does not fit a segment of \(segmentBytes) bytes")
         }
         guard !bytes.isEmpty else { throw refusal("an empty run of frames") }

@@ -178,6 +178,8 @@ func handMadeFrames(segmentID: SegmentID = SegmentID(1), offset: Int = SegmentHe
         #expect(await refusal(trailing) == .invalidArgument, "zeros after the last frame")
         #expect(await refusal(ShippedFrames(segmentID: SegmentID(1), offset: 4096 + 8, bytes: good.bytes)) == .invalidArgument,
                 "frames at another offset than where the log's frames end")
+        #expect(await refusal(ShippedFrames(segmentID: SegmentID(1), offset: Int.max - 7, bytes: good.bytes)) == .invalidArgument,
+                "an offset a corrupt or hostile peer could send, refused rather than overflowing")
         #expect(await refusal(handMadeFrames(segmentID: SegmentID(3), firstLSN: .first, recordsPerFrame: [1])) == .invalidArgument,
                 "frames of a segment after the next")
         #expect(await refusal(ShippedFrames(segmentID: SegmentID(2), offset: 4096, bytes: good.bytes)) == .invalidArgument,
