@@ -49,6 +49,9 @@ final class TestCluster: Sendable {
             member: name, directory: dir.sub(name), options: testOptions, listen: .init(host: "127.0.0.1", port: 0),
             resolve: { [weak self] member in self?.ports.withLock { $0[member] }.map { .init(host: "127.0.0.1", port: $0) } })
         configuration.tick = .milliseconds(10)
+        // A leader steps down after two thirds of this without a renewal (real time): long enough that a loaded
+        // CI machine's scheduling does not make it step down mid-test. Leases expire only by `clock` in memory.
+        configuration.leaseTTL = .seconds(6)
         configuration.inSyncLagTime = .milliseconds(300)
         let node = ReplicaNode(configuration: configuration, coordinator: coordinatorFor(name), group: group)
         let task = Task { await node.run() }
@@ -163,7 +166,7 @@ func eventually(seconds: Double = 20, _ condition: @Sendable () async -> Bool) a
             #expect([.closed, .indeterminate].contains(error.code))
         }
         cluster.memory.setAvailable(true)
-        cluster.clock.advance(by: .seconds(3))  // the old leases lapse
+        cluster.clock.advance(by: .seconds(7))  // the old leases (6 s) lapse
         let second = try await cluster.awaitInSync(3)
         let log2 = try #require(second.node.leaderLog)
         let lsn = try await log2.append(record(5, 2))
