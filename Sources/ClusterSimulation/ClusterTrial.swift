@@ -9,10 +9,11 @@ import WALSimulation
 /// in-memory coordinator and talking through the simulated network, while the seed chooses what happens at
 /// each step: appends to the leader, message deliveries in any interleaving of the connections, broken
 /// connections, a follower cut off for a while (the leader drops it from the in-sync set and commits without
-/// it; it rejoins once caught up), a follower's power loss, a follower's lost disk (it comes back empty, a new
-/// incarnation, and joins the in-sync set only once caught up), and the leader's power loss followed by an
-/// election. Then the
-/// network heals and everything is delivered. What it checks:
+/// it; it rejoins once caught up), a follower's power loss (it may come back as a new replica: a damaged tail
+/// that its leader's watermark vouched for makes it cut and rejoin, `ReplicaRejoinMarker`), a follower's lost
+/// disk (it comes back empty, a new incarnation, and joins the in-sync set only once caught up), and the
+/// leader's power loss followed by an election. Then the network heals and everything is delivered. What it
+/// checks:
 /// - at every election, the new leader holds every record confirmed so far (commit waits for every in-sync
 ///   replica, and only in-sync replicas are elected);
 /// - epochs only go up;
@@ -36,6 +37,8 @@ public struct ClusterTrial: Sendable {
         /// Changes of the in-sync set the leader made (fenced): removals and additions.
         public var inSyncChanges = 0
         public var cutsOnRejoin = 0
+        /// Followers whose recovery cut records a later frame vouched for, and which rejoined as new replicas.
+        public var rejoinsAsNew = 0
         /// Nil when every check held; otherwise the first that failed.
         public var failure: String?
     }
@@ -61,6 +64,13 @@ final class SimulatedReplica {
     var log: WriteAheadLog? { leading?.log ?? following?.session.log }
 
     init(identity: ReplicaIdentity) { self.identity = identity }
+
+    /// Takes the incarnation its disk names (a new one for a new disk, or after its log cut records it may
+    /// have acknowledged).
+    func takeIncarnation() throws(WALError) {
+        let incarnation = try Incarnation.loadOrCreate(directory: trialDirectory, fileSystem: disk)
+        identity = ReplicaIdentity(member: identity.member, incarnation: incarnation)
+    }
 
     /// What a leader holds.
     final class Leading: Sendable {
@@ -102,7 +112,10 @@ final class Cluster: @unchecked Sendable {
 
     func run(steps: Int) async -> ClusterTrial.Outcome {
         do {
-            for replica in replicas { replica.lease = try await coordinator.grantLease(ttl: .seconds(2)).id }
+            for replica in replicas {
+                try replica.takeIncarnation()
+                replica.lease = try await coordinator.grantLease(ttl: .seconds(2)).id
+            }
             try await elect(replicas[0])
             for replica in replicas.dropFirst() { try open(follower: replica) }
             for _ in 0..<steps { try await step() }
@@ -233,6 +246,13 @@ final class Cluster: @unchecked Sendable {
         options.isReplica = true
         options.identity = logIdentity
         let log = try WriteAheadLog.open(directory: trialDirectory, options: options, fileSystem: replica.disk)
+        if log.recoveryReport.replicaCut != nil { outcome.rejoinsAsNew += 1 }
+        do {
+            try replica.takeIncarnation()
+        } catch {
+            try? log.close()
+            throw error
+        }
         try connect(replica, log: log)
     }
 
@@ -288,7 +308,6 @@ final class Cluster: @unchecked Sendable {
         try? following.session.log.close()
         replica.following = nil
         replica.disk = SimulatedDisk()
-        replica.identity = ReplicaIdentity(member: replica.identity.member, incarnation: replica.identity.incarnation + 100)
         outcome.disksLost += 1
         try open(follower: replica)
     }
@@ -353,12 +372,14 @@ final class Cluster: @unchecked Sendable {
             guard let follower = session.follower, leading.tracker.mayJoin(follower),
                   !leading.tracker.inSync.contains(follower) else { continue }
             let snapshot = try await coordinator.read()
-            guard var state = snapshot.state, let revision = snapshot.stateRevision, !state.inSync.contains(follower) else { continue }
+            guard var state = snapshot.state, let revision = snapshot.stateRevision, !state.inSync.contains(follower),
+                  leading.tracker.join(follower) else { continue }
             state.inSync.append(follower)
             if !state.members.contains(follower) { state.members.append(follower) }
             if case .applied = try await coordinator.updateState(state, lease: leader.lease!, expecting: revision) {
-                leading.tracker.add(follower)
                 outcome.inSyncChanges += 1
+            } else {
+                leading.tracker.remove(follower)
             }
         }
     }

@@ -87,16 +87,28 @@ public struct EpochHistory: Equatable, Sendable {
     /// epoch (the largest epoch the leader has at or below it and where it ends in the leader's log; nil when
     /// it has none), where this log, ending before `end`, must be cut; nil when it agrees with the leader up
     /// to `end` and can follow from there. After a cut, the replica truncates its history there and asks
-    /// again.
+    /// again (a cut at `end` cuts only the history: epochs begun there without a record). Every cut is where one of its epochs begins or where the leader's epoch ends, so at a frame's
+    /// end (a frame holds one epoch).
     public func rejoinStep(end: LSN, answer: (epoch: UInt64, end: LSN)?) -> LSN? {
         guard let last = lastEpoch else { return nil }  // no epochs: an empty log agrees with any leader
-        guard let answer else {
+        guard let answer, let own = self.end(ofEpochAtMost: answer.epoch, logEnd: end) else {
             // The leader's log holds nothing from this replica's epochs: nothing of its records matches.
             let cut = min(end, entries.first?.firstLSN ?? end)
             return cut == end ? nil : cut
         }
-        let own = self.end(ofEpochAtMost: answer.epoch, logEnd: end)?.end ?? entries.first?.firstLSN ?? end
-        let cut = min(answer.end, own, end)
+        #if REPLICATION_BROKEN_REJOIN_TRUSTS_FOREIGN_EPOCH_END  // BROKEN ON PURPOSE (harness check builds only)
+        let foreign = false
+        #else
+        let foreign = own.epoch != answer.epoch
+        #endif
+        guard !foreign else {
+            // The leader went from its epoch `answer.epoch` (which this replica never had) straight past every
+            // later epoch of this replica: those are cut first, then the replica asks about the epoch below
+            // (KIP-279). The leader's end of an epoch this replica lacks says nothing about its own records.
+            // (At `end` when those epochs hold no record yet: then only the history is cut.)
+            return own.end
+        }
+        let cut = min(answer.end, own.end, end)
         if cut == end && last == answer.epoch { return nil }
         return cut
     }

@@ -67,6 +67,12 @@ final class LogTelemetry: Sendable {
                 "file": "\(cut.path)", "offset": "\(cut.offset)", "cause": "\(cut.cause.rawValue)", "reason": "\(cut.reason)",
                 "framesDropped": "\(cut.framesDropped)", "segmentsRemoved": "\(cut.segmentsRemoved)"])
         }
+        if let cut = report.replicaCut {
+            // Damage to records it acknowledged, or a tail it never synced while catching up: it cannot tell.
+            logger.error("replica cut records a later frame vouched for; it rejoins as a new replica (cut bytes in quarantine)", metadata: [
+                "file": "\(cut.path)", "offset": "\(cut.offset)", "firstLostLSN": "\(cut.firstLostLSN)",
+                "vouchedThrough": "\(cut.laterWatermark)"])
+        }
         for patch in report.patches {
             logger.error("salvage: damaged confirmed records marked lost", metadata: [
                 "lostLSNs": "\(patch.lostLSNs)", "file": "\(patch.path)", "offset": "\(patch.offset)",

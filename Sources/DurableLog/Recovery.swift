@@ -199,7 +199,19 @@ struct Recovery {
             #endif
             let isCorruption = decided == .corruption
             var quarantine: String?
-            if isCorruption {
+            if isCorruption && options.isReplica {
+                // A replica cannot tell damage to records it acknowledged from a tail it never synced (the
+                // watermark is its leader's): it cuts, keeping the bytes in quarantine, and leaves the marker
+                // that makes it rejoin as a new replica (`ReplicaRejoinMarker`).
+                report.replicaCut = cut
+                if !dryRun {
+                    #if !WAL_BROKEN_REPLICA_CUT_WITHOUT_MARKER  // BROKEN ON PURPOSE when set (harness check builds only)
+                    try ReplicaRejoinMarker.write(cut, directory: directory, fileSystem: fileSystem)
+                    #endif
+                    quarantine = try Quarantine.makeEntry(logDirectory: directory, firstLostLSN: stop.expectedLSN.rawValue,
+                                                          fileSystem: fileSystem)
+                }
+            } else if isCorruption {
                 let plan = try salvagePlan(stop, cut: cut, segmentNames: segmentNames)
                 guard options.recoveryMode == .salvage else {
                     throw WALError(

@@ -59,6 +59,11 @@ public struct RecoveryReport: Sendable, Equatable {
     /// Salvage mode only: the first damage to confirmed data found (what `salvagePlan` acted on, or in a dry
     /// run would act on).
     public var salvaged: Cut?
+    /// A follower replica's log only: damage that a later frame's watermark vouched for, cut anyway. The
+    /// watermark is the leader's, so the replica cannot tell damage to records it acknowledged from a tail it
+    /// took outside the in-sync set and never synced; its leader holds them. The bytes are in quarantine and
+    /// the replica rejoins as a new replica (`ReplicaRejoinMarker`).
+    public var replicaCut: Cut?
     /// Salvage mode only: what salvage did (or in a dry run would do) about `salvaged`.
     public var salvagePlan: SalvagePlan?
     /// Damaged spans that salvage replaced by `.lost` frames during this open (their bytes are in quarantine).

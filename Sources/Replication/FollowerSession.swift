@@ -159,11 +159,14 @@ package final class FollowerSession: Sendable {
         }
     }
 
-    /// Cuts the log from `cut` on (closing it), opens it again, and cuts the history to match. Lock held.
+    /// Cuts the log from `cut` on (closing it) and opens it again, unless it ends there; cuts the history to
+    /// match. Lock held.
     private func cutLog(_ s: inout State, from cut: LSN) throws(WALError) {
-        try s.log.closeCuttingTail(from: cut, committed: s.committed)
-        s.log = try WriteAheadLog.open(directory: configuration.directory, options: logOptions(identity: s.log.identity),
-                                       fileSystem: configuration.fileSystem)
+        if cut < s.log.durableLSN.next {
+            try s.log.closeCuttingTail(from: cut, committed: s.committed)
+            s.log = try WriteAheadLog.open(directory: configuration.directory, options: logOptions(identity: s.log.identity),
+                                           fileSystem: configuration.fileSystem)
+        }
         s.history.truncate(from: cut)
         try s.history.save(directory: configuration.directory, fileSystem: configuration.fileSystem)
         s.cuts += 1

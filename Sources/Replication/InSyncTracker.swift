@@ -7,8 +7,10 @@ import Synchronization
 /// gives its log (`replicasDurable(through:)`): the lowest acknowledgement over the in-sync set, and only while
 /// the set, with the leader, has at least `minInsyncReplicas` members (never commit on fewer: KIP-966).
 ///
-/// The set itself is the coordinator's (a member is dropped from it only after the fenced transaction that
-/// removes it succeeded); this class is told it.
+/// The set itself is the coordinator's; this class holds a superset of it, so that every member of the
+/// coordinator's set (every replica that may be elected) has acknowledged everything committed: a follower
+/// joins here first (`join`: from then on the commit point waits for it) and then in the coordinator, and
+/// leaves the coordinator's set first and then this one (`remove`, after the fenced transaction).
 package final class InSyncTracker: Sendable {
     private struct State {
         var inSync: Set<ReplicaIdentity>
@@ -67,22 +69,28 @@ package final class InSyncTracker: Sendable {
     /// far, and every record the leader held when elected. A member that joined with less could be elected
     /// without records that were confirmed.
     package func mayJoin(_ replica: ReplicaIdentity) -> Bool {
-        state.withLock { s in
-            guard let acknowledged = s.acknowledged[replica] else { return false }
-            return acknowledged > s.given && acknowledged >= joinFloor
-        }
+        state.withLock { s in Self.mayJoin(replica, s, joinFloor: joinFloor) }
     }
 
-    /// Adds `replica` to the in-sync set (after the coordinator's transaction that added it succeeded; check
-    /// `mayJoin` before asking for it).
-    package func add(_ replica: ReplicaIdentity) {
+    private static func mayJoin(_ replica: ReplicaIdentity, _ s: State, joinFloor: LSN) -> Bool {
+        guard let acknowledged = s.acknowledged[replica] else { return false }
+        return acknowledged > s.given && acknowledged >= joinFloor
+    }
+
+    /// Adds `replica` to the in-sync set if it may join (`mayJoin`, checked under the same lock, so that no
+    /// commit slips past it in between); false when it may not. Call it before the coordinator's transaction
+    /// that adds it, and `remove` it again when that transaction is not applied: a commit between the
+    /// transaction and this call could otherwise cover records the new member lacks.
+    package func join(_ replica: ReplicaIdentity) -> Bool {
         // With the set large enough again, what every member already acknowledged commits now: no further
         // acknowledgement may come (a follower that has caught up waits for new records).
-        let point: LSN? = state.withLock { s in
+        let joined: (Bool, LSN?) = state.withLock { s in
+            guard Self.mayJoin(replica, s, joinFloor: joinFloor) else { return (false, nil) }
             s.inSync.insert(replica)
-            return commitPoint(&s)
+            return (true, commitPoint(&s))
         }
-        if let point { log.replicasDurable(through: point) }
+        if let point = joined.1 { log.replicasDurable(through: point) }
+        return joined.0
     }
 
     /// The new commit point, when the in-sync set allows one and it moved. Lock held.

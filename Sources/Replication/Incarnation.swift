@@ -7,10 +7,23 @@ import DurableLog
 package enum Incarnation {
     package static let fileName = "replica-incarnation"
 
-    /// The directory's incarnation, created (and made durable) when it has none. Blocks on the file.
+    /// The directory's incarnation, created (and made durable) when it has none, and replaced by a new one when
+    /// its follower log cut records the replica may have acknowledged (`ReplicaRejoinMarker`: the new
+    /// incarnation is durable before the marker goes). Call it again after each open of a follower's log, before
+    /// the replica speaks for the directory. Blocks on the files.
     package static func loadOrCreate(directory: String, fileSystem: any FileSystem = PosixFileSystem()) throws(WALError) -> UInt64 {
         try fileSystem.createDirectoryDurably(directory)
         let path = "\(directory)/\(fileName)"
+        if try ReplicaRejoinMarker.isPresent(directory: directory, fileSystem: fileSystem) {
+            let incarnation = ReplicaIdentity.newIncarnation()
+            #if REPLICATION_BROKEN_INCARNATION_AFTER_MARKER  // BROKEN ON PURPOSE (harness check builds only)
+            try ReplicaRejoinMarker.remove(directory: directory, fileSystem: fileSystem)
+            #endif
+            try SmallFile.replace(withUnsafeBytes(of: incarnation.littleEndian) { Array($0) }, name: fileName,
+                                  directory: directory, fileSystem: fileSystem)
+            try ReplicaRejoinMarker.remove(directory: directory, fileSystem: fileSystem)
+            return incarnation
+        }
         if let bytes = try SmallFile.read(name: fileName, directory: directory, fileSystem: fileSystem) {
             guard bytes.count == 8 else {
                 throw WALError(.corruption, "the replica incarnation file holds \(bytes.count) bytes, not 8", path: path)

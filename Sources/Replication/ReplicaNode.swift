@@ -276,18 +276,24 @@ package final class ReplicaNode: Sendable {
         for (replica, joins) in changes {
             var next = current
             if joins {
+                // The tracker first: from here on the commit point waits for it, so the coordinator's set never
+                // holds a member that lacks something committed.
+                guard leading.tracker.join(replica) else { continue }
                 next.inSync.append(replica)
                 if !next.members.contains(replica) { next.members.append(replica) }
             } else {
                 next.inSync.removeAll { $0 == replica }
             }
+            // An error leaves a joining member in the tracker: the update may have been applied, and the error
+            // ends this node's leadership (and the tracker with it) anyway.
             switch try await coordinator.updateState(next, lease: lease, expecting: revision) {
             case .applied(let newRevision):
-                if joins { leading.tracker.add(replica) } else { leading.tracker.remove(replica) }
+                if !joins { leading.tracker.remove(replica) }
                 absentSince[replica] = nil
                 current = next
                 revision = newRevision
             case .conflict:
+                if joins { leading.tracker.remove(replica) }
                 return nil
             }
         }
@@ -316,7 +322,7 @@ package final class ReplicaNode: Sendable {
     // MARK: - Following
 
     private func follow(_ leader: ReplicaIdentity, epoch: UInt64, log logIdentity: LogIdentity) async throws {
-        guard let me = identity, let address = configuration.resolve(leader.member) else {
+        guard let known = identity, let address = configuration.resolve(leader.member) else {
             try await Task.sleep(for: configuration.tick)
             return
         }
@@ -326,9 +332,18 @@ package final class ReplicaNode: Sendable {
         options.confirmsWaitForReplicas = false
         let directory = configuration.directory
         let logOptions = options
-        let log = try await onOwnThread { () throws(WALError) in
-            try WriteAheadLog.open(directory: directory, options: logOptions)
+        let (log, incarnation) = try await onOwnThread { () throws(WALError) -> (WriteAheadLog, UInt64) in
+            let log = try WriteAheadLog.open(directory: directory, options: logOptions)
+            do throws(WALError) {
+                // A new incarnation when this open cut records the replica may have acknowledged.
+                return (log, try Incarnation.loadOrCreate(directory: directory))
+            } catch {
+                try? log.close()
+                throw error
+            }
         }
+        let me = ReplicaIdentity(member: known.member, incarnation: incarnation)
+        if me != known { state.withLock { $0.identity = me } }
         let connection: ReplicationConnection
         do {
             connection = try await ReplicationDialer.connect(host: address.host, port: address.port, group: group)

@@ -45,6 +45,18 @@ import WALSimulation
         #expect(cut == LSN(101))
     }
 
+    /// The leader's answer names an epoch the replica never had (8, asked about 9): the replica's records of
+    /// its own epoch 7 past where the leader's epoch 7 ended are not the leader's either. Cutting at the end of
+    /// the leader's epoch 8 would keep two of them (found by `wal-torture --cluster`, seed 2706 from 1000).
+    @Test func anAnswerNamingAnEpochTheReplicaNeverHadCutsBackToTheEpochBelowIt() throws {
+        var leader = EpochHistory(), replica = EpochHistory()
+        for (epoch, first) in [(1, 1), (7, 69), (8, 75), (10, 77)] { try leader.begin(epoch: UInt64(epoch), at: LSN(UInt64(first))) }
+        for (epoch, first) in [(1, 1), (7, 69), (9, 88)] { try replica.begin(epoch: UInt64(epoch), at: LSN(UInt64(first))) }
+        #expect(replica.rejoinStep(end: LSN(92), answer: (8, LSN(77))) == LSN(88), "first its epoch 9, which the leader lacks")
+        let cut = EpochHistory.truncationPoint(leader: leader, leaderEnd: LSN(133), replica: replica, replicaEnd: LSN(92))
+        #expect(cut == LSN(75))
+    }
+
     @Test func theHistoryFileRoundTripsAndIsReplacedWhole() throws {
         let dir = TemporaryDirectory()
         #expect(try EpochHistory.load(directory: dir.path) == EpochHistory(), "no file: an empty history")
@@ -106,7 +118,7 @@ import WALSimulation
         }
     }
 
-    @Test(arguments: 0..<200)
+    @Test(arguments: 0..<1_000)
     func rejoiningReplicasCutToTheLongestSharedPrefix(seed: UInt64) throws {
         var rng = SplitMix64(seed: seed)
         var replicas = [Replica](repeating: Replica(), count: 3)
@@ -114,7 +126,7 @@ import WALSimulation
         var epoch: UInt64 = 1
         try replicas[leader].history.begin(epoch: epoch, at: replicas[leader].end)
         var following: Set<Int> = []  // replicas that reconciled with the current leader
-        for _ in 0..<60 {
+        for _ in 0..<120 {
             switch Int.random(in: 0..<10, using: &rng) {
             case 0..<4:  // the leader appends
                 replicas[leader].log += Array(repeating: epoch, count: Int.random(in: 1...4, using: &rng))
@@ -128,6 +140,19 @@ import WALSimulation
                 let cut = EpochHistory.truncationPoint(leader: replicas[leader].history, leaderEnd: replicas[leader].end,
                                                        replica: replicas[f].history, replicaEnd: replicas[f].end)
                 let shared = zip(replicas[f].log, replicas[leader].log).prefix { $0 == $1 }.count
+                // Each round's cut, as a follower makes them one at a time on its log: at an epoch boundary of
+                // the replica's log or within the prefix it shares with the leader, so always where a frame
+                // ends (a frame holds one epoch; frames within a shared epoch are the same on both).
+                var history = replicas[f].history, end = replicas[f].end
+                while let step = history.rejoinStep(end: end, answer: history.lastEpoch.flatMap {
+                    replicas[leader].history.end(ofEpochAtMost: $0, logEnd: replicas[leader].end)
+                }) {
+                    let at = Int(step.rawValue) - 1, log = replicas[f].log
+                    #expect(at <= shared || at == log.count || log[at] != log[at - 1],
+                            "seed \(seed): a round cut at \(step), inside epoch \(log[at - 1]) of \(log) (leader \(replicas[leader].log))")
+                    end = step
+                    history.truncate(from: step)
+                }
                 #expect(cut == LSN(UInt64(shared + 1)),
                         "seed \(seed): cut at \(cut), shared prefix ends at \(shared + 1): \(replicas[f].log) vs \(replicas[leader].log)")
                 replicas[f].truncate(to: cut)

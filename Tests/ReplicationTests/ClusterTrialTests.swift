@@ -3,11 +3,10 @@ import Testing
 
 @Suite(.serialized, .timeLimit(.minutes(10))) struct ClusterTrialTests {
     /// Seeded runs of three replicas on simulated disks: appends, interleaved deliveries, broken connections,
-    /// followers cut off for a while, followers' power losses and lost disks, leaders' power losses with
-    /// elections. `wal-torture --cluster
-    /// --seeds N` runs more.
+    /// followers cut off for a while, followers' power losses (some rejoining as new replicas) and lost disks,
+    /// leaders' power losses with elections. `wal-torture --cluster --seeds N` runs more.
     @Test func noConfirmedRecordIsLostAcrossFailoversPowerLossesLostDisksAndBrokenConnections() async {
-        var elections = 0, powerLosses = 0, confirmed = 0, cuts = 0, disksLost = 0, partitions = 0, inSyncChanges = 0
+        var elections = 0, powerLosses = 0, confirmed = 0, cuts = 0, rejoinsAsNew = 0, disksLost = 0, partitions = 0, inSyncChanges = 0
         for seed in UInt64(1)...50 {
             let outcome = await ClusterTrial(seed: seed).run()
             if let failure = outcome.failure {
@@ -18,11 +17,12 @@ import Testing
             powerLosses += outcome.powerLosses
             confirmed += outcome.confirmed
             cuts += outcome.cutsOnRejoin
+            rejoinsAsNew += outcome.rejoinsAsNew
             disksLost += outcome.disksLost
             partitions += outcome.partitions
             inSyncChanges += outcome.inSyncChanges
         }
-        print("cluster trials: \(elections) elections, \(powerLosses) power losses, \(confirmed) confirms, \(cuts) cuts, \(disksLost) disks lost, "
+        print("cluster trials: \(elections) elections, \(powerLosses) power losses, \(confirmed) confirms, \(cuts) cuts, \(rejoinsAsNew) rejoins as new, \(disksLost) disks lost, "
               + "\(partitions) partitions, \(inSyncChanges) in-sync set changes")
         #expect(elections > 100)
         #expect(powerLosses > 200)

@@ -33,7 +33,9 @@ final class InMemoryNetwork: @unchecked Sendable {
             condition.lock()
             if connections[connection]?.cut != true {
                 queue.append((connection, toLeader, message.encoded))
-                condition.signal()
+                // Every waiter: a test thread in `wait` or `settle` waits on this condition too, and a signal
+                // that woke only it would leave the message queued with the delivering thread asleep.
+                condition.broadcast()
             }
             condition.unlock()
         }

@@ -160,7 +160,8 @@ func followerSession(_ node: Node, of leader: TestLeader,
             }
         }
         let gammaSession = first.sessions.withLock { $0[1] }
-        #expect(network.wait { gammaSession.acknowledged == LSN(131) })
+        #expect(network.wait { gammaSession.acknowledged == LSN(131) },
+                "leader's session: \(gammaSession.debugState); gamma: \(oldFollowers[1].debugState)")
         #expect(first.log.committedLSN == LSN(100))
         try first.log.close()  // alpha dies; its 30 unconfirmed appends fail
         #expect(unconfirmed.withLock { $0 } == 30)

@@ -75,7 +75,7 @@ struct Torture: AsyncParsableCommand {
     func runCluster() async throws {
         let first = seed ?? firstSeed
         let count = seed == nil ? seeds : 1
-        var confirms = 0, elections = 0, powerLosses = 0
+        var confirms = 0, elections = 0, powerLosses = 0, rejoinsAsNew = 0
         var failures: [(UInt64, String)] = []
         let start = Date()
         var lastReport = start
@@ -86,6 +86,7 @@ struct Torture: AsyncParsableCommand {
             confirms += outcome.confirmed
             elections += outcome.elections
             powerLosses += outcome.powerLosses
+            rejoinsAsNew += outcome.rejoinsAsNew
             if let failure = outcome.failure {
                 failures.append((s, failure))
                 FileHandle.standardError.write(Data("FAIL seed \(s): \(failure) (replay: wal-torture --cluster --seed \(s))\n".utf8))
@@ -96,7 +97,7 @@ struct Torture: AsyncParsableCommand {
             }
         }
         print("cluster seeds \(count) (from \(first)), \(steps) steps each: \(elections) elections, \(powerLosses) power "
-              + "losses, \(confirms) confirms checked, failures \(failures.count), "
+              + "losses, \(rejoinsAsNew) rejoins as a new replica after a cut, \(confirms) confirms checked, failures \(failures.count), "
               + String(format: "%.1f s", Date().timeIntervalSince(start)))
         for (s, failure) in failures.prefix(20) { print("  seed \(s): \(failure)") }
         if !failures.isEmpty { throw ExitCode.failure }
