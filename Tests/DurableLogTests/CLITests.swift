@@ -230,3 +230,68 @@ let fixtureDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent
         }
     }
 }
+
+/// `walctl compare`: replicas that agree (one of them behind), an uncommitted divergent tail, and confirmed
+/// records that differ, each with its exit code; and it changes nothing.
+@Suite(.serialized, .timeLimit(.minutes(5))) struct CompareCommandTests {
+    @Test func replicasThatAgreeOrOneBehindCompareTheSame() async throws {
+        let dir = TemporaryDirectory()
+        let leader = try WriteAheadLog.open(directory: dir.sub("leader"), options: smallOptions())
+        for i in 0..<40 { _ = try await leader.append(testRecord(1, i)) }
+        let ahead = try WriteAheadLog.open(directory: dir.sub("a"), options: replicaOptions(of: leader))
+        let behind = try WriteAheadLog.open(directory: dir.sub("b"), options: replicaOptions(of: leader))
+        var toAhead = try InProcessShipper(leader: leader, follower: ahead, epoch: 0)
+        try await toAhead.shipAll()
+        var toBehind = try InProcessShipper(leader: leader, follower: behind, epoch: 0)
+        _ = try await toBehind.shipOne(maxBytes: 2_000)
+        for log in [leader, ahead, behind] { try log.close() }
+        let before = try snapshot(dir.sub("b"))
+
+        let run = try walctl("compare", dir.sub("leader"), dir.sub("a"), dir.sub("b"))
+        #expect(run.status == 0, "\(run.output)\(run.errors)")
+        #expect(run.output.contains("same: every frame two replicas both hold is identical"))
+        #expect(run.output.contains("\(dir.sub("b")): LSN 1..<\(behind.durableLSN.next)"))
+        #expect(run.output.contains("lacks committed records"), "b is behind")
+        expectUnchanged(before, try snapshot(dir.sub("b")), "compare")
+        let object = try parseJSON(try walctl("compare", "--json", dir.sub("leader"), dir.sub("a")).output)
+        #expect(object["difference"] == nil)
+        #expect(object["agreeBefore"] as? Int == 41)
+    }
+
+    @Test func anUncommittedTailAndDifferingConfirmedRecordsAreFoundAtTheirFirstFrame() async throws {
+        let dir = TemporaryDirectory()
+        var options = smallOptions()
+        let original = try WriteAheadLog.open(directory: dir.sub("x"), options: options)
+        for i in 0..<10 { _ = try await original.append(testRecord(1, i)) }
+        try original.close()
+        try FileManager.default.copyItem(atPath: dir.sub("x"), toPath: dir.sub("y"))
+        options.identity = original.identity
+        // One more record each, different: each one's frame vouches only for what came before it (the logs
+        // stay open, so no seal says more).
+        let x = try WriteAheadLog.open(directory: dir.sub("x"), options: options)
+        let y = try WriteAheadLog.open(directory: dir.sub("y"), options: options)
+        _ = try await x.append(testRecord(2, 0))
+        _ = try await y.append(testRecord(3, 0))
+        var run = try walctl("compare", dir.sub("x"), dir.sub("y"))
+        #expect(run.status == 1, "\(run.output)\(run.errors)")
+        #expect(run.output.contains("DIFFER at LSN 11 (past the committed LSN 10"))
+
+        // More records on each: now later frames vouch for the differing ones.
+        _ = try await x.append(testRecord(2, 1))
+        _ = try await y.append(testRecord(3, 1))
+        run = try walctl("compare", "--json", dir.sub("x"), dir.sub("y"))
+        #expect(run.status == 2)
+        let object = try parseJSON(run.output)
+        let difference = try #require(object["difference"] as? [String: Any])
+        #expect(difference["lsn"] as? Int == 11)
+        #expect(difference["withinCommitted"] as? Bool == true)
+        try x.close()
+        try y.close()
+
+        let other = try WriteAheadLog.open(directory: dir.sub("other"), options: smallOptions())
+        _ = try await other.append(testRecord(4, 0))
+        try other.close()
+        #expect(try walctl("compare", dir.sub("x"), dir.sub("other")).status == 74, "another log")
+        #expect(try walctl("compare", dir.sub("x")).status == 74, "one directory")
+    }
+}

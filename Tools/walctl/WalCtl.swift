@@ -14,7 +14,8 @@ struct WalCtl: ParsableCommand {
             Exit codes: 0 clean; 1 torn tail (recoverable: what recovery would cut); 2 corruption of \
             confirmed data; 64 bad arguments; 74 an I/O error or a directory that holds no log.
             """,
-        subcommands: [Info.self, Stats.self, Verify.self, Dump.self, Tail.self, Recover.self, Queues.self, QuarantineList.self])
+        subcommands: [Info.self, Stats.self, Verify.self, Dump.self, Tail.self, Recover.self, Queues.self, QuarantineList.self,
+                      Compare.self])
 }
 
 enum ExitStatus {
