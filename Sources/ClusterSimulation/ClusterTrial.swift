@@ -416,9 +416,20 @@ final class Cluster: @unchecked Sendable {
         outcome.cutsOnRejoin = replicas.reduce(0) { $0 + ($1.following?.session.cuts ?? 0) }
     }
 
-    /// Every follower's segments are its leader's, byte for byte (after the logs are closed).
+    /// Every follower's segments are its leader's, byte for byte (after the logs are closed), and
+    /// `LogComparison` (`walctl compare`) agrees: no frame differs and every replica ends where the leader does.
     private func compareReplicas() -> String? {
         let leader = replicas[leaderIndex]
+        do {
+            let comparison = try LogComparison.compare(replicas.map { (trialDirectory, $0.disk) })
+            if let difference = comparison.difference {
+                return "LogComparison: replicas \(difference.replicas) differ at LSN \(difference.lsn): \(difference.frames)"
+            }
+            let ends = Set(comparison.replicas.map(\.endLSN))
+            if ends.count != 1 { return "LogComparison: the replicas end at \(comparison.replicas.map(\.endLSN))" }
+        } catch {
+            return "LogComparison: \(error)"
+        }
         for replica in replicas where replica !== leader {
             if let difference = replicaSegmentsDiffer(leader: trialDirectory, follower: trialDirectory,
                                                       leaderFileSystem: leader.disk, followerFileSystem: replica.disk) {

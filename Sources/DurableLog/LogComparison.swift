@@ -55,11 +55,16 @@ public struct LogComparison: Sendable {
     ///   logs or no log; `.ioFailure`.
     public static func compare(_ directories: [String],
                                fileSystem: any FileSystem = PosixFileSystem()) throws(WALError) -> LogComparison {
-        guard directories.count >= 2 else {
+        try compare(directories.map { ($0, fileSystem) })
+    }
+
+    /// Compares logs each read through its own file system (replicas on simulated disks).
+    public static func compare(_ logs: [(directory: String, fileSystem: any FileSystem)]) throws(WALError) -> LogComparison {
+        guard logs.count >= 2 else {
             throw WALError(.invalidArgument, "compare needs at least two log directories")
         }
         var walkers: [FrameWalker] = []
-        for directory in directories {
+        for (directory, fileSystem) in logs {
             let inspection = try LogInspector.inspect(directory: directory, fileSystem: fileSystem)
             guard let identity = inspection.identity else {
                 throw WALError(.invalidLog, "no log in this directory", path: directory)
