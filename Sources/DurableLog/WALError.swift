@@ -33,6 +33,12 @@ public struct WALError: Error, Sendable, Equatable, CustomStringConvertible {
         /// Replication: frames of a leader epoch this log may not take (older than the frames it holds, or
         /// newer than the leader it follows): they come from a deposed leader or a confused one.
         case staleEpoch
+        /// Replication: this replica does not lead its group, so it takes no writes. `leaderHint` names the
+        /// member it follows, when it knows one: send the write there. Nothing was written.
+        case notLeader
+        /// Replication: the in-sync set, with the leader, has fewer members than `minInsyncReplicas`, so
+        /// nothing could be confirmed; refused before anything was written (retry once replicas are back).
+        case notEnoughReplicas
     }
 
     /// What went wrong, for code that decides by it.
@@ -49,17 +55,20 @@ public struct WALError: Error, Sendable, Equatable, CustomStringConvertible {
     public var lsnRange: ClosedRange<UInt64>?
     /// The `errno` of the failed system call, for `.ioFailure`; nil otherwise.
     public var errno: Int32?
+    /// For `.notLeader`: the member that leads, as far as this replica knows; nil when it knows none.
+    public var leaderHint: String?
 
     /// An error of `code`; the other fields as described at each. Public so that a `FileSystem`
     /// implementation can throw what the log expects (`.ioFailure` with `errno`, `.locked`).
     public init(_ code: Code, _ message: String, path: String? = nil, offset: Int? = nil,
-                lsnRange: ClosedRange<UInt64>? = nil, errno: Int32? = nil) {
+                lsnRange: ClosedRange<UInt64>? = nil, errno: Int32? = nil, leaderHint: String? = nil) {
         self.code = code
         self.message = message
         self.path = path
         self.offset = offset
         self.lsnRange = lsnRange
         self.errno = errno
+        self.leaderHint = leaderHint
     }
 
     public var description: String {
@@ -67,6 +76,7 @@ public struct WALError: Error, Sendable, Equatable, CustomStringConvertible {
         if let path { text += " [file \(path)" + (offset.map { " at byte \($0)" } ?? "") + "]" }
         if let lsnRange { text += " [LSN \(lsnRange.lowerBound)...\(lsnRange.upperBound)]" }
         if let errno { text += " [errno \(errno): \(Platform.errorDescription(errno))]" }
+        if let leaderHint { text += " [leader \(leaderHint)]" }
         return text
     }
 

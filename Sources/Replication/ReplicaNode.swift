@@ -1,5 +1,6 @@
 import Coordination
 import DurableLog
+import Foundation
 import LogFormat
 import NIOCore
 import Synchronization
@@ -113,6 +114,28 @@ package final class ReplicaNode: Sendable {
     }
 
     package var role: Role { state.withLock { $0.role } }
+
+    /// Appends one record through this node: while it leads, returned once every in-sync replica has made it
+    /// durable (the commit rule), never on the leader's own sync alone. Suspends; blocks no thread.
+    ///
+    /// - Throws: `WALError` `.notLeader` (this node does not lead; `leaderHint` names the member it follows,
+    ///   when it follows one) and `.notEnoughReplicas` (the in-sync set, with this leader, is below
+    ///   `minInsyncReplicas`), both before anything is written; `.indeterminate` when this node stopped leading
+    ///   after writing the record but before its replicas confirmed it (a new leader may still commit it: an
+    ///   idempotent producer's retry settles it); the log's own errors otherwise.
+    package func append<Bytes: ContiguousBytes & Sendable>(_ record: Bytes) async throws(WALError) -> LSN {
+        let (leading, role) = state.withLock { ($0.leading, $0.role) }
+        guard let leading else {
+            var hint: String?
+            if case .follower(let leader, _) = role { hint = leader }
+            throw WALError(.notLeader, "this replica does not lead its group (\(role))", leaderHint: hint)
+        }
+        guard leading.tracker.canCommit else {
+            throw WALError(.notEnoughReplicas, "the in-sync set is \(leading.tracker.inSync.count + 1) replica(s) with "
+                           + "the leader, fewer than minInsyncReplicas \(configuration.minInsyncReplicas): nothing written")
+        }
+        return try await leading.log.append(record)
+    }
     /// The log to append to while this node leads (nil otherwise).
     package var leaderLog: WriteAheadLog? { state.withLock { $0.leaderLog } }
     /// The follower's log while this node follows (it changes after a cut).

@@ -147,6 +147,40 @@ func eventually(seconds: Double = 20, _ condition: @Sendable () async -> Bool) a
         }
     }
 
+    /// Writes go to the leader: a follower refuses one naming its leader, and a leader whose in-sync set fell
+    /// below `minInsyncReplicas` refuses one before writing anything.
+    @Test func aFollowerRefusesWritesNamingItsLeaderAndTooFewReplicasRefuseBeforeWriting() async throws {
+        let cluster = TestCluster()
+        let names = ["alpha", "beta", "gamma"]
+        for name in names { try await cluster.start(name) }
+        let leader = try await cluster.awaitInSync(3)
+        #expect(try await leader.node.append(record(1, 0)) == LSN(1))
+        let followers = names.filter { $0 != leader.name }
+        let follower = try #require(cluster.node(followers[0]))
+        try await eventually { if case .follower = follower.role { true } else { false } }
+        do {
+            _ = try await follower.append(record(1, 1))
+            Issue.record("a follower took a write")
+        } catch {
+            #expect(error.code == .notLeader)
+            #expect(error.leaderHint == leader.name)
+        }
+
+        for name in followers { _ = await cluster.stop(name) }
+        try await eventually { (try? await cluster.state())?.inSync.count == 1 }
+        let log = try #require(leader.node.leaderLog)
+        let appends = log.counters.appends
+        do {
+            _ = try await leader.node.append(record(1, 2))
+            Issue.record("a leader alone took a write with minInsyncReplicas 2")
+        } catch {
+            #expect(error.code == .notEnoughReplicas)
+        }
+        #expect(log.counters.appends == appends, "nothing written")
+        #expect(log.durableLSN == LSN(1))
+        try await cluster.shutdown()
+    }
+
     /// The coordinator goes away: the leader cannot renew its lease and steps down before the lease could end,
     /// so nothing is confirmed by a leader that may no longer lead; once the coordinator is back and the old
     /// leases have lapsed, the group elects again and confirms again.
