@@ -88,7 +88,7 @@ public struct WALError: Error, Sendable, Equatable, CustomStringConvertible {
 /// Runs a closure that can only throw `WALError` through an API that rethrows untyped errors
 /// (`Array.withUnsafeBytes` and friends), keeping the typed error.
 @inline(__always)
-func typedWAL<R>(_ body: () throws -> R) throws(WALError) -> R {
+package func typedWAL<R>(_ body: () throws -> R) throws(WALError) -> R {
     do {
         return try body()
     } catch let error as WALError {

@@ -69,6 +69,14 @@ package final class FollowerSession: Sendable {
     }
     private let published: Mutex<Published>
 
+    /// Writes forwarded to the leader, waiting for its answer.
+    private struct Forwards {
+        var nextID: UInt64 = 1
+        var waiting: [UInt64: CheckedContinuation<Result<LSN, WALError>, Never>] = [:]
+        var ended = false
+    }
+    private let forwards = Mutex(Forwards())
+
     /// Copies what observers read out of `s`. Called with `state`'s lock held, after each change.
     private func publish(_ s: State) {
         published.withLock { $0 = Published(log: s.log, history: s.history, phase: s.phase, cuts: s.cuts) }
@@ -119,7 +127,57 @@ package final class FollowerSession: Sendable {
         case .epochEnd(let answer): answered(answer)
         case .frames(let run, let committed): take(run, committed: committed)
         case .refuse(let reason, let text): end(.refusedByLeader(reason, text), tell: false)
-        case .hello, .follow, .durable: end(.refused(.protocolViolation, "a leader's side sent \(message)"), tell: true)
+        case .forwarded(let id, let outcome): answered(forward: id, outcome)
+        case .hello, .follow, .durable, .forward: end(.refused(.protocolViolation, "a leader's side sent \(message)"), tell: true)
+        }
+    }
+
+    // MARK: - Forwarded writes
+
+    /// Sends a write made on this follower to the leader, which appends it as its own; returns its LSN once
+    /// the leader committed it. Suspends; blocks no thread.
+    ///
+    /// - Throws: the leader's error for it (`.notEnoughReplicas`, `.notLeader`: nothing written; `.pendingFull`,
+    ///   `.recordTooLarge`, `.logFailed`, `.closed`), `.indeterminate` when the session ends before the answer
+    ///   (the leader may still commit it: an idempotent producer's retry settles it), and `.notLeader` when the
+    ///   session had already ended (nothing sent).
+    package func forward(_ record: [UInt8]) async throws(WALError) -> LSN {
+        let send = self.send
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<LSN, WALError>, Never>) in
+            let id: UInt64? = forwards.withLock { f in
+                guard !f.ended else { return nil }
+                let id = f.nextID
+                f.nextID += 1
+                f.waiting[id] = continuation
+                return id
+            }
+            guard let id else {
+                return continuation.resume(returning: .failure(WALError(.notLeader, "the session with the leader has ended; nothing was sent")))
+            }
+            send(.forward(id: id, record: record))
+        }
+        return try result.get()
+    }
+
+    private func answered(forward id: UInt64, _ outcome: ReplicationMessage.ForwardOutcome) {
+        guard let continuation = forwards.withLock({ $0.waiting.removeValue(forKey: id) }) else { return }
+        switch outcome {
+        case .committed(let lsn): continuation.resume(returning: .success(lsn))
+        case .failed(let failure, let text):
+            continuation.resume(returning: .failure(WALError(failure.code, "the leader: \(text)")))
+        }
+    }
+
+    /// The session ended: what was forwarded and not answered may or may not commit.
+    private func endForwards() {
+        let waiting = forwards.withLock { f in
+            f.ended = true
+            defer { f.waiting = [:] }
+            return Array(f.waiting.values)
+        }
+        for continuation in waiting {
+            continuation.resume(returning: .failure(WALError(
+                .indeterminate, "the session with the leader ended before it answered a forwarded write")))
         }
     }
 
@@ -234,5 +292,10 @@ package final class FollowerSession: Sendable {
             return true
         }
         if first, tell, case .refused(let reason, let text) = ending { send(.refuse(reason, text)) }
+        endForwards()
     }
+
+    /// The connection closed under the session (the transport's end, not a refusal): forwarded writes still
+    /// waiting are indeterminate, and new ones are not sent.
+    package func connectionClosed() { endForwards() }
 }

@@ -72,7 +72,31 @@ package final class LeaderSession: Sendable {
         case .follow(let from): follow(from: from)
         case .durable(let end): acknowledged(end)
         case .refuse(let reason, let text): state.withLock { s in s.phase = .ended; s.refusal = (reason, text) }
-        case .epochEnd, .frames: refuse(.protocolViolation, "a follower's side sent \(message)")
+        case .forward(let id, let record): forwarded(id, record)
+        case .epochEnd, .frames, .forwarded: refuse(.protocolViolation, "a follower's side sent \(message)")
+        }
+    }
+
+    /// A write the follower forwarded: appended as a write made on this leader would be (refused before
+    /// anything is written while the in-sync set is too small), and answered once it committed or failed.
+    /// Never waits here: a full pending buffer answers `.pendingFull`.
+    private func forwarded(_ id: UInt64, _ record: [UInt8]) {
+        let send = self.send
+        guard state.withLock({ $0.phase != .ended }) else { return }
+        guard tracker.canCommit else {
+            return send(.forwarded(id: id, .failed(.notEnoughReplicas, "the in-sync set is below minInsyncReplicas")))
+        }
+        do throws(WALError) {
+            try typedWAL { try record.withUnsafeBytes { bytes in
+                try log.append(bytes) { result in
+                    switch result {
+                    case .success(let lsn): send(.forwarded(id: id, .committed(lsn)))
+                    case .failure(let error): send(.forwarded(id: id, .failed(.init(error.code), error.message)))
+                    }
+                }
+            } }
+        } catch {
+            send(.forwarded(id: id, .failed(.init(error.code), error.message)))
         }
     }
 

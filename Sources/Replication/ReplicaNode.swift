@@ -75,6 +75,7 @@ package final class ReplicaNode: Sendable {
         var leaderLog: WriteAheadLog?
         var leading: Leading?
         var followerLog: WriteAheadLog?
+        var followerSession: FollowerSession?
         var stopping = false
         var leaseLost = false
         /// When the lease was last granted or renewed: a leader that cannot renew for two thirds of the TTL steps
@@ -115,19 +116,30 @@ package final class ReplicaNode: Sendable {
 
     package var role: Role { state.withLock { $0.role } }
 
-    /// Appends one record through this node: while it leads, returned once every in-sync replica has made it
-    /// durable (the commit rule), never on the leader's own sync alone. Suspends; blocks no thread.
+    /// Appends one record through this node, returned once every in-sync replica has made it durable (the
+    /// commit rule), never on the leader's own sync alone. On a follower, the write is forwarded to the leader
+    /// over the replication connection and answered from there. Suspends; blocks no thread.
     ///
-    /// - Throws: `WALError` `.notLeader` (this node does not lead; `leaderHint` names the member it follows,
-    ///   when it follows one) and `.notEnoughReplicas` (the in-sync set, with this leader, is below
-    ///   `minInsyncReplicas`), both before anything is written; `.indeterminate` when this node stopped leading
-    ///   after writing the record but before its replicas confirmed it (a new leader may still commit it: an
-    ///   idempotent producer's retry settles it); the log's own errors otherwise.
+    /// - Throws: `WALError` `.notLeader` (this node neither leads nor follows a leader now; `leaderHint` names
+    ///   the member it last followed, when any) and `.notEnoughReplicas` (the in-sync set, with the leader, is
+    ///   below `minInsyncReplicas`), both before anything is written; `.indeterminate` when the leader stopped
+    ///   leading, or a forwarding follower lost its connection, after the record was sent but before it was
+    ///   confirmed (a new leader may still commit it: an idempotent producer's retry settles it); the log's
+    ///   own errors otherwise.
     package func append<Bytes: ContiguousBytes & Sendable>(_ record: Bytes) async throws(WALError) -> LSN {
-        let (leading, role) = state.withLock { ($0.leading, $0.role) }
+        let (leading, following, role) = state.withLock { ($0.leading, $0.followerSession, $0.role) }
         guard let leading else {
             var hint: String?
             if case .follower(let leader, _) = role { hint = leader }
+            if let following {
+                do {
+                    return try await following.forward(record.withUnsafeBytes { Array($0) })
+                } catch {
+                    var error = error
+                    if error.code == .notLeader { error.leaderHint = hint }
+                    throw error
+                }
+            }
             throw WALError(.notLeader, "this replica does not lead its group (\(role))", leaderHint: hint)
         }
         guard leading.tracker.canCommit else {
@@ -389,12 +401,18 @@ package final class ReplicaNode: Sendable {
             throw error
         }
         connection.deliver { message in
-            if let message { session.receive(message) } else { closed.withLock { $0 = true } }
+            if let message {
+                session.receive(message)
+            } else {
+                closed.withLock { $0 = true }
+                session.connectionClosed()
+            }
         }
         await onOwnThread { session.start() }
         state.withLock { s in
             s.role = .follower(of: leader.member, epoch: epoch)
             s.followerLog = log
+            s.followerSession = session
         }
         while !stopping, !closed.withLock({ $0 }), session.ending == nil {
             state.withLock { $0.followerLog = session.log }
@@ -403,8 +421,10 @@ package final class ReplicaNode: Sendable {
             try await Task.sleep(for: configuration.tick)
         }
         connection.close()
+        session.connectionClosed()
         state.withLock { s in
             s.followerLog = nil
+            s.followerSession = nil
             s.role = .candidate
         }
         let current = session.log

@@ -18,6 +18,51 @@ package enum ReplicationMessage: Equatable, Sendable {
     case durable(through: LSN)
     /// Either way: why the sender ends the connection.
     case refuse(Refusal, String)
+    /// Follower -> leader: a write made on the follower, for the leader to append (`id` is the follower's, to
+    /// match the answer).
+    case forward(id: UInt64, record: [UInt8])
+    /// Leader -> follower: what became of forwarded write `id`.
+    case forwarded(id: UInt64, ForwardOutcome)
+
+    /// What became of a forwarded write.
+    package enum ForwardOutcome: Equatable, Sendable {
+        /// Committed at this LSN (every in-sync replica made it durable).
+        case committed(LSN)
+        /// Not committed: the leader's error for it (its code says whether anything was written: `.notLeader`
+        /// and `.notEnoughReplicas` never, `.indeterminate` maybe).
+        case failed(ForwardFailure, String)
+    }
+
+    /// The error codes a forwarded write can end with, as sent.
+    package enum ForwardFailure: UInt8, Sendable {
+        case notLeader = 1, notEnoughReplicas = 2, indeterminate = 3, recordTooLarge = 4, pendingFull = 5,
+             logFailed = 6, closed = 7
+
+        /// The code a forwarding follower reports; anything else the leader's log can throw counts as `.logFailed`.
+        package init(_ code: WALError.Code) {
+            switch code {
+            case .notLeader: self = .notLeader
+            case .notEnoughReplicas: self = .notEnoughReplicas
+            case .indeterminate: self = .indeterminate
+            case .recordTooLarge: self = .recordTooLarge
+            case .pendingFull: self = .pendingFull
+            case .closed: self = .closed
+            default: self = .logFailed
+            }
+        }
+
+        package var code: WALError.Code {
+            switch self {
+            case .notLeader: .notLeader
+            case .notEnoughReplicas: .notEnoughReplicas
+            case .indeterminate: .indeterminate
+            case .recordTooLarge: .recordTooLarge
+            case .pendingFull: .pendingFull
+            case .logFailed: .logFailed
+            case .closed: .closed
+            }
+        }
+    }
 
     package struct Hello: Equatable, Sendable {
         package var log: LogIdentity
@@ -78,7 +123,7 @@ extension ReplicationMessage {
     static let checksumBytes = 4
 
     private enum Kind: UInt8 {
-        case hello = 1, epochEnd = 2, follow = 3, frames = 4, durable = 5, refuse = 6
+        case hello = 1, epochEnd = 2, follow = 3, frames = 4, durable = 5, refuse = 6, forward = 7, forwarded = 8
     }
 
     /// Appends the encoded message to `out`.
@@ -117,6 +162,22 @@ extension ReplicationMessage {
             out.append(Kind.refuse.rawValue)
             out.append(reason.rawValue)
             out.appendString(text)
+        case .forward(let id, let record):
+            out.append(Kind.forward.rawValue)
+            out.appendLE(id)
+            out.appendLE(UInt32(record.count))
+            out.append(contentsOf: record)
+        case .forwarded(let id, let outcome):
+            out.append(Kind.forwarded.rawValue)
+            out.appendLE(id)
+            switch outcome {
+            case .committed(let lsn):
+                out.append(0)
+                out.appendLE(lsn.rawValue)
+            case .failed(let failure, let text):
+                out.append(failure.rawValue)
+                out.appendString(text)
+            }
         }
         let crc = out.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(start + 4)...])) }
         out.appendLE(crc)
@@ -176,6 +237,18 @@ extension ReplicationMessage {
             let code = try reader.u8()
             guard let reason = Refusal(rawValue: code) else { throw ReplicationWireError("unknown refusal \(code)") }
             message = .refuse(reason, try reader.string())
+        case .forward:
+            let id = try reader.u64()
+            message = .forward(id: id, record: try reader.bytes(Int(try reader.u32())))
+        case .forwarded:
+            let id = try reader.u64()
+            let code = try reader.u8()
+            if code == 0 {
+                message = .forwarded(id: id, .committed(LSN(try reader.u64())))
+            } else {
+                guard let failure = ForwardFailure(rawValue: code) else { throw ReplicationWireError("unknown outcome \(code)") }
+                message = .forwarded(id: id, .failed(failure, try reader.string()))
+            }
         }
         guard reader.isAtEnd else { throw ReplicationWireError("\(reader.remaining) bytes after a \(kind) message") }
         return (message, lengthBytes + length)

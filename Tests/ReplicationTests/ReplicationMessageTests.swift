@@ -16,6 +16,11 @@ import Testing
         .durable(through: LSN(5000)),
         .refuse(.staleEpoch, "epoch 3 is older than 4"),
         .refuse(.logFailed, ""),
+        .forward(id: 7, record: Array("a forwarded write".utf8)),
+        .forward(id: .max, record: []),
+        .forwarded(id: 7, .committed(LSN(1_234))),
+        .forwarded(id: 8, .failed(.notEnoughReplicas, "the in-sync set is below minInsyncReplicas")),
+        .forwarded(id: 9, .failed(.indeterminate, "")),
     ]
 
     @Test func everyMessageSurvivesARoundTripAndAStreamOfThemDecodesInOrder() throws {

@@ -215,4 +215,69 @@ func followerSession(_ node: Node, of leader: TestLeader,
         try restarted.log.close()
         try leader.log.close()
     }
+
+    /// Writes made on a follower go to the leader over the replication connection and are answered with the
+    /// LSN once committed; refused before anything is written when the in-sync set is too small; and
+    /// indeterminate when the connection ends before the answer (the leader may still commit them).
+    @Test func aFollowerForwardsWritesAndLearnsWhatBecameOfThem() async throws {
+        let dir = TemporaryDirectory()
+        let network = InMemoryNetwork()
+        defer { network.stop() }
+        let nodes = ["alpha", "beta", "gamma"].map { Node(name: $0, directory: dir.sub($0)) }
+
+        // alpha leads, beta in sync: forwarded writes commit once both hold them.
+        let leader = try TestLeader(node: nodes[0], epoch: 1, inSync: [nodes[1].identity])
+        _ = leader.session(on: network, connection: 0)
+        let beta = try followerSession(nodes[1], of: leader, on: network, connection: 0)
+        #expect(network.wait { beta.isFollowing })
+        let forwarded = await withTaskGroup(of: (LSN, [UInt8])?.self) { group in
+            for i in 0..<20 { group.addTask { (try? await beta.forward(record(5, i))).map { ($0, record(5, i)) } } }
+            return await group.reduce(into: [(LSN, [UInt8])]()) { if let pair = $1 { $0.append(pair) } }
+        }
+        #expect(forwarded.count == 20)
+        #expect(Set(forwarded.map(\.0)).count == 20)
+        for (lsn, bytes) in forwarded {
+            #expect(try leader.log.read(lsn) == bytes)
+            #expect(lsn <= leader.log.committedLSN)
+            #expect(lsn <= beta.log.durableLSN, "committed only once the follower holds it too")
+        }
+
+        // A leader whose in-sync set is too small refuses before writing.
+        let lonely = try TestLeader(node: nodes[2], epoch: 1, inSync: [])
+        _ = lonely.session(on: network, connection: 1)
+        let gammaDirectory = Node(name: "delta", directory: dir.sub("delta"))
+        let delta = try followerSession(gammaDirectory, of: lonely, on: network, connection: 1)
+        #expect(network.wait { delta.isFollowing })
+        do {
+            _ = try await delta.forward(record(6, 0))
+            Issue.record("a leader alone took a forwarded write")
+        } catch {
+            #expect(error.code == .notEnoughReplicas)
+        }
+        #expect(lonely.log.durableLSN == .none, "nothing written")
+
+        // Written on a leader that waits for a follower that never comes: the connection ends first.
+        try lonely.log.close()
+        try delta.log.close()
+        network.cut(1)
+        let waiting = try TestLeader(node: Node(name: "epsilon", directory: dir.sub("epsilon")), epoch: 1,
+                                     inSync: [nodes[1].identity, nodes[2].identity])
+        _ = waiting.session(on: network, connection: 2)
+        let zeta = try followerSession(Node(name: "zeta", directory: dir.sub("zeta")), of: waiting, on: network, connection: 2)
+        #expect(network.wait { zeta.isFollowing })
+        let pending = Task { () -> WALError.Code? in
+            do throws(WALError) { _ = try await zeta.forward(record(7, 0)); return nil } catch { return error.code }
+        }
+        #expect(network.wait { waiting.log.durableLSN == LSN(1) }, "the leader wrote it")
+        zeta.connectionClosed()
+        #expect(await pending.value == WALError.Code.indeterminate)
+        do {
+            _ = try await zeta.forward(record(7, 1))
+            Issue.record("a closed session sent a write")
+        } catch {
+            #expect(error.code == .notLeader)
+        }
+        for log in [leader.log, beta.log, zeta.log] { try log.close() }
+        try? waiting.log.close()
+    }
 }
