@@ -78,10 +78,16 @@ final class TestCluster: Sendable {
     func state() async throws -> GroupState? { try await coordinator.read().state }
 
     /// Waits until the group has a leader whose in-sync set holds `count` replicas, every node running.
-    func awaitInSync(_ count: Int) async throws -> (name: String, node: ReplicaNode) {
-        try await eventually { [self] in
-            guard let leader, let state = try? await state() else { return false }
-            return state.inSync.count == count && state.leader?.member == leader.name
+    func awaitInSync(_ count: Int, sourceLocation: SourceLocation = #_sourceLocation) async throws -> (name: String, node: ReplicaNode) {
+        do {
+            // Long: real threads and timers on a machine that may be running every other suite at once.
+            try await eventually(seconds: 60, sourceLocation: sourceLocation) { [self] in
+                guard let leader, let state = try? await state() else { return false }
+                return state.inSync.count == count && state.leader?.member == leader.name
+            }
+        } catch {
+            let roles = nodes.withLock { $0.map { "\($0.key): \($0.value.node.role)" }.sorted() }
+            throw WALError(.closed, "\(error); roles \(roles), state \(String(describing: try? await state()))")
         }
         return leader!
     }
@@ -99,10 +105,13 @@ final class EtcdClients: Sendable {
 }
 
 /// Polls `condition` until it holds, failing after `seconds` (waits on the nodes' own threads and timers).
-func eventually(seconds: Double = 20, _ condition: @Sendable () async -> Bool) async throws {
+func eventually(seconds: Double = 20, sourceLocation: SourceLocation = #_sourceLocation,
+                _ condition: @Sendable () async -> Bool) async throws {
     let deadline = ContinuousClock.now + .seconds(seconds)
     while await !condition() {
-        guard ContinuousClock.now < deadline else { throw WALError(.closed, "the condition did not come true in \(seconds) s") }
+        guard ContinuousClock.now < deadline else {
+            throw WALError(.closed, "the condition at \(sourceLocation.fileName):\(sourceLocation.line) did not come true in \(seconds) s")
+        }
         try await Task.sleep(for: .milliseconds(5))
     }
 }
@@ -134,7 +143,7 @@ func eventually(seconds: Double = 20, _ condition: @Sendable () async -> Bool) a
             cluster.node(name).flatMap { $0.leaderLog ?? $0.followerLog }
         }
         #expect(logs.count == 3)
-        try await eventually { logs.allSatisfy { $0.durableLSN >= LSN(250) } }
+        try await eventually(seconds: 60) { logs.allSatisfy { $0.durableLSN >= LSN(250) } }
         for replica in logs {
             for (lsn, bytes) in confirmed where (try? replica.read(lsn)) != bytes {
                 Issue.record("confirmed LSN \(lsn) missing or different in \(replica.directory)")
