@@ -50,9 +50,10 @@ public struct LogComparison: Sendable {
     /// is no difference, else the difference's LSN.
     public var agreeBefore: LSN
 
-    /// Compares the logs in `directories` (at least two, all of one log identity).
+    /// Compares the logs in `directories` (at least two, all of one log identity; a directory without a
+    /// segment counts as an empty replica).
     /// - Throws: `.invalidArgument` with fewer than two directories; `.invalidLog` when they hold different
-    ///   logs or no log; `.ioFailure`.
+    ///   logs; `.ioFailure`.
     public static func compare(_ directories: [String],
                                fileSystem: any FileSystem = PosixFileSystem()) throws(WALError) -> LogComparison {
         try compare(directories.map { ($0, fileSystem) })
@@ -66,14 +67,13 @@ public struct LogComparison: Sendable {
         var walkers: [FrameWalker] = []
         for (directory, fileSystem) in logs {
             let inspection = try LogInspector.inspect(directory: directory, fileSystem: fileSystem)
-            guard let identity = inspection.identity else {
-                throw WALError(.invalidLog, "no log in this directory", path: directory)
-            }
-            if let first = walkers.first, first.identity != identity {
-                throw WALError(.invalidLog, "the log here is \(identity), the one in \(first.directory) is \(first.identity): "
+            // A directory without a segment (a replica that lost its disk) holds nothing yet: it is behind.
+            if let identity = inspection.identity,
+               let other = walkers.first(where: { $0.identity != nil }), let theirs = other.identity, theirs != identity {
+                throw WALError(.invalidLog, "the log here is \(identity), the one in \(other.directory) is \(theirs): "
                                + "not replicas of one log", path: directory)
             }
-            walkers.append(FrameWalker(inspection, identity: identity, fileSystem: fileSystem))
+            walkers.append(FrameWalker(inspection, fileSystem: fileSystem))
         }
 
         // Every frame of every replica is read once, in LSN order, from the highest first LSN on (a replica
@@ -136,7 +136,8 @@ private struct FrameWalker {
     }
 
     let directory: String
-    let identity: LogIdentity
+    /// Nil for a directory that holds no segment.
+    let identity: LogIdentity?
     let firstLSN: LSN
     let endLSN: LSN
     let verdict: LogInspection.Verdict
@@ -148,9 +149,9 @@ private struct FrameWalker {
     private var pending: Frame?
     private(set) var committedLSN = LSN.none
 
-    init(_ inspection: LogInspection, identity: LogIdentity, fileSystem: any FileSystem) {
+    init(_ inspection: LogInspection, fileSystem: any FileSystem) {
         directory = inspection.directory
-        self.identity = identity
+        identity = inspection.identity
         firstLSN = inspection.firstLSN
         endLSN = inspection.nextLSN
         verdict = inspection.verdict

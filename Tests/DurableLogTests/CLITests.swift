@@ -292,6 +292,9 @@ let fixtureDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent
         _ = try await other.append(testRecord(4, 0))
         try other.close()
         #expect(try walctl("compare", dir.sub("x"), dir.sub("other")).status == 74, "another log")
+        try FileManager.default.createDirectory(atPath: dir.sub("empty"), withIntermediateDirectories: true)
+        let withEmpty = try walctl("compare", dir.sub("empty"), dir.sub("x"))
+        #expect(withEmpty.status == 0, "an empty replica is behind: \(withEmpty.output)\(withEmpty.errors)")
         #expect(try walctl("compare", dir.sub("x")).status == 74, "one directory")
     }
 }

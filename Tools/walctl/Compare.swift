@@ -10,9 +10,10 @@ struct Compare: ParsableCommand {
             Replicas hold their leader's frames at the same place, byte for byte. Prints each replica's extent \
             and the committed LSN (the highest watermark in any frame), then either that every frame two \
             replicas both hold is the same, or the first frame where two differ. A replica that ends earlier \
-            is behind, not different. Exit 0 no difference; 1 a difference past the committed LSN (an \
-            uncommitted tail the replica cuts when it rejoins its leader); 2 a difference at or below it \
-            (confirmed records differ: a bug or damage); 74 a directory that cannot be read or holds another log.
+            (an empty directory too: a replica that lost its disk) is behind, not different. Exit 0 no \
+            difference; 1 a difference past the committed LSN (an uncommitted tail the replica cuts when it \
+            rejoins its leader); 2 a difference at or below it (confirmed records differ: a bug or damage); 74 \
+            a directory that cannot be read or holds another log.
 
             Example: walctl compare /data/node1/wal /data/node2/wal /data/node3/wal
             """)
@@ -20,8 +21,16 @@ struct Compare: ParsableCommand {
     @Argument(help: "Two or more log directories (or store directories) of one group's replicas.") var directories: [String]
     @Flag(help: "Print one JSON object instead of text.") var json = false
 
+    /// A directory without segment files or a store's `wal/`: a replica that lost its disk, compared as empty.
+    static func holdsNothing(_ path: String) throws -> Bool {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else { return false }
+        let names = try FileManager.default.contentsOfDirectory(atPath: path)
+        return !names.contains { $0.hasSuffix(".wal") || $0 == "wal" }
+    }
+
     func run() throws {
-        let logs = try directories.map { try resolveTarget($0).log }
+        let logs = try directories.map { path in try Self.holdsNothing(path) ? path : resolveTarget(path).log }
         let comparison = try reporting { try LogComparison.compare(logs) }
         let status: Int32 = comparison.difference.map { $0.withinCommitted ? 2 : 1 } ?? 0
         if json {
