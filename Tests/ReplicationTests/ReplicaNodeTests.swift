@@ -97,6 +97,12 @@ final class TestCluster: Sendable {
         try await group.shutdownGracefully()
         for client in etcdClients.list.withLock({ $0 }) { try? await client.shutdown() }
     }
+
+    /// A test that threw before `shutdown` leaves its nodes running, their logs open and their threads waiting:
+    /// asked to stop here, they close their logs on their own, so that nothing outlives the test.
+    deinit {
+        for entry in nodes.withLock({ Array($0.values) }) { entry.node.stop() }
+    }
 }
 
 /// The etcd clients a cluster made, to shut down at its end.
