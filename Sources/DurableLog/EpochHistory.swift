@@ -87,8 +87,8 @@ public struct EpochHistory: Equatable, Sendable {
     /// epoch (the largest epoch the leader has at or below it and where it ends in the leader's log; nil when
     /// it has none), where this log, ending before `end`, must be cut; nil when it agrees with the leader up
     /// to `end` and can follow from there. After a cut, the replica truncates its history there and asks
-    /// again (a cut at `end` cuts only the history: epochs begun there without a record). Every cut is where one of its epochs begins or where the leader's epoch ends, so at a frame's
-    /// end (a frame holds one epoch).
+    /// again (a cut at `end` cuts only the history: epochs begun there without a record). Every cut is where
+    /// one of its epochs begins or where the leader's epoch ends, so at a frame's end (a frame holds one epoch).
     public func rejoinStep(end: LSN, answer: (epoch: UInt64, end: LSN)?) -> LSN? {
         guard let last = lastEpoch else { return nil }  // no epochs: an empty log agrees with any leader
         guard let answer, let own = self.end(ofEpochAtMost: answer.epoch, logEnd: end) else {
