@@ -169,7 +169,7 @@ private struct FrameWalker {
             if segmentIndex >= 0, segmentIndex < segments.count, let frame = frameHere() { return frame }
             segmentIndex += 1
             guard segmentIndex < segments.count else { return nil }
-            file = try Self.contents(segments[segmentIndex].path, fileSystem)
+            file = try SmallFile.contents(of: segments[segmentIndex].path, fileSystem: fileSystem)
             offset = SegmentHeader.blockBytes
         }
     }
@@ -206,23 +206,5 @@ private struct FrameWalker {
             return Frame(header: header, offset: at, bytes: file[at..<(at + header.frameBytes)])
         }
         return nil
-    }
-
-    private static func contents(_ path: String, _ fileSystem: any FileSystem) throws(WALError) -> [UInt8] {
-        let fd = try fileSystem.open(path, writable: false, create: false)
-        defer { fileSystem.close(fd) }
-        let size = try fileSystem.size(fd, path: path)
-        var bytes = [UInt8](repeating: 0, count: size)
-        var done = 0
-        while done < size {
-            let n = try typedWAL {
-                try bytes.withUnsafeMutableBytes {
-                    try fileSystem.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: $0[done...]), at: done, path: path)
-                }
-            }
-            if n == 0 { break }
-            done += n
-        }
-        return bytes
     }
 }

@@ -26,7 +26,12 @@ package enum SmallFile {
     /// The bytes of `directory/name`, or nil when there is no such file.
     package static func read(name: String, directory: String, fileSystem: any FileSystem) throws(WALError) -> [UInt8]? {
         guard try fileSystem.list(directory).contains(name) else { return nil }
-        let path = "\(directory)/\(name)"
+        return try contents(of: "\(directory)/\(name)", fileSystem: fileSystem)
+    }
+
+    /// Every byte of the file at `path` (one read call after another until its size, or until a read returns
+    /// nothing).
+    package static func contents(of path: String, fileSystem: any FileSystem) throws(WALError) -> [UInt8] {
         let fd = try fileSystem.open(path, writable: false, create: false)
         defer { fileSystem.close(fd) }
         let size = try fileSystem.size(fd, path: path)
