@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "DurableQueue", targets: ["DurableQueue"]),
         .library(name: "DurableQueueService", targets: ["DurableQueueService"]),
         .library(name: "Coordination", targets: ["Coordination"]),
+        .library(name: "ReplicatedQueue", targets: ["ReplicatedQueue"]),
         .executable(name: "wal-bench", targets: ["WALBench"]),
         .executable(name: "walctl", targets: ["walctl"]),
         .executable(name: "wal-torture", targets: ["wal-torture"]),
@@ -70,6 +71,11 @@ let package = Package(
         .target(name: "Replication", dependencies: [
             "DurableLog", "LogFormat", "Coordination", .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+        // A store replicated over a group: the store of each term a node leads, its role, its outcomes.
+        .target(name: "ReplicatedQueue", dependencies: [
+            "DurableQueue", "Replication", "DurableLog", "Coordination", .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         // Seeded runs of a replicated log: replicas on simulated disks, a simulated network, the in-memory
         // coordinator (for tests and `wal-torture --cluster`).
@@ -142,6 +148,9 @@ let package = Package(
         .testTarget(name: "ReplicationTests", dependencies: [
             "Replication", "DurableLog", "WALSimulation", "Coordination", "ClusterSimulation", "EtcdTestSupport",
             .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+        .testTarget(name: "ReplicatedQueueTests", dependencies: [
+            "ReplicatedQueue", "DurableQueue", "DurableLog", "Coordination", .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "WorkloadTests", dependencies: ["Workload", "WALBench"], path: "Tests/WorkloadTests"),
     ]

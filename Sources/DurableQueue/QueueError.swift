@@ -45,6 +45,16 @@ public struct QueueError: Error, Sendable, Equatable, CustomStringConvertible {
         /// Opening: the directory holds files this version cannot open as a store (foreign or unknown files in
         /// the log directory, log options that do not fit it).
         case invalidStore
+        /// Replication: this node does not lead its group, so it serves no writes and no consumers now;
+        /// `leaderHint` names the member that leads, when it knows one. Nothing was written.
+        case notLeader
+        /// Replication: the in-sync set, with the leader, is below `minInsyncReplicas`, so nothing could be
+        /// confirmed; refused before anything was written. Retry once replicas are back.
+        case notEnoughReplicas
+        /// Replication: the outcome is not known. The leader stopped leading (or its log stopped) after the
+        /// records were written, and possibly shipped, but before its in-sync replicas confirmed them; a new
+        /// leader may still hold them. An idempotent producer's retry settles it exactly once.
+        case indeterminate
     }
 
     /// What went wrong, for code that decides by it.
@@ -53,16 +63,19 @@ public struct QueueError: Error, Sendable, Equatable, CustomStringConvertible {
     public var message: String
     /// The log's own error, when the log is the cause.
     public var log: WALError?
+    /// For `.notLeader`: the member that leads, as far as this node knows; nil when it knows none.
+    public var leaderHint: String?
 
     /// An error of `code` with `message`, and the log's error when the log is the cause.
-    public init(_ code: Code, _ message: String, log: WALError? = nil) {
+    public init(_ code: Code, _ message: String, log: WALError? = nil, leaderHint: String? = nil) {
         self.code = code
         self.message = message
         self.log = log
+        self.leaderHint = leaderHint
     }
 
     public var description: String {
-        "\(code): \(message)" + (log.map { " (log: \($0))" } ?? "")
+        "\(code): \(message)" + (leaderHint.map { " (leader: \($0))" } ?? "") + (log.map { " (log: \($0))" } ?? "")
     }
 
     /// What an error of the log means outside the write path (opening the store, writing a checkpoint,
@@ -79,7 +92,7 @@ public struct QueueError: Error, Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    static func from(_ error: WALError) -> QueueError {
+    package static func from(_ error: WALError) -> QueueError {
         switch error.code {
         case .corruption: QueueError(.corruption, "the log holds damaged confirmed data", log: error)
         case .closed: QueueError(.closed, "the store is closed", log: error)
@@ -87,8 +100,14 @@ public struct QueueError: Error, Sendable, Equatable, CustomStringConvertible {
             QueueError(.invalidArgument, "the records are larger than the log takes (recordBytesMax, pendingBytesMax)",
                        log: error)
         case .pendingFull: QueueError(.pendingFull, "the pending buffer is full; retry after confirms arrive", log: error)
-        default: QueueError(.logFailed, "the log failed; nothing more is confirmed until the store is reopened",
-                            log: error)
+        case .notLeader: QueueError(.notLeader, error.message, log: error, leaderHint: error.leaderHint)
+        case .notEnoughReplicas: QueueError(.notEnoughReplicas, error.message, log: error)
+        case .indeterminate:
+            QueueError(.indeterminate, "the leader stopped before the records were confirmed; they may still be "
+                       + "committed by the next leader", log: error)
+        // Listed rather than `default`, so that a new code of the log is mapped on purpose.
+        case .ioFailure, .logFailed, .lsnOutOfRange, .locked, .invalidLog, .recordsLost, .staleEpoch:
+            QueueError(.logFailed, "the log failed; nothing more is confirmed until the store is reopened", log: error)
         }
     }
 }

@@ -31,6 +31,8 @@ public final class QueueStore: Sendable, CompletionSink {
     /// Where message bodies missing from the cache are read for async callers: a serial dispatch queue, whose
     /// threads are not the cooperative pool's (and, unlike a thread per read, cost no thread start).
     let bodyReads = DispatchQueue(label: "DurableQueue.bodyReads")
+    /// Asked before every append, when set (a replicated store: the in-sync set may be too small to commit).
+    let writeGate: (@Sendable () -> QueueError?)?
 
     /// What `open` found and did, and where its time went.
     public struct OpenReport: Sendable {
@@ -64,8 +66,38 @@ public final class QueueStore: Sendable, CompletionSink {
         let (store, salvage) = try await onOwnThread { () throws(QueueError) in
             try load(directory: directory, options: options, fileSystem: fileSystem)
         }
+        return try await start(store, salvage: salvage)
+    }
+
+    /// Opens the store in `directory` on a log someone else opened (a replica that leads its group: its log
+    /// confirms only what the in-sync replicas hold), from the checkpoint in `directory` and a replay of `log`.
+    /// Before each append the store asks `writeGate`, and refuses the write with the error it returns (nothing
+    /// written). The store closes `log` when it closes.
+    package static func open(directory: String, options: StoreOptions, log: WriteAheadLog,
+                             writeGate: @escaping @Sendable () -> QueueError?) async throws(QueueError) -> QueueStore {
+        let fileSystem: any FileSystem = PosixFileSystem()
+        let (store, salvage) = try await onOwnThread { () throws(QueueError) in
+            let state: StoreState
+            do throws(QueueError) {
+                do throws(WALError) { try fileSystem.createDirectoryDurably(directory) } catch {
+                    throw QueueError.fileOperation(error, doing: "opening the store")
+                }
+                state = try StoreLoader.loadCheckpoint(directory: directory, fileSystem: fileSystem)
+            } catch {
+                try? log.close()
+                throw error
+            }
+            return try build(directory: directory, options: options, fileSystem: fileSystem, log: log, state: state,
+                             checkpointTime: 0, logTime: 0, writeGate: writeGate)
+        }
+        return try await start(store, salvage: salvage)
+    }
+
+    /// The asynchronous part of opening: the session's start record, and a checkpoint of what salvage dropped.
+    private static func start(_ store: QueueStore, salvage: SalvageReport?) async throws(QueueError) -> QueueStore {
         do {
-            _ = try await store.perform([.sessionStart(time: options.clock.wallMilliseconds)])
+            // Not gated: a new leader's store waits here until its group can commit again.
+            _ = try await store.perform([.sessionStart(time: store.options.clock.wallMilliseconds)], gated: false)
         } catch {
             try? store.log.close()
             throw error
@@ -93,7 +125,7 @@ public final class QueueStore: Sendable, CompletionSink {
         do { try fileSystem.createDirectoryDurably(directory) } catch {
             throw QueueError.fileOperation(error, doing: "opening the store")
         }
-        var state = try StoreLoader.loadCheckpoint(directory: directory, fileSystem: fileSystem)
+        let state = try StoreLoader.loadCheckpoint(directory: directory, fileSystem: fileSystem)
         let checkpointTime = clock.lap()
         do {
             log = try WriteAheadLog.open(directory: "\(directory)/wal", options: StoreTelemetry.logOptions(options),
@@ -101,6 +133,16 @@ public final class QueueStore: Sendable, CompletionSink {
                                          verifyingFrom: LSN(state.appliedLSN + 1))
         } catch { throw QueueError.fileOperation(error, doing: "opening the store") }
         let logTime = clock.lap()
+        return try build(directory: directory, options: options, fileSystem: fileSystem, log: log, state: state,
+                         checkpointTime: checkpointTime, logTime: logTime, writeGate: nil)
+    }
+
+    /// Replays `log` after the checkpoint's `state` and makes the store (closing `log` if that fails).
+    private static func build(directory: String, options: StoreOptions, fileSystem: any FileSystem, log: WriteAheadLog,
+                              state checkpointed: StoreState, checkpointTime: Double, logTime: Double,
+                              writeGate: (@Sendable () -> QueueError?)?) throws(QueueError) -> (QueueStore, SalvageReport?) {
+        var clock = PhaseClock()
+        var state = checkpointed
         let covered = state.appliedLSN
         let replay: StoreLoader.Replay
         let salvage: SalvageReport?
@@ -122,13 +164,14 @@ public final class QueueStore: Sendable, CompletionSink {
         report.replayMilliseconds = clock.lap()
         report.salvage = salvage
         let store = QueueStore(directory: directory, options: options, log: log, fileSystem: fileSystem,
-                               state: state, report: report)
+                               state: state, report: report, writeGate: writeGate)
         return (store, salvage)
     }
 
     private init(directory: String, options: StoreOptions, log: WriteAheadLog, fileSystem: any FileSystem,
-                 state: StoreState, report: OpenReport) {
+                 state: StoreState, report: OpenReport, writeGate: (@Sendable () -> QueueError?)?) {
         self.directory = directory
+        self.writeGate = writeGate
         self.options = options
         self.log = log
         self.fileSystem = fileSystem
@@ -502,13 +545,14 @@ public final class QueueStore: Sendable, CompletionSink {
     // MARK: - Submitting records
 
     /// Appends `records` as one submission and returns the effect of the last once all are durable and applied.
-    func perform(_ records: [StoreRecord]) async throws(QueueError) -> StoreState.Effect {
-        try await perform(records) { Submission(records: records, intent: .reply($0)) }
+    /// `gated: false` skips the write gate (a new leader's session start, which waits for its commit instead).
+    func perform(_ records: [StoreRecord], gated: Bool = true) async throws(QueueError) -> StoreState.Effect {
+        try await perform(records, gated: gated) { Submission(records: records, intent: .reply($0)) }
     }
 
     /// `afterAppend` runs once the records are in the log's pending buffer, before they are durable.
-    func perform(_ records: [StoreRecord], encoded: EncodedRecords? = nil, afterAppend: (@Sendable () -> Void)? = nil,
-                 _ makeSubmission: @escaping @Sendable (Reply) -> Submission)
+    func perform(_ records: [StoreRecord], encoded: EncodedRecords? = nil, gated: Bool = true,
+                 afterAppend: (@Sendable () -> Void)? = nil, _ makeSubmission: @escaping @Sendable (Reply) -> Submission)
         async throws(QueueError) -> StoreState.Effect {
         let encoded = encoded ?? EncodedRecords(records)
         while true {
@@ -519,7 +563,7 @@ public final class QueueStore: Sendable, CompletionSink {
                     // thread for a sync; off by default) does an idle log commit and complete this on our
                     // thread, inside the call: the reply then resumes `c` before this closure returns, which
                     // continuations allow.
-                    if try tryAppend(encoded, makeSubmission(c), onCaller: true) {
+                    if try tryAppend(encoded, makeSubmission(c), onCaller: true, gated: gated) {
                         afterAppend?()
                     } else {
                         c.resume(returning: .success(nil))
@@ -548,7 +592,9 @@ public final class QueueStore: Sendable, CompletionSink {
     /// Hands encoded records to the log, their confirm to go to `submission`; false when the log is full.
     /// `onCaller`: the log may commit and confirm them on this thread when it is idle (never from inside a
     /// confirm: follow-up submissions go through the log's threads, so commits do not nest).
-    private func tryAppend(_ encoded: EncodedRecords, _ submission: Submission, onCaller: Bool = false) throws(QueueError) -> Bool {
+    private func tryAppend(_ encoded: EncodedRecords, _ submission: Submission, onCaller: Bool = false,
+                           gated: Bool = true) throws(QueueError) -> Bool {
+        if gated, let writeGate, let refusal = writeGate() { throw refusal }
         do {
             return try log.tryAppend(count: encoded.records.count, totalBytes: encoded.totalBytes, callbackOnCaller: onCaller,
                                      records: { add in

@@ -83,15 +83,7 @@ struct Core {
     }
 
     mutating func failed(_ submission: Submission, _ error: QueueError, _ actions: inout Actions) {
-        if failure == nil {
-            failure = error
-            // Nothing more will be checked out: every consumer's iteration ends with the failure (a reader
-            // waiting for a delivery must not wait forever).
-            for c in consumers.values { actions.finished.append((c.channel, error)) }
-            // Stream waiters look again and find the failure.
-            for waiters in streamWaiters.values { actions.wakeups.append(contentsOf: waiters) }
-            streamWaiters.removeAll()
-        }
+        stop(with: error, &actions)
         switch submission.intent {
         case .reply(let c): actions.replies.append((c, .failure(error)))
         case .confirm(let p, let seq): actions.confirms.append((p, seq, .failure(error)))
@@ -99,6 +91,18 @@ struct Core {
         case .transaction(let reply, _): actions.replies.append((reply, .failure(error)))
         case .checkout, .none: break
         }
+    }
+
+    /// The store serves nothing more: every later call fails with `error` (the first one wins).
+    mutating func stop(with error: QueueError, _ actions: inout Actions) {
+        guard failure == nil else { return }
+        failure = error
+        // Nothing more will be checked out: every consumer's iteration ends with the failure (a reader
+        // waiting for a delivery must not wait forever).
+        for c in consumers.values { actions.finished.append((c.channel, error)) }
+        // Stream waiters look again and find the failure.
+        for waiters in streamWaiters.values { actions.wakeups.append(contentsOf: waiters) }
+        streamWaiters.removeAll()
     }
 
     private mutating func applyLive(_ submission: Submission, at first: UInt64, _ actions: inout Actions) {

@@ -20,7 +20,7 @@ package final class InSyncTracker: Sendable {
     }
 
     private let log: WriteAheadLog
-    private let minInsyncReplicas: Int
+    package let minInsyncReplicas: Int
     private let joinFloor: LSN
     private let state: Mutex<State>
 

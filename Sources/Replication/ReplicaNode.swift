@@ -38,6 +38,11 @@ package final class ReplicaNode: Sendable {
         /// An in-sync follower with no live connection for this long is removed from the in-sync set (so that
         /// the others can commit without it).
         package var inSyncLagTime: Duration = .seconds(2)
+        /// What serves the group while this node leads (a replicated store): started when a term begins, stopped
+        /// before the node closes the term's log.
+        package var leaderService: (any LeaderService)?
+        /// Told every change of `role` (on the node's task; keep it short).
+        package var roleObserver: (@Sendable (Role) -> Void)?
 
         package init(member: String, directory: String, options: LogOptions, listen: Address,
                      resolve: @escaping @Sendable (String) -> Address?) {
@@ -101,6 +106,13 @@ package final class ReplicaNode: Sendable {
         }
 
         func pumpAll() { for peer in peers.withLock({ $0 }) { peer.session.pump() } }
+
+        /// Why a write must be refused now, before anything is written; nil when it may be appended.
+        var writeRefusal: WALError? {
+            guard !tracker.canCommit else { return nil }
+            return WALError(.notEnoughReplicas, "the in-sync set is \(tracker.inSync.count + 1) replica(s) with the "
+                            + "leader, fewer than minInsyncReplicas \(tracker.minInsyncReplicas): nothing written")
+        }
     }
 
     private let configuration: Configuration
@@ -142,10 +154,7 @@ package final class ReplicaNode: Sendable {
             }
             throw WALError(.notLeader, "this replica does not lead its group (\(role))", leaderHint: hint)
         }
-        guard leading.tracker.canCommit else {
-            throw WALError(.notEnoughReplicas, "the in-sync set is \(leading.tracker.inSync.count + 1) replica(s) with "
-                           + "the leader, fewer than minInsyncReplicas \(configuration.minInsyncReplicas): nothing written")
-        }
+        if let refusal = leading.writeRefusal { throw refusal }
         return try await leading.log.append(record)
     }
     /// The log to append to while this node leads (nil otherwise).
@@ -162,6 +171,15 @@ package final class ReplicaNode: Sendable {
 
     private var stopping: Bool { state.withLock { $0.stopping } }
 
+    /// Sets the role, and tells the observer when it changed.
+    private func setRole(_ role: Role) {
+        let changed = state.withLock { s in
+            defer { s.role = role }
+            return s.role != role
+        }
+        if changed { configuration.roleObserver?(role) }
+    }
+
     /// Runs the node until `stop()`; returns the error that ended it otherwise.
     package func run() async -> (any Error)? {
         let directory = configuration.directory
@@ -177,7 +195,7 @@ package final class ReplicaNode: Sendable {
             lease = LeaseHolder(try await coordinator.grantLease(ttl: configuration.leaseTTL).id)
             state.withLock { $0.lastRenewed = .now }
         } catch {
-            state.withLock { $0.role = .stopped }
+            setRole(.stopped)
             return error
         }
         let renewal = Task { [self] in await renew(lease) }
@@ -191,7 +209,7 @@ package final class ReplicaNode: Sendable {
                         s.lastRenewed = .now
                     }
                 }
-                state.withLock { $0.role = .candidate }
+                setRole(.candidate)
                 try await step(lease: lease.id)
             } catch {
                 failure = error
@@ -201,7 +219,7 @@ package final class ReplicaNode: Sendable {
         }
         renewal.cancel()
         try? await listener.close()
-        state.withLock { $0.role = .stopped }
+        setRole(.stopped)
         return stopping ? nil : failure
     }
 
@@ -259,8 +277,9 @@ package final class ReplicaNode: Sendable {
         state.withLock { s in
             s.leading = leading
             s.leaderLog = opened.0
-            s.role = .leader(epoch: epoch)
         }
+        setRole(.leader(epoch: epoch))
+        configuration.leaderService?.startLeading(log: opened.0, epoch: epoch, writeRefusal: { [leading] in leading.writeRefusal })
         var current = claimed, currentRevision = revision
         var absentSince: [ReplicaIdentity: ContinuousClock.Instant] = [:]
         while !stopping && leaseHolds() {
@@ -271,11 +290,14 @@ package final class ReplicaNode: Sendable {
             (current, currentRevision) = next
             try await Task.sleep(for: configuration.tick)
         }
+        // The service first, while followers may still acknowledge: what they do commits; the rest of what it
+        // appended becomes indeterminate when it closes the log.
+        await configuration.leaderService?.stopLeading()
         state.withLock { s in
             s.leading = nil
             s.leaderLog = nil
-            s.role = .candidate
         }
+        setRole(.candidate)
         opened.0.observeWrites(nil)
         for peer in leading.peers.withLock({ $0 }) { peer.connection.close() }
         _ = try? await coordinator.resign(lease: lease)
@@ -410,10 +432,10 @@ package final class ReplicaNode: Sendable {
         }
         await onOwnThread { session.start() }
         state.withLock { s in
-            s.role = .follower(of: leader.member, epoch: epoch)
             s.followerLog = log
             s.followerSession = session
         }
+        setRole(.follower(of: leader.member, epoch: epoch))
         while !stopping, !closed.withLock({ $0 }), session.ending == nil {
             state.withLock { $0.followerLog = session.log }
             let snapshot = try? await coordinator.read()
@@ -425,8 +447,8 @@ package final class ReplicaNode: Sendable {
         state.withLock { s in
             s.followerLog = nil
             s.followerSession = nil
-            s.role = .candidate
         }
+        setRole(.candidate)
         let current = session.log
         try? await onOwnThread { () throws(WALError) in try current.close() }
     }

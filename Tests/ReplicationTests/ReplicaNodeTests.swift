@@ -137,7 +137,9 @@ func eventually(seconds: Double = 20, sourceLocation: SourceLocation = #_sourceL
         #expect(await cluster.stop(first.name) == nil)
         let second = try await cluster.awaitInSync(2)
         #expect(second.name != first.name)
-        #expect(try await cluster.state()?.epoch == epoch + 1)
+        // Usually epoch + 1; a loaded machine can delay a renewal past two thirds of the lease (real time), and
+        // a leader that steps down for it makes one more election.
+        #expect(try #require(try await cluster.state()).epoch > epoch)
         let log2 = try #require(second.node.leaderLog)
         for i in 0..<100 { confirmed[try await log2.append(record(2, i))] = record(2, i) }
 

@@ -1,0 +1,129 @@
+import Coordination
+import DurableLog
+import DurableQueue
+import Logging
+import NIOPosix
+import Replication
+import Synchronization
+
+/// A `QueueStore` replicated over a group of nodes: one leads and serves; the others hold byte-identical copies
+/// of its log, and a confirm (a publish's, an ack's, an offset commit's, a transaction's) means the record is
+/// on the disk of every in-sync replica, never on the leader's alone. Leadership and the in-sync set live in a
+/// `Coordinator` (etcd), changed only by fenced transactions; when the leader is lost, an in-sync replica
+/// takes over with every confirmed record.
+///
+/// Each node of the application starts one, with its own directory and the same group: the log and the
+/// replica's files are in `<directory>/wal`, the store's checkpoint beside it.
+///
+/// Outcomes are never vaguer or falser than the truth: `.notLeader` (with `leaderHint`) on a node that does
+/// not lead, `.notEnoughReplicas` when the in-sync set is below `minInsyncReplicas` (nothing written), and
+/// `.indeterminate` when the leader stopped leading between writing records and their confirm (a new leader
+/// may hold them: an idempotent producer's retry settles it exactly once).
+public final class ReplicatedQueueStore: Sendable {
+    /// The store's directory, as given to `start`.
+    public let directory: String
+    private let node: ReplicaNode
+    private let leadership: StoreLeadership
+    private let roles: RoleBroadcast
+    private let running: Task<(any Error)?, Never>
+
+    private init(directory: String, node: ReplicaNode, leadership: StoreLeadership, roles: RoleBroadcast,
+                 running: Task<(any Error)?, Never>) {
+        self.directory = directory
+        self.node = node
+        self.leadership = leadership
+        self.roles = roles
+        self.running = running
+    }
+
+    /// Starts this node's replica of the group in `directory` (created if needed) and returns once it has
+    /// joined: its endpoint listens and it holds a lease. It then leads or follows as the group decides; see
+    /// `role`. File work runs on threads of its own, never on the cooperative pool.
+    ///
+    /// - Throws: `QueueError` `.ioFailure` (the directory, the endpoint's address) or `.invalidStore`, with
+    ///   the cause in the message, when the replica cannot start.
+    public static func start(directory: String, options: StoreOptions = StoreOptions(),
+                             replication: ReplicationOptions,
+                             coordinator: any Coordinator) async throws(QueueError) -> ReplicatedQueueStore {
+        var logger = options.logger ?? Logger(label: "DurableQueue.replication")
+        logger[metadataKey: "member"] = "\(replication.member)"
+        let leadership = StoreLeadership(directory: directory, options: options, logger: logger)
+        let roles = RoleBroadcast()
+        let peers = replication.peers
+        var configuration = ReplicaNode.Configuration(
+            member: replication.member, directory: "\(directory)/wal", options: QueueStore.logOptions(options),
+            listen: .init(host: replication.listen.host, port: replication.listen.port),
+            resolve: { member in peers[member].map { .init(host: $0.host, port: $0.port) } })
+        configuration.leaseTTL = replication.leaseTTL
+        configuration.minInsyncReplicas = replication.minInsyncReplicas
+        configuration.inSyncLagTime = replication.inSyncLagTime
+        configuration.tick = replication.tick
+        configuration.leaderService = leadership
+        configuration.roleObserver = { [roles, logger] role in
+            logger.info("role: \(StoreRole(role))")
+            roles.publish(StoreRole(role))
+        }
+        do {
+            try PosixFileSystem().createDirectoryDurably(directory)
+        } catch {
+            throw QueueError(.ioFailure, "creating the store's directory \(directory) failed: \(error.message)", log: error)
+        }
+        let node = ReplicaNode(configuration: configuration, coordinator: coordinator,
+                               group: MultiThreadedEventLoopGroup.singleton)
+        let joined = roles.updates()
+        let running = Task { await node.run() }
+        for await role in joined where role != .starting {
+            if role == .stopped { break }
+            return ReplicatedQueueStore(directory: directory, node: node, leadership: leadership, roles: roles,
+                                        running: running)
+        }
+        let failure = await running.value
+        throw QueueError(.invalidStore, "the replica could not start: \(failure.map { "\($0)" } ?? "stopped")")
+    }
+
+    /// What this node is in its group now.
+    public var role: StoreRole { StoreRole(node.role) }
+
+    /// The role now, then every change of it, until the node stops.
+    public func roleUpdates() -> AsyncStream<StoreRole> { roles.updates() }
+
+    /// The port this node's replication endpoint listens on.
+    public var listenPort: Int { node.listenPort }
+
+    /// The store, while this node leads: every write through it is confirmed once every in-sync replica holds
+    /// it. A new leader first replays the log and commits a session start (which returns every delivery of the
+    /// previous leader to its queue); this waits for that, unless the in-sync set is too small to commit.
+    /// When the node stops leading, the store ends its consumers and fails later calls with `.notLeader`.
+    ///
+    /// - Throws: `.notLeader` (`leaderHint` names the leader, when known) on a node that does not lead;
+    ///   `.notEnoughReplicas` while the in-sync set is below `minInsyncReplicas`.
+    public func leaderStore() async throws(QueueError) -> QueueStore {
+        let node = self.node
+        return try await leadership.store(notLeading: {
+            let role = node.role
+            var hint: String?
+            if case .follower(let leader, _) = role { hint = leader }
+            return QueueError(.notLeader, "this node does not lead its group (\(StoreRole(role)))", leaderHint: hint)
+        })
+    }
+
+    /// Leaves the group: a leader's store is relinquished (what it had not confirmed is indeterminate) and its
+    /// lease given up, so that another member takes over at once; a follower disconnects. Then the log closes.
+    public func shutdown() async {
+        node.stop()
+        _ = await running.value
+        roles.finish()
+    }
+}
+
+extension StoreRole {
+    init(_ role: ReplicaNode.Role) {
+        switch role {
+        case .starting: self = .starting
+        case .candidate: self = .candidate
+        case .leader(let epoch): self = .leader(epoch: epoch)
+        case .follower(let leader, let epoch): self = .follower(leader: leader, epoch: epoch)
+        case .stopped: self = .stopped
+        }
+    }
+}

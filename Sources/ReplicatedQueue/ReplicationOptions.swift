@@ -1,0 +1,66 @@
+/// Where a replica's replication endpoint is.
+public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public var description: String { "\(host):\(port)" }
+}
+
+/// How a store takes part in its replication group: who it is, where its peers are, and the commit rule's
+/// numbers. Every member of a group opens its store with the same `minInsyncReplicas` and `leaseTTL`.
+public struct ReplicationOptions: Sendable {
+    /// This member's name in the group (stable across restarts; its data directory's incarnation tells a
+    /// member that lost its disk from one that did not).
+    public var member: String
+    /// Where this member's replication endpoint listens (port 0: any free port; see
+    /// `ReplicatedQueueStore.listenPort`).
+    public var listen: Endpoint
+    /// Every other member's replication endpoint, by name.
+    public var peers: [String: Endpoint]
+    /// A confirm needs the in-sync set, the leader included, to have at least this many members; below it,
+    /// writes are refused with `.notEnoughReplicas` before anything is written (Kafka's
+    /// `min.insync.replicas`). With 3 replicas, 2 survives one loss without losing a confirmed message.
+    public var minInsyncReplicas = 2
+    /// The leader's lease in the coordinator: a leader that dies is replaced about this long after.
+    public var leaseTTL: Duration = .seconds(2)
+    /// An in-sync follower that has had no connection to the leader for this long leaves the in-sync set, so
+    /// that the others can confirm without it (if at least `minInsyncReplicas` remain).
+    public var inSyncLagTime: Duration = .seconds(2)
+    /// How often a node looks at its lease, its connections and the group's state.
+    public var tick: Duration = .milliseconds(20)
+
+    public init(member: String, listen: Endpoint, peers: [String: Endpoint]) {
+        self.member = member
+        self.listen = listen
+        self.peers = peers
+    }
+}
+
+/// What a replicated store is in its group right now.
+public enum StoreRole: Hashable, Sendable, CustomStringConvertible {
+    /// Opening: the replica's identity and lease are being set up.
+    case starting
+    /// Between roles: looking for a leader, or about to claim leadership.
+    case candidate
+    /// Leading under `epoch`: it serves writes and consumers (see `ReplicatedQueueStore.leaderStore()`).
+    case leader(epoch: UInt64)
+    /// Following `leader` under `epoch`: it holds a byte-identical copy of the log up to what is committed.
+    case follower(leader: String, epoch: UInt64)
+    /// Shut down, or ended by an error it could not recover from.
+    case stopped
+
+    public var description: String {
+        switch self {
+        case .starting: "starting"
+        case .candidate: "candidate"
+        case .leader(let epoch): "leader (epoch \(epoch))"
+        case .follower(let leader, let epoch): "follower of \(leader) (epoch \(epoch))"
+        case .stopped: "stopped"
+        }
+    }
+}

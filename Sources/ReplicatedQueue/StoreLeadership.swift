@@ -1,0 +1,98 @@
+import DurableLog
+import DurableQueue
+import Logging
+import Replication
+import Synchronization
+
+/// The store of each term this node leads: opened on the term's log when the term begins (the checkpoint,
+/// then a replay of the log, then a session-start record that commits only once the in-sync replicas hold
+/// the whole log), relinquished when it ends.
+final class StoreLeadership: LeaderService {
+    private enum Term {
+        case none
+        case opening(id: Int, Task<QueueStore, any Error>, log: WriteAheadLog, gate: @Sendable () -> QueueError?)
+        case serving(QueueStore)
+        case failed(QueueError)
+    }
+
+    private let directory: String
+    private let options: StoreOptions
+    private let logger: Logger
+    private let term = Mutex(Term.none)
+    private let terms = Atomic(0)
+
+    init(directory: String, options: StoreOptions, logger: Logger) {
+        self.directory = directory
+        self.options = options
+        self.logger = logger
+    }
+
+    func startLeading(log: WriteAheadLog, epoch: UInt64, writeRefusal: @escaping @Sendable () -> WALError?) {
+        let gate: @Sendable () -> QueueError? = { writeRefusal().map(QueueError.from) }
+        let (directory, options) = (self.directory, self.options)
+        let id = terms.add(1, ordering: .relaxed).newValue
+        let opening = Task { () throws -> QueueStore in
+            try await QueueStore.open(directory: directory, options: options, log: log, writeGate: gate)
+        }
+        term.withLock { $0 = .opening(id: id, opening, log: log, gate: gate) }
+        Task { [self] in
+            let result = await opening.result
+            // Only while the term still waits for this store: `stopLeading` takes over otherwise.
+            let taken = term.withLock { t -> Bool in
+                guard case .opening(let current, _, _, _) = t, current == id else { return false }
+                switch result {
+                case .success(let store): t = .serving(store)
+                case .failure(let error): t = .failed(Self.queueError(error))
+                }
+                return true
+            }
+            if taken, case .failure(let error) = result {
+                logger.error("the store of epoch \(epoch) could not open on this leader: \(error)")
+            }
+        }
+    }
+
+    func stopLeading() async {
+        let ended = term.withLock { t -> Term in
+            defer { t = .none }
+            return t
+        }
+        let reason = QueueError(.notLeader, "this node stopped leading its group")
+        switch ended {
+        case .opening(_, let opening, let log, _):
+            // The store waits for its session start to commit, which may never come now: closing the log ends
+            // that wait (the record becomes indeterminate) and the open with it.
+            try? await log.shutdown()
+            if case .success(let store) = await opening.result { await store.relinquish(reason) }
+        case .serving(let store):
+            await store.relinquish(reason)
+        case .none, .failed:
+            break
+        }
+    }
+
+    /// The store of the current term; waits for it while it opens and writes could be confirmed.
+    func store(notLeading: @Sendable () -> QueueError) async throws(QueueError) -> QueueStore {
+        switch term.withLock({ $0 }) {
+        case .serving(let store):
+            return store
+        case .opening(_, let opening, _, let gate):
+            if let refusal = gate() { throw refusal }
+            switch await opening.result {
+            case .success(let store): return store
+            case .failure(let error):
+                let error = Self.queueError(error)
+                // Stepped down while it opened: its session start was left indeterminate by the closed log.
+                throw error.code == .indeterminate || error.code == .closed ? notLeading() : error
+            }
+        case .failed(let error):
+            throw error
+        case .none:
+            throw notLeading()
+        }
+    }
+
+    private static func queueError(_ error: any Error) -> QueueError {
+        error as? QueueError ?? QueueError(.invalidStore, "opening the store failed: \(error)")
+    }
+}

@@ -1,0 +1,13 @@
+import DurableLog
+
+/// What a replica runs while it leads its group (a replicated store): the node starts it with each term's log
+/// and stops it before closing that log.
+package protocol LeaderService: Sendable {
+    /// This node now leads `epoch`. `log` confirms only what every in-sync replica holds; `writeRefusal` says,
+    /// at each call, why a write must be refused before it is appended (nil: append it). Returns at once: long
+    /// work (loading state) belongs in a task of the service's own.
+    func startLeading(log: WriteAheadLog, epoch: UInt64, writeRefusal: @escaping @Sendable () -> WALError?)
+    /// This node no longer leads: stop serving and return once stopped. The node closes the log afterwards (the
+    /// service may close it first).
+    func stopLeading() async
+}

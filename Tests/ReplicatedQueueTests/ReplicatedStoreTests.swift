@@ -1,0 +1,224 @@
+import Coordination
+import DurableLog
+import DurableQueue
+import Foundation
+import Glibc
+import Logging
+import Synchronization
+import Testing
+@testable import ReplicatedQueue
+
+/// Three stores of one group, each its own directory and endpoint (loopback TCP), electing through the in-memory
+/// coordinator.
+final class StoreGroup: Sendable {
+    let root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("replicated-\(UUID().uuidString)").path
+    let coordinator = InMemoryCoordinator(clock: ManualClock())
+    let endpoints: [String: Endpoint]
+    let stores = Mutex<[String: ReplicatedQueueStore]>([:])
+
+    init(_ members: [String]) throws {
+        endpoints = Dictionary(uniqueKeysWithValues: try members.map { ($0, Endpoint(host: "127.0.0.1", port: try freePort())) })
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+    }
+
+    func start(_ member: String, minInsyncReplicas: Int = 2, inSyncLagTime: Duration = .milliseconds(300)) async throws {
+        var replication = ReplicationOptions(member: member, listen: endpoints[member]!,
+                                             peers: endpoints.filter { $0.key != member })
+        replication.minInsyncReplicas = minInsyncReplicas
+        replication.tick = .milliseconds(10)
+        // Real time: long enough that a loaded machine's scheduling does not make a leader step down mid-test.
+        replication.leaseTTL = .seconds(6)
+        replication.inSyncLagTime = inSyncLagTime
+        var options = StoreOptions()
+        options.logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+        let store = try await ReplicatedQueueStore.start(directory: "\(root)/\(member)", options: options,
+                                                         replication: replication, coordinator: coordinator)
+        stores.withLock { $0[member] = store }
+    }
+
+    func stop(_ member: String) async {
+        guard let store = stores.withLock({ $0.removeValue(forKey: member) }) else { return }
+        await store.shutdown()
+    }
+
+    func store(_ member: String) -> ReplicatedQueueStore { stores.withLock { $0[member]! } }
+
+    /// The leader once its in-sync set holds `count` members (every node's view agreeing that it leads).
+    func leader(inSync count: Int) async throws -> String {
+        try await eventually { [self] in
+            guard let state = try? await coordinator.read().state, state.inSync.count == count,
+                  let leader = state.leader?.member, stores.withLock({ $0[leader] })?.role == .leader(epoch: state.epoch)
+            else { return nil }
+            return leader
+        }
+    }
+
+    func shutdown() async {
+        for member in stores.withLock({ Array($0.keys) }) { await stop(member) }
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: root) }
+}
+
+/// A port free on loopback now (the kernel's pick for port 0).
+func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+            bind(fd, sa, length) == 0 && getsockname(fd, sa, &length) == 0
+        }
+    }
+    guard bound else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EINVAL) }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// Polls `value` until it gives one (waits on the nodes' own threads and timers), failing after `seconds`.
+func eventually<T: Sendable>(seconds: Double = 60, sourceLocation: SourceLocation = #_sourceLocation,
+                             _ value: @Sendable () async -> T?) async throws -> T {
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while true {
+        if let found = await value() { return found }
+        guard ContinuousClock.now < deadline else {
+            throw QueueError(.closed, "the condition at \(sourceLocation.fileName):\(sourceLocation.line) did not come true in \(seconds) s")
+        }
+        try await Task.sleep(for: .milliseconds(5))
+    }
+}
+
+func body(_ i: Int) -> [UInt8] { Array("message \(i)".utf8) }
+
+@Suite(.serialized, .timeLimit(.minutes(5))) struct ReplicatedStoreTests {
+    @Test func confirmedMessagesSurviveTheLeaderAndItsConsumerEndsWithNotLeader() async throws {
+        let group = try StoreGroup(["alpha", "beta", "gamma"])
+        for member in ["alpha", "beta", "gamma"] { try await group.start(member) }
+        let first = try await group.leader(inSync: 3)
+        let store = try await group.store(first).leaderStore()
+        try await store.declareQueue("orders")
+        for i in 0..<50 { _ = try await store.publish(to: "orders", Message(body: body(i))) }
+
+        // A follower serves nothing and names the leader.
+        for member in ["alpha", "beta", "gamma"] where member != first {
+            let error = await #expect(throws: QueueError.self) { try await group.store(member).leaderStore() }
+            #expect(error?.code == .notLeader)
+            #expect(error?.leaderHint == first)
+            #expect(group.store(member).role == .follower(leader: first, epoch: try #require(try await group.coordinator.read().state).epoch))
+        }
+
+        // A consumer takes ten messages and acks five; then the leader goes.
+        let consumer = try store.consume(queue: "orders", prefetch: 10)
+        var iterator = consumer.deliveries.makeAsyncIterator()
+        var taken: [Delivery] = []
+        for _ in 0..<10 { taken.append(try #require(try await iterator.next())) }
+        for delivery in taken.prefix(5) { try await consumer.ack(delivery.tag) }
+        await group.stop(first)
+        let ended = await #expect(throws: QueueError.self) { while try await iterator.next() != nil {} }
+        #expect(ended?.code == .notLeader)
+        await #expect(throws: QueueError.self) { try await store.publish(to: "orders", Message(body: [1])) }
+
+        // Another in-sync replica leads, with every confirmed message: the 45 not acked, the 5 taken but not
+        // acked marked redelivered.
+        let second = try await group.leader(inSync: 2)
+        #expect(second != first)
+        let next = try await group.store(second).leaderStore()
+        let resumed = try next.consume(queue: "orders", prefetch: 100)
+        var received: [Int: Bool] = [:]
+        for try await delivery in resumed.deliveries {
+            let text = String(decoding: delivery.message.body, as: UTF8.self)
+            let i = try #require(Int(text.dropFirst("message ".count)))
+            #expect(received[i] == nil, "message \(i) delivered twice")
+            received[i] = delivery.redelivered
+            try await resumed.ack(delivery.tag)
+            if received.count == 45 { break }
+        }
+        #expect(Set(received.keys) == Set(5..<50))
+        // The five acks made room in the prefetch window: up to five more were checked out before the leader went.
+        let redelivered = Set(received.filter(\.value).keys)
+        #expect(redelivered.isSuperset(of: 5..<10) && redelivered.isSubset(of: 5..<15), "\(redelivered.sorted())")
+        #expect(next.queueInfo("orders")?.ready == 0)
+        await group.shutdown()
+    }
+
+    @Test func aLeaderWithoutEnoughInSyncReplicasRefusesWritesAndWritesNothing() async throws {
+        let group = try StoreGroup(["alpha", "beta", "gamma"])
+        for member in ["alpha", "beta", "gamma"] { try await group.start(member) }
+        let leader = try await group.leader(inSync: 3)
+        let store = try await group.store(leader).leaderStore()
+        try await store.declareQueue("orders")
+        _ = try await store.publish(to: "orders", Message(body: body(0)))
+        for member in ["alpha", "beta", "gamma"] where member != leader { await group.stop(member) }
+        // Once both followers left the in-sync set, the leader alone is below minInsyncReplicas 2.
+        _ = try await group.leader(inSync: 1)
+        let before = store.logCounters
+        let refused = await #expect(throws: QueueError.self) {
+            try await store.publish(to: "orders", Message(body: body(1)))
+        }
+        #expect(refused?.code == .notEnoughReplicas)
+        #expect(store.logCounters.appends == before.appends, "a refused write appended nothing")
+        #expect(store.queueInfo("orders")?.ready == 1)
+        let again = await #expect(throws: QueueError.self) { try await group.store(leader).leaderStore().declareQueue("more") }
+        #expect(again?.code == .notEnoughReplicas)
+        await group.shutdown()
+    }
+
+    @Test func aPublishTheLeaderCouldNotConfirmBeforeItStoppedIsIndeterminate() async throws {
+        let group = try StoreGroup(["alpha", "beta", "gamma"])
+        // The followers stay in the in-sync set after they go (a lag time longer than the test), so the
+        // leader takes the publish and waits for acknowledgements that never come.
+        for member in ["alpha", "beta", "gamma"] { try await group.start(member, inSyncLagTime: .seconds(600)) }
+        let leader = try await group.leader(inSync: 3)
+        let store = try await group.store(leader).leaderStore()
+        try await store.declareQueue("orders")
+        for member in ["alpha", "beta", "gamma"] where member != leader { await group.stop(member) }
+        let appends = store.logCounters.appends
+        let publish = Task { () async -> Result<MessageID, QueueError> in
+            do throws(QueueError) { return .success(try await store.publish(to: "orders", Message(body: body(1)))) } catch {
+                return .failure(error)
+            }
+        }
+        _ = try await eventually { store.logCounters.appends > appends ? true : nil }
+        await group.stop(leader)
+        switch await publish.value {
+        case .success(let id): Issue.record("confirmed as \(id) with no follower to hold it")
+        case .failure(let error): #expect(error.code == .indeterminate, "\(error)")
+        }
+        await group.shutdown()
+    }
+
+    @Test func roleUpdatesTellLeadershipAndItsEnd() async throws {
+        let group = try StoreGroup(["alpha", "beta"])
+        try await group.start("alpha", minInsyncReplicas: 1)
+        let alpha = group.store("alpha")
+        var roles = alpha.roleUpdates().makeAsyncIterator()
+        var seen: [StoreRole] = []
+        while let role = await roles.next() {
+            seen.append(role)
+            if case .leader = role { break }
+        }
+        #expect(seen.last == .leader(epoch: 1))
+        await group.stop("alpha")
+        var after: [StoreRole] = []
+        while let role = await roles.next() { after.append(role) }
+        #expect(after.last == .stopped)
+        #expect(alpha.role == .stopped)
+        await group.shutdown()
+    }
+}
+
+@Suite struct ReplicationOutcomeTests {
+    /// The replica's outcomes keep their meaning in the queue layer: never turned into a failed log.
+    @Test func theLogsReplicationCodesMapToTheirOwnQueueCodes() {
+        let notLeader = QueueError.from(WALError(.notLeader, "follows beta", leaderHint: "beta"))
+        #expect(notLeader.code == .notLeader)
+        #expect(notLeader.leaderHint == "beta")
+        #expect(QueueError.from(WALError(.notEnoughReplicas, "alone")).code == .notEnoughReplicas)
+        #expect(QueueError.from(WALError(.indeterminate, "stepped down")).code == .indeterminate)
+        #expect(QueueError.from(WALError(.logFailed, "sync failed")).code == .logFailed)
+    }
+}
