@@ -27,7 +27,8 @@ public struct QueueError: Error, Sendable, Equatable, CustomStringConvertible {
         /// The store is closed.
         case closed
         /// A transaction's commit was refused and none of it applied: a delivery it acks is no longer out
-        /// (the store restarted), or a queue or stream it writes to was deleted or is full. Redo the work.
+        /// (the store restarted), or a queue or stream it writes to was deleted or is full, or (replication)
+        /// the leader changed before the commit was written; `abortReason` says which. Redo the work.
         case transactionAborted
         /// An idempotent producer's id is not registered (never, or it expired after being idle): register
         /// again and resume from `lastSequence`.
@@ -65,13 +66,27 @@ public struct QueueError: Error, Sendable, Equatable, CustomStringConvertible {
     public var log: WALError?
     /// For `.notLeader`: the member that leads, as far as this node knows; nil when it knows none.
     public var leaderHint: String?
+    /// For `.transactionAborted`: why none of the transaction applied.
+    public var abortReason: AbortReason?
+
+    /// Why a transaction was aborted.
+    public enum AbortReason: Sendable, Equatable {
+        /// The store refused it: a delivery it acks is no longer out, or a queue or stream it writes to was
+        /// deleted or is full.
+        case refused
+        /// Replication: the node it was begun on stopped leading before the commit was written; nothing of it
+        /// is in the log. Begin it again on the new leader.
+        case leaderChanged
+    }
 
     /// An error of `code` with `message`, and the log's error when the log is the cause.
-    public init(_ code: Code, _ message: String, log: WALError? = nil, leaderHint: String? = nil) {
+    public init(_ code: Code, _ message: String, log: WALError? = nil, leaderHint: String? = nil,
+                abortReason: AbortReason? = nil) {
         self.code = code
         self.message = message
         self.log = log
         self.leaderHint = leaderHint
+        self.abortReason = abortReason
     }
 
     public var description: String {

@@ -601,6 +601,9 @@ public final class QueueStore: Sendable, CompletionSink {
                 for e in encoded.records { e.withUnsafeBytes { add($0) } }
             }, sink: self, token: submission)
         } catch {
+            // A store that stopped serving (a failed log, a leader that stepped down) says why, rather than
+            // that its log is closed.
+            if error.code == .closed, let failure = core.withLock({ $0.failure }) { throw failure }
             throw QueueError.from(error)
         }
     }

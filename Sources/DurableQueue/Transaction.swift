@@ -82,8 +82,9 @@ public final class Transaction: Sendable {
     /// - Returns: the ids of the published messages and the offsets of the stream appends, in the order
     ///   they were added.
     /// - Throws: `.transactionAborted` when the store refused it whole (none of it applied; acked deliveries
-    ///   are out with their consumer again); `.invalidArgument` when it exceeds the log's pending buffer;
-    ///   `.logFailed`.
+    ///   are out with their consumer again), or when the node stopped leading before the commit was written
+    ///   (`abortReason` `.leaderChanged`); `.indeterminate` when it stopped leading after (a new leader may hold
+    ///   it); `.invalidArgument` when it exceeds the log's pending buffer; `.logFailed`.
     @discardableResult
     public func commit() async throws(QueueError) -> TransactionResult {
         let (operations, encoded, claims) = try state.withLock { s throws(QueueError) in
@@ -95,11 +96,20 @@ public final class Transaction: Sendable {
         let commit = StoreRecord.txCommit(tx: id, parts: UInt32(operations.count))
         let records = operations.map { StoreRecord.txPart(tx: id, $0) } + [commit]
         let all = EncodedRecords(encoded: encoded + [commit.encode()])
-        let effect = try await store.perform(records, encoded: all) { c in
-            Submission(records: records, intent: .transaction(reply: c, claims: claims))
+        let effect: StoreState.Effect
+        do {
+            effect = try await store.perform(records, encoded: all) { c in
+                Submission(records: records, intent: .transaction(reply: c, claims: claims))
+            }
+        } catch where error.code == .notLeader {
+            // Refused before anything was written: the store stopped serving when its node stopped leading.
+            throw QueueError(.transactionAborted, "the leader changed before the transaction was committed; nothing "
+                             + "of it was written: \(error.message)", leaderHint: error.leaderHint, abortReason: .leaderChanged)
         }
         guard case .transaction(let effects, let refusal) = effect else { preconditionFailure("\(effect)") }
-        if let refusal { throw QueueError(.transactionAborted, "the transaction was not applied: \(refusal)") }
+        if let refusal {
+            throw QueueError(.transactionAborted, "the transaction was not applied: \(refusal)", abortReason: .refused)
+        }
         var result = TransactionResult(messageIDs: [], offsets: [])
         for e in effects {
             switch e {
