@@ -107,6 +107,55 @@ public final class ReplicatedQueueStore: Sendable {
         })
     }
 
+    // MARK: - Writes, on any member
+
+    /// Publishes `message` to `queue` through the group: on the leader, as `QueueStore.publish`; on a
+    /// follower, forwarded to the leader over the replication connection. Returns once every in-sync replica
+    /// holds it.
+    ///
+    /// - Throws: what `QueueStore.publish` throws on the leader; `.notLeader` when no leader is known (nothing
+    ///   written); `.indeterminate` when the connection to the leader ended before its answer (an idempotent
+    ///   producer's retry settles it).
+    public func publish(to queue: String, _ message: Message, persistent: Bool = true) async throws(QueueError) -> MessageID {
+        MessageID(rawValue: try await carryOut(.publish(queue: queue, message: message, persistent: persistent)) { store throws(QueueError) in
+            try await store.publish(to: queue, message, persistent: persistent).rawValue
+        })
+    }
+
+    /// Appends `message` to `stream` through the group (forwarded from a follower); returns its offset once
+    /// every in-sync replica holds it. Throws as `publish(to:_:persistent:)`.
+    public func append(to stream: String, _ message: Message) async throws(QueueError) -> StreamOffset {
+        StreamOffset(rawValue: try await carryOut(.append(stream: stream, message: message)) { store throws(QueueError) in
+            try await store.append(to: stream, message).rawValue
+        })
+    }
+
+    /// Commits a consumer group's offset on `stream` through the group (forwarded from a follower); returns
+    /// once every in-sync replica holds it. Throws as `publish(to:_:persistent:)`.
+    public func commitOffset(stream: String, group: String, offset: StreamOffset) async throws(QueueError) {
+        _ = try await carryOut(.commitOffset(stream: stream, group: group, offset: offset.rawValue)) { store throws(QueueError) in
+            try await store.commitOffset(stream: stream, group: group, offset: offset)
+            return 0
+        }
+    }
+
+    /// Runs a write on the leader's store here, or sends it to the leader when this node follows one.
+    private func carryOut(_ request: StoreRequest,
+                          locally: (QueueStore) async throws(QueueError) -> UInt64) async throws(QueueError) -> UInt64 {
+        if case .follower = node.role {
+            let body: [UInt8]
+            do { body = try await node.request(request.encoded) } catch { throw QueueError.from(error) }
+            let reply: StoreReply
+            do { reply = try StoreReply(decoding: body) } catch {
+                throw QueueError(.indeterminate, "the leader's reply could not be read (\(error)); the write may have been carried out")
+            }
+            if let error = reply.error { throw error }
+            guard case .done(let value) = reply else { preconditionFailure("a reply is done or failed") }
+            return value
+        }
+        return try await locally(try await leaderStore())
+    }
+
     /// Leaves the group: a leader's store is relinquished (what it had not confirmed is indeterminate) and its
     /// lease given up, so that another member takes over at once; a follower disconnects. Then the log closes.
     public func shutdown() async {

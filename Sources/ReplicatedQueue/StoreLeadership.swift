@@ -71,6 +71,30 @@ final class StoreLeadership: LeaderService {
         }
     }
 
+    /// A write a follower forwarded: carried out on this term's store as if made here, answered once confirmed.
+    func handle(request body: [UInt8]) async -> [UInt8] {
+        let reply: StoreReply
+        do throws(QueueError) {
+            let request: StoreRequest
+            do { request = try StoreRequest(decoding: body) } catch {
+                throw QueueError(.invalidArgument, "a malformed request from a follower: \(error)")
+            }
+            let store = try await store(notLeading: { QueueError(.notLeader, "this node no longer leads its group") })
+            switch request {
+            case .publish(let queue, let message, let persistent):
+                reply = .done(try await store.publish(to: queue, message, persistent: persistent).rawValue)
+            case .append(let stream, let message):
+                reply = .done(try await store.append(to: stream, message).rawValue)
+            case .commitOffset(let stream, let group, let offset):
+                try await store.commitOffset(stream: stream, group: group, offset: StreamOffset(rawValue: offset))
+                reply = .done(0)
+            }
+        } catch {
+            reply = StoreReply(error)
+        }
+        return reply.encoded
+    }
+
     /// The store of the current term; waits for it while it opens and writes could be confirmed.
     func store(notLeading: @Sendable () -> QueueError) async throws(QueueError) -> QueueStore {
         switch term.withLock({ $0 }) {

@@ -73,6 +73,7 @@ package final class FollowerSession: Sendable {
     private struct Forwards {
         var nextID: UInt64 = 1
         var waiting: [UInt64: CheckedContinuation<Result<LSN, WALError>, Never>] = [:]
+        var requests: [UInt64: CheckedContinuation<Result<[UInt8], WALError>, Never>] = [:]
         var ended = false
     }
     private let forwards = Mutex(Forwards())
@@ -128,7 +129,8 @@ package final class FollowerSession: Sendable {
         case .frames(let run, let committed): take(run, committed: committed)
         case .refuse(let reason, let text): end(.refusedByLeader(reason, text), tell: false)
         case .forwarded(let id, let outcome): answered(forward: id, outcome)
-        case .hello, .follow, .durable, .forward: end(.refused(.protocolViolation, "a leader's side sent \(message)"), tell: true)
+        case .reply(let id, let body): answered(request: id, body)
+        case .hello, .follow, .durable, .forward, .request: end(.refused(.protocolViolation, "a leader's side sent \(message)"), tell: true)
         }
     }
 
@@ -159,6 +161,33 @@ package final class FollowerSession: Sendable {
         return try result.get()
     }
 
+    /// Sends a request of the layer above to the leader's service and returns its reply. Suspends; blocks no
+    /// thread.
+    ///
+    /// - Throws: `.indeterminate` when the session ends before the reply (the leader may have carried it out),
+    ///   and `.notLeader` when the session had already ended (nothing sent).
+    package func request(_ body: [UInt8]) async throws(WALError) -> [UInt8] {
+        let send = self.send
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<[UInt8], WALError>, Never>) in
+            let id: UInt64? = forwards.withLock { f in
+                guard !f.ended else { return nil }
+                let id = f.nextID
+                f.nextID += 1
+                f.requests[id] = continuation
+                return id
+            }
+            guard let id else {
+                return continuation.resume(returning: .failure(WALError(.notLeader, "the session with the leader has ended; nothing was sent")))
+            }
+            send(.request(id: id, body: body))
+        }
+        return try result.get()
+    }
+
+    private func answered(request id: UInt64, _ body: [UInt8]) {
+        forwards.withLock { $0.requests.removeValue(forKey: id) }?.resume(returning: .success(body))
+    }
+
     private func answered(forward id: UInt64, _ outcome: ReplicationMessage.ForwardOutcome) {
         guard let continuation = forwards.withLock({ $0.waiting.removeValue(forKey: id) }) else { return }
         switch outcome {
@@ -170,14 +199,21 @@ package final class FollowerSession: Sendable {
 
     /// The session ended: what was forwarded and not answered may or may not commit.
     private func endForwards() {
-        let waiting = forwards.withLock { f in
+        let (waiting, requests) = forwards.withLock { f in
             f.ended = true
-            defer { f.waiting = [:] }
-            return Array(f.waiting.values)
+            defer {
+                f.waiting = [:]
+                f.requests = [:]
+            }
+            return (Array(f.waiting.values), Array(f.requests.values))
         }
         for continuation in waiting {
             continuation.resume(returning: .failure(WALError(
                 .indeterminate, "the session with the leader ended before it answered a forwarded write")))
+        }
+        for continuation in requests {
+            continuation.resume(returning: .failure(WALError(
+                .indeterminate, "the session with the leader ended before it answered a request")))
         }
     }
 

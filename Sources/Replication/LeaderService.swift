@@ -10,4 +10,8 @@ package protocol LeaderService: Sendable {
     /// This node no longer leads: stop serving and return once stopped. The node closes the log afterwards (the
     /// service may close it first).
     func stopLeading() async
+
+    /// Carries out a request a follower's layer made (`ReplicaNode.request`) and returns the reply it waits
+    /// for; both are the service's own encoding.
+    func handle(request: [UInt8]) async -> [UInt8]
 }

@@ -35,6 +35,7 @@ package final class LeaderSession: Sendable {
     private let windowBytes: Int
     private let runBytesMax: Int
     private let send: @Sendable (ReplicationMessage) -> Void
+    private let requests: (@Sendable ([UInt8]) async -> [UInt8])?
     private let state = Mutex(State())
 
     /// - Parameters:
@@ -42,9 +43,13 @@ package final class LeaderSession: Sendable {
     ///   - windowBytes: frames shipped and not yet acknowledged, at most (keep it within the follower's
     ///     `pendingBytesMax`, which then never refuses a run).
     ///   - runBytesMax: the largest run of frames in one message (one frame more when a frame is larger).
+    ///   - requests: carries out a request of the layer above and returns its reply (nil: a request ends the
+    ///     session as a protocol violation).
     package init(log: WriteAheadLog, history: EpochHistory, epoch: UInt64, tracker: InSyncTracker,
                  windowBytes: Int = 4 << 20, runBytesMax: Int = 256 << 10,
+                 requests: (@Sendable ([UInt8]) async -> [UInt8])? = nil,
                  send: @escaping @Sendable (ReplicationMessage) -> Void) {
+        self.requests = requests
         self.log = log
         self.history = history
         self.epoch = epoch
@@ -73,7 +78,8 @@ package final class LeaderSession: Sendable {
         case .durable(let end): acknowledged(end)
         case .refuse(let reason, let text): state.withLock { s in s.phase = .ended; s.refusal = (reason, text) }
         case .forward(let id, let record): forwarded(id, record)
-        case .epochEnd, .frames, .forwarded: refuse(.protocolViolation, "a follower's side sent \(message)")
+        case .request(let id, let body): requested(id, body)
+        case .epochEnd, .frames, .forwarded, .reply: refuse(.protocolViolation, "a follower's side sent \(message)")
         }
     }
 
@@ -98,6 +104,15 @@ package final class LeaderSession: Sendable {
         } catch {
             send(.forwarded(id: id, .failed(.init(error.code), error.message)))
         }
+    }
+
+    /// A request of the layer above, made on the follower: carried out by this leader's service in a task of
+    /// its own (it waits for a commit), and answered with its reply.
+    private func requested(_ id: UInt64, _ body: [UInt8]) {
+        guard let requests else { return refuse(.protocolViolation, "a request, and this leader serves none") }
+        guard state.withLock({ $0.phase != .ended }) else { return }
+        let send = self.send
+        Task { send(.reply(id: id, body: await requests(body))) }
     }
 
     private func greeted(_ hello: ReplicationMessage.Hello) {

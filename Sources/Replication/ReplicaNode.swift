@@ -157,6 +157,28 @@ package final class ReplicaNode: Sendable {
         if let refusal = leading.writeRefusal { throw refusal }
         return try await leading.log.append(record)
     }
+    /// Sends a request of the layer above (a store operation made on this follower) to the leader's
+    /// `LeaderService` and returns its reply. Suspends; blocks no thread.
+    ///
+    /// - Throws: `WALError` `.notLeader` when this node follows no leader now (`leaderHint` names the member it
+    ///   last followed, when any; nothing sent), `.indeterminate` when the connection ended before the reply
+    ///   (the leader may have carried it out).
+    package func request(_ body: [UInt8]) async throws(WALError) -> [UInt8] {
+        let (following, role) = state.withLock { ($0.followerSession, $0.role) }
+        var hint: String?
+        if case .follower(let leader, _) = role { hint = leader }
+        guard let following else {
+            throw WALError(.notLeader, "this replica follows no leader now (\(role))", leaderHint: hint)
+        }
+        do {
+            return try await following.request(body)
+        } catch {
+            var error = error
+            if error.code == .notLeader { error.leaderHint = hint }
+            throw error
+        }
+    }
+
     /// The log to append to while this node leads (nil otherwise).
     package var leaderLog: WriteAheadLog? { state.withLock { $0.leaderLog } }
     /// The follower's log while this node follows (it changes after a cut).
@@ -365,9 +387,14 @@ package final class ReplicaNode: Sendable {
             return
         }
         // The window stays within what a follower's pending buffer takes (the group's replicas share options).
+        var requests: (@Sendable ([UInt8]) async -> [UInt8])?
+        if let service = configuration.leaderService {
+            requests = { body in await service.handle(request: body) }
+        }
         let session = LeaderSession(log: leading.log, history: leading.history, epoch: leading.epoch,
                                     tracker: leading.tracker, windowBytes: min(4 << 20, configuration.options.pendingBytesMax),
                                     runBytesMax: min(256 << 10, configuration.options.pendingBytesMax / 4),
+                                    requests: requests,
                                     send: connection.send)
         let peer = Peer(session: session, connection: connection)
         leading.peers.withLock { $0.append(peer) }

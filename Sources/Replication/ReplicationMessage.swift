@@ -23,6 +23,11 @@ package enum ReplicationMessage: Equatable, Sendable {
     case forward(id: UInt64, record: [UInt8])
     /// Leader -> follower: what became of forwarded write `id`.
     case forwarded(id: UInt64, ForwardOutcome)
+    /// Follower -> leader: a request of the layer above (a store operation made on the follower), opaque to
+    /// replication, for the leader's service to carry out (`id` is the follower's, to match the reply).
+    case request(id: UInt64, body: [UInt8])
+    /// Leader -> follower: the service's reply to request `id`, opaque to replication.
+    case reply(id: UInt64, body: [UInt8])
 
     /// What became of a forwarded write.
     package enum ForwardOutcome: Equatable, Sendable {
@@ -123,7 +128,8 @@ extension ReplicationMessage {
     static let checksumBytes = 4
 
     private enum Kind: UInt8 {
-        case hello = 1, epochEnd = 2, follow = 3, frames = 4, durable = 5, refuse = 6, forward = 7, forwarded = 8
+        case hello = 1, epochEnd = 2, follow = 3, frames = 4, durable = 5, refuse = 6, forward = 7, forwarded = 8,
+             request = 9, reply = 10
     }
 
     /// Appends the encoded message to `out`.
@@ -178,6 +184,11 @@ extension ReplicationMessage {
                 out.append(failure.rawValue)
                 out.appendString(text)
             }
+        case .request(let id, let body), .reply(let id, let body):
+            if case .request = self { out.append(Kind.request.rawValue) } else { out.append(Kind.reply.rawValue) }
+            out.appendLE(id)
+            out.appendLE(UInt32(body.count))
+            out.append(contentsOf: body)
         }
         let crc = out.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(start + 4)...])) }
         out.appendLE(crc)
@@ -249,6 +260,12 @@ extension ReplicationMessage {
                 guard let failure = ForwardFailure(rawValue: code) else { throw ReplicationWireError("unknown outcome \(code)") }
                 message = .forwarded(id: id, .failed(failure, try reader.string()))
             }
+        case .request:
+            let id = try reader.u64()
+            message = .request(id: id, body: try reader.bytes(Int(try reader.u32())))
+        case .reply:
+            let id = try reader.u64()
+            message = .reply(id: id, body: try reader.bytes(Int(try reader.u32())))
         }
         guard reader.isAtEnd else { throw ReplicationWireError("\(reader.remaining) bytes after a \(kind) message") }
         return (message, lengthBytes + length)

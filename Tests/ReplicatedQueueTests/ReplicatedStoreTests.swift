@@ -273,6 +273,39 @@ func body(_ i: Int) -> [UInt8] { Array("message \(i)".utf8) }
         await group.shutdown()
     }
 
+    @Test func writesMadeOnAFollowerAreForwardedToTheLeaderAndConfirmedThere() async throws {
+        let group = try StoreGroup(["alpha", "beta", "gamma"])
+        for member in ["alpha", "beta", "gamma"] { try await group.start(member) }
+        let leader = try await group.leader(inSync: 3)
+        let store = try await group.store(leader).leaderStore()
+        try await store.declareQueue("orders")
+        try await store.declareStream("events")
+        let follower = group.store(["alpha", "beta", "gamma"].first { $0 != leader }!)
+
+        var ids: [MessageID] = []
+        for i in 0..<20 { ids.append(try await follower.publish(to: "orders", Message(headers: ["n": "\(i)"], body: body(i)))) }
+        #expect(store.queueInfo("orders")?.ready == 20)
+        let consumer = try store.consume(queue: "orders", prefetch: 20)
+        var iterator = consumer.deliveries.makeAsyncIterator()
+        for i in 0..<20 {
+            let delivery = try #require(try await iterator.next())
+            #expect(delivery.messageID == ids[i])
+            #expect(delivery.message == Message(headers: ["n": "\(i)"], body: body(i)))
+        }
+        let offset = try await follower.append(to: "events", Message(body: body(1)))
+        #expect(try store.read(stream: "events", from: offset, limit: 1).first?.message.body == body(1))
+        try await follower.commitOffset(stream: "events", group: "billing", offset: offset)
+        #expect(try store.committedOffset(stream: "events", group: "billing") == offset)
+
+        // The leader's errors come back as they are.
+        let missing = await #expect(throws: QueueError.self) { try await follower.publish(to: "nowhere", Message(body: [1])) }
+        #expect(missing?.code == .notFound)
+        // And the leader itself takes the same calls directly.
+        _ = try await group.store(leader).publish(to: "orders", Message(body: body(20)))
+        #expect(store.queueInfo("orders").map { $0.ready + $0.unacked } == 21)
+        await group.shutdown()
+    }
+
     @Test func roleUpdatesTellLeadershipAndItsEnd() async throws {
         let group = try StoreGroup(["alpha", "beta"])
         try await group.start("alpha", minInsyncReplicas: 1)
@@ -302,5 +335,37 @@ func body(_ i: Int) -> [UInt8] { Array("message \(i)".utf8) }
         #expect(QueueError.from(WALError(.notEnoughReplicas, "alone")).code == .notEnoughReplicas)
         #expect(QueueError.from(WALError(.indeterminate, "stepped down")).code == .indeterminate)
         #expect(QueueError.from(WALError(.logFailed, "sync failed")).code == .logFailed)
+    }
+}
+
+@Suite struct StoreRequestCodingTests {
+    static let requests: [StoreRequest] = [
+        .publish(queue: "orders", message: Message(headers: ["b": "2", "a": "1"], body: Array("body".utf8)), persistent: true),
+        .publish(queue: "q", message: Message(body: []), persistent: false),
+        .append(stream: "events", message: Message(headers: ["k": "ü"], body: [0, 255])),
+        .commitOffset(stream: "events", group: "billing", offset: .max),
+    ]
+
+    @Test(arguments: requests) func aRequestDecodesAsItWasEncoded(_ request: StoreRequest) throws {
+        #expect(try StoreRequest(decoding: request.encoded) == request)
+        // Every shorter prefix is refused, never read past its end.
+        let bytes = request.encoded
+        for length in 0..<bytes.count {
+            #expect(throws: WireReader.Malformed.self) { try StoreRequest(decoding: Array(bytes.prefix(length))) }
+        }
+        #expect(throws: WireReader.Malformed.self) { try StoreRequest(decoding: bytes + [0]) }
+    }
+
+    @Test func everyErrorCodeTravelsAsItself() throws {
+        let codes: [QueueError.Code] = [.notFound, .mismatchedOptions, .queueFull, .unknownDeliveryTag, .cancelled,
+                                        .pendingFull, .logFailed, .corruption, .invalidArgument, .closed,
+                                        .transactionAborted, .unknownProducer, .fenced, .outOfSequence, .locked,
+                                        .ioFailure, .invalidStore, .notLeader, .notEnoughReplicas, .indeterminate]
+        for code in codes {
+            let reply = StoreReply.failed(code, "why", leaderHint: code == .notLeader ? "beta" : nil)
+            #expect(try StoreReply(decoding: reply.encoded) == reply)
+        }
+        #expect(try StoreReply(decoding: StoreReply.done(42).encoded) == .done(42))
+        #expect(throws: WireReader.Malformed.self) { try StoreReply(decoding: [99, 0, 0, 0, 0, 0, 0]) }
     }
 }

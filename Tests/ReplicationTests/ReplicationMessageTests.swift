@@ -21,6 +21,9 @@ import Testing
         .forwarded(id: 7, .committed(LSN(1_234))),
         .forwarded(id: 8, .failed(.notEnoughReplicas, "the in-sync set is below minInsyncReplicas")),
         .forwarded(id: 9, .failed(.indeterminate, "")),
+        .request(id: 10, body: Array("a store operation".utf8)),
+        .request(id: .max, body: []),
+        .reply(id: 10, body: [0, 1, 2, 3]),
     ]
 
     @Test func everyMessageSurvivesARoundTripAndAStreamOfThemDecodesInOrder() throws {
