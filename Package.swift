@@ -74,7 +74,8 @@ let package = Package(
         ]),
         // A store replicated over a group: the store of each term a node leads, its role, its outcomes.
         .target(name: "ReplicatedQueue", dependencies: [
-            "DurableQueue", "Replication", "DurableLog", "Coordination", .product(name: "Logging", package: "swift-log"),
+            "DurableQueue", "Replication", "DurableLog", "LogFormat", "Coordination",
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         // Seeded runs of a replicated log: replicas on simulated disks, a simulated network, the in-memory
@@ -150,7 +151,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "ReplicatedQueueTests", dependencies: [
-            "ReplicatedQueue", "DurableQueue", "DurableLog", "Coordination", .product(name: "Logging", package: "swift-log"),
+            "ReplicatedQueue", "DurableQueue", "DurableLog", "LogFormat", "Coordination", .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "WorkloadTests", dependencies: ["Workload", "WALBench"], path: "Tests/WorkloadTests"),
     ]

@@ -1,6 +1,7 @@
 import Coordination
 import DurableLog
 import DurableQueue
+import LogFormat
 import Logging
 import NIOPosix
 import Replication
@@ -26,14 +27,16 @@ public final class ReplicatedQueueStore: Sendable {
     private let leadership: StoreLeadership
     private let roles: RoleBroadcast
     private let running: Task<(any Error)?, Never>
+    private let applying: Task<Void, Never>
 
     private init(directory: String, node: ReplicaNode, leadership: StoreLeadership, roles: RoleBroadcast,
-                 running: Task<(any Error)?, Never>) {
+                 running: Task<(any Error)?, Never>, applying: Task<Void, Never>) {
         self.directory = directory
         self.node = node
         self.leadership = leadership
         self.roles = roles
         self.running = running
+        self.applying = applying
     }
 
     /// Starts this node's replica of the group in `directory` (created if needed) and returns once it has
@@ -74,8 +77,9 @@ public final class ReplicatedQueueStore: Sendable {
         let running = Task { await node.run() }
         for await role in joined where role != .starting {
             if role == .stopped { break }
+            let applying = Task { [tick = replication.tick] in await leadership.applier.run(node: node, tick: tick) }
             return ReplicatedQueueStore(directory: directory, node: node, leadership: leadership, roles: roles,
-                                        running: running)
+                                        running: running, applying: applying)
         }
         let failure = await running.value
         throw QueueError(.invalidStore, "the replica could not start: \(failure.map { "\($0)" } ?? "stopped")")
@@ -86,6 +90,11 @@ public final class ReplicatedQueueStore: Sendable {
 
     /// The role now, then every change of it, until the node stops.
     public func roleUpdates() -> AsyncStream<StoreRole> { roles.updates() }
+
+    /// While this node follows: the LSN its copy of the store state is applied through (what its leader
+    /// committed, as far as it has heard, and it holds durably). The copy is where this node's store starts if
+    /// it comes to lead, so the gap to the leader is what a failover to it replays. `.none` otherwise.
+    public var followerAppliedLSN: LSN { leadership.applier.follower.appliedLSN }
 
     /// The port this node's replication endpoint listens on.
     public var listenPort: Int { node.listenPort }
@@ -159,6 +168,8 @@ public final class ReplicatedQueueStore: Sendable {
     /// Leaves the group: a leader's store is relinquished (what it had not confirmed is indeterminate) and its
     /// lease given up, so that another member takes over at once; a follower disconnects. Then the log closes.
     public func shutdown() async {
+        applying.cancel()
+        await applying.value
         node.stop()
         _ = await running.value
         roles.finish()

@@ -20,19 +20,24 @@ final class StoreLeadership: LeaderService {
     private let logger: Logger
     private let term = Mutex(Term.none)
     private let terms = Atomic(0)
+    /// The copy of the state this replica kept while it followed: where a term's store starts.
+    let applier: FollowerApplier
 
     init(directory: String, options: StoreOptions, logger: Logger) {
         self.directory = directory
         self.options = options
         self.logger = logger
+        applier = FollowerApplier(directory: directory, options: options, logger: logger)
     }
 
     func startLeading(log: WriteAheadLog, epoch: UInt64, writeRefusal: @escaping @Sendable () -> WALError?) {
         let gate: @Sendable () -> QueueError? = { writeRefusal().map(QueueError.from) }
-        let (directory, options) = (self.directory, self.options)
+        let (directory, options, applier) = (self.directory, self.options, self.applier)
         let id = terms.add(1, ordering: .relaxed).newValue
         let opening = Task { () throws -> QueueStore in
-            try await QueueStore.open(directory: directory, options: options, log: log, writeGate: gate)
+            await applier.pause()
+            return try await QueueStore.open(directory: directory, options: options, log: log, writeGate: gate,
+                                             warm: applier.follower)
         }
         term.withLock { $0 = .opening(id: id, opening, log: log, gate: gate) }
         Task { [self] in
@@ -69,6 +74,7 @@ final class StoreLeadership: LeaderService {
         case .none, .failed:
             break
         }
+        applier.resume()
     }
 
     /// A write a follower forwarded: carried out on this term's store as if made here, answered once confirmed.

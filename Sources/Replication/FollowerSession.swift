@@ -77,6 +77,11 @@ package final class FollowerSession: Sendable {
         var ended = false
     }
     private let forwards = Mutex(Forwards())
+    /// `state.committed`, readable without the lock a cut holds.
+    private let committedLSN = Atomic<UInt64>(0)
+
+    /// The highest LSN this follower knows its leader committed (the watermark of the frames it took).
+    package var committed: LSN { LSN(committedLSN.load(ordering: .relaxed)) }
 
     /// Copies what observers read out of `s`. Called with `state`'s lock held, after each change.
     private func publish(_ s: State) {
@@ -92,6 +97,7 @@ package final class FollowerSession: Sendable {
         var history = try EpochHistory.load(directory: configuration.directory, fileSystem: configuration.fileSystem)
         history.truncate(from: log.durableLSN.next)
         state = Mutex(State(log: log, history: history, committed: log.lastFrameWatermark))
+        committedLSN.store(log.lastFrameWatermark.rawValue, ordering: .relaxed)
         published = Mutex(Published(log: log, history: history, phase: .rejoining, cuts: 0))
     }
 
@@ -283,6 +289,7 @@ package final class FollowerSession: Sendable {
         let prepared: Result<(WriteAheadLog, ShippedFrames.Verified), Ending> = state.withLock { s in
             guard case .following = s.phase else { return .failure(.refused(.protocolViolation, "frames before the exchange ended")) }
             s.committed = max(s.committed, committed)
+            committedLSN.store(s.committed.rawValue, ordering: .relaxed)
             do throws(WALError) {
                 let verified = try run.verify(segmentBytes: s.log.options.segmentBytes)
                 // An epoch new to this follower is in its history, durably, before any of its frames is acknowledged.

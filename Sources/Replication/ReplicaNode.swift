@@ -179,6 +179,12 @@ package final class ReplicaNode: Sendable {
         }
     }
 
+    /// While this node follows: its log now (it changes after a cut) and the LSN its leader committed through,
+    /// as far as it knows.
+    package var following: (log: WriteAheadLog, committed: LSN)? {
+        state.withLock { $0.followerSession }.map { ($0.log, $0.committed) }
+    }
+
     /// The log to append to while this node leads (nil otherwise).
     package var leaderLog: WriteAheadLog? { state.withLock { $0.leaderLog } }
     /// The follower's log while this node follows (it changes after a cut).
