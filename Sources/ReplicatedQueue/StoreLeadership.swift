@@ -30,7 +30,8 @@ final class StoreLeadership: LeaderService {
         applier = FollowerApplier(directory: directory, options: options, logger: logger)
     }
 
-    func startLeading(log: WriteAheadLog, epoch: UInt64, writeRefusal: @escaping @Sendable () -> WALError?) {
+    func startLeading(log: WriteAheadLog, epoch: UInt64, writeRefusal: @escaping @Sendable () -> WALError?,
+                      stepDown: @escaping @Sendable () -> Void) {
         let gate: @Sendable () -> QueueError? = { writeRefusal().map(QueueError.from) }
         let (directory, options, applier) = (self.directory, self.options, self.applier)
         let id = terms.add(1, ordering: .relaxed).newValue
@@ -52,7 +53,9 @@ final class StoreLeadership: LeaderService {
                 return true
             }
             if taken, case .failure(let error) = result {
-                logger.error("the store of epoch \(epoch) could not open on this leader: \(error)")
+                // Its log is closed with it: this node cannot lead this term. Another member may.
+                logger.error("the store of epoch \(epoch) could not open on this leader, which steps down: \(error)")
+                stepDown()
             }
         }
     }

@@ -97,6 +97,9 @@ package final class ReplicaNode: Sendable {
         let epoch: UInt64
         let tracker: InSyncTracker
         let peers = Mutex<[Peer]>([])
+        /// Set by the leader's service when it cannot serve this term (its store failed to open): the node steps
+        /// down and resigns, so that another member leads.
+        let abandoned = Mutex(false)
 
         init(log: WriteAheadLog, history: EpochHistory, epoch: UInt64, tracker: InSyncTracker) {
             self.log = log
@@ -307,10 +310,11 @@ package final class ReplicaNode: Sendable {
             s.leaderLog = opened.0
         }
         setRole(.leader(epoch: epoch))
-        configuration.leaderService?.startLeading(log: opened.0, epoch: epoch, writeRefusal: { [leading] in leading.writeRefusal })
+        configuration.leaderService?.startLeading(log: opened.0, epoch: epoch, writeRefusal: { [leading] in leading.writeRefusal },
+                                                  stepDown: { [leading] in leading.abandoned.withLock { $0 = true } })
         var current = claimed, currentRevision = revision
         var absentSince: [ReplicaIdentity: ContinuousClock.Instant] = [:]
-        while !stopping && leaseHolds() {
+        while !stopping && leaseHolds() && !leading.abandoned.withLock({ $0 }) {
             guard let next = try await keepInSyncSet(leading, state: current, revision: currentRevision, lease: lease,
                                                      absentSince: &absentSince) else {
                 break  // the state changed under us: another writer won; this node no longer leads
@@ -330,6 +334,11 @@ package final class ReplicaNode: Sendable {
         for peer in leading.peers.withLock({ $0 }) { peer.connection.close() }
         _ = try? await coordinator.resign(lease: lease)
         try? await onOwnThread { () throws(WALError) in try opened.0.close() }
+        if leading.abandoned.withLock({ $0 }) {
+            // It would most likely fail again: leave the next claim to the others for a lease's time (it claims
+            // again after that if none of them could).
+            try? await Task.sleep(for: configuration.leaseTTL)
+        }
     }
 
     /// Removes in-sync followers that have had no live connection for `inSyncLagTime`, adds followers that hold

@@ -315,6 +315,29 @@ func body(_ i: Int) -> [UInt8] { Array("message \(i)".utf8) }
         await group.shutdown()
     }
 
+    @Test func aLeaderWhoseStoreCannotOpenStepsDownForAnotherMember() async throws {
+        let group = try StoreGroup(["alpha", "beta"])
+        for member in ["alpha", "beta"] { try await group.start(member) }
+        let first = try await group.leader(inSync: 2)
+        let other = first == "alpha" ? "beta" : "alpha"
+        try await group.store(first).leaderStore().declareQueue("orders")
+        await group.stop(first)
+        await group.stop(other)
+        // The first leader's checkpoint is damaged: its store refuses to open. It leads first again (the other
+        // is not running), fails, and must step down so that the other, in sync, can lead.
+        try Data("not a checkpoint".utf8).write(to: URL(fileURLWithPath: "\(group.root)/\(first)/checkpoint"))
+        try await group.start(first)
+        _ = try await eventually { (try? await group.coordinator.read().state?.epoch ?? 0) ?? 0 >= 3 ? true : nil }
+        try await group.start(other)
+        let serving = try await eventually { () async -> String? in
+            guard case .leader = group.store(other).role, (try? await group.store(other).leaderStore()) != nil else { return nil }
+            return other
+        }
+        #expect(serving == other)
+        #expect(try await group.store(other).leaderStore().queueInfo("orders") != nil)
+        await group.shutdown()
+    }
+
     @Test func roleUpdatesTellLeadershipAndItsEnd() async throws {
         let group = try StoreGroup(["alpha", "beta"])
         try await group.start("alpha", minInsyncReplicas: 1)
