@@ -133,6 +133,7 @@ let package = Package(
             "DurableQueue", "DurableLog", "WALSimulation", "QueueCrashChild", "walctl",
             .product(name: "Logging", package: "swift-log"), .product(name: "MetricsTestKit", package: "swift-metrics"),
             "DurableQueueService", .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+            "ReplicatedQueue", "Coordination",
         ]),
         // The Coordinator contract, run against the in-memory coordinator and a private etcd (PrivateEtcd.swift
         // starts it; it needs an HTTP client and sockets, which WALSimulation, under every test, should not).

@@ -1,9 +1,11 @@
 // The README's Swift examples, verbatim, inside functions: compiled with the tests and never run.
 // `ReadmeTests` checks that every example block of README.md appears here as it is written, so an example that
 // stops compiling fails the build, and one edited in the README alone fails the test.
+import Coordination
 import DurableQueue
 import Foundation
 import DurableLog
+import ReplicatedQueue
 
 /// Stand-ins for the application code the examples call.
 private struct PaymentsDatabase { func isCommitted(_ message: Message) async -> Bool { true } }
@@ -101,4 +103,29 @@ func readmeLogExample() async throws {
     try log.truncate(before: lsn)         // drop whole segments below an LSN (crash-safe)
     print(log.counters.recordsPerSync)    // appends, frames, syncs, sync time, bytes before/after LZ4
     try log.close()                       // syncs what is pending, records a clean shutdown
+}
+
+func readmeReplicatedExample() async throws {
+    // Each node runs this with its own name, directory and address; the group meets in etcd.
+    let replication = ReplicationOptions(
+        member: "node-a", listen: Endpoint(host: "10.0.0.1", port: 7100),
+        peers: ["node-b": Endpoint(host: "10.0.0.2", port: 7100), "node-c": Endpoint(host: "10.0.0.3", port: 7100)])
+    let etcd = try EtcdCoordinator(endpoints: ["http://10.0.0.9:2379"], groupPrefix: "/myapp/orders/")
+    let node = try await ReplicatedQueueStore.start(directory: "/var/lib/myapp/orders", replication: replication,
+                                                    coordinator: etcd)
+
+    // On any node: confirmed once every in-sync replica holds it (forwarded to the leader from a follower).
+    let messageID = try await node.publish(to: "orders", Message(body: Array("order-43".utf8)))
+    print("stored as message \(messageID)")
+
+    // Consumers, declarations and the rest of the store are the leader's: `.notLeader` elsewhere, with
+    // `leaderHint` naming the leader.
+    for await role in node.roleUpdates() {
+        guard case .leader = role else { continue }
+        let leaderStore = try await node.leaderStore()    // a QueueStore; it ends with `.notLeader` when the term does
+        let orders = try leaderStore.consume(queue: "orders")
+        for try await delivery in orders.deliveries { try await orders.ack(delivery.tag) }
+    }
+    await node.shutdown()
+    try await etcd.shutdown()
 }
