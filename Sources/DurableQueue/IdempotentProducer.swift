@@ -112,6 +112,12 @@ public enum IdempotentResult<ID: StoreIdentifier>: Sendable, Equatable {
 }
 
 extension QueueStore {
+    /// The producer `id` registered with `epoch`, as another instance of this store knew it (a replicated
+    /// store's producer outlives each leader's store): its calls are checked against the state as any other's.
+    package func producer(id: ProducerID, epoch: UInt32, name: String) -> IdempotentProducer {
+        IdempotentProducer(name: name, id: id, epoch: epoch, store: self)
+    }
+
     /// Registers an idempotent producer under `name`: the first time, a new durable id with epoch 0; again
     /// (a restarted instance), the same id with the next epoch, which fences the previous instance off.
     public func registerProducer(name: String) async throws(QueueError) -> IdempotentProducer {

@@ -174,6 +174,11 @@ public struct TransactionResult: Sendable, Equatable {
     public var messageIDs: [MessageID]
     /// Offsets of the stream appends, in the order of the appends.
     public var offsets: [StreamOffset]
+
+    package init(messageIDs: [MessageID], offsets: [StreamOffset]) {
+        self.messageIDs = messageIDs
+        self.offsets = offsets
+    }
 }
 
 extension QueueStore {

@@ -126,44 +126,52 @@ public final class ReplicatedQueueStore: Sendable {
     ///   written); `.indeterminate` when the connection to the leader ended before its answer (an idempotent
     ///   producer's retry settles it).
     public func publish(to queue: String, _ message: Message, persistent: Bool = true) async throws(QueueError) -> MessageID {
-        MessageID(rawValue: try await carryOut(.publish(queue: queue, message: message, persistent: persistent)) { store throws(QueueError) in
-            try await store.publish(to: queue, message, persistent: persistent).rawValue
-        })
+        guard case .done(let id) = try await carryOut(.publish(queue: queue, message: message, persistent: persistent))
+        else { throw Self.unexpected }
+        return MessageID(rawValue: id)
     }
 
     /// Appends `message` to `stream` through the group (forwarded from a follower); returns its offset once
     /// every in-sync replica holds it. Throws as `publish(to:_:persistent:)`.
     public func append(to stream: String, _ message: Message) async throws(QueueError) -> StreamOffset {
-        StreamOffset(rawValue: try await carryOut(.append(stream: stream, message: message)) { store throws(QueueError) in
-            try await store.append(to: stream, message).rawValue
-        })
+        guard case .done(let offset) = try await carryOut(.append(stream: stream, message: message)) else { throw Self.unexpected }
+        return StreamOffset(rawValue: offset)
     }
 
     /// Commits a consumer group's offset on `stream` through the group (forwarded from a follower); returns
     /// once every in-sync replica holds it. Throws as `publish(to:_:persistent:)`.
     public func commitOffset(stream: String, group: String, offset: StreamOffset) async throws(QueueError) {
-        _ = try await carryOut(.commitOffset(stream: stream, group: group, offset: offset.rawValue)) { store throws(QueueError) in
-            try await store.commitOffset(stream: stream, group: group, offset: offset)
-            return 0
-        }
+        _ = try await carryOut(.commitOffset(stream: stream, group: group, offset: offset.rawValue))
     }
 
-    /// Runs a write on the leader's store here, or sends it to the leader when this node follows one.
-    private func carryOut(_ request: StoreRequest,
-                          locally: (QueueStore) async throws(QueueError) -> UInt64) async throws(QueueError) -> UInt64 {
-        if case .follower = node.role {
-            let body: [UInt8]
-            do { body = try await node.request(request.encoded) } catch { throw QueueError.from(error) }
-            let reply: StoreReply
-            do { reply = try StoreReply(decoding: body) } catch {
-                throw QueueError(.indeterminate, "the leader's reply could not be read (\(error)); the write may have been carried out")
-            }
-            if let error = reply.error { throw error }
-            guard case .done(let value) = reply else { preconditionFailure("a reply is done or failed") }
-            return value
-        }
-        return try await locally(try await leaderStore())
+    /// Registers an idempotent producer under `name` through the group (as `QueueStore.registerProducer`: the
+    /// same id and the next epoch for a name registered before). The producer outlives leaders: its publishes
+    /// go to whichever member leads, and a resend after `.indeterminate` is stored at most once.
+    public func registerProducer(name: String) async throws(QueueError) -> ReplicatedProducer {
+        guard case .registered(let id, let epoch) = try await carryOut(.registerProducer(name: name)) else { throw Self.unexpected }
+        return ReplicatedProducer(name: name, id: ProducerID(rawValue: id), epoch: epoch, node: self)
     }
+
+    /// Starts a transaction of publishes, stream appends and offset commits, committed through the group as
+    /// one (see `ReplicatedTransaction`).
+    public func transaction() -> ReplicatedTransaction { ReplicatedTransaction(node: self) }
+
+    /// Runs a request on the leader's store here, or sends it to the leader when this node follows one; the
+    /// leader's error is thrown as it was there.
+    func carryOut(_ request: StoreRequest) async throws(QueueError) -> StoreReply {
+        guard case .follower = node.role else { return try await request.execute(on: try await leaderStore()) }
+        let body: [UInt8]
+        do { body = try await node.request(request.encoded) } catch { throw QueueError.from(error) }
+        let reply: StoreReply
+        do { reply = try StoreReply(decoding: body) } catch {
+            throw QueueError(.indeterminate, "the leader's reply could not be read (\(error)); the write may have been carried out")
+        }
+        if let error = reply.error { throw error }
+        return reply
+    }
+
+    /// A reply that does not answer its request: a leader of another version, or a bug.
+    static let unexpected = QueueError(.indeterminate, "the leader's reply does not answer the request; it may have been carried out")
 
     /// Leaves the group: a leader's store is relinquished (what it had not confirmed is indeterminate) and its
     /// lease given up, so that another member takes over at once; a follower disconnects. Then the log closes.

@@ -89,15 +89,7 @@ final class StoreLeadership: LeaderService {
                 throw QueueError(.invalidArgument, "a malformed request from a follower: \(error)")
             }
             let store = try await store(notLeading: { QueueError(.notLeader, "this node no longer leads its group") })
-            switch request {
-            case .publish(let queue, let message, let persistent):
-                reply = .done(try await store.publish(to: queue, message, persistent: persistent).rawValue)
-            case .append(let stream, let message):
-                reply = .done(try await store.append(to: stream, message).rawValue)
-            case .commitOffset(let stream, let group, let offset):
-                try await store.commitOffset(stream: stream, group: group, offset: StreamOffset(rawValue: offset))
-                reply = .done(0)
-            }
+            reply = try await request.execute(on: store)
         } catch {
             reply = StoreReply(error)
         }

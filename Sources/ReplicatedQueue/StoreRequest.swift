@@ -7,8 +7,30 @@ enum StoreRequest: Equatable, Sendable {
     case publish(queue: String, message: Message, persistent: Bool)
     case append(stream: String, message: Message)
     case commitOffset(stream: String, group: String, offset: UInt64)
+    case registerProducer(name: String)
+    /// An idempotent producer's publish (`stream: false`) or stream append (`stream: true`).
+    case producerSend(producer: ProducerStamp, stream: Bool, target: String, message: Message, sequence: UInt64)
+    /// The last sequence the store holds from a producer for a queue or a stream.
+    case lastSequence(producer: UInt64, stream: Bool, target: String)
+    /// A transaction's operations (publishes, stream appends, offset commits), committed as one.
+    case transaction([TransactionOperation])
 
-    private enum Kind: UInt8 { case publish = 1, append = 2, commitOffset = 3 }
+    /// A producer as registered: its id and the epoch of this instance.
+    struct ProducerStamp: Equatable, Sendable {
+        var id: UInt64
+        var epoch: UInt32
+    }
+
+    enum TransactionOperation: Equatable, Sendable {
+        case publish(queue: String, message: Message)
+        case append(stream: String, message: Message)
+        case commitOffset(stream: String, group: String, offset: UInt64)
+    }
+
+    private enum Kind: UInt8 {
+        case publish = 1, append = 2, commitOffset = 3, registerProducer = 4, producerSend = 5, lastSequence = 6,
+             transaction = 7
+    }
 
     var encoded: [UInt8] {
         var w = WireWriter()
@@ -27,6 +49,42 @@ enum StoreRequest: Equatable, Sendable {
             w.string(stream)
             w.string(group)
             w.u64(offset)
+        case .registerProducer(let name):
+            w.u8(Kind.registerProducer.rawValue)
+            w.string(name)
+        case .producerSend(let producer, let stream, let target, let message, let sequence):
+            w.u8(Kind.producerSend.rawValue)
+            w.u64(producer.id)
+            w.u32(producer.epoch)
+            w.u8(stream ? 1 : 0)
+            w.string(target)
+            w.message(message)
+            w.u64(sequence)
+        case .lastSequence(let producer, let stream, let target):
+            w.u8(Kind.lastSequence.rawValue)
+            w.u64(producer)
+            w.u8(stream ? 1 : 0)
+            w.string(target)
+        case .transaction(let operations):
+            w.u8(Kind.transaction.rawValue)
+            w.u32(UInt32(operations.count))
+            for operation in operations {
+                switch operation {
+                case .publish(let queue, let message):
+                    w.u8(1)
+                    w.string(queue)
+                    w.message(message)
+                case .append(let stream, let message):
+                    w.u8(2)
+                    w.string(stream)
+                    w.message(message)
+                case .commitOffset(let stream, let group, let offset):
+                    w.u8(3)
+                    w.string(stream)
+                    w.string(group)
+                    w.u64(offset)
+                }
+            }
         }
         return w.bytes
     }
@@ -38,6 +96,28 @@ enum StoreRequest: Equatable, Sendable {
         case .publish: self = .publish(queue: try r.string(), message: try r.message(), persistent: try r.u8() != 0)
         case .append: self = .append(stream: try r.string(), message: try r.message())
         case .commitOffset: self = .commitOffset(stream: try r.string(), group: try r.string(), offset: try r.u64())
+        case .registerProducer: self = .registerProducer(name: try r.string())
+        case .producerSend:
+            let producer = ProducerStamp(id: try r.u64(), epoch: try r.u32())
+            self = .producerSend(producer: producer, stream: try r.u8() != 0, target: try r.string(),
+                                 message: try r.message(), sequence: try r.u64())
+        case .lastSequence: self = .lastSequence(producer: try r.u64(), stream: try r.u8() != 0, target: try r.string())
+        case .transaction:
+            let count = Int(try r.u32())
+            // Each operation takes at least 5 bytes: a count larger than what is left is malformed, not a
+            // reason to reserve memory.
+            guard count <= r.remaining / 5 else { throw WireReader.Malformed(description: "\(count) operations in \(r.remaining) bytes") }
+            var operations: [TransactionOperation] = []
+            for _ in 0..<count {
+                let tag = try r.u8()
+                switch tag {
+                case 1: operations.append(.publish(queue: try r.string(), message: try r.message()))
+                case 2: operations.append(.append(stream: try r.string(), message: try r.message()))
+                case 3: operations.append(.commitOffset(stream: try r.string(), group: try r.string(), offset: try r.u64()))
+                default: throw WireReader.Malformed(description: "an unknown transaction operation \(tag)")
+                }
+            }
+            self = .transaction(operations)
         case nil: throw WireReader.Malformed(description: "an unknown request \(kind)")
         }
         try r.expectEnd()
@@ -48,28 +128,59 @@ enum StoreRequest: Equatable, Sendable {
 enum StoreReply: Equatable, Sendable {
     /// Done: the message id (publish), the offset (append), or 0.
     case done(UInt64)
+    /// A producer registered: its id and this instance's epoch.
+    case registered(id: UInt64, epoch: UInt32)
+    /// An idempotent send that was stored before: the original's id or offset, when known.
+    case duplicate(of: UInt64?)
+    /// A producer's last sequence for a target (nil: none).
+    case sequence(UInt64?)
+    /// A committed transaction: its messages' ids and its appends' offsets, in order.
+    case committed(messageIDs: [UInt64], offsets: [UInt64])
     /// The leader's error for it, as the queue layer reported it there.
-    case failed(QueueError.Code, String, leaderHint: String?)
+    case failed(QueueError.Code, String, leaderHint: String?, abortReason: QueueError.AbortReason?)
 
-    init(_ error: QueueError) { self = .failed(error.code, error.message, leaderHint: error.leaderHint) }
+    init(_ error: QueueError) {
+        self = .failed(error.code, error.message, leaderHint: error.leaderHint, abortReason: error.abortReason)
+    }
 
     /// The error as the caller on the follower sees it.
     var error: QueueError? {
-        guard case .failed(let code, let message, let hint) = self else { return nil }
-        return QueueError(code, "the leader: \(message)", leaderHint: hint)
+        guard case .failed(let code, let message, let hint, let reason) = self else { return nil }
+        return QueueError(code, "the leader: \(message)", leaderHint: hint, abortReason: reason)
     }
+
+    private enum Tag: UInt8 { case done = 0, registered = 0xF0, duplicate = 0xF1, sequence = 0xF2, committed = 0xF3 }
 
     var encoded: [UInt8] {
         var w = WireWriter()
         switch self {
         case .done(let value):
-            w.u8(0)
+            w.u8(Tag.done.rawValue)
             w.u64(value)
-        case .failed(let code, let message, let hint):
+        case .registered(let id, let epoch):
+            w.u8(Tag.registered.rawValue)
+            w.u64(id)
+            w.u32(epoch)
+        case .duplicate(let original):
+            w.u8(Tag.duplicate.rawValue)
+            w.u8(original == nil ? 0 : 1)
+            w.u64(original ?? 0)
+        case .sequence(let sequence):
+            w.u8(Tag.sequence.rawValue)
+            w.u8(sequence == nil ? 0 : 1)
+            w.u64(sequence ?? 0)
+        case .committed(let ids, let offsets):
+            w.u8(Tag.committed.rawValue)
+            w.u32(UInt32(ids.count))
+            for id in ids { w.u64(id) }
+            w.u32(UInt32(offsets.count))
+            for offset in offsets { w.u64(offset) }
+        case .failed(let code, let message, let hint, let reason):
             w.u8(Self.wire(code))
             w.string(message)
             w.u8(hint == nil ? 0 : 1)
             w.string(hint ?? "")
+            w.u8(reason == nil ? 0 : reason == .refused ? 1 : 2)
         }
         return w.bytes
     }
@@ -77,14 +188,32 @@ enum StoreReply: Equatable, Sendable {
     init(decoding bytes: [UInt8]) throws(WireReader.Malformed) {
         var r = WireReader(bytes)
         let tag = try r.u8()
-        if tag == 0 {
-            self = .done(try r.u64())
-        } else {
+        switch Tag(rawValue: tag) {
+        case .done: self = .done(try r.u64())
+        case .registered: self = .registered(id: try r.u64(), epoch: try r.u32())
+        case .duplicate:
+            let has = try r.u8() != 0
+            let original = try r.u64()
+            self = .duplicate(of: has ? original : nil)
+        case .sequence:
+            let has = try r.u8() != 0
+            let sequence = try r.u64()
+            self = .sequence(has ? sequence : nil)
+        case .committed:
+            self = .committed(messageIDs: try r.u64s(), offsets: try r.u64s())
+        case nil:
             guard let code = Self.code(tag) else { throw WireReader.Malformed(description: "an unknown error code \(tag)") }
             let message = try r.string()
             let hasHint = try r.u8() != 0
             let hint = try r.string()
-            self = .failed(code, message, leaderHint: hasHint ? hint : nil)
+            let reason: QueueError.AbortReason?
+            switch try r.u8() {
+            case 0: reason = nil
+            case 1: reason = .refused
+            case 2: reason = .leaderChanged
+            case let other: throw WireReader.Malformed(description: "an unknown abort reason \(other)")
+            }
+            self = .failed(code, message, leaderHint: hasHint ? hint : nil, abortReason: reason)
         }
         try r.expectEnd()
     }
@@ -178,6 +307,15 @@ struct WireReader {
     mutating func u16() throws(Malformed) -> UInt16 { try integer(UInt16.self) }
     mutating func u32() throws(Malformed) -> UInt32 { try integer(UInt32.self) }
     mutating func u64() throws(Malformed) -> UInt64 { try integer(UInt64.self) }
+
+    /// A u32 count, then that many u64s.
+    mutating func u64s() throws(Malformed) -> [UInt64] {
+        let count = Int(try u32())
+        guard count <= remaining / 8 else { throw Malformed(description: "\(count) numbers in \(remaining) bytes") }
+        return try (0..<count).map { _ throws(Malformed) in try u64() }
+    }
+
+    var remaining: Int { bytes.count - offset }
 
     mutating func blob() throws(Malformed) -> [UInt8] { Array(try take(Int(try u32()))) }
 

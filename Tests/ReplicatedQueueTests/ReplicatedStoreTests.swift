@@ -338,6 +338,61 @@ func body(_ i: Int) -> [UInt8] { Array("message \(i)".utf8) }
         await group.shutdown()
     }
 
+    @Test func aProducerAndATransactionMadeOnAFollowerWorkThroughTheLeaderAndOutliveIt() async throws {
+        let group = try StoreGroup(["alpha", "beta", "gamma"])
+        for member in ["alpha", "beta", "gamma"] { try await group.start(member) }
+        let first = try await group.leader(inSync: 3)
+        let store = try await group.store(first).leaderStore()
+        try await store.declareQueue("orders")
+        try await store.declareStream("events")
+        let members = ["alpha", "beta", "gamma"].filter { $0 != first }
+        let follower = group.store(members[0])
+
+        let producer = try await follower.registerProducer(name: "checkout")
+        #expect(producer.epoch == 0)
+        guard case .stored(let id1) = try await producer.publish(to: "orders", Message(body: body(1)), sequence: 1) else {
+            Issue.record("sequence 1 not stored")
+            return
+        }
+        #expect(try await producer.publish(to: "orders", Message(body: body(1)), sequence: 1) == .duplicate(of: id1))
+        let skipped = await #expect(throws: QueueError.self) {
+            try await producer.publish(to: "orders", Message(body: body(3)), sequence: 3)
+        }
+        #expect(skipped?.code == .outOfSequence)
+        guard case .stored = try await producer.append(to: "events", Message(body: body(1)), sequence: 1) else {
+            Issue.record("append 1 not stored")
+            return
+        }
+        #expect(try await producer.lastSequence(queue: "orders") == 1)
+        #expect(try await producer.lastSequence(stream: "events") == 1)
+
+        let transaction = follower.transaction()
+        try transaction.publish(to: "orders", Message(body: body(10)))
+        try transaction.append(to: "events", Message(body: body(11)))
+        try transaction.commitOffset(stream: "events", group: "billing", offset: 1)
+        let result = try await transaction.commit()
+        #expect(result.messageIDs.count == 1 && result.offsets == [1])
+        #expect(try store.committedOffset(stream: "events", group: "billing") == 1)
+        let refused = follower.transaction()
+        try refused.publish(to: "nowhere", Message(body: [0]))
+        let aborted = await #expect(throws: QueueError.self) { try await refused.commit() }
+        #expect(aborted?.code == .notFound, "the leader adds the operations as they came: \(String(describing: aborted))")
+        #expect(store.queueInfo("orders")?.ready == 2)
+
+        // The leader goes; the same producer instance goes on through the new leader, as the follower it was
+        // made on may now be.
+        await group.stop(first)
+        _ = try await group.leader(inSync: 2)
+        guard case .stored = try await producer.publish(to: "orders", Message(body: body(2)), sequence: 2) else {
+            Issue.record("sequence 2 not stored after the failover")
+            return
+        }
+        #expect(try await producer.publish(to: "orders", Message(body: body(1)), sequence: 1) == .duplicate(of: nil))
+        let next = try await group.store(try await group.leader(inSync: 2)).leaderStore()
+        #expect(next.queueInfo("orders")?.ready == 3)
+        await group.shutdown()
+    }
+
     @Test func roleUpdatesTellLeadershipAndItsEnd() async throws {
         let group = try StoreGroup(["alpha", "beta"])
         try await group.start("alpha", minInsyncReplicas: 1)
@@ -376,6 +431,13 @@ func body(_ i: Int) -> [UInt8] { Array("message \(i)".utf8) }
         .publish(queue: "q", message: Message(body: []), persistent: false),
         .append(stream: "events", message: Message(headers: ["k": "ü"], body: [0, 255])),
         .commitOffset(stream: "events", group: "billing", offset: .max),
+        .registerProducer(name: "checkout"),
+        .producerSend(producer: .init(id: 7, epoch: 2), stream: false, target: "orders", message: Message(body: [1]), sequence: 9),
+        .producerSend(producer: .init(id: .max, epoch: .max), stream: true, target: "events", message: Message(body: []), sequence: 1),
+        .lastSequence(producer: 7, stream: true, target: "events"),
+        .transaction([]),
+        .transaction([.publish(queue: "q", message: Message(headers: ["h": "v"], body: [2])),
+                      .append(stream: "s", message: Message(body: [3])), .commitOffset(stream: "s", group: "g", offset: 4)]),
     ]
 
     @Test(arguments: requests) func aRequestDecodesAsItWasEncoded(_ request: StoreRequest) throws {
@@ -394,10 +456,21 @@ func body(_ i: Int) -> [UInt8] { Array("message \(i)".utf8) }
                                         .transactionAborted, .unknownProducer, .fenced, .outOfSequence, .locked,
                                         .ioFailure, .invalidStore, .notLeader, .notEnoughReplicas, .indeterminate]
         for code in codes {
-            let reply = StoreReply.failed(code, "why", leaderHint: code == .notLeader ? "beta" : nil)
+            let reply = StoreReply.failed(code, "why", leaderHint: code == .notLeader ? "beta" : nil,
+                                          abortReason: code == .transactionAborted ? .leaderChanged : nil)
             #expect(try StoreReply(decoding: reply.encoded) == reply)
         }
-        #expect(try StoreReply(decoding: StoreReply.done(42).encoded) == .done(42))
+        let replies: [StoreReply] = [.done(42), .registered(id: 9, epoch: 3), .duplicate(of: nil), .duplicate(of: 5),
+                                     .sequence(nil), .sequence(.max), .committed(messageIDs: [], offsets: []),
+                                     .committed(messageIDs: [1, 2], offsets: [3]),
+                                     .failed(.transactionAborted, "", leaderHint: nil, abortReason: .refused)]
+        for reply in replies {
+            #expect(try StoreReply(decoding: reply.encoded) == reply)
+            let bytes = reply.encoded
+            for length in 0..<bytes.count {
+                #expect(throws: WireReader.Malformed.self) { try StoreReply(decoding: Array(bytes.prefix(length))) }
+            }
+        }
         #expect(throws: WireReader.Malformed.self) { try StoreReply(decoding: [99, 0, 0, 0, 0, 0, 0]) }
     }
 }
