@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 failed=0
-libraries=(DurableQueue DurableQueueService DurableLog LogFormat Coordination)
+libraries=(DurableQueue DurableQueueService DurableLog LogFormat Coordination ReplicatedQueue)
 for target in "${libraries[@]}"; do
     out=$(swift package generate-documentation --target "$target" 2>&1) || { echo "$out"; exit 1; }
     # SwiftPM's warning about files a dependency's own manifest leaves unhandled (swift-distributed-tracing, under

@@ -16,14 +16,17 @@ public final class ReplicatedTransaction: Sendable {
 
     init(node: ReplicatedQueueStore) { self.node = node }
 
+    /// Adds a publish of `message` to `queue` (checked by the leader at the commit).
     public func publish(to queue: String, _ message: Message) throws(QueueError) {
         try add(.publish(queue: queue, message: message))
     }
 
+    /// Adds an append of `message` to `stream`.
     public func append(to stream: String, _ message: Message) throws(QueueError) {
         try add(.append(stream: stream, message: message))
     }
 
+    /// Adds a commit of `group`'s offset on `stream`.
     public func commitOffset(stream: String, group: String, offset: StreamOffset) throws(QueueError) {
         try add(.commitOffset(stream: stream, group: group, offset: offset.rawValue))
     }

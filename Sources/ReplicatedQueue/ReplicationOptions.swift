@@ -1,13 +1,17 @@
 /// Where a replica's replication endpoint is.
 public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
+    /// A host name or an IP address.
     public var host: String
+    /// A TCP port (0 for `ReplicationOptions.listen`: any free port).
     public var port: Int
 
+    /// The endpoint at `host`, `port`.
     public init(host: String, port: Int) {
         self.host = host
         self.port = port
     }
 
+    /// `host:port`.
     public var description: String { "\(host):\(port)" }
 }
 
@@ -34,6 +38,7 @@ public struct ReplicationOptions: Sendable {
     /// How often a node looks at its lease, its connections and the group's state.
     public var tick: Duration = .milliseconds(20)
 
+    /// Options for `member`, listening on `listen`, with its `peers` by name (the other defaults as documented).
     public init(member: String, listen: Endpoint, peers: [String: Endpoint]) {
         self.member = member
         self.listen = listen
@@ -54,6 +59,7 @@ public enum StoreRole: Hashable, Sendable, CustomStringConvertible {
     /// Shut down, or ended by an error it could not recover from.
     case stopped
 
+    /// The role in words (`leader (epoch 3)`, `follower of node-b (epoch 3)`, ...).
     public var description: String {
         switch self {
         case .starting: "starting"
