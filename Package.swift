@@ -98,7 +98,7 @@ let package = Package(
         .executableTarget(
             name: "WALBench",
             dependencies: [
-                "DurableLog", "DurableQueue", "Workload", "CLZ4", "CSQLite", "Replication", "Coordination",
+                "DurableLog", "DurableQueue", "Workload", "CLZ4", "CSQLite", "Replication", "Coordination", "ReplicatedQueue",
                 .product(name: "Histogram", package: "hdrhistogram-swift"), .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Benchmarks/WALBench"

@@ -44,6 +44,10 @@ import Foundation
         try await measure(key, messages, withCeiling: false) { try await run.run(messages: messages, directory: $0) }
     }
 
+    func replicatedQueue(_ key: String, _ run: ReplicatedQueueRun, _ messages: MessageSet) async throws {
+        try await measure(key, messages, withCeiling: false) { try await run.run(messages: messages, directory: $0) }
+    }
+
     func queue(_ key: String, _ run: QueueRun, _ messages: MessageSet) async throws {
         // A drain's records (checkouts, acks) each cover many messages: no ceiling to compare with.
         try await measure(key, messages, withCeiling: run.shape != .drain) {

@@ -135,6 +135,13 @@ for rep in 1...settings.reps {
         try await suite.engine("wal windowed c=\(c)", EngineRun(shape: .windowed, concurrency: c, messagesMax: m, secondsMax: s), events)
         try await suite.queue("queue c=\(c)", QueueRun(concurrency: c, messagesMax: m, secondsMax: s), events)
         try await suite.queue("queue windowed c=\(c)", QueueRun(shape: .windowed, concurrency: c, messagesMax: m, secondsMax: s), events)
+        if [1, 64, 1024].contains(c) {
+            // The replicated store (see ReplicatedQueueRun): publishes on the leader, and on a follower.
+            try await suite.replicatedQueue("queue replicated x3 c=\(c)",
+                                            ReplicatedQueueRun(concurrency: c, messagesMax: m, secondsMax: s), events)
+            try await suite.replicatedQueue("queue replicated x3 via follower c=\(c)",
+                                            ReplicatedQueueRun(concurrency: c, viaFollower: true, messagesMax: m, secondsMax: s), events)
+        }
         try await suite.sqlite("sqlite c=\(c)", SQLiteRun(shape: c == 1 ? .perMessage : .batched, concurrency: c,
                                                          messagesMax: m, secondsMax: s), events)
     }
