@@ -67,7 +67,7 @@ public final class ReplicatedQueueStore: Sendable {
             roles.publish(StoreRole(role))
         }
         do {
-            try PosixFileSystem().createDirectoryDurably(directory)
+            try await onOwnThread { () throws(WALError) in try PosixFileSystem().createDirectoryDurably(directory) }
         } catch {
             throw QueueError(.ioFailure, "creating the store's directory \(directory) failed: \(error.message)", log: error)
         }
