@@ -1,29 +1,29 @@
 /// Little-endian encoding for the store's records and checkpoints. Decoding never traps on bad input:
 /// a short or malformed buffer makes `ByteReader` throw, so a damaged checkpoint is reported, not served.
-struct ByteWriter {
-    var bytes: [UInt8]
+package struct ByteWriter {
+    package var bytes: [UInt8]
 
-    init(capacity: Int = 64) {
+    package init(capacity: Int = 64) {
         bytes = []
         bytes.reserveCapacity(capacity)
     }
 
-    mutating func u8(_ v: UInt8) { bytes.append(v) }
-    mutating func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
-    mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
-    mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
-    mutating func i64(_ v: Int64) { u64(UInt64(bitPattern: v)) }
-    mutating func bool(_ v: Bool) { u8(v ? 1 : 0) }
+    package mutating func u8(_ v: UInt8) { bytes.append(v) }
+    package mutating func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+    package mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+    package mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+    package mutating func i64(_ v: Int64) { u64(UInt64(bitPattern: v)) }
+    package mutating func bool(_ v: Bool) { u8(v ? 1 : 0) }
 
     /// A length-prefixed byte string.
-    mutating func blob(_ v: [UInt8]) {
+    package mutating func blob(_ v: [UInt8]) {
         u32(UInt32(v.count))
         bytes.append(contentsOf: v)
     }
 
-    mutating func string(_ v: String) { blob(Array(v.utf8)) }
+    package mutating func string(_ v: String) { blob(Array(v.utf8)) }
 
-    mutating func headers(_ h: [String: String]) {
+    package mutating func headers(_ h: [String: String]) {
         u16(UInt16(h.count))
         for (key, value) in h.sorted(by: { $0.key < $1.key }) {
             string(key)
@@ -32,18 +32,19 @@ struct ByteWriter {
     }
 }
 
-struct ByteReader {
-    struct Malformed: Error, CustomStringConvertible {
-        var description: String
+package struct ByteReader {
+    package struct Malformed: Error, CustomStringConvertible {
+        package var description: String
+        package init(description: String) { self.description = description }
     }
 
     private let bytes: UnsafeRawBufferPointer
     private(set) var offset = 0
 
-    init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+    package init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
-    var isAtEnd: Bool { offset == bytes.count }
-    var remaining: Int { bytes.count - offset }
+    package var isAtEnd: Bool { offset == bytes.count }
+    package var remaining: Int { bytes.count - offset }
 
     private mutating func take(_ n: Int) throws(Malformed) -> Int {
         guard n >= 0, n <= bytes.count - offset else {
@@ -59,25 +60,25 @@ struct ByteReader {
     }
 
     /// The next `n` bytes, for bulk decoding of fixed-size entries (valid while the input is).
-    mutating func raw(_ n: Int) throws(Malformed) -> UnsafeRawBufferPointer {
+    package mutating func raw(_ n: Int) throws(Malformed) -> UnsafeRawBufferPointer {
         let at = try take(n)
         return UnsafeRawBufferPointer(rebasing: bytes[at..<(at + n)])
     }
 
-    mutating func u8() throws(Malformed) -> UInt8 { try load(UInt8.self) }
-    mutating func u16() throws(Malformed) -> UInt16 { try load(UInt16.self) }
-    mutating func u32() throws(Malformed) -> UInt32 { try load(UInt32.self) }
-    mutating func u64() throws(Malformed) -> UInt64 { try load(UInt64.self) }
-    mutating func i64() throws(Malformed) -> Int64 { Int64(bitPattern: try load(UInt64.self)) }
-    mutating func bool() throws(Malformed) -> Bool { try u8() != 0 }
+    package mutating func u8() throws(Malformed) -> UInt8 { try load(UInt8.self) }
+    package mutating func u16() throws(Malformed) -> UInt16 { try load(UInt16.self) }
+    package mutating func u32() throws(Malformed) -> UInt32 { try load(UInt32.self) }
+    package mutating func u64() throws(Malformed) -> UInt64 { try load(UInt64.self) }
+    package mutating func i64() throws(Malformed) -> Int64 { Int64(bitPattern: try load(UInt64.self)) }
+    package mutating func bool() throws(Malformed) -> Bool { try u8() != 0 }
 
-    mutating func blob() throws(Malformed) -> [UInt8] {
+    package mutating func blob() throws(Malformed) -> [UInt8] {
         let n = Int(try u32())
         let at = try take(n)
         return Array(UnsafeRawBufferPointer(rebasing: bytes[at..<(at + n)]))
     }
 
-    mutating func string() throws(Malformed) -> String {
+    package mutating func string() throws(Malformed) -> String {
         let raw = try blob()
         guard let s = String(validating: raw, as: UTF8.self) else {
             throw Malformed(description: "a string that is not UTF-8 at offset \(offset)")
@@ -85,7 +86,7 @@ struct ByteReader {
         return s
     }
 
-    mutating func headers() throws(Malformed) -> [String: String] {
+    package mutating func headers() throws(Malformed) -> [String: String] {
         let n = Int(try u16())
         var h: [String: String] = [:]
         h.reserveCapacity(n)
@@ -96,7 +97,7 @@ struct ByteReader {
         return h
     }
 
-    mutating func expectEnd() throws(Malformed) {
+    package mutating func expectEnd() throws(Malformed) {
         guard isAtEnd else { throw Malformed(description: "\(remaining) unexpected bytes at the end") }
     }
 }
@@ -104,7 +105,7 @@ struct ByteReader {
 /// Runs a closure through an API that rethrows untyped errors (`withUnsafeBytes` and friends) while keeping
 /// the one error type the closure can throw.
 @inline(__always)
-func keepingType<E: Error, R>(_ type: E.Type, _ body: () throws -> R) throws(E) -> R {
+package func keepingType<E: Error, R>(_ type: E.Type, _ body: () throws -> R) throws(E) -> R {
     do {
         return try body()
     } catch let error as E {

@@ -1,8 +1,8 @@
 import DurableQueue
 
 /// A write made on a follower, as it travels to the leader (in a replication `request` message), and the
-/// leader's reply. Little-endian; strings and bodies are a u32 length and the bytes; headers a u16 count and
-/// the pairs in key order.
+/// leader's reply. Little-endian, with the store's own `ByteWriter` and `ByteReader` (the layout of its log
+/// records): strings and bodies are a u32 length and the bytes; headers a u16 count and the pairs in key order.
 enum StoreRequest: Equatable, Sendable {
     case publish(queue: String, message: Message, persistent: Bool)
     case append(stream: String, message: Message)
@@ -33,7 +33,7 @@ enum StoreRequest: Equatable, Sendable {
     }
 
     var encoded: [UInt8] {
-        var w = WireWriter()
+        var w = ByteWriter()
         switch self {
         case .publish(let queue, let message, let persistent):
             w.u8(Kind.publish.rawValue)
@@ -89,24 +89,27 @@ enum StoreRequest: Equatable, Sendable {
         return w.bytes
     }
 
-    init(decoding bytes: [UInt8]) throws(WireReader.Malformed) {
-        var r = WireReader(bytes)
+    init(decoding bytes: [UInt8]) throws(ByteReader.Malformed) {
+        self = try ByteReader.decodeAll(bytes) { r throws(ByteReader.Malformed) in try Self.decode(&r) }
+    }
+
+    private static func decode(_ r: inout ByteReader) throws(ByteReader.Malformed) -> StoreRequest {
         let kind = try r.u8()
         switch Kind(rawValue: kind) {
-        case .publish: self = .publish(queue: try r.string(), message: try r.message(), persistent: try r.u8() != 0)
-        case .append: self = .append(stream: try r.string(), message: try r.message())
-        case .commitOffset: self = .commitOffset(stream: try r.string(), group: try r.string(), offset: try r.u64())
-        case .registerProducer: self = .registerProducer(name: try r.string())
+        case .publish: return .publish(queue: try r.string(), message: try r.message(), persistent: try r.u8() != 0)
+        case .append: return .append(stream: try r.string(), message: try r.message())
+        case .commitOffset: return .commitOffset(stream: try r.string(), group: try r.string(), offset: try r.u64())
+        case .registerProducer: return .registerProducer(name: try r.string())
         case .producerSend:
             let producer = ProducerStamp(id: try r.u64(), epoch: try r.u32())
-            self = .producerSend(producer: producer, stream: try r.u8() != 0, target: try r.string(),
+            return .producerSend(producer: producer, stream: try r.u8() != 0, target: try r.string(),
                                  message: try r.message(), sequence: try r.u64())
-        case .lastSequence: self = .lastSequence(producer: try r.u64(), stream: try r.u8() != 0, target: try r.string())
+        case .lastSequence: return .lastSequence(producer: try r.u64(), stream: try r.u8() != 0, target: try r.string())
         case .transaction:
             let count = Int(try r.u32())
             // Each operation takes at least 5 bytes: a count larger than what is left is malformed, not a
             // reason to reserve memory.
-            guard count <= r.remaining / 5 else { throw WireReader.Malformed(description: "\(count) operations in \(r.remaining) bytes") }
+            guard count <= r.remaining / 5 else { throw ByteReader.Malformed(description: "\(count) operations in \(r.remaining) bytes") }
             var operations: [TransactionOperation] = []
             for _ in 0..<count {
                 let tag = try r.u8()
@@ -114,13 +117,12 @@ enum StoreRequest: Equatable, Sendable {
                 case 1: operations.append(.publish(queue: try r.string(), message: try r.message()))
                 case 2: operations.append(.append(stream: try r.string(), message: try r.message()))
                 case 3: operations.append(.commitOffset(stream: try r.string(), group: try r.string(), offset: try r.u64()))
-                default: throw WireReader.Malformed(description: "an unknown transaction operation \(tag)")
+                default: throw ByteReader.Malformed(description: "an unknown transaction operation \(tag)")
                 }
             }
-            self = .transaction(operations)
-        case nil: throw WireReader.Malformed(description: "an unknown request \(kind)")
+            return .transaction(operations)
+        case nil: throw ByteReader.Malformed(description: "an unknown request \(kind)")
         }
-        try r.expectEnd()
     }
 }
 
@@ -152,7 +154,7 @@ enum StoreReply: Equatable, Sendable {
     private enum Tag: UInt8 { case done = 0, registered = 0xF0, duplicate = 0xF1, sequence = 0xF2, committed = 0xF3 }
 
     var encoded: [UInt8] {
-        var w = WireWriter()
+        var w = ByteWriter()
         switch self {
         case .done(let value):
             w.u8(Tag.done.rawValue)
@@ -185,24 +187,27 @@ enum StoreReply: Equatable, Sendable {
         return w.bytes
     }
 
-    init(decoding bytes: [UInt8]) throws(WireReader.Malformed) {
-        var r = WireReader(bytes)
+    init(decoding bytes: [UInt8]) throws(ByteReader.Malformed) {
+        self = try ByteReader.decodeAll(bytes) { r throws(ByteReader.Malformed) in try Self.decode(&r) }
+    }
+
+    private static func decode(_ r: inout ByteReader) throws(ByteReader.Malformed) -> StoreReply {
         let tag = try r.u8()
         switch Tag(rawValue: tag) {
-        case .done: self = .done(try r.u64())
-        case .registered: self = .registered(id: try r.u64(), epoch: try r.u32())
+        case .done: return .done(try r.u64())
+        case .registered: return .registered(id: try r.u64(), epoch: try r.u32())
         case .duplicate:
             let has = try r.u8() != 0
             let original = try r.u64()
-            self = .duplicate(of: has ? original : nil)
+            return .duplicate(of: has ? original : nil)
         case .sequence:
             let has = try r.u8() != 0
             let sequence = try r.u64()
-            self = .sequence(has ? sequence : nil)
+            return .sequence(has ? sequence : nil)
         case .committed:
-            self = .committed(messageIDs: try r.u64s(), offsets: try r.u64s())
+            return .committed(messageIDs: try r.u64s(), offsets: try r.u64s())
         case nil:
-            guard let code = Self.code(tag) else { throw WireReader.Malformed(description: "an unknown error code \(tag)") }
+            guard let code = Self.code(tag) else { throw ByteReader.Malformed(description: "an unknown error code \(tag)") }
             let message = try r.string()
             let hasHint = try r.u8() != 0
             let hint = try r.string()
@@ -211,11 +216,10 @@ enum StoreReply: Equatable, Sendable {
             case 0: reason = nil
             case 1: reason = .refused
             case 2: reason = .leaderChanged
-            case let other: throw WireReader.Malformed(description: "an unknown abort reason \(other)")
+            case let other: throw ByteReader.Malformed(description: "an unknown abort reason \(other)")
             }
-            self = .failed(code, message, leaderHint: hasHint ? hint : nil, abortReason: reason)
+            return .failed(code, message, leaderHint: hasHint ? hint : nil, abortReason: reason)
         }
-        try r.expectEnd()
     }
 
     /// Each code's byte on the wire (never reuse one: replicas of two versions may talk).
@@ -255,58 +259,16 @@ enum StoreReply: Equatable, Sendable {
     private static func code(_ byte: UInt8) -> QueueError.Code? { codes[byte] }
 }
 
-struct WireWriter {
-    var bytes: [UInt8] = []
-
-    mutating func u8(_ v: UInt8) { bytes.append(v) }
-    mutating func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
-    mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
-    mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
-
-    mutating func blob(_ v: [UInt8]) {
-        u32(UInt32(v.count))
-        bytes.append(contentsOf: v)
-    }
-
-    mutating func string(_ v: String) { blob(Array(v.utf8)) }
-
+extension ByteWriter {
+    /// A message: its headers (a u16 count of pairs in key order), then its body.
     mutating func message(_ m: Message) {
-        u16(UInt16(m.headers.count))
-        for (key, value) in m.headers.sorted(by: { $0.key < $1.key }) {
-            string(key)
-            string(value)
-        }
+        headers(m.headers)
         blob(m.body)
     }
 }
 
-struct WireReader {
-    struct Malformed: Error, CustomStringConvertible {
-        var description: String
-    }
-
-    private let bytes: [UInt8]
-    private var offset = 0
-
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
-
-    private mutating func take(_ n: Int) throws(Malformed) -> ArraySlice<UInt8> {
-        guard n >= 0, n <= bytes.count - offset else {
-            throw Malformed(description: "needs \(n) bytes at offset \(offset), has \(bytes.count - offset)")
-        }
-        defer { offset += n }
-        return bytes[offset..<(offset + n)]
-    }
-
-    private mutating func integer<T: FixedWidthInteger>(_: T.Type) throws(Malformed) -> T {
-        let raw = try take(MemoryLayout<T>.size)
-        return raw.reversed().reduce(T(0)) { $0 << 8 | T($1) }
-    }
-
-    mutating func u8() throws(Malformed) -> UInt8 { try integer(UInt8.self) }
-    mutating func u16() throws(Malformed) -> UInt16 { try integer(UInt16.self) }
-    mutating func u32() throws(Malformed) -> UInt32 { try integer(UInt32.self) }
-    mutating func u64() throws(Malformed) -> UInt64 { try integer(UInt64.self) }
+extension ByteReader {
+    mutating func message() throws(Malformed) -> Message { Message(headers: try headers(), body: try blob()) }
 
     /// A u32 count, then that many u64s.
     mutating func u64s() throws(Malformed) -> [UInt64] {
@@ -315,28 +277,15 @@ struct WireReader {
         return try (0..<count).map { _ throws(Malformed) in try u64() }
     }
 
-    var remaining: Int { bytes.count - offset }
-
-    mutating func blob() throws(Malformed) -> [UInt8] { Array(try take(Int(try u32()))) }
-
-    mutating func string() throws(Malformed) -> String {
-        let raw = try blob()
-        guard let s = String(validating: raw, as: UTF8.self) else {
-            throw Malformed(description: "a string that is not UTF-8 before offset \(offset)")
+    /// Decodes all of `bytes` with `body`, refusing bytes left after it.
+    static func decodeAll<T>(_ bytes: [UInt8], _ body: (inout ByteReader) throws(Malformed) -> T) throws(Malformed) -> T {
+        try keepingType(Malformed.self) {
+            try bytes.withUnsafeBytes { raw in
+                var reader = ByteReader(raw)
+                let value = try body(&reader)
+                try reader.expectEnd()
+                return value
+            }
         }
-        return s
-    }
-
-    mutating func message() throws(Malformed) -> Message {
-        var headers: [String: String] = [:]
-        for _ in 0..<Int(try u16()) {
-            let key = try string()
-            headers[key] = try string()
-        }
-        return Message(headers: headers, body: try blob())
-    }
-
-    mutating func expectEnd() throws(Malformed) {
-        guard offset == bytes.count else { throw Malformed(description: "\(bytes.count - offset) unexpected bytes at the end") }
     }
 }
