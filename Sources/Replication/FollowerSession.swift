@@ -69,12 +69,23 @@ package final class FollowerSession: Sendable {
     }
     private let published: Mutex<Published>
 
-    /// Writes forwarded to the leader, waiting for its answer.
+    /// Writes and requests sent to the leader, waiting for its answer (one id space for both).
     private struct Forwards {
         var nextID: UInt64 = 1
-        var waiting: [UInt64: CheckedContinuation<Result<LSN, WALError>, Never>] = [:]
-        var requests: [UInt64: CheckedContinuation<Result<[UInt8], WALError>, Never>] = [:]
+        var waiting: [UInt64: Waiter] = [:]
         var ended = false
+    }
+
+    private enum Waiter {
+        case write(CheckedContinuation<Result<LSN, WALError>, Never>)
+        case request(CheckedContinuation<Result<[UInt8], WALError>, Never>)
+
+        func fail(_ error: WALError) {
+            switch self {
+            case .write(let c): c.resume(returning: .failure(error))
+            case .request(let c): c.resume(returning: .failure(error))
+            }
+        }
     }
     private let forwards = Mutex(Forwards())
     /// `state.committed`, readable without the lock a cut holds.
@@ -150,21 +161,7 @@ package final class FollowerSession: Sendable {
     ///   (the leader may still commit it: an idempotent producer's retry settles it), and `.notLeader` when the
     ///   session had already ended (nothing sent).
     package func forward(_ record: [UInt8]) async throws(WALError) -> LSN {
-        let send = self.send
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<LSN, WALError>, Never>) in
-            let id: UInt64? = forwards.withLock { f in
-                guard !f.ended else { return nil }
-                let id = f.nextID
-                f.nextID += 1
-                f.waiting[id] = continuation
-                return id
-            }
-            guard let id else {
-                return continuation.resume(returning: .failure(WALError(.notLeader, "the session with the leader has ended; nothing was sent")))
-            }
-            send(.forward(id: id, record: record))
-        }
-        return try result.get()
+        try await awaitAnswer(Waiter.write) { .forward(id: $0, record: record) }
     }
 
     /// Sends a request of the layer above to the leader's service and returns its reply. Suspends; blocks no
@@ -173,29 +170,46 @@ package final class FollowerSession: Sendable {
     /// - Throws: `.indeterminate` when the session ends before the reply (the leader may have carried it out),
     ///   and `.notLeader` when the session had already ended (nothing sent).
     package func request(_ body: [UInt8]) async throws(WALError) -> [UInt8] {
+        try await awaitAnswer(Waiter.request) { .request(id: $0, body: body) }
+    }
+
+    /// Sends `message(id)` and waits for the leader's answer to `id`.
+    private func awaitAnswer<T>(_ waiter: @escaping (CheckedContinuation<Result<T, WALError>, Never>) -> Waiter,
+                                _ message: (UInt64) -> ReplicationMessage) async throws(WALError) -> T {
         let send = self.send
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<[UInt8], WALError>, Never>) in
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, WALError>, Never>) in
             let id: UInt64? = forwards.withLock { f in
                 guard !f.ended else { return nil }
                 let id = f.nextID
                 f.nextID += 1
-                f.requests[id] = continuation
+                f.waiting[id] = waiter(continuation)
                 return id
             }
             guard let id else {
                 return continuation.resume(returning: .failure(WALError(.notLeader, "the session with the leader has ended; nothing was sent")))
             }
-            send(.request(id: id, body: body))
+            send(message(id))
         }
         return try result.get()
     }
 
+    /// The leader's reply to request `id`; an answer of the other kind is not one (a confused leader): the
+    /// caller learns it does not know what happened.
     private func answered(request id: UInt64, _ body: [UInt8]) {
-        forwards.withLock { $0.requests.removeValue(forKey: id) }?.resume(returning: .success(body))
+        switch forwards.withLock({ $0.waiting.removeValue(forKey: id) }) {
+        case .request(let continuation): continuation.resume(returning: .success(body))
+        case let other?: other.fail(WALError(.indeterminate, "the leader answered request \(id) as a forwarded write"))
+        case nil: break
+        }
     }
 
     private func answered(forward id: UInt64, _ outcome: ReplicationMessage.ForwardOutcome) {
-        guard let continuation = forwards.withLock({ $0.waiting.removeValue(forKey: id) }) else { return }
+        let continuation: CheckedContinuation<Result<LSN, WALError>, Never>
+        switch forwards.withLock({ $0.waiting.removeValue(forKey: id) }) {
+        case .write(let c): continuation = c
+        case let other?: return other.fail(WALError(.indeterminate, "the leader answered forwarded write \(id) as a request"))
+        case nil: return
+        }
         switch outcome {
         case .committed(let lsn): continuation.resume(returning: .success(lsn))
         case .failed(let failure, let text):
@@ -205,21 +219,13 @@ package final class FollowerSession: Sendable {
 
     /// The session ended: what was forwarded and not answered may or may not commit.
     private func endForwards() {
-        let (waiting, requests) = forwards.withLock { f in
+        let waiting = forwards.withLock { f in
             f.ended = true
-            defer {
-                f.waiting = [:]
-                f.requests = [:]
-            }
-            return (Array(f.waiting.values), Array(f.requests.values))
+            defer { f.waiting = [:] }
+            return Array(f.waiting.values)
         }
-        for continuation in waiting {
-            continuation.resume(returning: .failure(WALError(
-                .indeterminate, "the session with the leader ended before it answered a forwarded write")))
-        }
-        for continuation in requests {
-            continuation.resume(returning: .failure(WALError(
-                .indeterminate, "the session with the leader ended before it answered a request")))
+        for waiter in waiting {
+            waiter.fail(WALError(.indeterminate, "the session with the leader ended before it answered"))
         }
     }
 
