@@ -21,13 +21,15 @@ final class StoreGroup: Sendable {
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
     }
 
-    func start(_ member: String, minInsyncReplicas: Int = 2, inSyncLagTime: Duration = .milliseconds(300)) async throws {
+    func start(_ member: String, minInsyncReplicas: Int = 2, inSyncLagTime: Duration = .milliseconds(300),
+               leaseTTL: Duration = .seconds(30)) async throws {
         var replication = ReplicationOptions(member: member, listen: endpoints[member]!,
                                              peers: endpoints.filter { $0.key != member })
         replication.minInsyncReplicas = minInsyncReplicas
         replication.tick = .milliseconds(10)
-        // Real time: long enough that a loaded machine's scheduling does not make a leader step down mid-test.
-        replication.leaseTTL = .seconds(6)
+        // Real time: long enough that a loaded machine's scheduling does not make a leader step down mid-test
+        // (see ReplicaNodeTests); leases expire only by the coordinator's manual clock, which no test advances.
+        replication.leaseTTL = leaseTTL
         replication.inSyncLagTime = inSyncLagTime
         var options = StoreOptions()
         options.logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
@@ -339,7 +341,8 @@ func body(_ i: Int) -> [UInt8] { Array("message \(i)".utf8) }
 
     @Test func aLeaderWhoseStoreCannotOpenStepsDownForAnotherMember() async throws {
         let group = try StoreGroup(["alpha", "beta"])
-        for member in ["alpha", "beta"] { try await group.start(member) }
+        // A node that could not serve its term waits a lease before claiming again: a short one here.
+        for member in ["alpha", "beta"] { try await group.start(member, leaseTTL: .seconds(6)) }
         let first = try await group.leader(inSync: 2)
         let other = first == "alpha" ? "beta" : "alpha"
         try await group.store(first).leaderStore().declareQueue("orders")
@@ -348,9 +351,9 @@ func body(_ i: Int) -> [UInt8] { Array("message \(i)".utf8) }
         // The first leader's checkpoint is damaged: its store refuses to open. It leads first again (the other
         // is not running), fails, and must step down so that the other, in sync, can lead.
         try Data("not a checkpoint".utf8).write(to: URL(fileURLWithPath: "\(group.root)/\(first)/checkpoint"))
-        try await group.start(first)
+        try await group.start(first, leaseTTL: .seconds(6))
         _ = try await eventually { (try? await group.coordinator.read().state?.epoch ?? 0) ?? 0 >= 3 ? true : nil }
-        try await group.start(other)
+        try await group.start(other, leaseTTL: .seconds(6))
         let serving = try await eventually { () async -> String? in
             guard case .leader = group.store(other).role, (try? await group.store(other).leaderStore()) != nil else { return nil }
             return other

@@ -44,14 +44,16 @@ final class TestCluster: Sendable {
     let ports = Mutex<[String: Int]>([:])
     let nodes = Mutex<[String: (node: ReplicaNode, task: Task<(any Error)?, Never>)]>([:])
 
-    func start(_ name: String) async throws {
+    func start(_ name: String, leaseTTL: Duration = .seconds(30)) async throws {
         var configuration = ReplicaNode.Configuration(
             member: name, directory: dir.sub(name), options: testOptions, listen: .init(host: "127.0.0.1", port: 0),
             resolve: { [weak self] member in self?.ports.withLock { $0[member] }.map { .init(host: "127.0.0.1", port: $0) } })
         configuration.tick = .milliseconds(10)
         // A leader steps down after two thirds of this without a renewal (real time): long enough that a loaded
-        // CI machine's scheduling does not make it step down mid-test. Leases expire only by `clock` in memory.
-        configuration.leaseTTL = .seconds(6)
+        // CI machine, whose tests block the cooperative pool's two threads with file I/O now and then, does not
+        // delay a renewal that long (a 6 s lease did, once, mid-failover). Leases expire only by `clock` in
+        // memory, so a long one slows no failover here; the test of a lost lease passes its own.
+        configuration.leaseTTL = leaseTTL
         configuration.inSyncLagTime = .milliseconds(300)
         let node = ReplicaNode(configuration: configuration, coordinator: coordinatorFor(name), group: group)
         let task = Task { await node.run() }
@@ -201,7 +203,7 @@ func eventually(seconds: Double = 20, sourceLocation: SourceLocation = #_sourceL
     /// leases have lapsed, the group elects again and confirms again.
     @Test func aLeaderThatCannotRenewItsLeaseStepsDownAndTheGroupRecovers() async throws {
         let cluster = TestCluster()
-        for name in ["alpha", "beta", "gamma"] { try await cluster.start(name) }
+        for name in ["alpha", "beta", "gamma"] { try await cluster.start(name, leaseTTL: .seconds(6)) }
         let first = try await cluster.awaitInSync(3)
         let log = try #require(first.node.leaderLog)
         _ = try await log.append(record(5, 0))
