@@ -20,8 +20,14 @@ package enum ReplicaRejoinMarker {
 
     /// Writes the marker durably (its text says what was cut, for people).
     static func write(_ cut: RecoveryReport.Cut, directory: String, fileSystem: any FileSystem) throws(WALError) {
-        let text = "cut LSN \(cut.firstLostLSN) on, vouched for through \(cut.laterWatermark), at byte \(cut.offset) of \(cut.path)\n"
-        try SmallFile.replace(Array(text.utf8), name: fileName, directory: directory, fileSystem: fileSystem)
+        try write(reason: "cut LSN \(cut.firstLostLSN) on, vouched for through \(cut.laterWatermark), at byte \(cut.offset) of \(cut.path)",
+                  directory: directory, fileSystem: fileSystem)
+    }
+
+    /// Writes the marker durably for another loss of records the replica may have acknowledged (`reason`
+    /// says which, for people).
+    package static func write(reason: String, directory: String, fileSystem: any FileSystem) throws(WALError) {
+        try SmallFile.replace(Array((reason + "\n").utf8), name: fileName, directory: directory, fileSystem: fileSystem)
     }
 
     /// Removes the marker durably (once the replica has its new incarnation).

@@ -102,6 +102,18 @@ enum Checkpoint {
         w.u8(e.deathReason)
     }
 
+    /// The LSN a checkpoint's header says it covers (the rest of the file unchecked).
+    static func coveredLSN(_ bytes: [UInt8]) throws(ByteReader.Malformed) -> UInt64 {
+        try keepingType(ByteReader.Malformed.self) {
+            try bytes.withUnsafeBytes { raw throws(ByteReader.Malformed) in
+                var header = ByteReader(raw)
+                guard try header.u32() == magic else { throw .init(description: "not a checkpoint (bad magic)") }
+                _ = try header.u32()
+                return try header.u64()
+            }
+        }
+    }
+
     static func decode(_ bytes: UnsafeRawBufferPointer) throws(ByteReader.Malformed) -> StoreState {
         var header = ByteReader(bytes)
         guard try header.u32() == magic else { throw .init(description: "not a checkpoint (bad magic)") }

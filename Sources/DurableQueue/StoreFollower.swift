@@ -86,6 +86,42 @@ package final class StoreFollower: Sendable {
         }
     }
 
+    // MARK: - Snapshots
+
+    /// The checkpoint in `directory` (a leader's, to send to a replica behind its log's first segment) and the
+    /// LSN it covers through; nil when there is none. Only the header is read here: the replica that installs
+    /// it checks the whole file.
+    ///
+    /// - Throws: `.corruption` when the file's header is not a checkpoint's; I/O errors.
+    package static func latestCheckpoint(directory: String,
+                                         fileSystem: any FileSystem = PosixFileSystem()) throws(WALError) -> (bytes: [UInt8], covers: LSN)? {
+        guard let bytes = try Checkpoint.read(directory: directory, fileSystem: fileSystem) else { return nil }
+        do throws(ByteReader.Malformed) {
+            return (bytes, LSN(try Checkpoint.coveredLSN(bytes)))
+        } catch {
+            throw WALError(.corruption, "the checkpoint's header is damaged: \(error)", path: "\(directory)/\(Checkpoint.fileName)")
+        }
+    }
+
+    /// Replaces this replica's checkpoint with `bytes`, its leader's checkpoint through `covers`, durably; the
+    /// copy starts again from it. Checks the whole file (its checksum, its structure, its LSN) first: nothing
+    /// is replaced by bytes that do not decode.
+    ///
+    /// - Throws: `.corruption` when the bytes are not a checkpoint through `covers`; I/O errors.
+    package func install(checkpoint bytes: [UInt8], covers: LSN) throws(WALError) {
+        let decoded: StoreState
+        do throws(ByteReader.Malformed) {
+            decoded = try keepingType(ByteReader.Malformed.self) { try bytes.withUnsafeBytes { try Checkpoint.decode($0) } }
+        } catch {
+            throw WALError(.corruption, "a leader's checkpoint does not decode: \(error)")
+        }
+        guard decoded.appliedLSN == covers.rawValue else {
+            throw WALError(.corruption, "a leader's checkpoint covers LSN \(decoded.appliedLSN), not \(covers) as sent")
+        }
+        try Checkpoint.write(bytes, directory: directory, fileSystem: fileSystem)
+        copy.withLock { $0 = Copy() }
+    }
+
     /// The copy, handed to a store about to serve on this replica; the follower starts again from the
     /// checkpoint after it.
     func take() -> (state: StoreState, checkpointLSN: UInt64)? {

@@ -1,5 +1,6 @@
 import DurableLog
 import DurableQueue
+import LogFormat
 import Logging
 import Replication
 import Synchronization
@@ -45,6 +46,12 @@ final class FollowerApplier: Sendable {
                 }
             }
         }
+    }
+
+    /// Replaces the copy with a leader's checkpoint (`StoreFollower.install`), once no catch-up runs: one in
+    /// progress would put back the copy it started from.
+    func install(_ bytes: [UInt8], covers: LSN) throws(WALError) {
+        try leading.withLock { _ throws(WALError) in try follower.install(checkpoint: bytes, covers: covers) }
     }
 
     /// This node now leads: returns once no catch-up runs, and none starts until `resume`.

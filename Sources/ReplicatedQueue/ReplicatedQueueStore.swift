@@ -62,6 +62,7 @@ public final class ReplicatedQueueStore: Sendable {
         configuration.inSyncLagTime = replication.inSyncLagTime
         configuration.tick = replication.tick
         configuration.leaderService = leadership
+        configuration.snapshots = StoreSnapshots(directory: directory, applier: leadership.applier)
         configuration.roleObserver = { [roles, logger] role in
             logger.info("role: \(StoreRole(role))")
             roles.publish(StoreRole(role))

@@ -23,9 +23,13 @@ package final class FollowerSession: Sendable {
         package var replica: ReplicaIdentity
         /// The epoch of the leader this follower accepted: frames of a newer epoch are refused.
         package var leaderEpoch: UInt64
+        /// Where a snapshot from the leader goes (nil: a snapshot ends the session; this follower can then
+        /// never catch up once its leader deleted the records it lacks).
+        package var snapshots: (any StateSnapshots)?
 
         package init(directory: String, options: LogOptions, fileSystem: any FileSystem = PosixFileSystem(),
-                     replica: ReplicaIdentity, leaderEpoch: UInt64) {
+                     replica: ReplicaIdentity, leaderEpoch: UInt64, snapshots: (any StateSnapshots)? = nil) {
+            self.snapshots = snapshots
             self.directory = directory
             self.options = options
             self.fileSystem = fileSystem
@@ -52,6 +56,11 @@ package final class FollowerSession: Sendable {
         /// the leader tells): a cut below it is refused.
         var committed: LSN
         var cuts = 0
+        /// Whether frames came in this exchange (a snapshot may come only instead of them).
+        var tookFrames = false
+        /// The parts of a snapshot received so far.
+        var incoming: (description: ReplicationMessage.SnapshotPart, bytes: [UInt8])?
+        var installs = 0
     }
 
     private let configuration: Configuration
@@ -66,6 +75,7 @@ package final class FollowerSession: Sendable {
         var history: EpochHistory
         var phase: Phase
         var cuts: Int
+        var installs: Int
     }
     private let published: Mutex<Published>
 
@@ -96,7 +106,7 @@ package final class FollowerSession: Sendable {
 
     /// Copies what observers read out of `s`. Called with `state`'s lock held, after each change.
     private func publish(_ s: State) {
-        published.withLock { $0 = Published(log: s.log, history: s.history, phase: s.phase, cuts: s.cuts) }
+        published.withLock { $0 = Published(log: s.log, history: s.history, phase: s.phase, cuts: s.cuts, installs: s.installs) }
     }
 
     /// A session over `log` (a follower's log, open), with its epoch history from the log's directory (entries
@@ -109,7 +119,7 @@ package final class FollowerSession: Sendable {
         history.truncate(from: log.durableLSN.next)
         state = Mutex(State(log: log, history: history, committed: log.lastFrameWatermark))
         committedLSN.store(log.lastFrameWatermark.rawValue, ordering: .relaxed)
-        published = Mutex(Published(log: log, history: history, phase: .rejoining, cuts: 0))
+        published = Mutex(Published(log: log, history: history, phase: .rejoining, cuts: 0, installs: 0))
     }
 
     /// The follower's log now (a cut closes it and opens it again).
@@ -126,6 +136,8 @@ package final class FollowerSession: Sendable {
     }
     /// How many times the exchange cut the log.
     package var cuts: Int { published.withLock { $0.cuts } }
+    /// How many snapshots the session installed.
+    package var installs: Int { published.withLock { $0.installs } }
 
     /// Opens the exchange: says who this follower is and where its log ends, once every run an earlier
     /// session accepted is durable (blocks until then).
@@ -147,6 +159,7 @@ package final class FollowerSession: Sendable {
         case .refuse(let reason, let text): end(.refusedByLeader(reason, text), tell: false)
         case .forwarded(let id, let outcome): answered(forward: id, outcome)
         case .reply(let id, let body): answered(request: id, body)
+        case .snapshot(let part): take(part)
         case .hello, .follow, .durable, .forward, .request: end(.refused(.protocolViolation, "a leader's side sent \(message)"), tell: true)
         }
     }
@@ -286,6 +299,78 @@ package final class FollowerSession: Sendable {
         return options
     }
 
+    // MARK: - A snapshot
+
+    /// One part of the leader's snapshot, sent instead of frames because this log ends before the leader's
+    /// first segment. Once all parts are here, the snapshot is installed (the log closed, replaced by an empty
+    /// one that starts at the leader's first segment, the layer's state by the snapshot: `SnapshotInstall`)
+    /// and the exchange starts again from the new start. Lock held through the install, as through a cut.
+    private func take(_ part: ReplicationMessage.SnapshotPart) {
+        enum Next { case wait, hello(ReplicationMessage.Hello), end(Ending) }
+        let next: Next = state.withLock { s in
+            func violation(_ why: String) -> Next { .end(.refused(.protocolViolation, why)) }
+            guard case .following = s.phase, !s.tookFrames else { return violation("a snapshot part out of turn") }
+            guard let snapshots = configuration.snapshots else {
+                return violation("this follower takes no snapshot, and its log ends before its leader's first segment")
+            }
+            guard part.firstLSN > s.log.durableLSN.next else {
+                return violation("a snapshot for a log that starts at \(part.firstLSN); this one already ends at \(s.log.durableLSN.next)")
+            }
+            guard part.covers.next >= part.firstLSN else {
+                return violation("a snapshot through \(part.covers) for a log that starts at \(part.firstLSN)")
+            }
+            var incoming = s.incoming ?? (part, [])
+            guard part.describesSameSnapshot(as: incoming.description), part.offset == UInt64(incoming.bytes.count) else {
+                return violation("a snapshot part that does not continue the parts before it")
+            }
+            incoming.bytes.append(contentsOf: part.bytes)
+            guard UInt64(incoming.bytes.count) == part.totalBytes else {
+                s.incoming = incoming
+                return .wait
+            }
+            s.incoming = nil
+            do throws(WALError) {
+                try install(&s, part, state: incoming.bytes, snapshots: snapshots)
+            } catch {
+                return .end(.refused(.logFailed, "the snapshot's install failed: \(error)"))
+            }
+            return .hello(hello(s))
+        }
+        switch next {
+        case .wait: break
+        case .hello(let h): send(.hello(h))
+        case .end(let ending): end(ending, tell: true)
+        }
+    }
+
+    /// Installs a whole snapshot and opens the new log. Lock held. A failure part way leaves the install's
+    /// marker, and the next open of the replica deletes its log; an empty log is opened here if that works.
+    private func install(_ s: inout State, _ part: ReplicationMessage.SnapshotPart, state: [UInt8],
+                         snapshots: any StateSnapshots) throws(WALError) {
+        let options = logOptions(identity: s.log.identity)
+        let directory = configuration.directory, fileSystem = configuration.fileSystem
+        try s.log.close()
+        do throws(WALError) {
+            try SnapshotInstall.install(part, state: state, directory: directory, options: options,
+                                        fileSystem: fileSystem, snapshots: snapshots)
+        } catch {
+            if (try? SnapshotInstall.finishInterrupted(directory: directory, fileSystem: fileSystem)) != nil,
+               let empty = try? WriteAheadLog.open(directory: directory, options: options, fileSystem: fileSystem) {
+                s.log = empty
+                s.history = EpochHistory()
+                publish(s)
+            }
+            throw error
+        }
+        s.log = try WriteAheadLog.open(directory: directory, options: options, fileSystem: fileSystem)
+        s.history = try EpochHistory.load(directory: directory, fileSystem: fileSystem)
+        s.committed = max(s.committed, part.covers)
+        committedLSN.store(s.committed.rawValue, ordering: .relaxed)
+        s.installs += 1
+        s.phase = .rejoining
+        publish(s)
+    }
+
     // MARK: - Frames
 
     /// Runs are handed over one at a time (each connection's messages arrive on one queue), so the run is
@@ -293,7 +378,10 @@ package final class FollowerSession: Sendable {
     /// (the leader's window bounds what arrives meanwhile) must not hold the lock the session's observers read.
     private func take(_ run: ShippedFrames, committed: LSN) {
         let prepared: Result<(WriteAheadLog, ShippedFrames.Verified), Ending> = state.withLock { s in
-            guard case .following = s.phase else { return .failure(.refused(.protocolViolation, "frames before the exchange ended")) }
+            guard case .following = s.phase, s.incoming == nil else {
+                return .failure(.refused(.protocolViolation, "frames before the exchange ended"))
+            }
+            s.tookFrames = true
             s.committed = max(s.committed, committed)
             committedLSN.store(s.committed.rawValue, ordering: .relaxed)
             do throws(WALError) {

@@ -11,7 +11,7 @@ import Synchronization
 /// Reading frames to ship is a `pread` of bytes the log just wrote (in the page cache unless the follower is
 /// far behind): call `receive` and `pump` from a thread of your own, not Swift's cooperative pool.
 package final class LeaderSession: Sendable {
-    private enum Phase { case awaitingHello, exchanging, shipping, ended }
+    private enum Phase { case awaitingHello, exchanging, installing, shipping, ended }
 
     private struct InFlight {
         var end: LSN
@@ -36,6 +36,8 @@ package final class LeaderSession: Sendable {
     private let runBytesMax: Int
     private let send: @Sendable (ReplicationMessage) -> Void
     private let requests: (@Sendable ([UInt8]) async -> [UInt8])?
+    private let snapshots: (any StateSnapshots)?
+    private let snapshotPartBytes: Int
     private let state = Mutex(State())
 
     /// - Parameters:
@@ -45,11 +47,17 @@ package final class LeaderSession: Sendable {
     ///   - runBytesMax: the largest run of frames in one message (one frame more when a frame is larger).
     ///   - requests: carries out a request of the layer above and returns its reply (nil: a request ends the
     ///     session as a protocol violation).
+    ///   - snapshots: the layer's snapshots, sent to a follower whose log ends before this log's first segment
+    ///     (nil: such a follower is refused).
+    ///   - snapshotPartBytes: the most state bytes in one snapshot message.
     package init(log: WriteAheadLog, history: EpochHistory, epoch: UInt64, tracker: InSyncTracker,
                  windowBytes: Int = 4 << 20, runBytesMax: Int = 256 << 10,
                  requests: (@Sendable ([UInt8]) async -> [UInt8])? = nil,
+                 snapshots: (any StateSnapshots)? = nil, snapshotPartBytes: Int = 1 << 20,
                  send: @escaping @Sendable (ReplicationMessage) -> Void) {
         self.requests = requests
+        self.snapshots = snapshots
+        self.snapshotPartBytes = max(1, snapshotPartBytes)
         self.log = log
         self.history = history
         self.epoch = epoch
@@ -79,7 +87,7 @@ package final class LeaderSession: Sendable {
         case .refuse(let reason, let text): state.withLock { s in s.phase = .ended; s.refusal = (reason, text) }
         case .forward(let id, let record): forwarded(id, record)
         case .request(let id, let body): requested(id, body)
-        case .epochEnd, .frames, .forwarded, .reply: refuse(.protocolViolation, "a follower's side sent \(message)")
+        case .epochEnd, .frames, .forwarded, .reply, .snapshot: refuse(.protocolViolation, "a follower's side sent \(message)")
         }
     }
 
@@ -125,7 +133,8 @@ package final class LeaderSession: Sendable {
         let writtenEnd = log.segments.last?.endLSN ?? log.durableLSN.next
         let answer = hello.lastEpoch.flatMap { history.end(ofEpochAtMost: $0, logEnd: writtenEnd) }
         let proceed: Bool = state.withLock { s in
-            guard s.phase == .awaitingHello || s.phase == .exchanging else { return false }
+            // Again after a snapshot: the follower installed it and asks from its new start.
+            guard s.phase == .awaitingHello || s.phase == .exchanging || s.phase == .installing else { return false }
             s.phase = .exchanging
             s.follower = ReplicaIdentity(member: hello.member, incarnation: hello.incarnation)
             return true
@@ -135,6 +144,7 @@ package final class LeaderSession: Sendable {
     }
 
     private func follow(from: LSN) {
+        if from < log.start.firstLSN { return sendSnapshot(from: from) }
         let position: ShipPosition
         do { position = try log.shipPosition(for: from) } catch {
             return refuse(.protocolViolation, "the follower's log does not end where a frame of this log ends: \(error)")
@@ -149,6 +159,51 @@ package final class LeaderSession: Sendable {
         guard proceed else { return refuse(.protocolViolation, "follow before the exchange") }
         if let follower { tracker.report(follower, durableBefore: from) }
         pump()
+    }
+
+    /// The follower's log ends before this log's first segment: the records it lacks are gone from here, so it
+    /// is sent the layer's snapshot, which covers them, and where this log starts. It installs that and says
+    /// hello again. (A follower in the in-sync set is never this far behind: it holds everything committed, and
+    /// segments go only below a snapshot of committed records.)
+    private func sendSnapshot(from: LSN) {
+        guard let snapshots else {
+            return refuse(.protocolViolation, "the follower's log ends at \(from), before this leader's first segment "
+                          + "(LSN \(log.start.firstLSN)), and this leader has no snapshot to send in its place")
+        }
+        // A checkpoint and the truncation after it can come between reading the snapshot and the log's start:
+        // read both again until the snapshot covers every record the log no longer holds.
+        var found: (bytes: [UInt8], covers: LSN, start: (segmentID: SegmentID, firstLSN: LSN))?
+        do throws(WALError) {
+            for _ in 0..<3 {
+                guard let latest = try snapshots.latest() else { break }
+                let start = log.start
+                if latest.covers.next >= start.firstLSN {
+                    found = (latest.bytes, latest.covers, start)
+                    break
+                }
+            }
+        } catch {
+            return refuse(.protocolViolation, "the leader cannot read its snapshot: \(error)")
+        }
+        guard let found else {
+            return refuse(.protocolViolation, "no snapshot of this leader covers the records before its first segment")
+        }
+        let proceed: Bool = state.withLock { s in
+            guard s.phase == .exchanging else { return false }
+            s.phase = .installing
+            return true
+        }
+        guard proceed else { return refuse(.protocolViolation, "follow before the exchange") }
+        let epochs = history.entries.filter { $0.firstLSN < found.start.firstLSN }
+        let total = found.bytes.count
+        var offset = 0
+        repeat {
+            let end = min(total, offset + snapshotPartBytes)
+            send(.snapshot(.init(segmentID: found.start.segmentID, firstLSN: found.start.firstLSN, covers: found.covers,
+                                 epochs: epochs, totalBytes: UInt64(total), offset: UInt64(offset),
+                                 bytes: Array(found.bytes[offset..<end]))))
+            offset = end
+        } while offset < total
     }
 
     private func acknowledged(_ end: LSN) {

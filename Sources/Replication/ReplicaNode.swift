@@ -43,6 +43,9 @@ package final class ReplicaNode: Sendable {
         package var leaderService: (any LeaderService)?
         /// Told every change of `role` (on the node's task; keep it short).
         package var roleObserver: (@Sendable (Role) -> Void)?
+        /// The layer's snapshots: sent, while this node leads, to a follower whose log ends before the leader's
+        /// first segment, and installed while it follows (nil: such a follower cannot catch up).
+        package var snapshots: (any StateSnapshots)?
 
         package init(member: String, directory: String, options: LogOptions, listen: Address,
                      resolve: @escaping @Sendable (String) -> Address?) {
@@ -217,7 +220,11 @@ package final class ReplicaNode: Sendable {
         let listener: ReplicationListener
         let lease: LeaseHolder
         do {
-            let incarnation = try await onOwnThread { () throws(WALError) in try Incarnation.loadOrCreate(directory: directory) }
+            let incarnation = try await onOwnThread { () throws(WALError) in
+                // An install a crash interrupted is undone first: its new incarnation is taken here.
+                try SnapshotInstall.finishInterrupted(directory: directory)
+                return try Incarnation.loadOrCreate(directory: directory)
+            }
             let identity = ReplicaIdentity(member: configuration.member, incarnation: incarnation)
             state.withLock { $0.identity = identity }
             listener = try await ReplicationListener.bind(host: configuration.listen.host, port: configuration.listen.port,
@@ -409,7 +416,7 @@ package final class ReplicaNode: Sendable {
         let session = LeaderSession(log: leading.log, history: leading.history, epoch: leading.epoch,
                                     tracker: leading.tracker, windowBytes: min(4 << 20, configuration.options.pendingBytesMax),
                                     runBytesMax: min(256 << 10, configuration.options.pendingBytesMax / 4),
-                                    requests: requests,
+                                    requests: requests, snapshots: configuration.snapshots,
                                     send: connection.send)
         let peer = Peer(session: session, connection: connection)
         leading.peers.withLock { $0.append(peer) }
@@ -429,9 +436,11 @@ package final class ReplicaNode: Sendable {
         options.isReplica = true
         options.identity = logIdentity
         options.confirmsWaitForReplicas = false
-        let directory = configuration.directory
+        let directory = configuration.directory, snapshots = configuration.snapshots
         let logOptions = options
         let (log, incarnation) = try await onOwnThread { () throws(WALError) -> (WriteAheadLog, UInt64) in
+            // A snapshot install that failed in an earlier session is undone before the log opens.
+            try SnapshotInstall.finishInterrupted(directory: directory)
             let log = try WriteAheadLog.open(directory: directory, options: logOptions)
             do throws(WALError) {
                 // A new incarnation when this open cut records the replica may have acknowledged.
@@ -456,7 +465,8 @@ package final class ReplicaNode: Sendable {
             // The session reads the epoch history file: off the cooperative pool.
             session = try await onOwnThread { () throws(WALError) in
                 try FollowerSession(
-                    log: log, configuration: .init(directory: directory, options: logOptions, replica: me, leaderEpoch: epoch),
+                    log: log, configuration: .init(directory: directory, options: logOptions, replica: me, leaderEpoch: epoch,
+                                                   snapshots: snapshots),
                     send: connection.send)
             }
         } catch {

@@ -28,6 +28,43 @@ package enum ReplicationMessage: Equatable, Sendable {
     case request(id: UInt64, body: [UInt8])
     /// Leader -> follower: the service's reply to request `id`, opaque to replication.
     case reply(id: UInt64, body: [UInt8])
+    /// Leader -> follower, in answer to a `follow` from before the leader's first segment: one part of the state
+    /// of the layer above that stands in for the records the leader no longer holds, in order.
+    case snapshot(SnapshotPart)
+
+    /// One part of a snapshot: where the follower's log is to start, what the state covers, and `bytes` of the
+    /// state at `offset`. Every part repeats the description, so the follower checks that they agree.
+    package struct SnapshotPart: Equatable, Sendable {
+        /// The leader's first segment, where the follower's log starts (empty).
+        package var segmentID: SegmentID
+        /// The LSN of that segment's first record.
+        package var firstLSN: LSN
+        /// The state holds the effect of every record through this LSN (at least `firstLSN - 1`).
+        package var covers: LSN
+        /// The leader's epoch history before `firstLSN`: the follower's own from then on.
+        package var epochs: [EpochHistory.Entry]
+        /// The state's size in bytes, and where this part's bytes lie in it.
+        package var totalBytes: UInt64
+        package var offset: UInt64
+        package var bytes: [UInt8]
+
+        package init(segmentID: SegmentID, firstLSN: LSN, covers: LSN, epochs: [EpochHistory.Entry],
+                     totalBytes: UInt64, offset: UInt64, bytes: [UInt8]) {
+            self.segmentID = segmentID
+            self.firstLSN = firstLSN
+            self.covers = covers
+            self.epochs = epochs
+            self.totalBytes = totalBytes
+            self.offset = offset
+            self.bytes = bytes
+        }
+
+        /// Whether `other` describes the same snapshot.
+        package func describesSameSnapshot(as other: SnapshotPart) -> Bool {
+            segmentID == other.segmentID && firstLSN == other.firstLSN && covers == other.covers
+                && epochs == other.epochs && totalBytes == other.totalBytes
+        }
+    }
 
     /// What became of a forwarded write.
     package enum ForwardOutcome: Equatable, Sendable {
@@ -129,7 +166,7 @@ extension ReplicationMessage {
 
     private enum Kind: UInt8 {
         case hello = 1, epochEnd = 2, follow = 3, frames = 4, durable = 5, refuse = 6, forward = 7, forwarded = 8,
-             request = 9, reply = 10
+             request = 9, reply = 10, snapshot = 11
     }
 
     /// Appends the encoded message to `out`.
@@ -189,6 +226,20 @@ extension ReplicationMessage {
             out.appendLE(id)
             out.appendLE(UInt32(body.count))
             out.append(contentsOf: body)
+        case .snapshot(let part):
+            out.append(Kind.snapshot.rawValue)
+            out.appendLE(part.segmentID.rawValue)
+            out.appendLE(part.firstLSN.rawValue)
+            out.appendLE(part.covers.rawValue)
+            out.appendLE(UInt32(part.epochs.count))
+            for entry in part.epochs {
+                out.appendLE(entry.epoch)
+                out.appendLE(entry.firstLSN.rawValue)
+            }
+            out.appendLE(part.totalBytes)
+            out.appendLE(part.offset)
+            out.appendLE(UInt32(part.bytes.count))
+            out.append(contentsOf: part.bytes)
         }
         let crc = out.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(start + 4)...])) }
         out.appendLE(crc)
@@ -266,6 +317,21 @@ extension ReplicationMessage {
         case .reply:
             let id = try reader.u64()
             message = .reply(id: id, body: try reader.bytes(Int(try reader.u32())))
+        case .snapshot:
+            let segment = SegmentID(try reader.u64())
+            let first = LSN(try reader.u64())
+            let covers = LSN(try reader.u64())
+            let count = Int(try reader.u32())
+            guard count <= reader.remaining / 16 else { throw ReplicationWireError("\(count) epochs in a snapshot part") }
+            var epochs: [EpochHistory.Entry] = []
+            for _ in 0..<count { epochs.append(.init(epoch: try reader.u64(), firstLSN: LSN(try reader.u64()))) }
+            let total = try reader.u64(), offset = try reader.u64()
+            let bytes = try reader.bytes(Int(try reader.u32()))
+            guard offset <= total, UInt64(bytes.count) <= total - offset else {
+                throw ReplicationWireError("a snapshot part of \(bytes.count) bytes at \(offset) of \(total)")
+            }
+            message = .snapshot(SnapshotPart(segmentID: segment, firstLSN: first, covers: covers, epochs: epochs,
+                                             totalBytes: total, offset: offset, bytes: bytes))
         }
         guard reader.isAtEnd else { throw ReplicationWireError("\(reader.remaining) bytes after a \(kind) message") }
         return (message, lengthBytes + length)

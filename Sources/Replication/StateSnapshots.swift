@@ -1,0 +1,21 @@
+import DurableLog
+import LogFormat
+
+/// The state of the layer above a replicated log (a store's checkpoint), as replication moves it: how a replica
+/// that is behind its leader's first segment catches up. A leader deletes segments once its layer's checkpoint
+/// covers them, so a new or wiped replica, or one that was away long, is sent the checkpoint in their place and
+/// then the frames from the leader's first segment on (Raft's InstallSnapshot).
+///
+/// Both calls block on files: replication calls them from threads of its own.
+package protocol StateSnapshots: Sendable {
+    /// Leader: the layer's latest durable snapshot, and the LSN through which it holds the effect of every
+    /// record; nil when there is none. It must cover every record the log deleted: a log deletes segments only
+    /// below a snapshot the layer already made durable.
+    func latest() throws(WALError) -> (bytes: [UInt8], covers: LSN)?
+
+    /// Follower: replaces the layer's state with `bytes`, a leader's snapshot through `covers`, durably; what
+    /// the layer held before is dropped. Checks the bytes before anything is replaced.
+    ///
+    /// - Throws: `.corruption` when the bytes are not a snapshot through `covers`; I/O errors.
+    func install(_ bytes: [UInt8], covers: LSN) throws(WALError)
+}
