@@ -41,6 +41,7 @@ package enum SnapshotInstall {
     /// incarnation to be taken at `Incarnation.loadOrCreate`). Returns whether there was one.
     @discardableResult
     package static func finishInterrupted(directory: String, fileSystem: any FileSystem = PosixFileSystem()) throws(WALError) -> Bool {
+        try fileSystem.createDirectoryDurably(directory)
         guard try fileSystem.list(directory).contains(markerName) else { return false }
         try WriteAheadLog.removeLogFiles(directory: directory, fileSystem: fileSystem)
         try ReplicaRejoinMarker.write(reason: "a snapshot install was interrupted; the log was deleted",

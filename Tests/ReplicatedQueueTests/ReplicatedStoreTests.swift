@@ -22,7 +22,7 @@ final class StoreGroup: Sendable {
     }
 
     func start(_ member: String, minInsyncReplicas: Int = 2, inSyncLagTime: Duration = .milliseconds(300),
-               leaseTTL: Duration = .seconds(30)) async throws {
+               leaseTTL: Duration = .seconds(30), smallSegments: Bool = false) async throws {
         var replication = ReplicationOptions(member: member, listen: endpoints[member]!,
                                              peers: endpoints.filter { $0.key != member })
         replication.minInsyncReplicas = minInsyncReplicas
@@ -33,6 +33,13 @@ final class StoreGroup: Sendable {
         replication.inSyncLagTime = inSyncLagTime
         var options = StoreOptions()
         options.logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+        if smallSegments {
+            // Segments of 64 KiB, so that a few hundred messages fill several and a checkpoint deletes some.
+            options.log.segmentBytes = 64 << 10
+            options.log.frameBytesMax = 8 << 10
+            options.log.recordBytesMax = (8 << 10) - 4
+            options.log.pendingBytesMax = 64 << 10
+        }
         let store = try await ReplicatedQueueStore.start(directory: "\(root)/\(member)", options: options,
                                                          replication: replication, coordinator: coordinator)
         stores.withLock { $0[member] = store }
@@ -154,6 +161,65 @@ func body(_ i: Int) -> [UInt8] { Array("message \(i)".utf8) }
         let redelivered = Set(received.filter(\.value).keys)
         #expect(redelivered.isSuperset(of: 5..<10) && redelivered.isSubset(of: 5..<15), "\(redelivered.sorted())")
         #expect(next.queueInfo("orders")?.ready == 0)
+        await group.shutdown()
+    }
+
+    /// A follower's disk is wiped while the leader takes messages, acks most and deletes the segments its
+    /// checkpoint covers. The replica comes back empty, behind the leader's first segment: it installs the
+    /// leader's checkpoint, takes the frames from there and joins the in-sync set. Then the third member goes
+    /// (and leaves the set), then the leader: the wiped replica is the only one that may lead, and it serves
+    /// every message not acked once the third is back.
+    @Test func aWipedReplicaCatchesUpFromTheLeadersCheckpointAndLeadsWithEveryMessage() async throws {
+        let members = ["alpha", "beta", "gamma"]
+        let group = try StoreGroup(members)
+        for member in members { try await group.start(member, smallSegments: true) }
+        let first = try await group.leader(inSync: 3)
+        let wiped = try #require(members.first { $0 != first })
+        let other = try #require(members.first { $0 != first && $0 != wiped })
+        await group.stop(wiped)
+        try FileManager.default.removeItem(atPath: "\(group.root)/\(wiped)")
+
+        let store = try await group.store(first).leaderStore()
+        try await store.declareQueue("orders")
+        func payload(_ i: Int) -> [UInt8] { body(i) + [UInt8](repeating: UInt8(i % 251), count: 1_000) }
+        var ids: [MessageID] = []
+        for i in 0..<300 { ids.append(try await store.publish(to: "orders", Message(body: payload(i)))) }
+        let consumer = try store.consume(queue: "orders", prefetch: 20)
+        var iterator = consumer.deliveries.makeAsyncIterator()
+        for _ in 0..<280 {
+            let delivery = try #require(try await iterator.next())
+            try await consumer.ack(delivery.tag)
+        }
+        try await store.reclaim()
+        #expect(store.diskUsage.firstLSN.rawValue > ids[100].rawValue, "the leader deleted the segments of acked messages")
+
+        try await group.start(wiped, smallSegments: true)
+        let last = try #require(ids.last).rawValue
+        _ = try await eventually { () async -> Bool? in
+            guard let state = try? await group.coordinator.read().state, state.inSync.count == 3,
+                  group.store(wiped).followerAppliedLSN.rawValue >= last else { return nil }
+            return true
+        }
+        let segments = try FileManager.default.contentsOfDirectory(atPath: "\(group.root)/\(wiped)/wal").filter { $0.hasSuffix(".wal") }
+        #expect(!segments.contains("00000000000000000001.wal"), "it started at the leader's first segment: \(segments.sorted())")
+
+        await group.stop(other)
+        _ = try await eventually { () async -> Bool? in
+            guard let state = try? await group.coordinator.read().state, state.inSync.count == 2 else { return nil }
+            return true
+        }
+        await group.stop(first)
+        try await group.start(other, smallSegments: true)
+        #expect(try await group.leader(inSync: 2) == wiped)
+        let resumed = try await group.store(wiped).leaderStore().consume(queue: "orders", prefetch: 100)
+        var received: Set<Int> = []
+        for try await delivery in resumed.deliveries {
+            let i = try #require(ids.firstIndex(of: delivery.messageID))
+            #expect(delivery.message.body == payload(i))
+            #expect(received.insert(i).inserted, "message \(i) delivered twice")
+            if received.count == 20 { break }
+        }
+        #expect(received == Set(280..<300))
         await group.shutdown()
     }
 
