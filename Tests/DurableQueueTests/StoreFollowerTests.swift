@@ -77,4 +77,42 @@ import DurableLog
         #expect(log.segments.count < segmentsBefore, "segments before the checkpoint deleted (\(segmentsBefore) before)")
         #expect(log.firstLSN > LSN(ids[0].rawValue))
     }
+
+    /// A leader's checkpoint sent to a replica behind its first segment: read with the LSN its header names,
+    /// checked whole before it replaces the replica's own (damaged bytes, or an LSN other than the one sent,
+    /// replace nothing), and the replica's copy starts again from it.
+    @Test func aLeadersCheckpointIsCheckedWholeBeforeItReplacesTheReplicas() async throws {
+        let leaderDir = TemporaryDirectory(), replicaDir = TemporaryDirectory()
+        let options = testOptions()
+        let ids = try await filledStore(leaderDir, count: 30, options: options)
+        do {
+            let store = try await QueueStore.open(directory: leaderDir.path, options: options)
+            try store.checkpoint()
+            try await store.shutdown()
+        }
+        let offered = try #require(try StoreFollower.latestCheckpoint(directory: leaderDir.path))
+        #expect(offered.covers.rawValue >= ids.last!.rawValue)
+        #expect(try StoreFollower.latestCheckpoint(directory: replicaDir.path) == nil)
+
+        let own = Checkpoint.encode(StoreState())
+        try Checkpoint.write(own, directory: replicaDir.path, fileSystem: PosixFileSystem())
+        let replica = StoreFollower(directory: replicaDir.path, options: options)
+        var damaged = offered.bytes
+        damaged[damaged.count / 2] ^= 0x40
+        for (bytes, covers) in [(damaged, offered.covers), (offered.bytes, offered.covers + 1), (Array(offered.bytes.prefix(40)), offered.covers)] {
+            let error = #expect(throws: WALError.self) { try replica.install(checkpoint: bytes, covers: covers) }
+            #expect(error?.code == .corruption)
+            #expect(try Checkpoint.read(directory: replicaDir.path, fileSystem: PosixFileSystem()) == own, "nothing replaced")
+        }
+
+        try replica.install(checkpoint: offered.bytes, covers: offered.covers)
+        #expect(try Checkpoint.read(directory: replicaDir.path, fileSystem: PosixFileSystem()) == offered.bytes)
+        // The copy loads it at its next catch-up, with no log records before or after it to apply.
+        let log = try WriteAheadLog.open(directory: "\(leaderDir.path)/wal", options: QueueStore.logOptions(options))
+        defer { try? log.close() }
+        try replica.catchUp(log: log, committed: offered.covers)
+        #expect(replica.appliedLSN == offered.covers)
+        let copy = try #require(replica.take())
+        #expect(copy.state.queues.values.first?.ready.count == 30)
+    }
 }
