@@ -136,6 +136,42 @@ final class GroupCommitter: @unchecked Sendable {
     /// Adds records to the pending batch, or says why not. `records` yields each record's bytes.
     func submit(count: Int, totalBytes: Int, completion: Completion, callbackOnCaller: Bool = false,
                 _ records: (_ add: (UnsafeRawBufferPointer) -> Void) -> Void) -> Admission {
+        let frameBytesMax = options.frameBytesMax, recordBytesMax = options.recordBytesMax
+        return admit(count: count, totalBytes: totalBytes, completion: completion, callbackOnCaller: callbackOnCaller) { pending in
+            let recordsBefore = pending.recordCount, bytesBefore = pending.payload.count
+            var oversized: Int?
+            records { record in
+                guard oversized == nil else { return }
+                guard record.count <= recordBytesMax else { oversized = record.count; return }
+                pending.add(record, frameBytesMax: frameBytesMax)
+            }
+            // The log measures what it was given rather than trusting the caller's count and size: a submission
+            // that does not match its description is taken out again and refused.
+            return Self.refusal(oversized: oversized, recordBytesMax: recordBytesMax,
+                                added: pending.recordCount - recordsBefore, declared: count,
+                                addedBytes: pending.payload.count - bytesBefore, declaredBytes: totalBytes)
+        }
+    }
+
+    /// Adds records of the sizes given, each laid out in place by `write` (the record's index, the bytes it
+    /// must fill), or says why not. The sizes were checked against `recordBytesMax` by the caller.
+    func submitInPlace(recordSizes: [Int], completion: Completion, callbackOnCaller: Bool = false,
+                       write: (_ index: Int, _ into: UnsafeMutableRawBufferPointer) -> Void) -> Admission {
+        let frameBytesMax = options.frameBytesMax
+        let totalBytes = recordSizes.reduce(0) { $0 + $1 + BatchPayload.lengthPrefixBytes }
+        return admit(count: recordSizes.count, totalBytes: totalBytes, completion: completion,
+                     callbackOnCaller: callbackOnCaller) { pending in
+            for (index, size) in recordSizes.enumerated() {
+                pending.add(size: size, frameBytesMax: frameBytesMax) { write(index, $0) }
+            }
+            return nil
+        }
+    }
+
+    /// Admits a submission of `count` records and `totalBytes` payload bytes: `layOut` adds them to the
+    /// pending batch (under the lock) or returns why they are refused (they are then taken out again).
+    private func admit(count: Int, totalBytes: Int, completion: Completion, callbackOnCaller: Bool,
+                       layOut: (inout PendingBatch) -> WALError?) -> Admission {
         if options.isReplica {
             return .failed(WALError(.invalidArgument, "a follower's log takes only the frames its leader ships"))
         }
@@ -149,18 +185,7 @@ final class GroupCommitter: @unchecked Sendable {
         let first = nextLSN
         let bytesBefore = pending.payload.count
         let mark = pending.mark
-        let frameBytesMax = options.frameBytesMax, recordBytesMax = options.recordBytesMax
-        var oversized: Int?
-        records { record in
-            guard oversized == nil else { return }
-            guard record.count <= recordBytesMax else { oversized = record.count; return }
-            pending.add(record, frameBytesMax: frameBytesMax)
-        }
-        // The log measures what it was given rather than trusting the caller's count and size: a submission
-        // that does not match its description is taken out again and refused.
-        if let refusal = Self.refusal(oversized: oversized, recordBytesMax: recordBytesMax,
-                                      added: pending.recordCount - mark.recordCount, declared: count,
-                                      addedBytes: pending.payload.count - bytesBefore, declaredBytes: totalBytes) {
+        if let refusal = layOut(&pending) {
             pending.rollBack(to: mark)
             monitor.unlock()
             return .failed(refusal)

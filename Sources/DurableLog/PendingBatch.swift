@@ -100,15 +100,33 @@ struct PendingBatch {
 
     /// Adds one record, cutting a new frame first when it would push the open frame past `frameBytesMax`.
     mutating func add(_ record: UnsafeRawBufferPointer, frameBytesMax: Int) {
-        let size = BatchPayload.lengthPrefixBytes + record.count
+        cutFrameIfFull(adding: BatchPayload.lengthPrefixBytes + record.count, frameBytesMax: frameBytesMax)
+        BatchPayload.append(record, to: &payload)
+        openFrameRecords += 1
+        recordCount += 1
+    }
+
+    /// Adds one record of `size` bytes that `write` lays out in place (it must fill the buffer it is given):
+    /// the caller's encoding goes straight into the batch, with no copy of its own in between.
+    mutating func add(size: Int, frameBytesMax: Int, _ write: (UnsafeMutableRawBufferPointer) -> Void) {
+        let total = BatchPayload.lengthPrefixBytes + size
+        cutFrameIfFull(adding: total, frameBytesMax: frameBytesMax)
+        let start = payload.count
+        payload.append(contentsOf: repeatElement(0, count: total))
+        payload.withUnsafeMutableBytes { buffer in
+            buffer.storeBytes(of: UInt32(size).littleEndian, toByteOffset: start, as: UInt32.self)
+            write(UnsafeMutableRawBufferPointer(rebasing: buffer[(start + BatchPayload.lengthPrefixBytes)..<(start + total)]))
+        }
+        openFrameRecords += 1
+        recordCount += 1
+    }
+
+    private mutating func cutFrameIfFull(adding size: Int, frameBytesMax: Int) {
         if openFrameRecords > 0 && payload.count - openFrameStart + size > frameBytesMax {
             cuts.append(FrameCut(payloadEnd: payload.count, recordCount: openFrameRecords))
             openFrameStart = payload.count
             openFrameRecords = 0
         }
-        BatchPayload.append(record, to: &payload)
-        openFrameRecords += 1
-        recordCount += 1
     }
 
     /// Where the batch stood before a submission's records were added, to take them out again.

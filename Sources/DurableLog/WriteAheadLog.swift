@@ -294,6 +294,36 @@ public final class WriteAheadLog: Sendable {
                       completion: .sink(sink, token: token))
     }
 
+    /// `tryAppend` for records the caller lays out in place: `recordSizes` gives each record's size, and
+    /// `write` fills each one's bytes (its index, a buffer of exactly that size) straight in the pending batch,
+    /// under the log's lock: keep it to encoding. The log sums the sizes itself. The confirm goes to `sink`
+    /// as in `tryAppend(count:totalBytes:callbackOnCaller:records:sink:token:)`.
+    ///
+    /// - Throws: `.invalidArgument` for no records or a negative size; `.recordTooLarge` for a record over
+    ///   `recordBytesMax` or a submission over `pendingBytesMax`/`pendingRecordsMax`; nothing is appended.
+    package func tryAppend(recordSizes: [Int], callbackOnCaller: Bool = false,
+                           write: (_ index: Int, _ into: UnsafeMutableRawBufferPointer) -> Void,
+                           sink: any CompletionSink, token: AnyObject) throws(WALError) -> Bool {
+        guard !recordSizes.isEmpty, recordSizes.allSatisfy({ $0 >= 0 }) else {
+            throw WALError(.invalidArgument, "a submission holds at least one record, of zero bytes or more")
+        }
+        if let oversized = recordSizes.first(where: { $0 > options.recordBytesMax }) {
+            throw WALError(.recordTooLarge, "record of \(oversized) bytes exceeds recordBytesMax (\(options.recordBytesMax))")
+        }
+        let totalBytes = recordSizes.reduce(0) { $0 + $1 + BatchPayload.lengthPrefixBytes }
+        guard totalBytes <= options.pendingBytesMax, recordSizes.count <= options.pendingRecordsMax else {
+            throw WALError(.recordTooLarge, "a submission of \(recordSizes.count) records and \(totalBytes) bytes exceeds "
+                           + "pendingBytesMax (\(options.pendingBytesMax)) or pendingRecordsMax "
+                           + "(\(options.pendingRecordsMax)); append it in parts")
+        }
+        switch committer.submitInPlace(recordSizes: recordSizes, completion: .sink(sink, token: token),
+                                       callbackOnCaller: callbackOnCaller, write: write) {
+        case .accepted: return true
+        case .full: return false
+        case .failed(let error): throw error
+        }
+    }
+
     private func tryAppend(count: Int, totalBytes: Int, callbackOnCaller: Bool,
                            records: (_ add: (UnsafeRawBufferPointer) -> Void) -> Void,
                            completion: Completion) throws(WALError) -> Bool {

@@ -1,6 +1,48 @@
 /// Little-endian encoding for the store's records and checkpoints. Decoding never traps on bad input:
 /// a short or malformed buffer makes `ByteReader` throw, so a damaged checkpoint is reported, not served.
-package struct ByteWriter {
+///
+/// One layout, three destinations: a `FieldWriter` is where encoded fields go (a growing array, a record's
+/// slot in the log's pending batch, or a byte count), so the size a record announces is the size its
+/// encoding writes.
+package protocol FieldWriter {
+    /// Appends raw bytes.
+    mutating func put(_ raw: UnsafeRawBufferPointer)
+}
+
+extension FieldWriter {
+    package mutating func u8(_ v: UInt8) { withUnsafeBytes(of: v) { put($0) } }
+    package mutating func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { put($0) } }
+    package mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { put($0) } }
+    package mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { put($0) } }
+    package mutating func i64(_ v: Int64) { u64(UInt64(bitPattern: v)) }
+    package mutating func bool(_ v: Bool) { u8(v ? 1 : 0) }
+
+    /// A length-prefixed byte string.
+    package mutating func blob(_ v: [UInt8]) {
+        u32(UInt32(v.count))
+        v.withUnsafeBytes { put($0) }
+    }
+
+    package mutating func string(_ v: String) {
+        var v = v
+        v.withUTF8 { utf8 in
+            u32(UInt32(utf8.count))
+            put(UnsafeRawBufferPointer(utf8))
+        }
+    }
+
+    package mutating func headers(_ h: [String: String]) {
+        u16(UInt16(h.count))
+        guard !h.isEmpty else { return }
+        for (key, value) in h.sorted(by: { $0.key < $1.key }) {
+            string(key)
+            string(value)
+        }
+    }
+}
+
+/// Fields encoded into a growing array.
+package struct ByteWriter: FieldWriter {
     package var bytes: [UInt8]
 
     package init(capacity: Int = 64) {
@@ -8,27 +50,28 @@ package struct ByteWriter {
         bytes.reserveCapacity(capacity)
     }
 
-    package mutating func u8(_ v: UInt8) { bytes.append(v) }
-    package mutating func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
-    package mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
-    package mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
-    package mutating func i64(_ v: Int64) { u64(UInt64(bitPattern: v)) }
-    package mutating func bool(_ v: Bool) { u8(v ? 1 : 0) }
+    package mutating func put(_ raw: UnsafeRawBufferPointer) { bytes.append(contentsOf: raw) }
+}
 
-    /// A length-prefixed byte string.
-    package mutating func blob(_ v: [UInt8]) {
-        u32(UInt32(v.count))
-        bytes.append(contentsOf: v)
-    }
+/// Counts the bytes an encoding takes, writing none.
+struct ByteCounter: FieldWriter {
+    var count = 0
+    mutating func put(_ raw: UnsafeRawBufferPointer) { count += raw.count }
+}
 
-    package mutating func string(_ v: String) { blob(Array(v.utf8)) }
+/// Fields encoded into a buffer of the exact size they take (a record's slot in the log's pending batch).
+struct SlotWriter: FieldWriter {
+    private let slot: UnsafeMutableRawBufferPointer
+    private(set) var offset = 0
 
-    package mutating func headers(_ h: [String: String]) {
-        u16(UInt16(h.count))
-        for (key, value) in h.sorted(by: { $0.key < $1.key }) {
-            string(key)
-            string(value)
-        }
+    init(_ slot: UnsafeMutableRawBufferPointer) { self.slot = slot }
+
+    var isFull: Bool { offset == slot.count }
+
+    mutating func put(_ raw: UnsafeRawBufferPointer) {
+        precondition(raw.count <= slot.count - offset, "a record's encoding ran past the size it announced")
+        if raw.count > 0 { (slot.baseAddress! + offset).copyMemory(from: raw.baseAddress!, byteCount: raw.count) }
+        offset += raw.count
     }
 }
 

@@ -561,10 +561,10 @@ public final class QueueStore: Sendable, CompletionSink {
     }
 
     /// `afterAppend` runs once the records are in the log's pending buffer, before they are durable.
-    func perform(_ records: [StoreRecord], encoded: EncodedRecords? = nil, gated: Bool = true,
+    func perform(_ records: [StoreRecord], encoded: RecordsToAppend? = nil, gated: Bool = true,
                  afterAppend: (@Sendable () -> Void)? = nil, _ makeSubmission: @escaping @Sendable (Reply) -> Submission)
         async throws(QueueError) -> StoreState.Effect {
-        let encoded = encoded ?? EncodedRecords(records)
+        let encoded = encoded ?? RecordsToAppend(records)
         while true {
             // No usability check here: the log itself refuses appends once it failed or closed.
             let outcome = await withUnsafeContinuation { (c: Reply) in
@@ -583,35 +583,34 @@ public final class QueueStore: Sendable, CompletionSink {
                 }
             }
             if let effect = try outcome.get() { return effect }
-            await log.waitForRoom(totalBytes: encoded.totalBytes, count: encoded.records.count)
+            await log.waitForRoom(totalBytes: encoded.totalBytes, count: encoded.count)
         }
     }
 
     /// Appends a submission whose outcome goes to its intent; with `wait`, suspends while the log is full,
     /// else throws `.pendingFull`.
     func submit(_ submission: Submission, wait: Bool) async throws(QueueError) {
-        let encoded = EncodedRecords(submission.records)
+        let encoded = RecordsToAppend(submission.records)
         while true {
             try core.withLock { c throws(QueueError) in try c.usable() }
             if try tryAppend(encoded, submission) { return }
             guard wait else { throw QueueError(.pendingFull, "the store's pending buffer is full; retry after confirms") }
-            await log.waitForRoom(totalBytes: encoded.totalBytes, count: encoded.records.count)
+            await log.waitForRoom(totalBytes: encoded.totalBytes, count: encoded.count)
         }
     }
 
-    /// Hands encoded records to the log, their confirm to go to `submission`; false when the log is full.
+    /// Hands records to the log, their confirm to go to `submission`; false when the log is full.
     /// `onCaller`: the log may commit and confirm them on this thread when it is idle (never from inside a
     /// confirm: follow-up submissions go through the log's threads, so commits do not nest).
-    private func tryAppend(_ encoded: EncodedRecords, _ submission: Submission, onCaller: Bool = false,
+    private func tryAppend(_ records: RecordsToAppend, _ submission: Submission, onCaller: Bool = false,
                            gated: Bool = true) throws(QueueError) -> Bool {
         #if !QUEUE_BROKEN_IGNORES_WRITE_GATE  // (harness check builds only: a replicated store writes when it may not)
         if gated, let writeGate, let refusal = writeGate() { throw refusal }
         #endif
         do {
-            return try log.tryAppend(count: encoded.records.count, totalBytes: encoded.totalBytes, callbackOnCaller: onCaller,
-                                     records: { add in
-                for e in encoded.records { e.withUnsafeBytes { add($0) } }
-            }, sink: self, token: submission)
+            return try log.tryAppend(recordSizes: records.sizes, callbackOnCaller: onCaller,
+                                     write: { index, slot in records.write(index, into: slot) },
+                                     sink: self, token: submission)
         } catch {
             // A store that stopped serving (a failed log, a leader that stepped down) says why, rather than
             // that its log is closed.
@@ -624,7 +623,7 @@ public final class QueueStore: Sendable, CompletionSink {
     /// room, else from a task that waits for it.
     private func submitDetached(_ submission: Submission) {
         do {
-            if try tryAppend(EncodedRecords(submission.records), submission) { return }
+            if try tryAppend(RecordsToAppend(submission.records), submission) { return }
         } catch {
             var actions = Actions()
             core.withLock { $0.failed(submission, error, &actions) }
@@ -678,18 +677,38 @@ public final class QueueStore: Sendable, CompletionSink {
     }
 }
 
-/// Records encoded for the log, and the bytes they take in its pending buffer.
-struct EncodedRecords: Sendable {
-    let records: [[UInt8]]
-    let totalBytes: Int
+/// Records to append as one submission, and the bytes each takes in the log's pending batch: store records,
+/// encoded straight into that batch (no array of their own in between), or records a transaction encoded
+/// when they were added.
+struct RecordsToAppend: Sendable {
+    private enum Form: Sendable {
+        case records([StoreRecord])
+        case encoded([[UInt8]])
+    }
+
+    private let form: Form
+    let sizes: [Int]
 
     init(_ records: [StoreRecord]) {
-        self.init(encoded: records.map { $0.encode() })
+        form = .records(records)
+        sizes = records.map(\.encodedBytes)
     }
 
     init(encoded: [[UInt8]]) {
-        records = encoded
-        totalBytes = encoded.reduce(0) { $0 + $1.count + BatchPayload.lengthPrefixBytes }
+        form = .encoded(encoded)
+        sizes = encoded.map(\.count)
+    }
+
+    var count: Int { sizes.count }
+    /// The bytes they take in the pending batch, with each record's length.
+    var totalBytes: Int { sizes.reduce(0) { $0 + $1 + BatchPayload.lengthPrefixBytes } }
+
+    /// Writes record `index` into its slot in the pending batch.
+    func write(_ index: Int, into slot: UnsafeMutableRawBufferPointer) {
+        switch form {
+        case .records(let records): records[index].encode(into: slot)
+        case .encoded(let encoded): encoded[index].withUnsafeBytes { slot.copyMemory(from: $0) }
+        }
     }
 }
 

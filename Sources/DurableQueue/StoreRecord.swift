@@ -100,7 +100,22 @@ indirect enum StoreRecord: Equatable, Sendable {
         return w.bytes
     }
 
-    private func encode(to w: inout ByteWriter) {
+    /// The bytes `encode` writes.
+    var encodedBytes: Int {
+        var counter = ByteCounter()
+        encode(to: &counter)
+        return counter.count
+    }
+
+    /// Encodes the record into `slot`, which must be `encodedBytes` long (a record's place in the log's
+    /// pending batch: no copy of its own in between).
+    func encode(into slot: UnsafeMutableRawBufferPointer) {
+        var w = SlotWriter(slot)
+        encode(to: &w)
+        precondition(w.isFull, "a record's encoding fell short of the size it announced")
+    }
+
+    private func encode<W: FieldWriter>(to w: inout W) {
         w.u8(kind.rawValue)
         switch self {
         case .sessionStart(let time):
@@ -192,7 +207,7 @@ indirect enum StoreRecord: Equatable, Sendable {
         }
     }
 
-    private static func writeIDs(_ ids: [UInt64], to w: inout ByteWriter) {
+    private static func writeIDs<W: FieldWriter>(_ ids: [UInt64], to w: inout W) {
         w.u32(UInt32(ids.count))
         for id in ids { w.u64(id) }
     }

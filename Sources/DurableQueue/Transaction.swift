@@ -95,7 +95,7 @@ public final class Transaction: Sendable {
         guard !operations.isEmpty else { return TransactionResult(messageIDs: [], offsets: []) }
         let commit = StoreRecord.txCommit(tx: id, parts: UInt32(operations.count))
         let records = operations.map { StoreRecord.txPart(tx: id, $0) } + [commit]
-        let all = EncodedRecords(encoded: encoded + [commit.encode()])
+        let all = RecordsToAppend(encoded: encoded + [commit.encode()])
         let effect: StoreState.Effect
         do {
             effect = try await store.perform(records, encoded: all) { c in

@@ -63,4 +63,50 @@ import Testing
         await expectWALError(.invalidArgument) { try await log.append(contentsOf: [[UInt8]]()) }
         #expect(try await log.append(contentsOf: [[UInt8](repeating: 1, count: 3)]) == LSN(1))
     }
+
+    // MARK: - Records laid out in place
+
+    private func inPlaceRefusal(_ log: WriteAheadLog, sizes: [Int]) -> WALError? {
+        do {
+            _ = try log.tryAppend(recordSizes: sizes, write: { _, _ in Issue.record("a refused submission is not laid out") },
+                                  sink: CompletionSinkTests.RecordingSink(), token: CompletionSinkTests.Token(0))
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    /// The sizes alone decide: no record, a negative size, a record over `recordBytesMax` or a submission over
+    /// the pending buffer is refused before anything is laid out.
+    @Test func recordsLaidOutInPlaceAreMeasuredBeforeAnythingIsWritten() async throws {
+        let dir = TemporaryDirectory()
+        let options = smallOptions()
+        let log = try WriteAheadLog.open(directory: dir.path, options: options)
+        defer { try? log.close() }
+        #expect(inPlaceRefusal(log, sizes: [])?.code == .invalidArgument)
+        #expect(inPlaceRefusal(log, sizes: [4, -1])?.code == .invalidArgument)
+        #expect(inPlaceRefusal(log, sizes: [4, options.recordBytesMax + 1])?.code == .recordTooLarge)
+        let many = Array(repeating: options.recordBytesMax, count: options.pendingBytesMax / options.recordBytesMax + 1)
+        #expect(inPlaceRefusal(log, sizes: many)?.code == .recordTooLarge)
+        #expect(try await log.append([7]) == LSN(1), "nothing of the refused ones was appended")
+    }
+
+    /// Each record is written into a slot of exactly its size, in order, and reads back as written, across
+    /// frames cut inside one submission.
+    @Test func recordsLaidOutInPlaceReadBackAsWritten() async throws {
+        let dir = TemporaryDirectory()
+        let options = smallOptions()
+        let log = try WriteAheadLog.open(directory: dir.path, options: options)
+        defer { try? log.close() }
+        let records = (0..<12).map { i in [UInt8](repeating: UInt8(i + 1), count: i == 5 ? 0 : options.frameBytesMax / 5 + i) }
+        let sink = CompletionSinkTests.RecordingSink()
+        let accepted = try log.tryAppend(recordSizes: records.map(\.count), write: { index, slot in
+            #expect(slot.count == records[index].count)
+            records[index].withUnsafeBytes { slot.copyMemory(from: $0) }
+        }, sink: sink, token: CompletionSinkTests.Token(1))
+        #expect(accepted)
+        try await waitUntil("confirmed") { sink.confirmed == 1 }
+        for (i, record) in records.enumerated() { #expect(try log.read(LSN(UInt64(i + 1))) == record) }
+        #expect(sink.calls.withLock { $0.flatMap(\.confirms).map(\.lsn) } == [LSN(1)])
+    }
 }

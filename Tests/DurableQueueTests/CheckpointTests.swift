@@ -40,6 +40,12 @@ import DurableLog
         for r in records {
             let bytes = r.encode()
             #expect(try bytes.withUnsafeBytes { try StoreRecord.decode($0) } == r)
+            // The size it announces to the log, and its encoding in place (a slot of the pending batch), are
+            // those of the same bytes.
+            #expect(r.encodedBytes == bytes.count)
+            var slot = [UInt8](repeating: 0xEE, count: r.encodedBytes)
+            slot.withUnsafeMutableBytes { r.encode(into: $0) }
+            #expect(slot == bytes)
             // Every truncation is refused, never misread.
             for cut in 0..<bytes.count {
                 #expect(throws: ByteReader.Malformed.self) {
