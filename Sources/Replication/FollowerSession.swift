@@ -325,6 +325,7 @@ package final class FollowerSession: Sendable {
                 return violation("a snapshot through \(part.covers) for a log that starts at \(part.firstLSN)")
             }
             var incoming = s.incoming ?? (part, [])
+            s.incoming = nil  // one owner while it grows: no copy of the parts before
             guard part.describesSameSnapshot(as: incoming.description), part.offset == UInt64(incoming.bytes.count) else {
                 return violation("a snapshot part that does not continue the parts before it")
             }
