@@ -62,6 +62,17 @@ public final class InMemoryCoordinator: Coordinator {
         }
     }
 
+    /// Makes the coordinator reachable again as a restarted etcd comes back: every lease it holds gets its
+    /// whole TTL again from now (etcd's new leader extends every lease it recovers), so a lease outlives the
+    /// outage whether or not its holder still wants it.
+    public func restart() {
+        let now = clock.now
+        store.withLock { s in
+            s.available = true
+            for id in s.leases.keys { s.leases[id]!.expiresAt = now + s.leases[id]!.ttl }
+        }
+    }
+
     /// The store-wide revision now (for tests that check a call wrote nothing).
     public var currentRevision: Revision { store.withLock { Revision(rawValue: $0.revision) } }
 

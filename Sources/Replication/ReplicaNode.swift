@@ -241,11 +241,15 @@ package final class ReplicaNode: Sendable {
         while !stopping {
             do {
                 if state.withLock({ $0.leaseLost }) {
+                    let given = lease.id
                     lease.id = try await coordinator.grantLease(ttl: configuration.leaseTTL).id
                     state.withLock { s in
                         s.leaseLost = false
                         s.lastRenewed = .now
                     }
+                    // A lease given up while it may live on (see `lead`) takes a leader key of ours with it now,
+                    // instead of holding the group at `.wait` until it lapses; one that lapsed is not found.
+                    try? await coordinator.revoke(given)
                 }
                 setRole(.candidate)
                 try await step(lease: lease.id)
@@ -339,7 +343,15 @@ package final class ReplicaNode: Sendable {
         setRole(.candidate)
         opened.0.observeWrites(nil)
         for peer in leading.peers.withLock({ $0 }) { peer.connection.close() }
-        _ = try? await coordinator.resign(lease: lease)
+        do {
+            _ = try await coordinator.resign(lease: lease)
+        } catch {
+            // The leader key may still be bound to this lease, and the lease may outlive the outage (etcd
+            // restored from its data gives every lease its whole TTL again). Renewing it would keep the key,
+            // and the group waiting on a leader that does not lead, for as long as this node lives: give the
+            // lease up instead; the next turn takes a new one and revokes this.
+            state.withLock { $0.leaseLost = true }
+        }
         try? await onOwnThread { () throws(WALError) in try opened.0.close() }
         if leading.abandoned.withLock({ $0 }) {
             // It would most likely fail again: leave the next claim to the others for a lease's time (it claims

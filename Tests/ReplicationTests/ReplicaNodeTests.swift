@@ -226,6 +226,24 @@ func eventually(seconds: Double = 60, sourceLocation: SourceLocation = #_sourceL
         try await cluster.shutdown()
     }
 
+    /// etcd restarts from its data after the leader stepped down for want of renewals: every lease is alive
+    /// again, the old leader's too, and its leader key with it. The old leader must give that lease up (it
+    /// could not resign while etcd was away), or the others follow a leader that does not lead for as long
+    /// as it lives. No clock advance here: nothing lapses; the group recovers only by the lease given up.
+    @Test func aLeaderThatSteppedDownGivesUpItsLeaseWhenTheCoordinatorComesBack() async throws {
+        let cluster = TestCluster()
+        for name in ["alpha", "beta", "gamma"] { try await cluster.start(name, leaseTTL: .seconds(6)) }
+        let first = try await cluster.awaitInSync(3)
+        cluster.memory.setAvailable(false)
+        try await eventually(seconds: 30) { first.node.leaderLog == nil }
+        cluster.memory.restart()
+        let second = try await cluster.awaitInSync(3)
+        let log = try #require(second.node.leaderLog)
+        let lsn = try await log.append(record(5, 3))
+        #expect(try log.read(lsn) == record(5, 3))
+        try await cluster.shutdown()
+    }
+
     /// The same election, fencing and failover through a real etcd (a private one on loopback; each node has
     /// its own client): the leader that stops resigns, another in-sync replica claims under the next epoch and
     /// commits with the third, and no confirmed record is lost.
