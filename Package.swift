@@ -19,6 +19,8 @@ let package = Package(
         .executable(name: "wal-bench", targets: ["WALBench"]),
         .executable(name: "walctl", targets: ["walctl"]),
         .executable(name: "wal-torture", targets: ["wal-torture"]),
+        .executable(name: "queue-node", targets: ["queue-node"]),
+        .executable(name: "queue-chaos", targets: ["queue-chaos"]),
     ],
     dependencies: [
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
@@ -28,6 +30,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.100.0"),
+        // Line framing for queue-node's test-client protocol (LineBasedFrameDecoder).
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.30.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         // `swift package generate-documentation` (the DocC catalogs under Sources/*/*.docc).
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
@@ -119,6 +123,23 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Tools/wal-torture"
         ),
+
+        // The cluster as real processes: a replica per process (queue-node), the protocol its test clients
+        // speak (NodeWire), and the chaos campaign that kills, stops and wipes them under a private etcd.
+        .target(name: "NodeWire", dependencies: [
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOExtras", package: "swift-nio-extras"),
+        ], path: "Tools/NodeWire"),
+        .executableTarget(name: "queue-node", dependencies: [
+            "NodeWire", "ReplicatedQueue", "DurableQueue", "Coordination", .product(name: "Logging", package: "swift-log"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOExtras", package: "swift-nio-extras"),
+        ], path: "Tools/queue-node"),
+        .executableTarget(name: "queue-chaos", dependencies: [
+            "NodeWire", "EtcdTestSupport", "WALSimulation", "queue-node", "walctl",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], path: "Tools/queue-chaos"),
 
         // A child process for the crash tests: appends under load and reports each confirm on stdout.
         .executableTarget(name: "WALCrashChild", dependencies: [

@@ -153,6 +153,14 @@ public final class ReplicatedQueueStore: Sendable {
         return ReplicatedProducer(name: name, id: ProducerID(rawValue: id), epoch: epoch, node: self)
     }
 
+    /// The producer registered earlier as `id` with `epoch` (`ReplicatedProducer.id` and `.epoch`, perhaps
+    /// through another member or by another process): what a broker's front end uses when its clients carry
+    /// their producer's identity in each request, as Kafka's carry producer id and epoch. Nothing is checked
+    /// here; each send is checked on the leader (`.unknownProducer`, `.fenced`).
+    public func producer(id: ProducerID, epoch: UInt32, name: String) -> ReplicatedProducer {
+        ReplicatedProducer(name: name, id: id, epoch: epoch, node: self)
+    }
+
     /// Starts a transaction of publishes, stream appends and offset commits, committed through the group as
     /// one (see `ReplicatedTransaction`).
     public func transaction() -> ReplicatedTransaction { ReplicatedTransaction(node: self) }

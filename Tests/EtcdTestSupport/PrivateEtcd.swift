@@ -12,21 +12,23 @@ import Synchronization
 /// It lives in a test-support target of its own rather than in WALSimulation: it needs an HTTP client and
 /// sockets, and WALSimulation sits under every test target and wal-torture, which need neither. The coordination
 /// and replication tests use it; the replication simulations use `InMemoryCoordinator` and no etcd.
-public final class PrivateEtcd: @unchecked Sendable {  // Process is not Sendable; it is only read after start.
+public final class PrivateEtcd: @unchecked Sendable {  // Process is not Sendable; `running` guards it.
     /// The client URL, e.g. http://127.0.0.1:40123.
     public let endpoint: String
-    public let pid: Int32
-    private let process: Process
     private let directory: URL
-    private let exited: ExitSignal
+    private let launchArguments: (binary: String, arguments: [String], log: URL)
+    private let running: Mutex<(process: Process, exited: ExitSignal)>
 
-    private init(endpoint: String, process: Process, directory: URL, exited: ExitSignal) {
+    private init(endpoint: String, process: Process, directory: URL, exited: ExitSignal,
+                 launchArguments: (binary: String, arguments: [String], log: URL)) {
         self.endpoint = endpoint
-        self.pid = process.processIdentifier
-        self.process = process
         self.directory = directory
-        self.exited = exited
+        self.launchArguments = launchArguments
+        self.running = Mutex((process, exited))
     }
+
+    /// The running etcd's process id.
+    public var pid: Int32 { running.withLock { $0.process.processIdentifier } }
 
     public struct Failure: Error, CustomStringConvertible {
         public var description: String
@@ -64,12 +66,54 @@ public final class PrivateEtcd: @unchecked Sendable {  // Process is not Sendabl
 
     /// SIGTERM by PID, waits for the exit (SIGKILL after 10 s), removes the data directory.
     public func stop() async {
-        if process.isRunning { kill(pid, SIGTERM) }
+        let (process, exited) = running.withLock { $0 }
+        if process.isRunning { kill(process.processIdentifier, SIGTERM) }
         if await !exited.wait(upTo: .seconds(10)) {
-            kill(pid, SIGKILL)
+            kill(process.processIdentifier, SIGKILL)
             _ = await exited.wait(upTo: .seconds(10))
         }
         try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// SIGKILL by PID (a crash: no clean shutdown), waits for the exit; the data directory stays for `restart`.
+    public func crash() async {
+        let (process, exited) = running.withLock { $0 }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        _ = await exited.wait(upTo: .seconds(10))
+    }
+
+    /// Starts etcd again on the same ports and data directory (after `crash`), and waits until it is healthy.
+    public func restart(readyWithin: Duration = .seconds(20)) async throws {
+        let (process, exited) = try Self.spawn(launchArguments)
+        running.withLock { $0 = (process, exited) }
+        let probe = HTTPClient(eventLoopGroupProvider: .singleton)
+        var healthy = false
+        let deadline = ContinuousClock.now + readyWithin
+        while !healthy, !exited.hasExited, ContinuousClock.now < deadline {
+            healthy = await Self.isHealthy(endpoint, probe: probe)
+            if !healthy { try? await Task.sleep(for: .milliseconds(25)) }
+        }
+        try? await probe.shutdown()
+        if exited.hasExited { throw Failure(description: "etcd exited when restarted; see \(launchArguments.log.path)") }
+        if !healthy { throw Failure(description: "etcd was not healthy within \(readyWithin) of its restart") }
+    }
+
+    private static func spawn(_ launch: (binary: String, arguments: [String], log: URL)) throws -> (Process, ExitSignal) {
+        if !FileManager.default.fileExists(atPath: launch.log.path) {
+            _ = FileManager.default.createFile(atPath: launch.log.path, contents: nil)
+        }
+        let log = try FileHandle(forWritingTo: launch.log)
+        defer { try? log.close() }
+        _ = try? log.seekToEnd()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: launch.binary)
+        process.arguments = launch.arguments
+        process.standardOutput = log
+        process.standardError = log
+        let exited = ExitSignal()
+        process.terminationHandler = { _ in exited.signal() }
+        try process.run()
+        return (process, exited)
     }
 
     /// One start on new ports: the etcd when healthy, nil when a port was taken (retry), or a failure.
@@ -79,23 +123,15 @@ public final class PrivateEtcd: @unchecked Sendable {  // Process is not Sendabl
         let name = "coordination-tests-\(UUID().uuidString.prefix(8))"
         let client = "http://127.0.0.1:\(clientPort)", peer = "http://127.0.0.1:\(peerPort)"
         let logURL = directory.appendingPathComponent("etcd-\(attempt).log")
-        _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
-        let log = try FileHandle(forWritingTo: logURL)
-        defer { try? log.close() }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = [
+        let launchArguments = (binary: binary, arguments: [
             "--name", name, "--data-dir", directory.appendingPathComponent("data-\(attempt)").path,
             "--listen-client-urls", client, "--advertise-client-urls", client,
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
             "--initial-cluster", "\(name)=\(peer)", "--initial-cluster-state", "new",
-        ]
-        process.standardOutput = log
-        process.standardError = log
-        let exited = ExitSignal()
-        process.terminationHandler = { _ in exited.signal() }
-        try process.run()
-        let etcd = PrivateEtcd(endpoint: client, process: process, directory: directory, exited: exited)
+        ], log: logURL)
+        let (process, exited) = try spawn(launchArguments)
+        let etcd = PrivateEtcd(endpoint: client, process: process, directory: directory, exited: exited,
+                               launchArguments: launchArguments)
 
         // Polled with a deadline: etcd has no readiness signal but its health endpoint (ready in 0.5-1.5 s here).
         let deadline = ContinuousClock.now + readyWithin

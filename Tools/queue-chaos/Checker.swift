@@ -1,0 +1,50 @@
+import NodeWire
+
+/// The verdict on a campaign, in the style of Jepsen's total-queue checker: every confirmed message is
+/// delivered (none lost), none is stored twice (no duplicates), and nothing is delivered that no client
+/// sent or that the group definitely refused (nothing unexpected). Indeterminate outcomes are allowed
+/// either way; how many the producers' retries settled is reported.
+struct Verdict: Codable {
+    var attempted = 0
+    var confirmed = 0
+    var delivered = 0
+    var lost: [String] = []
+    var duplicated: [String] = []
+    var unexpected: [String] = []
+    /// Sequences that had an indeterminate outcome at least once.
+    var indeterminate = 0
+    /// ... and were then settled (confirmed, as stored or as a duplicate).
+    var indeterminateRecovered = 0
+    /// Sequences the campaign ended before settling (delivered or not, both are allowed).
+    var unsettled = 0
+    /// Answers no correct group gives (see `History.anomaly`), and epochs that went back.
+    var anomalies: [String] = []
+
+    /// False when the queue could not be drained: then lost, duplicated and unexpected were not checked.
+    var deliveriesChecked = true
+
+    var passed: Bool { deliveriesChecked && lost.isEmpty && duplicated.isEmpty && unexpected.isEmpty && anomalies.isEmpty }
+
+    init(history: History, drained: [DrainedMessage]?, epochRegressions: [String]) {
+        let entries = history.entries
+        attempted = entries.count
+        confirmed = entries.values.count { $0.confirmed != nil }
+        indeterminate = entries.values.count { $0.indeterminate }
+        indeterminateRecovered = entries.values.count { $0.indeterminate && $0.confirmed != nil }
+        unsettled = entries.values.count { $0.confirmed == nil }
+        anomalies = history.anomalies + epochRegressions
+        guard let drained else {
+            deliveriesChecked = false
+            return
+        }
+        var idsByBody: [String: Set<UInt64>] = [:]
+        for message in drained { idsByBody[message.body, default: []].insert(message.id) }
+        delivered = idsByBody.count
+        lost = entries.filter { $0.value.confirmed != nil && idsByBody[$0.key] == nil }.map(\.key).sorted()
+        duplicated = idsByBody.filter { $0.value.count > 1 }.map(\.key).sorted()
+        unexpected = idsByBody.keys.filter { body in
+            guard let entry = entries[body] else { return true }  // never sent
+            return entry.confirmed == nil && !entry.indeterminate  // only ever refused
+        }.sorted()
+    }
+}

@@ -1,0 +1,193 @@
+import EtcdTestSupport
+import Foundation
+import Glibc
+import NodeWire
+
+/// The cluster under test: a private etcd and three `queue-node` processes on loopback, each with its own
+/// directory, configuration file and log (`<work>/<member>/`). Faults are done to it through here: kill -9,
+/// SIGSTOP and SIGCONT, a wiped directory, etcd crashed and restarted.
+actor Cluster {
+    struct Member {
+        let name: String
+        let directory: String
+        let configuration: String
+        let log: String
+        let clientPort: Int
+        var process: Process?
+        var paused = false
+    }
+
+    let etcd: PrivateEtcd
+    let work: String
+    private(set) var members: [String: Member]
+    private let nodeBinary: String
+    /// The highest epoch each member reported, to check that none goes back.
+    private var epochsSeen: [String: UInt64] = [:]
+    private(set) var epochRegressions: [String] = []
+
+    var names: [String] { members.keys.sorted() }
+
+    init(work: String, nodeBinary: String, leaseTTL: Duration, group: String) async throws {
+        self.work = work
+        self.nodeBinary = nodeBinary
+        etcd = try await PrivateEtcd.start()
+        let names = ["a", "b", "c"]
+        var replicationPorts: [String: Int] = [:], clientPorts: [String: Int] = [:]
+        for name in names {
+            replicationPorts[name] = try await PrivateEtcd.freeLoopbackPort()
+            clientPorts[name] = try await PrivateEtcd.freeLoopbackPort()
+        }
+        var members: [String: Member] = [:]
+        for name in names {
+            let home = "\(work)/\(name)"
+            try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+            let configuration: [String: Any] = [
+                "member": name, "directory": "\(home)/store",
+                "replication": "127.0.0.1:\(replicationPorts[name]!)", "client": "127.0.0.1:\(clientPorts[name]!)",
+                "peers": Dictionary(uniqueKeysWithValues: names.filter { $0 != name }.map { ($0, "127.0.0.1:\(replicationPorts[$0]!)") }),
+                "etcd": [etcd.endpoint], "group": group,
+                "leaseTTLMilliseconds": Int(leaseTTL.components.seconds * 1000 + leaseTTL.components.attoseconds / 1_000_000_000_000_000),
+                "inSyncLagMilliseconds": Int(leaseTTL.components.seconds * 1000 + leaseTTL.components.attoseconds / 1_000_000_000_000_000),
+                "minInsyncReplicas": 2,
+            ]
+            let path = "\(home)/node.json"
+            try JSONSerialization.data(withJSONObject: configuration, options: [.prettyPrinted, .sortedKeys])
+                .write(to: URL(fileURLWithPath: path))
+            members[name] = Member(name: name, directory: "\(home)/store", configuration: path, log: "\(home)/node.log",
+                                   clientPort: clientPorts[name]!)
+        }
+        self.members = members
+    }
+
+    var clientPorts: [Int] { names.map { members[$0]!.clientPort } }
+
+    func storeDirectories() -> [String] { names.map { members[$0]!.directory } }
+
+    // MARK: - Processes
+
+    /// Starts the member's process unless it runs (its log is appended to, across restarts).
+    func start(_ name: String) throws {
+        guard var member = members[name], !(member.process?.isRunning ?? false) else { return }
+        if !FileManager.default.fileExists(atPath: member.log) {
+            _ = FileManager.default.createFile(atPath: member.log, contents: nil)
+        }
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: member.log))
+        defer { try? log.close() }
+        _ = try? log.seekToEnd()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: nodeBinary)
+        process.arguments = ["--config", member.configuration]
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        member.process = process
+        member.paused = false
+        members[name] = member
+    }
+
+    /// Starts every member that does not run, and resumes every paused one.
+    func startAll() throws {
+        for name in names {
+            if members[name]!.paused { resume(name) }
+            try start(name)
+        }
+    }
+
+    /// kill -9, and waits for the exit.
+    func kill(_ name: String) async {
+        guard let process = members[name]?.process else { return }
+        if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) }
+        await Self.waitForExit(process)
+        members[name]?.process = nil
+        members[name]?.paused = false
+    }
+
+    /// SIGSTOP: the process keeps its sockets and its lease's memory, and does nothing.
+    func pause(_ name: String) {
+        guard let process = members[name]?.process, process.isRunning else { return }
+        Glibc.kill(process.processIdentifier, SIGSTOP)
+        members[name]?.paused = true
+    }
+
+    /// SIGCONT after `pause`.
+    func resume(_ name: String) {
+        guard let process = members[name]?.process, members[name]!.paused else { return }
+        Glibc.kill(process.processIdentifier, SIGCONT)
+        members[name]?.paused = false
+    }
+
+    /// Removes the member's store directory (its disk lost); call after `kill`.
+    func wipe(_ name: String) throws {
+        guard let directory = members[name]?.directory else { return }
+        if FileManager.default.fileExists(atPath: directory) { try FileManager.default.removeItem(atPath: directory) }
+    }
+
+    /// SIGTERM to every member (a clean leave), then kill -9 whatever has not exited within 10 s.
+    func stopAll() async {
+        for name in names { resume(name) }
+        for name in names { if let p = members[name]?.process, p.isRunning { Glibc.kill(p.processIdentifier, SIGTERM) } }
+        for name in names {
+            guard let process = members[name]?.process else { continue }
+            let deadline = ContinuousClock.now + .seconds(10)
+            while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+            if process.isRunning { await kill(name) }
+            members[name]?.process = nil
+        }
+    }
+
+    private static func waitForExit(_ process: Process) async {
+        // Polled: Process offers no async wait, and the exit follows a SIGKILL within milliseconds.
+        while process.isRunning { try? await Task.sleep(for: .milliseconds(5)) }
+    }
+
+    // MARK: - Roles
+
+    /// Each running, unpaused member's answer to `status` (nil: no answer), noting epochs that go back.
+    func statuses() async -> [String: NodeReply] {
+        var replies: [String: NodeReply] = [:]
+        for name in names where members[name]!.process?.isRunning == true && !members[name]!.paused {
+            guard case .reply(let reply) = await NodeClient.call(.status, port: members[name]!.clientPort,
+                                                                 timeout: .seconds(1)) else { continue }
+            replies[name] = reply
+            if case .status(_, let epoch?, _) = reply {
+                if let seen = epochsSeen[name], epoch < seen {
+                    epochRegressions.append("\(name) reported epoch \(epoch) after \(seen)")
+                }
+                epochsSeen[name] = max(epoch, epochsSeen[name] ?? 0)
+            }
+        }
+        return replies
+    }
+
+    /// The member that leads, with its epoch, when every other answering member follows it under that
+    /// epoch (nil while the group disagrees or has no leader).
+    func agreedLeader() async -> (name: String, epoch: UInt64)? {
+        let replies = await statuses()
+        var leader: (name: String, epoch: UInt64)?
+        for (name, reply) in replies {
+            if case .status("leader", let epoch?, _) = reply {
+                if leader != nil { return nil }
+                leader = (name, epoch)
+            }
+        }
+        guard let leader else { return nil }
+        for (name, reply) in replies where name != leader.name {
+            guard case .status("follower", leader.epoch, leader.name) = reply else { return nil }
+        }
+        return leader
+    }
+
+    /// Waits (at most `limit`) for a member to lead under an epoch above `epoch`.
+    func waitForLeader(above epoch: UInt64, within limit: Duration) async -> (name: String, epoch: UInt64)? {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            for (name, reply) in await statuses() {
+                if case .status("leader", let e?, _) = reply, e > epoch { return (name, e) }
+            }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return nil
+    }
+
+    var highestEpochSeen: UInt64 { epochsSeen.values.max() ?? 0 }
+}
