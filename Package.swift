@@ -139,6 +139,7 @@ let package = Package(
         .executableTarget(name: "queue-chaos", dependencies: [
             "NodeWire", "EtcdTestSupport", "WALSimulation", "queue-node", "walctl",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
         ], path: "Tools/queue-chaos"),
 
         // A child process for the crash tests: appends under load and reports each confirm on stdout.

@@ -20,6 +20,12 @@ actor Cluster {
     let etcd: PrivateEtcd
     let work: String
     private(set) var members: [String: Member]
+    /// In front of each member's replication endpoint: its peers dial this (cut: the member is cut off from
+    /// the others, both ways, since followers dial their leader).
+    private let replicationProxies: [String: FaultProxy]
+    /// In front of etcd, one per member: the member's coordinator dials its own (cut: that member alone
+    /// loses etcd).
+    private let etcdProxies: [String: FaultProxy]
     private let nodeBinary: String
     /// The highest epoch each member reported, to check that none goes back.
     private var epochsSeen: [String: UInt64] = [:]
@@ -37,6 +43,16 @@ actor Cluster {
             replicationPorts[name] = try await PrivateEtcd.freeLoopbackPort()
             clientPorts[name] = try await PrivateEtcd.freeLoopbackPort()
         }
+        guard let etcdPort = Int(etcd.endpoint.split(separator: ":").last ?? "") else {
+            throw Nemesis.Stuck(description: "an etcd endpoint without a port: \(etcd.endpoint)")
+        }
+        var replicationProxies: [String: FaultProxy] = [:], etcdProxies: [String: FaultProxy] = [:]
+        for name in names {
+            replicationProxies[name] = try await FaultProxy.start(forwardingTo: replicationPorts[name]!)
+            etcdProxies[name] = try await FaultProxy.start(forwardingTo: etcdPort)
+        }
+        self.replicationProxies = replicationProxies
+        self.etcdProxies = etcdProxies
         var members: [String: Member] = [:]
         for name in names {
             let home = "\(work)/\(name)"
@@ -44,10 +60,12 @@ actor Cluster {
             let configuration: [String: Any] = [
                 "member": name, "directory": "\(home)/store",
                 "replication": "127.0.0.1:\(replicationPorts[name]!)", "client": "127.0.0.1:\(clientPorts[name]!)",
-                "peers": Dictionary(uniqueKeysWithValues: names.filter { $0 != name }.map { ($0, "127.0.0.1:\(replicationPorts[$0]!)") }),
-                "etcd": [etcd.endpoint], "group": group,
-                "leaseTTLMilliseconds": Int(leaseTTL.components.seconds * 1000 + leaseTTL.components.attoseconds / 1_000_000_000_000_000),
-                "inSyncLagMilliseconds": Int(leaseTTL.components.seconds * 1000 + leaseTTL.components.attoseconds / 1_000_000_000_000_000),
+                "peers": Dictionary(uniqueKeysWithValues: names.filter { $0 != name }.map {
+                    ($0, "127.0.0.1:\(replicationProxies[$0]!.port)")
+                }),
+                "etcd": ["http://127.0.0.1:\(etcdProxies[name]!.port)"], "group": group,
+                "leaseTTLMilliseconds": Int(Nemesis.milliseconds(leaseTTL)),
+                "inSyncLagMilliseconds": Int(Nemesis.milliseconds(leaseTTL)),
                 "minInsyncReplicas": 2,
             ]
             let path = "\(home)/node.json"
@@ -138,6 +156,24 @@ actor Cluster {
     private static func waitForExit(_ process: Process) async {
         // Polled: Process offers no async wait, and the exit follows a SIGKILL within milliseconds.
         while process.isRunning { try? await Task.sleep(for: .milliseconds(5)) }
+    }
+
+    // MARK: - Links
+
+    /// Cuts the member off from its peers (every replication connection to or from it), not from etcd.
+    func cutFromPeers(_ name: String) { replicationProxies[name]?.cut() }
+
+    /// Cuts the member off from etcd, not from its peers.
+    func cutFromEtcd(_ name: String) { etcdProxies[name]?.cut() }
+
+    /// Restores every link.
+    func healLinks() {
+        for proxy in replicationProxies.values { proxy.heal() }
+        for proxy in etcdProxies.values { proxy.heal() }
+    }
+
+    func closeProxies() async {
+        for proxy in Array(replicationProxies.values) + Array(etcdProxies.values) { await proxy.close() }
     }
 
     // MARK: - Roles

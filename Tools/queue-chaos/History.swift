@@ -34,6 +34,20 @@ final class History: Sendable {
 
     var confirmedCount: Int { state.withLock { $0.entries.values.count { $0.confirmed != nil } } }
 
+    /// The longest time between `start` and `end` without a confirm arriving: from `start` to the first
+    /// confirm, between two confirms, and from the last one to `end`.
+    func longestGapWithoutConfirms(from start: ContinuousClock.Instant, to end: ContinuousClock.Instant) -> Duration {
+        let arrivals = state.withLock { s in
+            s.entries.values.compactMap { $0.confirmed?.at }.filter { $0 >= start && $0 <= end }
+        }.sorted()
+        var longest = Duration.zero, previous = start
+        for arrival in arrivals + [end] {
+            longest = max(longest, arrival - previous)
+            previous = arrival
+        }
+        return longest
+    }
+
     /// The first confirm of a request sent at or after `instant`, if any yet.
     func firstConfirm(sentAfter instant: ContinuousClock.Instant) -> ContinuousClock.Instant? {
         state.withLock { s in

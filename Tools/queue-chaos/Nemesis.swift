@@ -18,9 +18,17 @@ enum Fault: String, CaseIterable, Codable {
     case wipeFollower
     /// kill -9 of etcd past a lease, then restarted on the same data: no confirms while it is away.
     case crashEtcd
+    /// The leader cut off from etcd but not from its followers: it cannot renew, steps down before its lease
+    /// ends, and an in-sync follower takes over; healed once it has.
+    case cutLeaderFromEtcd
+    /// The leader cut off from its followers but not from etcd, past the in-sync lag time: it keeps its lease
+    /// but commits nothing (no follower acknowledges); healed, the followers catch up and rejoin.
+    case cutLeaderFromFollowers
 
     /// Whether it takes the leader away (a failover follows).
-    var hitsLeader: Bool { self == .killLeader || self == .pauseLeader || self == .killLeaderWhileRejoining }
+    var hitsLeader: Bool {
+        self == .killLeader || self == .pauseLeader || self == .killLeaderWhileRejoining || self == .cutLeaderFromEtcd
+    }
 }
 
 /// What one injected fault did: the leader before, the leader after, and how long writes were unavailable.
@@ -32,7 +40,9 @@ struct FaultRecord: Codable {
     var epochAfter: UInt64?
     /// From the fault to another member leading (for faults that hit the leader).
     var electionMilliseconds: Double?
-    /// From the fault to the first confirm of a publish sent after it.
+    /// The longest time without a confirm from the fault until the group was writable after it (a confirm of
+    /// a publish sent once the fault was over): for the faults that hit the leader, detection, election and
+    /// the new leader's first commit.
     var unavailableMilliseconds: Double?
     /// From the fault to the group healthy again (every member up and following one leader).
     var healedMilliseconds: Double?
@@ -96,8 +106,18 @@ struct Nemesis {
             await cluster.etcd.crash()
             try await Task.sleep(for: leaseTTL + .milliseconds(Int.random(in: 0..<1000, using: &random)))
             try await cluster.etcd.restart()
+        case .cutLeaderFromEtcd:
+            await cluster.cutFromEtcd(leader)
+            try await elected()
+            try await pause(upToMilliseconds: 500)
+            await cluster.healLinks()
+        case .cutLeaderFromFollowers:
+            await cluster.cutFromPeers(leader)
+            try await Task.sleep(for: leaseTTL + .milliseconds(Int.random(in: 0..<1000, using: &random)))
+            await cluster.healLinks()
         }
         try await cluster.startAll()
+        let healing = ContinuousClock.now
         guard let healed = await waitForAgreement(within: .seconds(60)) else {
             throw Stuck(description: "the group did not settle after \(fault)")
         }
@@ -105,15 +125,17 @@ struct Nemesis {
             record.leaderAfter = healed.name
             record.epochAfter = healed.epoch
         }
-        // Healthy means writable too: wait for a confirm of a publish sent after the fault.
+        // Healthy means writable too: wait for a confirm of a publish sent once the fault was over.
         let deadline = ContinuousClock.now + .seconds(60)
-        while history.firstConfirm(sentAfter: start) == nil {
+        while history.firstConfirm(sentAfter: healing) == nil {
             guard ContinuousClock.now < deadline else {
                 throw Stuck(description: "no publish confirmed within 60 s of the group settling after \(fault)")
             }
             try await Task.sleep(for: .milliseconds(20))
         }
-        record.unavailableMilliseconds = history.firstConfirm(sentAfter: start).map { Self.milliseconds($0 - start) }
+        if let writable = history.firstConfirm(sentAfter: healing) {
+            record.unavailableMilliseconds = Self.milliseconds(history.longestGapWithoutConfirms(from: start, to: writable))
+        }
         record.healedMilliseconds = Self.milliseconds(ContinuousClock.now - start)
         return record
     }

@@ -24,13 +24,22 @@ struct QueueChaos: AsyncParsableCommand {
     @Option(help: "Inject faults until this many failovers (new leader epochs) have happened.") var failovers = 50
     @Option(help: "The seed of the fault schedule (default: a fresh one, printed).") var seed: UInt64?
     @Option(help: "Concurrent idempotent producers.") var producers = 4
-    @Option(help: "The leaders' lease in milliseconds (etcd rounds it up to whole seconds).") var leaseMilliseconds = 1000
+    @Option(help: "The leaders' lease in milliseconds (etcd grants whole seconds, and at least about 2 s by default).")
+    var leaseMilliseconds = 2000
     @Option(help: "Where the members' directories and logs go (default: a new temporary directory).") var work: String?
     @Option(help: "Write the figures and the verdict here as JSON.") var json: String?
+    @Option(help: "Only these faults, comma-separated (default: all of \(Fault.allCases.map(\.rawValue).joined(separator: ", "))).")
+    var faults: String?
     @Flag(help: "Keep the work directory even when every check passes.") var keep = false
 
     func run() async throws {
         let seed = seed ?? UInt64.random(in: 1...UInt64.max)
+        let chosen = try faults.map { list in
+            try list.split(separator: ",").map { name in
+                guard let fault = Fault(rawValue: String(name)) else { throw ValidationError("no fault is named \(name)") }
+                return fault
+            }
+        } ?? Fault.allCases
         let work = work ?? FileManager.default.temporaryDirectory.appendingPathComponent("queue-chaos-\(seed)").path
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         let binaries = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
@@ -74,15 +83,16 @@ struct QueueChaos: AsyncParsableCommand {
         while stuck == nil, await cluster.highestEpochSeen - startEpoch < UInt64(failovers),
               report.faults.count < failovers * 4 {
             // Faults that take the leader away two times in three: the failovers are what is counted.
-            let leaderFaults = Fault.allCases.filter(\.hitsLeader), otherFaults = Fault.allCases.filter { !$0.hitsLeader }
-            let pool = Int.random(in: 0..<3, using: &faultChoice) < 2 ? leaderFaults : otherFaults
+            let leaderFaults = chosen.filter(\.hitsLeader), otherFaults = chosen.filter { !$0.hitsLeader }
+            let pool = otherFaults.isEmpty || (!leaderFaults.isEmpty && Int.random(in: 0..<3, using: &faultChoice) < 2)
+                ? leaderFaults : otherFaults
             let fault = pool[Int.random(in: 0..<pool.count, using: &faultChoice)]
             do {
                 let record = try await nemesis.inject(fault)
                 report.faults.append(record)
                 let count = report.faults.count, epoch = await cluster.highestEpochSeen
                 print("  \(count): \(fault) of \(record.leaderBefore) (epoch \(record.epochBefore)) -> leader "
-                      + "\(record.leaderAfter ?? record.leaderBefore), writable after "
+                      + "\(record.leaderAfter ?? record.leaderBefore), longest without a confirm "
                       + "\(record.unavailableMilliseconds.map { String(format: "%.0f ms", $0) } ?? "-"), "
                       + "\(history.confirmedCount) confirmed, epoch \(epoch)")
             } catch {
@@ -92,6 +102,7 @@ struct QueueChaos: AsyncParsableCommand {
         report.failovers = Int(await cluster.highestEpochSeen - startEpoch)
 
         // Heal, let each producer settle its last sequence, then drain.
+        await cluster.healLinks()
         try? await cluster.startAll()
         stop.finishing.store(true, ordering: .relaxed)
         let settleBy = ContinuousClock.now + .seconds(60)
@@ -108,6 +119,7 @@ struct QueueChaos: AsyncParsableCommand {
             stuck = stuck ?? "\(error)"
         }
         await cluster.stopAll()
+        await cluster.closeProxies()
         report.verdict = Verdict(history: history, drained: drained, epochRegressions: await cluster.epochRegressions)
         report.logChecks = LogChecks(walctl: binaries.appendingPathComponent("walctl").path,
                                      stores: await cluster.storeDirectories())

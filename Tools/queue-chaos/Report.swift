@@ -45,7 +45,7 @@ struct Report: Codable {
     /// Why the campaign stopped early: no leader, or no confirm, within the limit after a fault.
     var stuck: String?
 
-    /// Percentiles of the time from a fault that hit the leader to the first confirm after it.
+    /// Percentiles, over the faults that hit the leader, of the longest time without a confirm after each.
     var unavailability: [String: Double] {
         let times = faults.filter(\.fault.hitsLeader).compactMap(\.unavailableMilliseconds).sorted()
         guard !times.isEmpty else { return [:] }
