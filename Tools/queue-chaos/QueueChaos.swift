@@ -33,6 +33,7 @@ struct QueueChaos: AsyncParsableCommand {
     @Flag(help: "Keep the work directory even when every check passes.") var keep = false
 
     func run() async throws {
+        setvbuf(stdout, nil, _IOLBF, 0)  // a line per fault, as it happens, also into a file or a pipe
         let seed = seed ?? UInt64.random(in: 1...UInt64.max)
         let chosen = try faults.map { list in
             try list.split(separator: ",").map { name in
