@@ -23,7 +23,10 @@ struct Verdict: Codable {
     /// False when the queue could not be drained: then lost, duplicated and unexpected were not checked.
     var deliveriesChecked = true
 
-    var passed: Bool { deliveriesChecked && lost.isEmpty && duplicated.isEmpty && unexpected.isEmpty && anomalies.isEmpty }
+    /// A check failed: a bug, not a group that got stuck.
+    var violated: Bool { !lost.isEmpty || !duplicated.isEmpty || !unexpected.isEmpty || !anomalies.isEmpty }
+
+    var passed: Bool { deliveriesChecked && !violated }
 
     init(history: History, drained: [DrainedMessage]?, epochRegressions: [String]) {
         let entries = history.entries

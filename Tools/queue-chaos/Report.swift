@@ -55,7 +55,7 @@ struct Report: Codable {
 
     func print() {
         let v = verdict
-        Swift.print("""
+        say("""
             queue-chaos: seed \(seed): \(faults.count) faults, \(failovers) failovers; \(v.attempted) sequences \
             sent, \(v.confirmed) confirmed, \(v.delivered) delivered
               lost \(v.lost.count), duplicated \(v.duplicated.count), unexpected \(v.unexpected.count); \
@@ -66,12 +66,12 @@ struct Report: Codable {
             """)
         for (label, items) in [("lost", v.lost), ("duplicated", v.duplicated), ("unexpected", v.unexpected),
                                ("anomalies", v.anomalies)] where !items.isEmpty {
-            Swift.print("  \(label): \(items.prefix(20).joined(separator: ", "))")
+            say("  \(label): \(items.prefix(20).joined(separator: ", "))")
         }
-        if logChecks.compare > 1 || logChecks.compare < 0 { Swift.print(logChecks.compareOutput) }
-        if !v.deliveriesChecked { Swift.print("  the queue could not be drained: deliveries not checked") }
-        if let stuck { Swift.print("  stuck: \(stuck)") }
-        Swift.print(verdict.passed && logChecks.passed ? "queue-chaos: PASS" : "queue-chaos: FAIL (seed \(seed))")
+        if logChecks.compare > 1 || logChecks.compare < 0 { say(logChecks.compareOutput) }
+        if !v.deliveriesChecked { say("  the queue could not be drained: deliveries not checked") }
+        if let stuck { say("  stuck: \(stuck)") }
+        say(verdict.passed && logChecks.passed ? "queue-chaos: PASS" : "queue-chaos: FAIL (seed \(seed))")
     }
 
     func write(to path: String) throws {
