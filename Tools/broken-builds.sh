@@ -2,7 +2,8 @@
 # Shows that the test harness catches real durability bugs: builds the log and the queue layer with each
 # deliberately broken behaviour switched on (compile-time flags; a normal build has none of them) and runs
 # the tests that must then fail. Prints one line per broken build; exits 1 if any broken build passed its
-# tests. Takes a while (one rebuild per flag, in .build-broken/); `--only FLAG` runs one.
+# tests. Takes a while (one rebuild per flag, in .build-broken/); `--only FLAG` runs one against its tests,
+# `--chaos-only FLAG` one against queue-chaos.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash Tools/ensure-dependencies.sh
@@ -53,7 +54,11 @@ flags=(WAL_BROKEN_NO_FDATASYNC WAL_BROKEN_CONFIRM_BEFORE_SYNC WAL_BROKEN_NO_DIRE
        QUEUE_BROKEN_REPLAY_DROPS_LAST_RECORD QUEUE_BROKEN_DELIVERY_READS_ON_POOL
        QUEUE_BROKEN_FOLLOWER_APPLIES_UNCOMMITTED QUEUE_BROKEN_IGNORES_WRITE_GATE
        QUEUE_BROKEN_INSTALLS_UNCHECKED_CHECKPOINT REPLICATION_BROKEN_INSTALL_WITHOUT_MARKER REPLICATION_BROKEN_SNAPSHOT_GAP)
-if [[ "${1:-}" == "--only" ]]; then flags=("$2"); fi
+# The same bugs seen from outside: queue-chaos (real processes, a private etcd, leader faults only) against
+# a broken build; caught when it exits 1 (a failed check: a lost, duplicated or unexpected message).
+chaos_flags=(WAL_BROKEN_CONFIRM_BEFORE_REPLICAS)
+if [[ "${1:-}" == "--only" ]]; then flags=("$2"); chaos_flags=(); fi
+if [[ "${1:-}" == "--chaos-only" ]]; then flags=(); chaos_flags=("$2"); fi
 escaped=0
 for flag in "${flags[@]}"; do
     log=".build-broken/$flag.log"
@@ -72,5 +77,22 @@ for flag in "${flags[@]}"; do
             echo "caught   $flag: ${suites[$flag]} failed with $issues recorded issue(s)"
         fi
     fi
+done
+for flag in "${chaos_flags[@]}"; do
+    log=".build-broken/chaos-$flag.log"
+    mkdir -p .build-broken
+    if ! swift build --scratch-path .build-broken -Xswiftc "-D$flag" --product queue-chaos > "$log" 2>&1; then
+        echo "NO TEST  $flag: queue-chaos did not build (see $log)"
+        escaped=1
+        continue
+    fi
+    timeout 1200 .build-broken/debug/queue-chaos --failovers 10 --seed 7 \
+        --faults killLeader,pauseLeader,killLeaderWhileRejoining >> "$log" 2>&1
+    status=$?
+    case $status in
+        0) echo "ESCAPED  $flag: queue-chaos passed (see $log)"; escaped=1 ;;
+        1) echo "caught   $flag: queue-chaos: $(grep -m1 -E '^  lost' "$log")" ;;
+        *) echo "NO TEST  $flag: queue-chaos exited $status without a failed check (see $log)"; escaped=1 ;;
+    esac
 done
 exit $escaped
