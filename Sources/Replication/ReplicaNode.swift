@@ -343,6 +343,10 @@ package final class ReplicaNode: Sendable {
         setRole(.candidate)
         opened.0.observeWrites(nil)
         for peer in leading.peers.withLock({ $0 }) { peer.connection.close() }
+        #if REPLICATION_BROKEN_KEEPS_UNRESIGNED_LEASE
+        // BROKEN ON PURPOSE (harness check builds only): a resign that failed is ignored and the lease renewed.
+        _ = try? await coordinator.resign(lease: lease)
+        #else
         do {
             _ = try await coordinator.resign(lease: lease)
         } catch {
@@ -352,6 +356,7 @@ package final class ReplicaNode: Sendable {
             // lease up instead; the next turn takes a new one and revokes this.
             state.withLock { $0.leaseLost = true }
         }
+        #endif
         try? await onOwnThread { () throws(WALError) in try opened.0.close() }
         if leading.abandoned.withLock({ $0 }) {
             // It would most likely fail again: leave the next claim to the others for a lease's time (it claims
