@@ -195,10 +195,11 @@ actor Cluster {
         return replies
     }
 
-    /// The member that leads, with its epoch, when every other answering member follows it under that
-    /// epoch (nil while the group disagrees or has no leader).
+    /// The member that leads, with its epoch, when every member answers and every other one follows it
+    /// under that epoch (nil while one is down or silent, or the group disagrees or has no leader).
     func agreedLeader() async -> (name: String, epoch: UInt64)? {
         let replies = await statuses()
+        guard replies.count == names.count else { return nil }
         var leader: (name: String, epoch: UInt64)?
         for (name, reply) in replies {
             if case .status("leader", let epoch?, _) = reply {
