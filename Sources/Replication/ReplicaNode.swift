@@ -325,13 +325,28 @@ package final class ReplicaNode: Sendable {
                                                   stepDown: { [leading] in leading.abandoned.withLock { $0 = true } })
         var current = claimed, currentRevision = revision
         var absentSince: [ReplicaIdentity: ContinuousClock.Instant] = [:]
+        var failure: (any Error)?
         while !stopping && leaseHolds() && !leading.abandoned.withLock({ $0 }) {
-            guard let next = try await keepInSyncSet(leading, state: current, revision: currentRevision, lease: lease,
-                                                     absentSince: &absentSince) else {
-                break  // the state changed under us: another writer won; this node no longer leads
+            do {
+                guard let next = try await keepInSyncSet(leading, state: current, revision: currentRevision, lease: lease,
+                                                         absentSince: &absentSince) else {
+                    break  // the state changed under us: another writer won; this node no longer leads
+                }
+                (current, currentRevision) = next
+            } catch {
+                #if REPLICATION_BROKEN_LEADS_ON_AFTER_A_FAILED_UPDATE
+                // BROKEN ON PURPOSE (harness check builds only): the error leaves without stepping down.
+                throw error
+                #else
+                // A change of the in-sync set whose outcome is unknown (the coordinator did not answer): this
+                // node no longer knows the state it leads, so it steps down, by the same path as below. Leaving
+                // by the throw would leave its service serving and its log confirming, with nothing checking the
+                // lease any more.
+                failure = error
+                break
+                #endif
             }
-            (current, currentRevision) = next
-            try await Task.sleep(for: configuration.tick)
+            try? await Task.sleep(for: configuration.tick)
         }
         // The service first, while followers may still acknowledge: what they do commits; the rest of what it
         // appended becomes indeterminate when it closes the log.
@@ -363,6 +378,7 @@ package final class ReplicaNode: Sendable {
             // again after that if none of them could).
             try? await Task.sleep(for: configuration.leaseTTL)
         }
+        if let failure { throw failure }
     }
 
     /// Removes in-sync followers that have had no live connection for `inSyncLagTime`, adds followers that hold

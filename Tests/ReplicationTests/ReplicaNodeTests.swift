@@ -25,6 +25,12 @@ final class TestCluster: Sendable {
         coordinatorFor = { _ in memory }
     }
 
+    /// Every node talks to `coordinator` (a test's wrapper around an in-memory one).
+    init(coordinator: any Coordinator) {
+        self.coordinator = coordinator
+        coordinatorFor = { _ in coordinator }
+    }
+
     /// On the etcd at `endpoint`, under a key prefix of this cluster's own.
     init(etcd endpoint: String) throws {
         let prefix = "/replication-tests/\(UUID().uuidString)/"
@@ -241,6 +247,31 @@ func eventually(seconds: Double = 60, sourceLocation: SourceLocation = #_sourceL
         let log = try #require(second.node.leaderLog)
         let lsn = try await log.append(record(5, 3))
         #expect(try log.read(lsn) == record(5, 3))
+        try await cluster.shutdown()
+    }
+
+    /// A change of the in-sync set that gets no answer (etcd away for that call) ends the leadership the way a
+    /// lost lease does: the leader's service and log stop, it resigns, and the group elects again under the next
+    /// epoch. Found by queue-chaos (etcd killed while a follower joined): the error left `lead` without stepping
+    /// down, the node showed itself a candidate while its log went on confirming, its lease kept renewed and the
+    /// group never elected again.
+    @Test func aLeaderWhoseInSyncChangeGetsNoAnswerStepsDown() async throws {
+        let coordinator = UpdateFailingCoordinator(InMemoryCoordinator(clock: ManualClock()))
+        let cluster = TestCluster(coordinator: coordinator)
+        for name in ["alpha", "beta"] { try await cluster.start(name) }
+        let first = try await cluster.awaitInSync(2)
+        let epoch = try #require(try await cluster.state()).epoch
+        coordinator.failNextUpdate()
+        try await cluster.start("gamma")  // the leader adds it to the in-sync set: that update fails
+        try await eventually { coordinator.failed == 1 }
+        let second = try await cluster.awaitInSync(3)
+        #expect(try #require(try await cluster.state()).epoch > epoch)
+        if second.name != first.name {
+            #expect(first.node.leaderLog == nil)
+        }
+        let log = try #require(second.node.leaderLog)
+        let lsn = try await log.append(record(8, 1))
+        #expect(try log.read(lsn) == record(8, 1))
         try await cluster.shutdown()
     }
 

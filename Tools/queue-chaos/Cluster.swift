@@ -226,5 +226,18 @@ actor Cluster {
         return nil
     }
 
+    /// Each member's status in a few words, for a report of a group that did not settle.
+    func describeStatuses() async -> String {
+        let replies = await statuses()
+        return names.map { name in
+            switch replies[name] {
+            case .status(let role, let epoch, let leader)?:
+                "\(name) \(role)" + (epoch.map { " epoch \($0)" } ?? "") + (leader.map { " of \($0)" } ?? "")
+            case let other?: "\(name) answered \(other)"
+            case nil: "\(name) silent" + (members[name]!.paused ? " (paused)" : "")
+            }
+        }.joined(separator: ", ")
+    }
+
     var highestEpochSeen: UInt64 { epochsSeen.values.max() ?? 0 }
 }

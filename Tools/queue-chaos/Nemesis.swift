@@ -62,7 +62,7 @@ struct Nemesis {
 
     mutating func inject(_ fault: Fault) async throws -> FaultRecord {
         guard let (leader, epoch) = await waitForAgreement(within: .seconds(60)) else {
-            throw Stuck(description: "no agreed leader before \(fault)")
+            throw Stuck(description: "no agreed leader before \(fault): \(await cluster.describeStatuses())")
         }
         var record = FaultRecord(fault: fault, leaderBefore: leader, epochBefore: epoch)
         let followers = await cluster.names.filter { $0 != leader }
@@ -119,7 +119,7 @@ struct Nemesis {
         try await cluster.startAll()
         let healing = ContinuousClock.now
         guard let healed = await waitForAgreement(within: .seconds(60)) else {
-            throw Stuck(description: "the group did not settle after \(fault)")
+            throw Stuck(description: "the group did not settle after \(fault): \(await cluster.describeStatuses())")
         }
         if record.leaderAfter == nil, healed.epoch != epoch {
             record.leaderAfter = healed.name
