@@ -102,6 +102,14 @@ final class Cluster: @unchecked Sendable {
     private var lastEpoch: UInt64 = 0
     /// Followers cut off from the leader, with the steps until they reconnect.
     private var partitioned: [String: Int] = [:]
+    /// What happened to roles, disks and the in-sync set, for the report of a failed trial (threads decide
+    /// some timing, so a failing seed may not fail again: the trace is what remains of it).
+    private var trace: [String] = []
+    private var stepNumber = 0
+
+    private func note(_ event: @autoclosure () -> String) { trace.append("\(stepNumber): \(event())") }
+
+    private var highestConfirmed: LSN { confirmed.map.withLock { $0.keys.max() } ?? .none }
 
     init(seed: UInt64, replicas count: Int) {
         rng = SplitMix64(seed: seed)
@@ -118,7 +126,10 @@ final class Cluster: @unchecked Sendable {
             }
             try await elect(replicas[0])
             for replica in replicas.dropFirst() { try open(follower: replica) }
-            for _ in 0..<steps { try await step() }
+            for n in 0..<steps {
+                stepNumber = n
+                try await step()
+            }
             try await heal()
         } catch let failure as Failure {
             outcome.failure = failure.text
@@ -128,6 +139,9 @@ final class Cluster: @unchecked Sendable {
         for replica in replicas { try? replica.log?.close() }
         outcome.confirmed = confirmed.map.withLock { $0.count }
         if outcome.failure == nil { outcome.failure = compareReplicas() }
+        if let failure = outcome.failure {
+            outcome.failure = failure + "\ntrace (step: event), the last 60:\n  " + trace.suffix(60).joined(separator: "\n  ")
+        }
         return outcome
     }
 
@@ -159,6 +173,7 @@ final class Cluster: @unchecked Sendable {
         network.cut(following.connection)
         replicas[leaderIndex].leading?.sessions.withLock { _ = $0.removeValue(forKey: following.connection) }
         partitioned[replica.identity.member] = 3 + Int(rng.next() % 12)
+        note("follower \(replica.identity) cut off for \(partitioned[replica.identity.member]!) steps")
         outcome.partitions += 1
     }
 
@@ -233,6 +248,8 @@ final class Cluster: @unchecked Sendable {
         try history.save(directory: trialDirectory, fileSystem: replica.disk)
         let tracker = InSyncTracker(log: log, inSync: Set(state.inSync).subtracting([replica.identity]),
                                     minInsyncReplicas: 2, joinFloor: log.durableLSN.next)
+        note("\(replica.identity) leads epoch \(state.epoch) from end \(log.durableLSN.next) (its last watermark "
+             + "\(log.lastFrameWatermark)); in sync \(state.inSync); highest confirmed \(highestConfirmed); epochs \(history.entries)")
         let leading = SimulatedReplica.Leading(log: log, history: history, epoch: state.epoch, tracker: tracker)
         log.observeWrites { [leading] in for session in leading.sessions.withLock({ Array($0.values) }) { session.pump() } }
         replica.leading = leading
@@ -247,6 +264,8 @@ final class Cluster: @unchecked Sendable {
         options.identity = logIdentity
         let log = try WriteAheadLog.open(directory: trialDirectory, options: options, fileSystem: replica.disk)
         if log.recoveryReport.replicaCut != nil { outcome.rejoinsAsNew += 1 }
+        note("\(replica.identity) opens as a follower: end \(log.durableLSN.next), watermark \(log.lastFrameWatermark)"
+             + (log.recoveryReport.replicaCut != nil ? ", cut as a new replica" : ""))
         do {
             try replica.takeIncarnation()
         } catch {
@@ -287,6 +306,7 @@ final class Cluster: @unchecked Sendable {
     /// The follower's disk loses power; it comes back with what the power cut left and rejoins.
     private func powerLoss(_ replica: SimulatedReplica) throws {
         guard let following = replica.following else { return }
+        note("follower \(replica.identity) loses power at end \(following.session.log.durableLSN.next)")
         partitioned[replica.identity.member] = nil
         network.cut(following.connection)
         replicas[leaderIndex].leading?.sessions.withLock { _ = $0.removeValue(forKey: following.connection) }
@@ -302,6 +322,7 @@ final class Cluster: @unchecked Sendable {
     /// seen, outside the in-sync set until it holds everything committed.
     private func wipe(_ replica: SimulatedReplica) throws {
         guard let following = replica.following else { return }
+        note("follower \(replica.identity) loses its disk")
         partitioned[replica.identity.member] = nil
         network.cut(following.connection)
         replicas[leaderIndex].leading?.sessions.withLock { _ = $0.removeValue(forKey: following.connection) }
@@ -317,6 +338,8 @@ final class Cluster: @unchecked Sendable {
     private func failover() async throws {
         let old = replicas[leaderIndex]
         guard let leading = old.leading else { return }
+        note("the leader \(old.identity) loses power: durable end \(leading.log.durableLSN.next), committed "
+             + "\(leading.log.committedLSN), highest confirmed \(highestConfirmed); in sync (tracker) \(leading.tracker.inSync)")
         for id in leading.sessions.withLock({ Array($0.keys) }) { network.cut(id) }
         leading.log.observeWrites(nil)
         old.disk.crash()
@@ -366,6 +389,7 @@ final class Cluster: @unchecked Sendable {
             if case .applied = try await coordinator.updateState(state, lease: leader.lease!, expecting: revision) {
                 leading.tracker.remove(gone)
                 outcome.inSyncChanges += 1
+                note("\(gone) leaves the in-sync set; committed \(leading.log.committedLSN)")
             }
         }
         for session in leading.sessions.withLock({ Array($0.values) }) {
@@ -378,6 +402,8 @@ final class Cluster: @unchecked Sendable {
             if !state.members.contains(follower) { state.members.append(follower) }
             if case .applied = try await coordinator.updateState(state, lease: leader.lease!, expecting: revision) {
                 outcome.inSyncChanges += 1
+                note("\(follower) joins the in-sync set, acknowledged \(leading.tracker.acknowledged(by: follower)); "
+                     + "leader durable end \(leading.log.durableLSN.next), committed \(leading.log.committedLSN)")
             } else {
                 leading.tracker.remove(follower)
             }
@@ -410,7 +436,8 @@ final class Cluster: @unchecked Sendable {
                               + "its session: \(replica.following.map { "\($0.session.debugState) \($0.session.ending as Any), history \($0.session.history.entries)" } ?? "none"), "
                               + "the leader's history \(leading.history.entries); leader sessions: "
                               + leading.sessions.withLock { $0.map { "\($0.key): \($0.value.follower as Any) \($0.value.debugState)" }.joined(separator: "; ") }
-                              + "; queued \(network.queued); follower connection \(replica.following?.connection as Any)")
+                              + "; queued \(network.queued); follower connection \(replica.following?.connection as Any)"
+                              + "; highest confirmed \(highestConfirmed)")
             }
         }
         outcome.cutsOnRejoin = replicas.reduce(0) { $0 + ($1.following?.session.cuts ?? 0) }

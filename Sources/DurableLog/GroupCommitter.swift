@@ -101,6 +101,8 @@ final class GroupCommitter: @unchecked Sendable {
 
     /// The highest LSN whose record is durable here (0 when none is).
     var durableLSN: LSN { monitor.withLock { ledger.durable } }
+    /// The LSN after the last record accepted (appended, or taken from a leader), durable or not.
+    var acceptedEnd: LSN { monitor.withLock { nextLSN } }
     /// The highest LSN that is confirmed: durable here and, replicated, on the in-sync replicas.
     var committedLSN: LSN { monitor.withLock { ledger.committed } }
 

@@ -84,6 +84,9 @@ extension WriteAheadLog {
     /// way to the disk, and an end that counted them would be acknowledged as durable too early.
     package func waitUntilAcceptedIsDurable() { committer.waitUntilIdle() }
 
+    /// The LSN after the last record this log accepted (appended, or taken from a leader), durable or not.
+    package var acceptedEnd: LSN { committer.acceptedEnd }
+
     /// A follower's log (`LogOptions.isReplica`): writes a run of its leader's frames byte for byte at the
     /// same offset of the same segment, group-committed with the runs that arrive meanwhile, and calls
     /// `completion` with the run's first LSN once an `fdatasync` covered it (then `durableLSN` covers the

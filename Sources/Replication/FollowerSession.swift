@@ -110,13 +110,36 @@ package final class FollowerSession: Sendable {
     }
 
     /// A session over `log` (a follower's log, open), with its epoch history from the log's directory (entries
-    /// past the log's end dropped: a crash can leave the history ahead of the frames).
+    /// past what the log accepted dropped, and the file saved without them: a crash can leave the history ahead
+    /// of the frames). Blocks for the file.
     package init(log: WriteAheadLog, configuration: Configuration,
                  send: @escaping @Sendable (ReplicationMessage) -> Void) throws(WALError) {
         self.configuration = configuration
         self.send = send
         var history = try EpochHistory.load(directory: configuration.directory, fileSystem: configuration.fileSystem)
+        let loadedCount = history.entries.count
+        #if REPLICATION_BROKEN_HISTORY_CUT_TO_DURABLE_END
+        // BROKEN ON PURPOSE (harness check builds only): a run an earlier session accepted and the disk has not
+        // synced yet loses its epochs here, and the next save writes the history without them.
         history.truncate(from: log.durableLSN.next)
+        #else
+        // Not the durable end: on a log that stays open across sessions (a reconnect), runs an earlier session
+        // accepted may still be on their way to the disk; their epochs are in the history, and dropping them
+        // here would lose them from the file at the next save while the log keeps their records (found by the
+        // cluster simulation: a replica whose history said its records began at LSN 50, elected, answered a
+        // rejoining replica that none of its epochs existed, and that replica cut records it had confirmed).
+        history.truncate(from: log.acceptedEnd)
+        #endif
+        #if !REPLICATION_BROKEN_HISTORY_CUT_NOT_SAVED
+        // Saved at once when that dropped an epoch: kept in the file, an epoch begun where this log ends (a
+        // power cut took its records, or its leader wrote none) would come back with the next load, and once
+        // this replica holds another epoch's records there, it would answer, as a leader, that the earlier
+        // epoch ended before them, and make a rejoining replica cut records the group committed (the cluster
+        // simulation found the refusal this caused: `cutBelowCommitted`).
+        if history.entries.count != loadedCount {
+            try history.save(directory: configuration.directory, fileSystem: configuration.fileSystem)
+        }
+        #endif
         state = Mutex(State(log: log, history: history, committed: log.lastFrameWatermark))
         committedLSN.store(log.lastFrameWatermark.rawValue, ordering: .relaxed)
         published = Mutex(Published(log: log, history: history, phase: .rejoining, cuts: 0, installs: 0))

@@ -216,6 +216,81 @@ func followerSession(_ node: Node, of leader: TestLeader,
         try leader.log.close()
     }
 
+    /// A session made on a follower's log that stays open (a reconnect) keeps the epochs of runs an earlier
+    /// session accepted whose sync has not returned yet: the history is cut to what the log accepted, not to
+    /// what is durable. Cut to the durable end, the next save would write the history without those epochs
+    /// while the log keeps their records (the cluster simulation found a replica whose history began at LSN 50,
+    /// elected, make a rejoining replica cut records it had confirmed).
+    @Test func aNewSessionOnAnOpenLogKeepsTheEpochsOfRunsNotDurableYet() async throws {
+        let dir = TemporaryDirectory()
+        let network = InMemoryNetwork()
+        defer { network.stop() }
+        let nodes = ["alpha", "beta"].map { Node(name: $0, directory: dir.sub($0)) }
+        let leader = try TestLeader(node: nodes[0], epoch: 3, inSync: [nodes[1].identity])
+        let disk = FaultInjectingFileSystem()
+        var options = testOptions
+        options.isReplica = true
+        options.identity = leader.log.identity
+        let log = try WriteAheadLog.open(directory: nodes[1].directory, options: options, fileSystem: disk)
+        let configuration = FollowerSession.Configuration(directory: nodes[1].directory, options: options, fileSystem: disk,
+                                                          replica: nodes[1].identity, leaderEpoch: 3)
+        _ = leader.session(on: network, connection: 0)
+        let first = try FollowerSession(log: log, configuration: configuration, send: network.sender(0, toLeader: true))
+        network.attach(0, follower: first)
+        first.start()
+        #expect(network.wait { first.isFollowing })
+
+        disk.holdSyncs(pathSuffix: ".wal")
+        let records = (0..<5).map { record(9, $0) }
+        let appends = Task { try await leader.log.append(contentsOf: records) }
+        #expect(disk.waitForHeldSync(seconds: 20), "the follower writes the run and waits for its sync")
+        #expect(log.acceptedEnd == LSN(6) && log.durableLSN < LSN(5))
+        network.cut(0)
+        let second = try FollowerSession(log: log, configuration: configuration, send: network.sender(1, toLeader: true))
+        #expect(second.history.entries == [EpochHistory.Entry(epoch: 3, firstLSN: LSN(1))])
+
+        disk.releaseSyncs()
+        _ = leader.session(on: network, connection: 1)
+        network.attach(1, follower: second)
+        second.start()
+        #expect(network.wait { second.isFollowing })
+        #expect(second.cuts == 0)
+        let firstLSN = try await appends.value
+        for (i, bytes) in records.enumerated() { #expect(try second.log.read(LSN(firstLSN.rawValue + UInt64(i))) == bytes) }
+        #expect(try EpochHistory.load(directory: nodes[1].directory).entries == [EpochHistory.Entry(epoch: 3, firstLSN: LSN(1))])
+        try second.log.close()
+        try leader.log.close()
+    }
+
+    /// An epoch that the history file holds past the follower's log (begun where the log ends: a power cut took
+    /// its records, or its leader wrote none) leaves the file when a session opens, not only the session's copy:
+    /// kept, it would come back with the next load and, once the replica holds another epoch's records there,
+    /// make it answer as a leader that the earlier epoch ended before them (the cluster simulation found a
+    /// rejoining replica refused, `cutBelowCommitted`, for exactly this).
+    @Test func aSessionSavesTheHistoryWithoutTheEpochsPastTheLogsEnd() async throws {
+        let dir = TemporaryDirectory()
+        let network = InMemoryNetwork()
+        defer { network.stop() }
+        let nodes = ["alpha", "beta"].map { Node(name: $0, directory: dir.sub($0)) }
+        let leader = try TestLeader(node: nodes[0], epoch: 2, inSync: [nodes[1].identity])
+        _ = leader.session(on: network, connection: 0)
+        let follower = try followerSession(nodes[1], of: leader, on: network, connection: 0)
+        _ = try await leader.log.append(contentsOf: (0..<5).map { record(10, $0) })
+        network.cut(0)
+        try follower.log.close()
+        // As if this replica had been elected for epoch 3 and had lost power before writing anything of it.
+        var history = try EpochHistory.load(directory: nodes[1].directory)
+        #expect(history.entries == [EpochHistory.Entry(epoch: 2, firstLSN: LSN(1))])
+        try history.begin(epoch: 3, at: LSN(6))
+        try history.save(directory: nodes[1].directory)
+
+        let session = try followerSession(nodes[1], of: leader) { _ in }
+        #expect(session.history.entries == [EpochHistory.Entry(epoch: 2, firstLSN: LSN(1))])
+        #expect(try EpochHistory.load(directory: nodes[1].directory).entries == [EpochHistory.Entry(epoch: 2, firstLSN: LSN(1))])
+        try session.log.close()
+        try leader.log.close()
+    }
+
     /// Writes made on a follower go to the leader over the replication connection and are answered with the
     /// LSN once committed; refused before anything is written when the in-sync set is too small; and
     /// indeterminate when the connection ends before the answer (the leader may still commit them).
