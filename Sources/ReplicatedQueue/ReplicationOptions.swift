@@ -32,8 +32,11 @@ public struct ReplicationOptions: Sendable {
     public var minInsyncReplicas = 2
     /// The leader's lease in the coordinator: a leader that dies is replaced about this long after.
     public var leaseTTL: Duration = .seconds(2)
-    /// An in-sync follower that has had no connection to the leader for this long leaves the in-sync set, so
-    /// that the others can confirm without it (if at least `minInsyncReplicas` remain).
+    /// An in-sync follower that has had no connection to the leader for this long, or has made no progress
+    /// toward the leader's log end for this long (connected but stalled: a paused process, a disk whose syncs
+    /// hang), leaves the in-sync set, so that the others can confirm without it (if at least
+    /// `minInsyncReplicas` remain; otherwise writes are refused, `.notEnoughReplicas`, instead of waiting).
+    /// A follower that moves, however far behind, stays.
     public var inSyncLagTime: Duration = .seconds(2)
     /// How often a node looks at its lease, its connections and the group's state.
     public var tick: Duration = .milliseconds(20)

@@ -11,12 +11,22 @@ import Synchronization
 /// coordinator's set (every replica that may be elected) has acknowledged everything committed: a follower
 /// joins here first (`join`: from then on the commit point waits for it) and then in the coordinator, and
 /// leaves the coordinator's set first and then this one (`remove`, after the fenced transaction).
+///
+/// It also tells which in-sync followers have stalled (`stalled`): a follower that is connected but acknowledges
+/// nothing (a paused process, a disk whose syncs hang) holds every confirm back for as long as it stays in the
+/// set, so the leader removes one that has made no progress toward its log's end for the lag time. Progress,
+/// not being caught up (Kafka's `replica.lag.time.max.ms` asks for caught up): a follower that moves, however
+/// far behind a burst on a shared disk, stays, so that load alone never shrinks the set below
+/// `minInsyncReplicas` and turns slow confirms into refusals.
 package final class InSyncTracker: Sendable {
     private struct State {
         var inSync: Set<ReplicaIdentity>
         var acknowledged: [ReplicaIdentity: LSN] = [:]
         /// The highest commit point given to the log so far (it never goes back).
         var given = LSN.none
+        /// Each in-sync follower's acknowledgement when the leader last saw it move or reach the leader's end,
+        /// and when that was (set at the first look after it entered the set: it is given the lag time from then).
+        var progress: [ReplicaIdentity: (acknowledged: LSN, at: ContinuousClock.Instant)] = [:]
     }
 
     private let log: WriteAheadLog
@@ -60,6 +70,7 @@ package final class InSyncTracker: Sendable {
     package func remove(_ replica: ReplicaIdentity) {
         let point: LSN? = state.withLock { s in
             s.inSync.remove(replica)
+            s.progress[replica] = nil
             return commitPoint(&s)
         }
         if let point { log.replicasDurable(through: point) }
@@ -91,6 +102,30 @@ package final class InSyncTracker: Sendable {
         }
         if let point = joined.1 { log.replicasDurable(through: point) }
         return joined.0
+    }
+
+    /// Looks at each in-sync follower's progress: at `now` the leader's log ends at `end` (the LSN after its
+    /// last accepted record). A follower whose acknowledgement moved since the last look, or reaches `end`,
+    /// made progress now; one still behind at the same acknowledgement did not. Call it every tick.
+    package func noteLeaderEnd(_ end: LSN, at now: ContinuousClock.Instant) {
+        state.withLock { s in
+            for member in s.inSync {
+                let acknowledged = s.acknowledged[member] ?? .first
+                #if !REPLICATION_BROKEN_NO_STALL_CHECK
+                // (BROKEN ON PURPOSE when set, harness check builds only: every member counts as moving.)
+                if let last = s.progress[member], last.acknowledged == acknowledged, acknowledged < end { continue }
+                #endif
+                s.progress[member] = (acknowledged, now)
+            }
+        }
+    }
+
+    /// The in-sync followers that have made no progress toward the leader's end for `lagTime` or longer as of
+    /// `now` (see `noteLeaderEnd`).
+    package func stalled(for lagTime: Duration, at now: ContinuousClock.Instant) -> Set<ReplicaIdentity> {
+        state.withLock { s in
+            s.inSync.filter { member in s.progress[member].map { now - $0.at >= lagTime } ?? false }
+        }
     }
 
     /// The new commit point, when the in-sync set allows one and it moved. Lock held.

@@ -35,8 +35,9 @@ package final class ReplicaNode: Sendable {
         package var minInsyncReplicas = 2
         /// How often the node looks at its lease, its connections and the group's state.
         package var tick: Duration = .milliseconds(20)
-        /// An in-sync follower with no live connection for this long is removed from the in-sync set (so that
-        /// the others can commit without it).
+        /// An in-sync follower with no live connection for this long, or that has made no progress toward the
+        /// leader's log end for this long (connected but stalled: a paused process, a hung disk), is removed
+        /// from the in-sync set, so that the others can commit without it.
         package var inSyncLagTime: Duration = .seconds(2)
         /// What serves the group while this node leads (a replicated store): started when a term begins, stopped
         /// before the node closes the term's log.
@@ -193,6 +194,9 @@ package final class ReplicaNode: Sendable {
 
     /// The log to append to while this node leads (nil otherwise).
     package var leaderLog: WriteAheadLog? { state.withLock { $0.leaderLog } }
+    /// While this node leads: why a write made now would be refused before it is appended (nil: it would be
+    /// taken). The coordinator's in-sync set shrinks a moment before this node's own view of it.
+    package var leaderWriteRefusal: WALError? { state.withLock { $0.leading }?.writeRefusal }
     /// The follower's log while this node follows (it changes after a cut).
     package var followerLog: WriteAheadLog? { state.withLock { $0.followerLog } }
     package var identity: ReplicaIdentity? { state.withLock { $0.identity } }
@@ -381,7 +385,8 @@ package final class ReplicaNode: Sendable {
         if let failure { throw failure }
     }
 
-    /// Removes in-sync followers that have had no live connection for `inSyncLagTime`, adds followers that hold
+    /// Removes in-sync followers that have had no live connection, or made no progress toward this log's end,
+    /// for `inSyncLagTime` (`InSyncTracker.stalled`), adds followers that hold
     /// everything committed, each by a fenced state change. Returns the state as it now is, or nil when a change
     /// was refused (another writer changed the state: this node no longer leads).
     private func keepInSyncSet(_ leading: Leading, state current: GroupState, revision: Revision, lease: LeaseID,
@@ -395,8 +400,12 @@ package final class ReplicaNode: Sendable {
         let connected = Set(peers.compactMap { $0.session.follower })
         let now = ContinuousClock.now
         var changes: [(ReplicaIdentity, joins: Bool)] = []
+        leading.tracker.noteLeaderEnd(leading.log.acceptedEnd, at: now)
+        let stalled = leading.tracker.stalled(for: configuration.inSyncLagTime, at: now)
         for member in current.inSync where member != me {
-            if connected.contains(member) {
+            if stalled.contains(member) {
+                changes.append((member, false))  // connected or not: it holds every confirm back
+            } else if connected.contains(member) {
                 absentSince[member] = nil
             } else if let since = absentSince[member] {
                 if now - since >= configuration.inSyncLagTime { changes.append((member, false)) }

@@ -90,4 +90,55 @@ import WALSimulation
         #expect(log.committedLSN == LSN(10))
         try log.close()
     }
+
+    /// On an injected timeline (half-second looks, a 2 s lag time): a follower that keeps acknowledging, even
+    /// far behind the leader, has not stalled; one that stops acknowledging while the leader's end moves on
+    /// (paused, its connection open) has stalled once 2 s passed since it last moved, not before.
+    @Test func aFollowerThatStopsAcknowledgingStallsAfterTheLagTimeAndOneThatMovesNever() async throws {
+        let dir = TemporaryDirectory()
+        let log = try await leaderLog(dir, records: 10)
+        let tracker = InSyncTracker(log: log, inSync: [beta, gamma], minInsyncReplicas: 2)
+        let start = ContinuousClock.now, lag = Duration.seconds(2)
+        tracker.report(beta, durableBefore: LSN(2))
+        tracker.report(gamma, durableBefore: LSN(11))
+        for tick in 0...8 {
+            let now = start + .milliseconds(tick * 500)
+            tracker.noteLeaderEnd(LSN(11 + UInt64(tick) * 100), at: now)  // the leader runs far ahead
+            tracker.report(beta, durableBefore: LSN(3 + UInt64(tick)))    // beta crawls, but moves
+            let stalled = tracker.stalled(for: lag, at: now)
+            #expect(!stalled.contains(beta), "tick \(tick)")
+            // gamma stopped at LSN 11, which the leader passed at 500 ms: it last moved (was at the end) at 0.
+            #expect(stalled.contains(gamma) == (tick * 500 >= 2000), "tick \(tick)")
+        }
+        tracker.report(gamma, durableBefore: LSN(12))
+        tracker.noteLeaderEnd(LSN(900), at: start + .seconds(5))
+        #expect(tracker.stalled(for: lag, at: start + .seconds(5)).isEmpty, "gamma moved again")
+        try log.close()
+    }
+
+    /// An idle leader (its end does not move): a follower at that end has not stalled, however long the quiet
+    /// lasts; a follower that joins is given the whole lag time from its first look in the set; one removed
+    /// and back starts afresh.
+    @Test func nobodyStallsAtAnIdleLeadersEndAndANewMemberGetsTheLagTime() async throws {
+        let dir = TemporaryDirectory()
+        let log = try await leaderLog(dir, records: 10)
+        let tracker = InSyncTracker(log: log, inSync: [beta], minInsyncReplicas: 2)
+        let start = ContinuousClock.now, lag = Duration.seconds(2)
+        tracker.report(beta, durableBefore: LSN(11))
+        for second in 0...10 {
+            tracker.noteLeaderEnd(LSN(11), at: start + .seconds(second))
+            #expect(tracker.stalled(for: lag, at: start + .seconds(second)).isEmpty)
+        }
+        tracker.report(gamma, durableBefore: LSN(11))
+        #expect(tracker.join(gamma))
+        tracker.noteLeaderEnd(LSN(21), at: start + .seconds(11))  // neither follows the leader past LSN 11 now
+        #expect(tracker.stalled(for: lag, at: start + .milliseconds(12_900)) == [beta],
+                "beta last moved (was at the end) at 10 s; gamma is given the lag time from 11 s")
+        #expect(tracker.stalled(for: lag, at: start + .seconds(13)) == [beta, gamma])
+        tracker.remove(gamma)
+        #expect(tracker.join(gamma))
+        tracker.noteLeaderEnd(LSN(21), at: start + .seconds(14))
+        #expect(tracker.stalled(for: lag, at: start + .seconds(15)) == [beta], "gamma, back, starts afresh")
+        try log.close()
+    }
 }

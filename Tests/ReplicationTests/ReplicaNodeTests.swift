@@ -193,6 +193,9 @@ func eventually(seconds: Double = 60, sourceLocation: SourceLocation = #_sourceL
 
         for name in followers { _ = await cluster.stop(name) }
         try await eventually { (try? await cluster.state())?.inSync.count == 1 }
+        // The leader's own view follows the coordinator's a moment later; a write taken in between would wait
+        // for a commit that cannot come (a loaded machine once hung this test there).
+        try await eventually { leader.node.leaderWriteRefusal != nil }
         let appends = log.counters.appends
         do {
             _ = try await leader.node.append(record(1, 2))

@@ -13,6 +13,10 @@ enum Fault: String, CaseIterable, Codable {
     case killLeaderWhileRejoining
     /// kill -9 of a follower, restarted.
     case killFollower
+    /// SIGSTOP of a follower past the in-sync lag time, SIGCONT after: connected but silent, it would hold every
+    /// confirm back for as long as it stayed in the in-sync set; the leader removes it once it has made no
+    /// progress for the lag time, and a publish sent after that is confirmed while it is still paused.
+    case pauseFollower
     /// kill -9 of a follower, its directory removed (a lost disk), restarted: a new incarnation that
     /// catches up before it counts as in sync.
     case wipeFollower
@@ -98,6 +102,19 @@ struct Nemesis {
             await cluster.kill(follower)
             try await pause(upToMilliseconds: 800)
             try await cluster.start(follower)
+        case .pauseFollower:
+            await cluster.pause(follower)
+            let paused = ContinuousClock.now
+            let deadline = paused + leaseTTL + .seconds(10)
+            while history.firstConfirm(sentAfter: paused + leaseTTL) == nil {
+                guard ContinuousClock.now < deadline else {
+                    await cluster.resume(follower)
+                    throw Stuck(description: "no publish confirmed while \(follower) was paused (10 s past the "
+                                + "in-sync lag time): the in-sync set kept waiting for it")
+                }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            await cluster.resume(follower)
         case .wipeFollower:
             await cluster.kill(follower)
             try await cluster.wipe(follower)
