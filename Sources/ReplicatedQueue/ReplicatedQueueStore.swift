@@ -18,8 +18,9 @@ import Synchronization
 ///
 /// Outcomes are never vaguer or falser than the truth: `.notLeader` (with `leaderHint`) on a node that does
 /// not lead, `.notEnoughReplicas` when the in-sync set is below `minInsyncReplicas` (nothing written), and
-/// `.indeterminate` when the leader stopped leading between writing records and their confirm (a new leader
-/// may hold them: an idempotent producer's retry settles it exactly once).
+/// `.indeterminate` when the leader stopped leading between writing records and their confirm, or the group
+/// could not commit them within `ReplicationOptions.confirmTimeout` (a leader may still commit them: an
+/// idempotent producer's retry settles it exactly once).
 public final class ReplicatedQueueStore: Sendable {
     /// The store's directory, as given to `start`.
     public let directory: String
@@ -28,15 +29,17 @@ public final class ReplicatedQueueStore: Sendable {
     private let roles: RoleBroadcast
     private let running: Task<(any Error)?, Never>
     private let applying: Task<Void, Never>
+    private let confirmTimeout: Duration
 
     private init(directory: String, node: ReplicaNode, leadership: StoreLeadership, roles: RoleBroadcast,
-                 running: Task<(any Error)?, Never>, applying: Task<Void, Never>) {
+                 running: Task<(any Error)?, Never>, applying: Task<Void, Never>, confirmTimeout: Duration) {
         self.directory = directory
         self.node = node
         self.leadership = leadership
         self.roles = roles
         self.running = running
         self.applying = applying
+        self.confirmTimeout = confirmTimeout
     }
 
     /// Starts this node's replica of the group in `directory` (created if needed) and returns once it has
@@ -80,7 +83,7 @@ public final class ReplicatedQueueStore: Sendable {
             if role == .stopped { break }
             let applying = Task { [tick = replication.tick] in await leadership.applier.run(node: node, tick: tick) }
             return ReplicatedQueueStore(directory: directory, node: node, leadership: leadership, roles: roles,
-                                        running: running, applying: applying)
+                                        running: running, applying: applying, confirmTimeout: replication.confirmTimeout)
         }
         let failure = await running.value
         throw QueueError(.invalidStore, "the replica could not start: \(failure.map { "\($0)" } ?? "stopped")")
@@ -104,6 +107,8 @@ public final class ReplicatedQueueStore: Sendable {
     /// it. A new leader first replays the log and commits a session start (which returns every delivery of the
     /// previous leader to its queue); this waits for that, unless the in-sync set is too small to commit.
     /// When the node stops leading, the store ends its consumers and fails later calls with `.notLeader`.
+    /// Writes made on it directly wait for their confirm without `ReplicationOptions.confirmTimeout`'s bound,
+    /// as a single node's do; the group's own writes (`publish(to:_:persistent:)` and the others) have it.
     ///
     /// - Throws: `.notLeader` (`leaderHint` names the leader, when known) on a node that does not lead;
     ///   `.notEnoughReplicas` while the in-sync set is below `minInsyncReplicas`.
@@ -124,8 +129,8 @@ public final class ReplicatedQueueStore: Sendable {
     /// holds it.
     ///
     /// - Throws: what `QueueStore.publish` throws on the leader; `.notLeader` when no leader is known (nothing
-    ///   written); `.indeterminate` when the connection to the leader ended before its answer (an idempotent
-    ///   producer's retry settles it).
+    ///   written); `.indeterminate` when the connection to the leader ended before its answer, or no answer
+    ///   came within `ReplicationOptions.confirmTimeout` (an idempotent producer's retry settles it).
     public func publish(to queue: String, _ message: Message, persistent: Bool = true) async throws(QueueError) -> MessageID {
         guard case .done(let id) = try await carryOut(.publish(queue: queue, message: message, persistent: persistent))
         else { throw Self.unexpected }
@@ -166,8 +171,20 @@ public final class ReplicatedQueueStore: Sendable {
     public func transaction() -> ReplicatedTransaction { ReplicatedTransaction(node: self) }
 
     /// Runs a request on the leader's store here, or sends it to the leader when this node follows one; the
-    /// leader's error is thrown as it was there.
+    /// leader's error is thrown as it was there. Answered within `confirmTimeout`, else `.indeterminate`.
     func carryOut(_ request: StoreRequest) async throws(QueueError) -> StoreReply {
+        #if REPLICATION_BROKEN_NO_CONFIRM_TIMEOUT
+        return try await carryOutUnbounded(request)  // BROKEN ON PURPOSE (harness check builds only)
+        #else
+        let limit = confirmTimeout
+        return try await AnswerDeadline.answer(within: limit, otherwise: {
+            QueueError(.indeterminate, "no answer within the confirm timeout (\(limit)): the group could not commit "
+                       + "in that time; the write may still be committed (an idempotent producer's resend settles it)")
+        }) { [self] () async throws(QueueError) -> StoreReply in try await carryOutUnbounded(request) }
+        #endif
+    }
+
+    private func carryOutUnbounded(_ request: StoreRequest) async throws(QueueError) -> StoreReply {
         guard case .follower = node.role else { return try await request.execute(on: try await leaderStore()) }
         let body: [UInt8]
         do { body = try await node.request(request.encoded) } catch { throw QueueError.from(error) }

@@ -22,7 +22,8 @@ final class StoreGroup: Sendable {
     }
 
     func start(_ member: String, minInsyncReplicas: Int = 2, inSyncLagTime: Duration = .milliseconds(300),
-               leaseTTL: Duration = .seconds(30), smallSegments: Bool = false) async throws {
+               leaseTTL: Duration = .seconds(30), confirmTimeout: Duration = .seconds(60),
+               smallSegments: Bool = false) async throws {
         var replication = ReplicationOptions(member: member, listen: endpoints[member]!,
                                              peers: endpoints.filter { $0.key != member })
         replication.minInsyncReplicas = minInsyncReplicas
@@ -31,6 +32,7 @@ final class StoreGroup: Sendable {
         // (see ReplicaNodeTests); leases expire only by the coordinator's manual clock, which no test advances.
         replication.leaseTTL = leaseTTL
         replication.inSyncLagTime = inSyncLagTime
+        replication.confirmTimeout = confirmTimeout
         var options = StoreOptions()
         options.logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
         if smallSegments {
@@ -299,6 +301,55 @@ func body(_ i: Int) -> [UInt8] { Array("message \(i)".utf8) }
         _ = try await resumed.publish(to: "orders", Message(body: body(2)), sequence: ProducerSequence(rawValue: 2))
         _ = try await resumed.publish(to: "orders", Message(body: body(3)), sequence: ProducerSequence(rawValue: 3))
         #expect(next.queueInfo("orders")?.ready == 3)
+        await group.shutdown()
+    }
+
+    @Test func aWriteTheGroupCannotCommitEndsIndeterminateAfterTheConfirmTimeoutAndCommitsWhenTheReplicaReturns() async throws {
+        let group = try StoreGroup(["alpha", "beta", "gamma"])
+        // The followers stay in the in-sync set after they go (a lag time longer than the test): the leader
+        // takes writes and waits for an acknowledgement that does not come, and nothing else ends the wait.
+        for member in ["alpha", "beta", "gamma"] {
+            try await group.start(member, inSyncLagTime: .seconds(600), confirmTimeout: .milliseconds(300))
+        }
+        let leader = try await group.leader(inSync: 3)
+        let followers = ["alpha", "beta", "gamma"].filter { $0 != leader }
+        let store = try await group.store(leader).leaderStore()
+        try await store.declareQueue("orders")
+        _ = try await group.store(leader).publish(to: "orders", Message(body: body(0)))
+        await group.stop(followers[1])
+        let appends = store.logCounters.appends
+
+        // Made on the leader, and forwarded from the follower still running: both are appended, neither can
+        // commit, and both callers are answered.
+        for member in [leader, followers[0]] {
+            let outcome = Mutex<Result<MessageID, QueueError>?>(nil)
+            let publish = Task { [node = group.store(member)] in
+                let result: Result<MessageID, QueueError>
+                do throws(QueueError) { result = .success(try await node.publish(to: "orders", Message(body: body(1)))) } catch {
+                    result = .failure(error)
+                }
+                outcome.withLock { $0 = result }
+            }
+            let answered = try? await eventually(seconds: 30) { outcome.withLock { $0 } }
+            guard let answered else {
+                Issue.record("a write through \(member == leader ? "the leader" : "a follower") got no answer")
+                publish.cancel()
+                await group.shutdown()
+                return
+            }
+            switch answered {
+            case .success(let id): Issue.record("confirmed (\(id)) while an in-sync replica was gone")
+            case .failure(let error): #expect(error.code == .indeterminate, "\(error)")
+            }
+        }
+        #expect(store.logCounters.appends == appends + 2, "both writes are in the leader's log")
+        #expect(store.queueInfo("orders")?.ready == 1, "nothing uncommitted is applied")
+
+        // The replica returns: what the leader held commits, and its store applies it as it would have.
+        try await group.start(followers[1], inSyncLagTime: .seconds(600), confirmTimeout: .milliseconds(300))
+        _ = try await eventually { store.queueInfo("orders")?.ready == 3 ? true : nil }
+        _ = try await group.store(followers[0]).publish(to: "orders", Message(body: body(2)))
+        #expect(store.queueInfo("orders")?.ready == 4)
         await group.shutdown()
     }
 
