@@ -43,6 +43,7 @@ extension QueueStore {
             return (trims, due)
         }
         actions.submissions.append(contentsOf: trims)
+        actions.replies.append(contentsOf: replyDeadlines.expire(now: options.clock.monotonic))
         run(actions)
         // Check-backs call the application, which may take its time: off this pass (one pass at a time).
         if options.clock.wallMilliseconds >= nextCheckBack.load(ordering: .relaxed), halfMessageChecker.withLock({ $0 != nil }),

@@ -1,4 +1,5 @@
 import DequeModule
+import Synchronization
 
 /// A caller awaiting a submission: the effect of its last record, nil for "the log was full, submit again",
 /// or the store's error (a typed result, so no error is ever cast back from `any Error`).
@@ -27,6 +28,12 @@ enum Intent {
 final class Submission {
     let records: [StoreRecord]
     let intent: Intent
+    /// Its caller has had its answer, from the apply or a failure (under the store's lock) or from its deadline
+    /// (`ReplyDeadlines`, not under it): whichever sets this first answers, the other does not.
+    let answered = Atomic(false)
+
+    /// Claims the right to answer the caller; true once only.
+    func claimAnswer() -> Bool { answered.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged }
 
     init(records: [StoreRecord], intent: Intent) {
         self.records = records

@@ -85,12 +85,18 @@ struct Core {
     mutating func failed(_ submission: Submission, _ error: QueueError, _ actions: inout Actions) {
         stop(with: error, &actions)
         switch submission.intent {
-        case .reply(let c): actions.replies.append((c, .failure(error)))
+        case .reply(let c): answer(submission, c, .failure(error), &actions)
         case .confirm(let p, let seq): actions.confirms.append((p, seq, .failure(error)))
-        case .settle(_, _, let reply): if let reply { actions.replies.append((reply, .failure(error))) }
-        case .transaction(let reply, _): actions.replies.append((reply, .failure(error)))
+        case .settle(_, _, let reply): if let reply { answer(submission, reply, .failure(error), &actions) }
+        case .transaction(let reply, _): answer(submission, reply, .failure(error), &actions)
         case .checkout, .none: break
         }
+    }
+
+    /// Gives a submission's caller its answer, unless its deadline gave one already.
+    private func answer(_ submission: Submission, _ reply: Reply, _ result: Result<StoreState.Effect, QueueError>,
+                        _ actions: inout Actions) {
+        if submission.claimAnswer() { actions.replies.append((reply, result)) }
     }
 
     /// The store serves nothing more: every later call fails with `error` (the first one wins).
@@ -130,7 +136,7 @@ struct Core {
         nextApply = lsn
         switch submission.intent {
         case .reply(let c):
-            actions.replies.append((c, .success(effect)))
+            answer(submission, c, .success(effect), &actions)
         case .confirm(let p, let seq):
             guard case .published(let id) = effect else { preconditionFailure("a confirm for \(effect)") }
             if id != nil {
@@ -151,7 +157,7 @@ struct Core {
                 c.markSettled(tags)
                 keepOrDrop(c)
             }
-            if let reply { actions.replies.append((reply, .success(effect))) }
+            if let reply { answer(submission, reply, .success(effect), &actions) }
         case .transaction(let reply, let claims):
             let committed = if case .transaction(_, nil) = effect { true } else { false }
             for (cid, tags) in claims {
@@ -164,7 +170,7 @@ struct Core {
                     releaseClaims(tags, of: cid, &actions)
                 }
             }
-            actions.replies.append((reply, .success(effect)))
+            answer(submission, reply, .success(effect), &actions)
         case .none:
             break
         }

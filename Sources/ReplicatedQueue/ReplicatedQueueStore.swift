@@ -29,17 +29,15 @@ public final class ReplicatedQueueStore: Sendable {
     private let roles: RoleBroadcast
     private let running: Task<(any Error)?, Never>
     private let applying: Task<Void, Never>
-    private let confirmTimeout: Duration
 
     private init(directory: String, node: ReplicaNode, leadership: StoreLeadership, roles: RoleBroadcast,
-                 running: Task<(any Error)?, Never>, applying: Task<Void, Never>, confirmTimeout: Duration) {
+                 running: Task<(any Error)?, Never>, applying: Task<Void, Never>) {
         self.directory = directory
         self.node = node
         self.leadership = leadership
         self.roles = roles
         self.running = running
         self.applying = applying
-        self.confirmTimeout = confirmTimeout
     }
 
     /// Starts this node's replica of the group in `directory` (created if needed) and returns once it has
@@ -53,7 +51,8 @@ public final class ReplicatedQueueStore: Sendable {
                              coordinator: any Coordinator) async throws(QueueError) -> ReplicatedQueueStore {
         var logger = options.logger ?? Logger(label: "DurableQueue.replication")
         logger[metadataKey: "member"] = "\(replication.member)"
-        let leadership = StoreLeadership(directory: directory, options: options, logger: logger)
+        let leadership = StoreLeadership(directory: directory, options: options, confirmTimeout: replication.confirmTimeout,
+                                         logger: logger)
         let roles = RoleBroadcast()
         let peers = replication.peers
         var configuration = ReplicaNode.Configuration(
@@ -83,7 +82,7 @@ public final class ReplicatedQueueStore: Sendable {
             if role == .stopped { break }
             let applying = Task { [tick = replication.tick] in await leadership.applier.run(node: node, tick: tick) }
             return ReplicatedQueueStore(directory: directory, node: node, leadership: leadership, roles: roles,
-                                        running: running, applying: applying, confirmTimeout: replication.confirmTimeout)
+                                        running: running, applying: applying)
         }
         let failure = await running.value
         throw QueueError(.invalidStore, "the replica could not start: \(failure.map { "\($0)" } ?? "stopped")")
@@ -107,8 +106,8 @@ public final class ReplicatedQueueStore: Sendable {
     /// it. A new leader first replays the log and commits a session start (which returns every delivery of the
     /// previous leader to its queue); this waits for that, unless the in-sync set is too small to commit.
     /// When the node stops leading, the store ends its consumers and fails later calls with `.notLeader`.
-    /// Writes made on it directly wait for their confirm without `ReplicationOptions.confirmTimeout`'s bound,
-    /// as a single node's do; the group's own writes (`publish(to:_:persistent:)` and the others) have it.
+    /// A write the gate lets through waits for its confirm at most `ReplicationOptions.confirmTimeout`, then
+    /// ends `.indeterminate` (the leader may still commit it).
     ///
     /// - Throws: `.notLeader` (`leaderHint` names the leader, when known) on a node that does not lead;
     ///   `.notEnoughReplicas` while the in-sync set is below `minInsyncReplicas`.
@@ -171,20 +170,8 @@ public final class ReplicatedQueueStore: Sendable {
     public func transaction() -> ReplicatedTransaction { ReplicatedTransaction(node: self) }
 
     /// Runs a request on the leader's store here, or sends it to the leader when this node follows one; the
-    /// leader's error is thrown as it was there. Answered within `confirmTimeout`, else `.indeterminate`.
+    /// leader's error is thrown as it was there.
     func carryOut(_ request: StoreRequest) async throws(QueueError) -> StoreReply {
-        #if REPLICATION_BROKEN_NO_CONFIRM_TIMEOUT
-        return try await carryOutUnbounded(request)  // BROKEN ON PURPOSE (harness check builds only)
-        #else
-        let limit = confirmTimeout
-        return try await AnswerDeadline.answer(within: limit, otherwise: {
-            QueueError(.indeterminate, "no answer within the confirm timeout (\(limit)): the group could not commit "
-                       + "in that time; the write may still be committed (an idempotent producer's resend settles it)")
-        }) { [self] () async throws(QueueError) -> StoreReply in try await carryOutUnbounded(request) }
-        #endif
-    }
-
-    private func carryOutUnbounded(_ request: StoreRequest) async throws(QueueError) -> StoreReply {
         guard case .follower = node.role else { return try await request.execute(on: try await leaderStore()) }
         let body: [UInt8]
         do { body = try await node.request(request.encoded) } catch { throw QueueError.from(error) }

@@ -38,14 +38,16 @@ public struct ReplicationOptions: Sendable {
     /// `minInsyncReplicas` remain; otherwise writes are refused, `.notEnoughReplicas`, instead of waiting).
     /// A follower that moves, however far behind, stays.
     public var inSyncLagTime: Duration = .seconds(2)
-    /// How long a write through the group (`ReplicatedQueueStore`'s publishes, appends, offset commits,
-    /// producers' sends and transactions) waits for its confirm. Past it the caller gets `.indeterminate`: the
+    /// How long a write on the leader's store (made there, through `ReplicatedQueueStore`'s publishes, appends,
+    /// offset commits, producers' sends and transactions, or forwarded from a follower) waits for its confirm,
+    /// by the store's clock (`StoreOptions.clock`). Past it the caller gets `.indeterminate`: the
     /// leader may hold the write, and commits it if its in-sync replicas come back (its store applies it then,
     /// as if the caller were still waiting), so an idempotent producer's resend settles it exactly once. This
     /// bounds the one wait nothing else ends: a write taken while the in-sync set was large enough, whose
     /// followers then all stopped answering (after `inSyncLagTime` the set is below `minInsyncReplicas` and
-    /// nothing commits until one returns). Make it longer than a failover (`leaseTTL` plus `inSyncLagTime`),
-    /// or writes that a new leader was about to confirm end indeterminate. (Kafka's `request.timeout.ms`.)
+    /// nothing commits until one returns). Make it well over `inSyncLagTime`, or writes held back only until a
+    /// stalled follower leaves the set end indeterminate. Checked at each of the store's maintenance passes
+    /// (`StoreOptions.maintenanceInterval`). (Kafka's `request.timeout.ms`.)
     public var confirmTimeout: Duration = .seconds(10)
     /// How often a node looks at its lease, its connections and the group's state.
     public var tick: Duration = .milliseconds(20)

@@ -17,15 +17,17 @@ final class StoreLeadership: LeaderService {
 
     private let directory: String
     private let options: StoreOptions
+    private let confirmTimeout: Duration
     private let logger: Logger
     private let term = Mutex(Term.none)
     private let terms = Atomic(0)
     /// The copy of the state this replica kept while it followed: where a term's store starts.
     let applier: FollowerApplier
 
-    init(directory: String, options: StoreOptions, logger: Logger) {
+    init(directory: String, options: StoreOptions, confirmTimeout: Duration, logger: Logger) {
         self.directory = directory
         self.options = options
+        self.confirmTimeout = confirmTimeout
         self.logger = logger
         applier = FollowerApplier(directory: directory, options: options, logger: logger)
     }
@@ -33,12 +35,12 @@ final class StoreLeadership: LeaderService {
     func startLeading(log: WriteAheadLog, epoch: UInt64, writeRefusal: @escaping @Sendable () -> WALError?,
                       stepDown: @escaping @Sendable () -> Void) {
         let gate: @Sendable () -> QueueError? = { writeRefusal().map(QueueError.from) }
-        let (directory, options, applier) = (self.directory, self.options, self.applier)
+        let (directory, options, applier, confirmTimeout) = (self.directory, self.options, self.applier, self.confirmTimeout)
         let id = terms.add(1, ordering: .relaxed).newValue
         let opening = Task { () throws -> QueueStore in
             await applier.pause()
             return try await QueueStore.open(directory: directory, options: options, log: log, writeGate: gate,
-                                             warm: applier.follower)
+                                             confirmTimeout: confirmTimeout, warm: applier.follower)
         }
         term.withLock { $0 = .opening(id: id, opening, log: log, gate: gate) }
         Task { [self] in

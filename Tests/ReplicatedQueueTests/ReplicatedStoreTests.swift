@@ -23,7 +23,7 @@ final class StoreGroup: Sendable {
 
     func start(_ member: String, minInsyncReplicas: Int = 2, inSyncLagTime: Duration = .milliseconds(300),
                leaseTTL: Duration = .seconds(30), confirmTimeout: Duration = .seconds(60),
-               smallSegments: Bool = false) async throws {
+               clock: (any StoreClock)? = nil, smallSegments: Bool = false) async throws {
         var replication = ReplicationOptions(member: member, listen: endpoints[member]!,
                                              peers: endpoints.filter { $0.key != member })
         replication.minInsyncReplicas = minInsyncReplicas
@@ -35,6 +35,7 @@ final class StoreGroup: Sendable {
         replication.confirmTimeout = confirmTimeout
         var options = StoreOptions()
         options.logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+        if let clock { options.clock = clock }
         if smallSegments {
             // Segments of 64 KiB, so that a few hundred messages fill several and a checkpoint deletes some.
             options.log.segmentBytes = 64 << 10
@@ -308,8 +309,10 @@ func body(_ i: Int) -> [UInt8] { Array("message \(i)".utf8) }
         let group = try StoreGroup(["alpha", "beta", "gamma"])
         // The followers stay in the in-sync set after they go (a lag time longer than the test): the leader
         // takes writes and waits for an acknowledgement that does not come, and nothing else ends the wait.
+        // The stores' clocks move only when the test says (their confirm timeout is 10 s of those clocks).
+        let clocks = ["alpha": ManualStoreClock(), "beta": ManualStoreClock(), "gamma": ManualStoreClock()]
         for member in ["alpha", "beta", "gamma"] {
-            try await group.start(member, inSyncLagTime: .seconds(600), confirmTimeout: .milliseconds(300))
+            try await group.start(member, inSyncLagTime: .seconds(600), confirmTimeout: .seconds(10), clock: clocks[member])
         }
         let leader = try await group.leader(inSync: 3)
         let followers = ["alpha", "beta", "gamma"].filter { $0 != leader }
@@ -317,11 +320,11 @@ func body(_ i: Int) -> [UInt8] { Array("message \(i)".utf8) }
         try await store.declareQueue("orders")
         _ = try await group.store(leader).publish(to: "orders", Message(body: body(0)))
         await group.stop(followers[1])
-        let appends = store.logCounters.appends
 
-        // Made on the leader, and forwarded from the follower still running: both are appended, neither can
-        // commit, and both callers are answered.
+        // Made on the leader, and forwarded from the follower still running: each is appended, cannot commit,
+        // and is answered once the leader's clock passes the timeout.
         for member in [leader, followers[0]] {
+            let appends = store.logCounters.appends
             let outcome = Mutex<Result<MessageID, QueueError>?>(nil)
             let publish = Task { [node = group.store(member)] in
                 let result: Result<MessageID, QueueError>
@@ -330,6 +333,9 @@ func body(_ i: Int) -> [UInt8] { Array("message \(i)".utf8) }
                 }
                 outcome.withLock { $0 = result }
             }
+            _ = try await eventually { store.logCounters.appends > appends ? true : nil }
+            #expect(outcome.withLock { $0 } == nil, "answered before the timeout")
+            clocks[leader]!.advance(by: .seconds(10))
             let answered = try? await eventually(seconds: 30) { outcome.withLock { $0 } }
             guard let answered else {
                 Issue.record("a write through \(member == leader ? "the leader" : "a follower") got no answer")
@@ -342,11 +348,11 @@ func body(_ i: Int) -> [UInt8] { Array("message \(i)".utf8) }
             case .failure(let error): #expect(error.code == .indeterminate, "\(error)")
             }
         }
-        #expect(store.logCounters.appends == appends + 2, "both writes are in the leader's log")
         #expect(store.queueInfo("orders")?.ready == 1, "nothing uncommitted is applied")
 
         // The replica returns: what the leader held commits, and its store applies it as it would have.
-        try await group.start(followers[1], inSyncLagTime: .seconds(600), confirmTimeout: .milliseconds(300))
+        try await group.start(followers[1], inSyncLagTime: .seconds(600), confirmTimeout: .seconds(10),
+                              clock: clocks[followers[1]])
         _ = try await eventually { store.queueInfo("orders")?.ready == 3 ? true : nil }
         _ = try await group.store(followers[0]).publish(to: "orders", Message(body: body(2)))
         #expect(store.queueInfo("orders")?.ready == 4)
