@@ -36,6 +36,26 @@ import WALSimulation
         }
     }
 
+    /// The hardware path runs three interleaved chains over blocks of 256 and 8,192 bytes and joins them: every
+    /// length around those blocks' thresholds, unaligned starts, and a running checksum carried in.
+    @Test func hardwareAndPortableAgreeAcrossTheInterleavedBlockSizes() {
+        var rng = SplitMix64(seed: testSeed("ChecksumTests.blocks"))
+        let bytes = (0..<200_000).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        var lengths = [0, 7, 8, 255, 767, 768, 769, 775, 776, 1_536, 24_575, 24_576, 24_577, 24_576 + 768, 49_152 + 767,
+                       73_728, 73_728 + 768 + 9, 199_990]
+        for _ in 0..<60 { lengths.append(Int.random(in: 0...199_990, using: &rng)) }
+        bytes.withUnsafeBytes { all in
+            for length in lengths {
+                let offset = Int.random(in: 0..<8, using: &rng)
+                let slice = UnsafeRawBufferPointer(rebasing: all[offset..<(offset + length)])
+                let carried = UInt32.random(in: 0...UInt32.max, using: &rng)
+                #expect(CRC32C.checksum(slice) == crc32c_extend_portable(0, slice.baseAddress, length), "length \(length)")
+                #expect(CRC32C.checksum(slice, continuing: carried) == crc32c_extend_portable(carried, slice.baseAddress, length),
+                        "length \(length), continuing")
+            }
+        }
+    }
+
     @Test func usesHardwareWhereTheCPUHasIt() {
         #if arch(x86_64) || arch(arm64)
         #expect(CRC32C.isHardwareAccelerated)
