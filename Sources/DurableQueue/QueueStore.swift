@@ -34,7 +34,7 @@ public final class QueueStore: Sendable, CompletionSink {
     /// Asked before every append, when set (a replicated store: the in-sync set may be too small to commit).
     let writeGate: (@Sendable () -> QueueError?)?
     /// How long a caller waits for the confirm of a write the gate let through, when set (a replicated store:
-    /// its group may be unable to commit for as long as its followers are gone). See `Core.expireReplies`.
+    /// its group may be unable to commit for as long as its followers are gone). See `ReplyDeadlines`.
     let confirmTimeout: Duration?
     /// The callers waiting under `confirmTimeout`.
     let replyDeadlines = ReplyDeadlines()
