@@ -1,9 +1,14 @@
 import LogFormat
+import Logging
 
 /// The two ends of shipping frames byte for byte: a leader reads the frames it wrote, a follower writes
 /// them at the same place of the same segment and syncs them with its own group commit. The stream between
 /// them is the replication layer's; these calls know nothing of it.
 extension WriteAheadLog {
+    /// The log's logger (`LogOptions.logger`, with the log's directory in its metadata), for the replication
+    /// layer's messages about this log.
+    package var logger: Logger { telemetry.logger }
+
     // MARK: - Leader: frames to ship
 
     /// Where a follower whose log ends before `next` continues in this log: the end of the frame here that

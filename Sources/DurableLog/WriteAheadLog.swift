@@ -38,7 +38,7 @@ public final class WriteAheadLog: Sendable {
     let fileSystem: any FileSystem
     private let lockFD: Int32
     private let closed = Atomic<Bool>(false)
-    private let telemetry: LogTelemetry
+    let telemetry: LogTelemetry
 
     /// Opens (creating if needed) the log in `directory`, running recovery: a torn tail is cut; damage to
     /// confirmed data throws `WALError.corruption` naming the file, offset and LSNs (unless

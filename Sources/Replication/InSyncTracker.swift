@@ -27,6 +27,10 @@ package final class InSyncTracker: Sendable {
         /// Each in-sync follower's acknowledgement when the leader last saw it move or reach the leader's end,
         /// and when that was (set at the first look after it entered the set: it is given the lag time from then).
         var progress: [ReplicaIdentity: (acknowledged: LSN, at: ContinuousClock.Instant)] = [:]
+        /// In-sync followers whose log, at the start of a session, ended before what they had acknowledged.
+        var lostAcknowledged: Set<ReplicaIdentity> = []
+        /// Each follower's latest session: acknowledgements of an earlier one, arriving late, are not counted.
+        var session: [ReplicaIdentity: ObjectIdentifier] = [:]
     }
 
     private let log: WriteAheadLog
@@ -56,13 +60,41 @@ package final class InSyncTracker: Sendable {
     /// The LSN after the last record `replica` acknowledged as durable (`.first` when it acknowledged nothing).
     package func acknowledged(by replica: ReplicaIdentity) -> LSN { state.withLock { $0.acknowledged[replica] ?? .first } }
 
-    /// `replica` has made every record before `end` durable.
-    package func report(_ replica: ReplicaIdentity, durableBefore end: LSN) {
+    /// `replica` has made every record before `end` durable, as its session `session` says (nil: unchecked).
+    /// A report from a session other than its latest (`sessionStarts`) is ignored: that session's log may no
+    /// longer be what the follower holds.
+    package func report(_ replica: ReplicaIdentity, durableBefore end: LSN, session: ObjectIdentifier? = nil) {
         let point: LSN? = state.withLock { s in
+            if let session, s.session[replica] != session { return nil }
             s.acknowledged[replica] = max(s.acknowledged[replica] ?? .first, end)
             return commitPoint(&s)
         }
         if let point { log.replicasDurable(through: point) }
+    }
+
+    /// `replica` begins session `session` with its log ending at `end` (its `follow`); from now on only that
+    /// session's reports count. Below what it acknowledged
+    /// before, its disk lost records it reported durable (a disk that drops synced writes: its incarnation is
+    /// the same, so nothing else would notice): it no longer holds what the commit point may have covered.
+    /// Its acknowledgement is lowered to what it holds, so the commit point waits for it again, and an in-sync
+    /// one is given to `stalled` at once, to leave the set; it can join again once it has caught up. Returns
+    /// false in that case (say so loudly).
+    package func sessionStarts(_ replica: ReplicaIdentity, logEnd end: LSN, session: ObjectIdentifier) -> Bool {
+        let lost: (Bool, LSN?) = state.withLock { s in
+            s.session[replica] = session
+            #if !REPLICATION_BROKEN_KEEPS_LOST_ACKNOWLEDGEMENTS
+            // (BROKEN ON PURPOSE when set, harness check builds only: the higher acknowledgement is kept.)
+            if let before = s.acknowledged[replica], end < before {
+                s.acknowledged[replica] = end
+                if s.inSync.contains(replica) { s.lostAcknowledged.insert(replica) }
+                return (true, nil)
+            }
+            #endif
+            s.acknowledged[replica] = max(s.acknowledged[replica] ?? .first, end)
+            return (false, commitPoint(&s))
+        }
+        if let point = lost.1 { log.replicasDurable(through: point) }
+        return !lost.0
     }
 
     /// Removes `replica` from the in-sync set (after the coordinator's transaction that removed it succeeded):
@@ -71,6 +103,7 @@ package final class InSyncTracker: Sendable {
         let point: LSN? = state.withLock { s in
             s.inSync.remove(replica)
             s.progress[replica] = nil
+            s.lostAcknowledged.remove(replica)
             return commitPoint(&s)
         }
         if let point { log.replicasDurable(through: point) }
@@ -121,10 +154,12 @@ package final class InSyncTracker: Sendable {
     }
 
     /// The in-sync followers that have made no progress toward the leader's end for `lagTime` or longer as of
-    /// `now` (see `noteLeaderEnd`).
+    /// `now` (see `noteLeaderEnd`), and those that lost records they had acknowledged (`sessionStarts`).
     package func stalled(for lagTime: Duration, at now: ContinuousClock.Instant) -> Set<ReplicaIdentity> {
         state.withLock { s in
-            s.inSync.filter { member in s.progress[member].map { now - $0.at >= lagTime } ?? false }
+            s.inSync.filter { member in
+                s.lostAcknowledged.contains(member) || s.progress[member].map { now - $0.at >= lagTime } ?? false
+            }
         }
     }
 

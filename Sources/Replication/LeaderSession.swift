@@ -1,6 +1,7 @@
 import Coordination
 import DurableLog
 import LogFormat
+import Logging
 import Synchronization
 
 /// The leader's side of one follower's connection: answers the rejoin exchange from the leader's epoch
@@ -157,7 +158,12 @@ package final class LeaderSession: Sendable {
             return true
         }
         guard proceed else { return refuse(.protocolViolation, "follow before the exchange") }
-        if let follower { tracker.report(follower, durableBefore: from) }
+        if let follower, !tracker.sessionStarts(follower, logEnd: from, session: ObjectIdentifier(self)) {
+            log.logger.error("""
+                replica \(follower) begins a session with its log ending at \(from), before what it had acknowledged \
+                as durable: its disk lost synced records; it leaves the in-sync set until it has caught up
+                """)
+        }
         pump()
     }
 
@@ -222,7 +228,7 @@ package final class LeaderSession: Sendable {
             return s.follower
         }
         guard let follower else { return }
-        tracker.report(follower, durableBefore: end)
+        tracker.report(follower, durableBefore: end, session: ObjectIdentifier(self))
         pump()
     }
 

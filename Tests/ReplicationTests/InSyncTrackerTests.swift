@@ -94,6 +94,43 @@ import WALSimulation
     /// On an injected timeline (half-second looks, a 2 s lag time): a follower that keeps acknowledging, even
     /// far behind the leader, has not stalled; one that stops acknowledging while the leader's end moves on
     /// (paused, its connection open) has stalled once 2 s passed since it last moved, not before.
+    @Test func aFollowerWhoseLogLostWhatItAcknowledgedLeavesAtOnceAndHoldsTheCommitPointBack() async throws {
+        let dir = TemporaryDirectory()
+        let log = try await leaderLog(dir, records: 10)
+        let tracker = InSyncTracker(log: log, inSync: [beta, gamma], minInsyncReplicas: 2)
+        let sessions = [Session(), Session(), Session()]  // kept alive: their identities stay distinct
+        let (first, second, third) = (ObjectIdentifier(sessions[0]), ObjectIdentifier(sessions[1]), ObjectIdentifier(sessions[2]))
+        #expect(tracker.sessionStarts(beta, logEnd: LSN(1), session: first), "a first session")
+        tracker.report(beta, durableBefore: LSN(8), session: first)
+        tracker.report(gamma, durableBefore: LSN(6))
+        #expect(log.committedLSN == LSN(5))
+        // beta reconnects with its log ending at 4: records 4 to 7, which it reported durable, are gone.
+        #expect(!tracker.sessionStarts(beta, logEnd: LSN(4), session: second))
+        #expect(tracker.acknowledged(by: beta) == LSN(4))
+        let now = ContinuousClock.now
+        tracker.noteLeaderEnd(LSN(11), at: now)
+        #expect(tracker.stalled(for: .seconds(3600), at: now) == [beta], "it leaves the set without waiting the lag time")
+        tracker.report(gamma, durableBefore: LSN(11))
+        #expect(log.committedLSN == LSN(5), "the commit point waits for what beta holds now")
+        // A late acknowledgement of its first session does not count: that log is not what it holds.
+        tracker.report(beta, durableBefore: LSN(9), session: first)
+        #expect(tracker.acknowledged(by: beta) == LSN(4))
+        #expect(log.committedLSN == LSN(5))
+        tracker.remove(beta)
+        #expect(log.committedLSN == LSN(10))
+        #expect(tracker.stalled(for: .seconds(3600), at: now).isEmpty)
+        #expect(!tracker.mayJoin(beta))
+        // Caught up again, it may join: a session that starts where its acknowledgements are is not a loss.
+        tracker.report(beta, durableBefore: LSN(11), session: second)
+        #expect(tracker.sessionStarts(beta, logEnd: LSN(11), session: third))
+        #expect(tracker.mayJoin(beta))
+        withExtendedLifetime(sessions) {}
+        try log.close()
+    }
+
+    /// Stands for a leader's session with one follower (its identity tells sessions apart).
+    private final class Session {}
+
     @Test func aFollowerThatStopsAcknowledgingStallsAfterTheLagTimeAndOneThatMovesNever() async throws {
         let dir = TemporaryDirectory()
         let log = try await leaderLog(dir, records: 10)
