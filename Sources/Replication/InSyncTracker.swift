@@ -73,12 +73,11 @@ package final class InSyncTracker: Sendable {
     }
 
     /// `replica` begins session `session` with its log ending at `end` (its `follow`); from now on only that
-    /// session's reports count. Below what it acknowledged
-    /// before, its disk lost records it reported durable (a disk that drops synced writes: its incarnation is
-    /// the same, so nothing else would notice): it no longer holds what the commit point may have covered.
-    /// Its acknowledgement is lowered to what it holds, so the commit point waits for it again, and an in-sync
-    /// one is given to `stalled` at once, to leave the set; it can join again once it has caught up. Returns
-    /// false in that case (say so loudly).
+    /// session's reports count. An end below what it acknowledged before means its disk lost records it
+    /// reported durable (a disk that drops synced writes: its incarnation is the same, so nothing else would
+    /// notice): it no longer holds what the commit point may have covered. Its acknowledgement is lowered to
+    /// what it holds, so the commit point waits for it again, and an in-sync one is given to `stalled` at once,
+    /// to leave the set; it can join again once it has caught up. Returns false in that case (say so loudly).
     package func sessionStarts(_ replica: ReplicaIdentity, logEnd end: LSN, session: ObjectIdentifier) -> Bool {
         let lost: (Bool, LSN?) = state.withLock { s in
             s.session[replica] = session
