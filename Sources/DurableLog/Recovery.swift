@@ -65,8 +65,9 @@ struct Recovery {
     mutating func run() throws(WALError) -> Outcome {
         var report = RecoveryReport()
         let names = try fileSystem.list(directory)
-        // A half-prepared segment is deleted; a spare (a whole segment freed by truncation) is kept for reuse.
-        for name in names where name.hasSuffix(".prep") && !SegmentPreparer.isSpare(name) {
+        // A half-prepared segment is deleted; a spare (a whole segment freed by truncation) and a segment
+        // prepared whole are kept for reuse.
+        for name in names where name.hasSuffix(".prep") && !SegmentPreparer.isReusable(name) {
             if !dryRun { try fileSystem.remove("\(directory)/\(name)") }
             report.leftoversRemoved += 1
         }

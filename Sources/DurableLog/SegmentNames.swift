@@ -1,8 +1,8 @@
 import LogFormat
 
 /// Segment file names: the first LSN, zero-padded to 20 digits so that a listing sorts them, then `.wal`.
-/// A segment being prepared is named `prep-<segment id>.prep` (`SegmentPreparer.path`) until the writer renames
-/// it into place.
+/// A segment being prepared is named `prep-<segment id>.prep` (`SegmentPreparer.path`), then `ready-<n>.prep`
+/// once whole, until the writer renames it into place.
 enum SegmentNames {
     static let suffix = ".wal"
 

@@ -9,8 +9,10 @@ import Synchronization
 /// blocks already written. Its old frames stay behind the write position; they carry an older segment id
 /// and older LSNs, which recovery and readers never take for live data (DESIGN.md, "Recycled segments").
 /// Only when no spare is left does it create a file, allocate it, fill it with zeros and sync it.
-/// A file being prepared is named `prep-<segment id>.prep` until the writer renames it into place;
-/// recovery deletes such leftovers. Spares stay across restarts.
+/// A file being prepared is named `prep-<segment id>.prep`; once filled and synced it is renamed
+/// `ready-<n>.prep` until the writer renames it into place. Recovery deletes the first kind (half made) and
+/// keeps the second, which the next run takes as a spare: a restart does not fill a segment again.
+/// Spares stay across restarts.
 final class SegmentPreparer: @unchecked Sendable {
     struct Prepared {
         let segmentID: SegmentID
@@ -43,10 +45,11 @@ final class SegmentPreparer: @unchecked Sendable {
         self.segmentBytes = segmentBytes
         self.fileSystem = fileSystem
         lastPreparationNanoseconds = Atomic(UInt64(segmentBytes) * 10)
-        // Spares kept by an earlier run (recovery leaves them; their older frames are as harmless now).
-        let names = ((try? fileSystem.list(directory)) ?? []).filter(Self.isSpare)
+        // Spares kept by an earlier run, and the segment it prepared and did not take (recovery leaves them;
+        // the spares' older frames are as harmless now).
+        let names = ((try? fileSystem.list(directory)) ?? []).filter(Self.isReusable)
         spares = names.sorted().map { "\(directory)/\($0)" }
-        nextSpareNumber = names.compactMap { Int($0.dropFirst("spare-".count).dropLast(".prep".count)) }.max() ?? 0
+        nextSpareNumber = names.compactMap { Self.number(ofReusable: $0) }.max() ?? 0
         wake = monitor.makeCondition()
         done = monitor.makeCondition()
         let thread = Thread { [self] in run() }
@@ -67,6 +70,17 @@ final class SegmentPreparer: @unchecked Sendable {
 
     /// Whether a file name is a spare (`spare-<n>.prep`): a segment freed by truncation, kept for reuse.
     static func isSpare(_ name: String) -> Bool { name.hasPrefix("spare-") && name.hasSuffix(".prep") }
+
+    /// Whether a file name is a segment prepared whole and not yet taken (`ready-<n>.prep`).
+    static func isReady(_ name: String) -> Bool { name.hasPrefix("ready-") && name.hasSuffix(".prep") }
+
+    /// Whether recovery keeps the file for reuse: a spare, or a segment prepared whole.
+    static func isReusable(_ name: String) -> Bool { isSpare(name) || isReady(name) }
+
+    /// The `<n>` of `spare-<n>.prep` or `ready-<n>.prep` (one sequence for both, so names never repeat).
+    private static func number(ofReusable name: String) -> Int? {
+        Int(name.dropFirst(name.hasPrefix("spare-") ? "spare-".count : "ready-".count).dropLast(".prep".count))
+    }
 
     static func path(directory: String, segmentID: SegmentID) -> String {
         "\(directory)/prep-\(segmentID.rawValue).prep"
@@ -96,7 +110,7 @@ final class SegmentPreparer: @unchecked Sendable {
         return try outcome.get()
     }
 
-    /// Stops the thread; a prepared file that was not taken is closed and left for recovery to delete.
+    /// Stops the thread; a prepared file that was not taken is closed and left for the next run to reuse.
     func stop() {
         monitor.withLock {
             stopping = true
@@ -183,11 +197,18 @@ final class SegmentPreparer: @unchecked Sendable {
                 try fileSystem.dataSync(fd, path: path)
                 offset = end
             }
+            // Whole and synced: named so that recovery keeps it. The rename needs no directory sync: a crash
+            // that loses it leaves the `prep-` name, which recovery deletes, as before.
+            let ready = monitor.withLock { () -> String in
+                nextSpareNumber += 1
+                return "\(directory)/ready-\(nextSpareNumber).prep"
+            }
+            try fileSystem.rename(path, to: ready)
+            return Prepared(segmentID: id, path: ready, fd: fd)
         } catch {
             fileSystem.close(fd)
             throw error
         }
-        return Prepared(segmentID: id, path: path, fd: fd)
     }
 
     /// How much of a new segment is zero-filled between two syncs.

@@ -98,6 +98,37 @@ struct RecyclingTests {
         #expect(try spares().isEmpty)
     }
 
+    @Test func aSegmentPreparedBeforeARestartIsTakenAsItIsNotFilledAgain() async throws {
+        let dir = TemporaryDirectory()
+        do {
+            let log = try WriteAheadLog.open(directory: dir.path, options: options)
+            var next = 0
+            // Until the next segment is asked for; the close waits for its preparation to end.
+            while log.preparedSegments == 0 && next < 100 {
+                _ = try await append(log, from: next, count: 5)
+                next += 5
+            }
+            #expect(log.segments.count == 1, "the log rolled before the next segment was asked for")
+            try log.close()
+        }
+        let ready = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("ready-") }
+        #expect(ready.count == 1, "the segment prepared whole keeps a name recovery keeps: \(ready)")
+        let readyPath = "\(dir.path)/\(try #require(ready.first))"
+        let inode = try #require(try FileManager.default.attributesOfItem(atPath: readyPath)[.systemFileNumber] as? Int)
+
+        let log = try WriteAheadLog.open(directory: dir.path, options: options)
+        defer { try? log.close() }
+        #expect(FileManager.default.fileExists(atPath: readyPath), "recovery keeps it")
+        var next = 1000
+        while log.segments.count == 1 && next < 2000 {
+            _ = try await append(log, from: next, count: 5)
+            next += 5
+        }
+        let active = try #require(log.segments.last).path
+        let activeInode = try FileManager.default.attributesOfItem(atPath: active)[.systemFileNumber] as? Int
+        #expect(activeInode == inode, "the roll after the restart went into a new file, not the one prepared before it")
+    }
+
     /// A crash (no seal) in a recycled segment: the old bytes after the last frame are the middle of an older
     /// frame, which recovery must take for the end of the data, not for a torn write or for damage.
     @Test func anUnsealedRecycledSegmentReopensWithoutCuttingOrZeroing() async throws {
