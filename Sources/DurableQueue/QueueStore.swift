@@ -450,16 +450,24 @@ public final class QueueStore: Sendable, CompletionSink {
         run(actions)
         guard let submission, case .settle(let cid, let tags, _) = submission.intent else { return }
         let records = submission.records
-        _ = try await perform(records, afterAppend: { [self] in
-            // The settled deliveries no longer count against prefetch: the next checkout follows the
-            // settlement into the log (a requeue first, so its messages are taken first), often in one group.
-            var actions = Actions()
-            core.withLock { c in
-                if let queue = c.consumers[cid]?.queue { c.dispatch(queue, &actions) }
+        do {
+            _ = try await perform(records, afterAppend: { [self] in
+                // The settled deliveries no longer count against prefetch: the next checkout follows the
+                // settlement into the log (a requeue first, so its messages are taken first), often in one group.
+                var actions = Actions()
+                core.withLock { c in
+                    if let queue = c.consumers[cid]?.queue { c.dispatch(queue, &actions) }
+                }
+                run(actions)
+            }) { c in
+                Submission(records: records, intent: .settle(consumer: cid, tags: tags, reply: c))
             }
+        } catch where error.code == .notEnoughReplicas {
+            // Refused before it was written: the deliveries are out with the consumer again, to ack later.
+            var actions = Actions()
+            core.withLock { $0.releaseClaims(tags, of: cid, &actions) }
             run(actions)
-        }) { c in
-            Submission(records: records, intent: .settle(consumer: cid, tags: tags, reply: c))
+            throw error
         }
     }
 
@@ -608,11 +616,11 @@ public final class QueueStore: Sendable, CompletionSink {
 
     /// Appends a submission whose outcome goes to its intent; with `wait`, suspends while the log is full,
     /// else throws `.pendingFull`.
-    func submit(_ submission: Submission, wait: Bool) async throws(QueueError) {
+    func submit(_ submission: Submission, wait: Bool, gated: Bool = true) async throws(QueueError) {
         let encoded = RecordsToAppend(submission.records)
         while true {
             try core.withLock { c throws(QueueError) in try c.usable() }
-            if try tryAppend(encoded, submission) { return }
+            if try tryAppend(encoded, submission, gated: gated) { return }
             guard wait else { throw QueueError(.pendingFull, "the store's pending buffer is full; retry after confirms") }
             await log.waitForRoom(totalBytes: encoded.totalBytes, count: encoded.count)
         }
@@ -639,10 +647,18 @@ public final class QueueStore: Sendable, CompletionSink {
     }
 
     /// Follow-up records found under the lock (checkouts, returns): appended without waiting when there is
-    /// room, else from a task that waits for it.
+    /// room, else from a task that waits for it. Past a replicated leader's write gate: they follow from what
+    /// the group committed and no caller waits to be told that nothing was written, so while the in-sync set
+    /// is too small they wait for it to grow, as a new term's session start does. Refused, they would stop
+    /// the store for the rest of its term (a failed follow-up means a failed log).
     private func submitDetached(_ submission: Submission) {
+        #if QUEUE_BROKEN_GATES_FOLLOW_UPS  // BROKEN ON PURPOSE (harness check builds only)
+        let gated = true
+        #else
+        let gated = false
+        #endif
         do {
-            if try tryAppend(RecordsToAppend(submission.records), submission) { return }
+            if try tryAppend(RecordsToAppend(submission.records), submission, gated: gated) { return }
         } catch {
             var actions = Actions()
             core.withLock { $0.failed(submission, error, &actions) }
@@ -651,7 +667,7 @@ public final class QueueStore: Sendable, CompletionSink {
         }
         Task { [self] in
             do throws(QueueError) {
-                try await submit(submission, wait: true)
+                try await submit(submission, wait: true, gated: gated)
             } catch {
                 var actions = Actions()
                 core.withLock { $0.failed(submission, error, &actions) }

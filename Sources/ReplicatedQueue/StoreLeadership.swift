@@ -98,14 +98,26 @@ final class StoreLeadership: LeaderService {
         return reply.encoded
     }
 
-    /// The store of the current term; waits for it while it opens and writes could be confirmed.
+    /// The store of the current term; waits for it while it opens and writes could be confirmed, at most
+    /// `confirmTimeout` (by the store's clock): a term whose session start the in-sync replicas never
+    /// acknowledge would otherwise hold its callers for as long as the replicas stay silent.
     func store(notLeading: @Sendable () -> QueueError) async throws(QueueError) -> QueueStore {
         switch term.withLock({ $0 }) {
         case .serving(let store):
             return store
         case .opening(_, let opening, _, let gate):
             if let refusal = gate() { throw refusal }
-            switch await opening.result {
+            #if REPLICATION_BROKEN_UNBOUNDED_TERM_START  // BROKEN ON PURPOSE (harness check builds only)
+            let result = await opening.result
+            #else
+            guard let result = await Self.result(of: opening, deadline: options.clock.monotonic.advanced(by: confirmTimeout),
+                                                 clock: options.clock, poll: options.maintenanceInterval) else {
+                throw gate() ?? QueueError(
+                    .notEnoughReplicas, "this node's term has not started: its in-sync replicas did not acknowledge "
+                    + "the log within the confirm timeout (\(confirmTimeout)); nothing was written")
+            }
+            #endif
+            switch result {
             case .success(let store): return store
             case .failure(let error):
                 let error = Self.queueError(error)
@@ -119,7 +131,42 @@ final class StoreLeadership: LeaderService {
         }
     }
 
+    /// The opening's result, or nil once `clock` passes `deadline` (looked at every `poll` of real time, as the
+    /// store's maintenance looks at its reply deadlines). The opening goes on either way; whichever comes
+    /// first answers, and the other's task ends with it (the opening's waiter when the opening does).
+    private static func result(of opening: Task<QueueStore, any Error>, deadline: ContinuousClock.Instant,
+                               clock: any StoreClock, poll: Duration) async -> Result<QueueStore, any Error>? {
+        let first = FirstAnswer<Result<QueueStore, any Error>?>()
+        return await withCheckedContinuation { continuation in
+            first.await(continuation)
+            Task { first.answer(await opening.result) }
+            Task {
+                while !first.isAnswered && clock.monotonic < deadline { try? await Task.sleep(for: poll) }
+                first.answer(nil)
+            }
+        }
+    }
+
     private static func queueError(_ error: any Error) -> QueueError {
         error as? QueueError ?? QueueError(.invalidStore, "opening the store failed: \(error)")
+    }
+}
+
+/// One answer for one waiter, from whichever of several racers gives it first; the later ones are dropped.
+private final class FirstAnswer<Value: Sendable>: Sendable {
+    private let state = Mutex<(waiter: CheckedContinuation<Value, Never>?, answered: Bool)>((nil, false))
+
+    var isAnswered: Bool { state.withLock { $0.answered } }
+
+    func await(_ waiter: CheckedContinuation<Value, Never>) { state.withLock { $0.waiter = waiter } }
+
+    func answer(_ value: Value) {
+        let waiter = state.withLock { s -> CheckedContinuation<Value, Never>? in
+            guard !s.answered else { return nil }
+            s.answered = true
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume(returning: value)
     }
 }

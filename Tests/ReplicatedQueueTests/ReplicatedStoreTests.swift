@@ -269,6 +269,43 @@ func body(_ i: Int) -> [UInt8] { Array("message \(i)".utf8) }
         await group.shutdown()
     }
 
+    @Test func consumersOnALeaderBelowMinInsyncReplicasWaitForTheSetAndTheStoreServesWhenItGrowsAgain() async throws {
+        let members = ["alpha", "beta", "gamma"]
+        let group = try StoreGroup(members)
+        for member in members { try await group.start(member) }
+        let leader = try await group.leader(inSync: 3)
+        let store = try await group.store(leader).leaderStore()
+        try await store.declareQueue("orders")
+        for i in 0..<3 { _ = try await store.publish(to: "orders", Message(body: body(i))) }
+        let first = try store.consume(queue: "orders", prefetch: 1)
+        var firstDeliveries = first.deliveries.makeAsyncIterator()
+        let taken = try #require(try await firstDeliveries.next())
+        for member in members where member != leader { await group.stop(member) }
+        _ = try await group.leader(inSync: 1)
+
+        // An ack is a write the gate refuses, and the delivery stays out with its consumer, to ack later.
+        let refused = await #expect(throws: QueueError.self) { try await first.ack(taken.tag) }
+        #expect(refused?.code == .notEnoughReplicas)
+        // A new consumer's checkout is no caller's write: it waits for the set to grow rather than stop the store
+        // (it did: every later call, on every queue, failed with the refusal until the term ended).
+        let second = try store.consume(queue: "orders", prefetch: 1)
+        for member in members where member != leader {
+            try await group.start(member)
+        }
+        _ = try await group.leader(inSync: 3)
+        var secondDeliveries = second.deliveries.makeAsyncIterator()
+        let next = try #require(try await secondDeliveries.next())
+        #expect(next.messageID != taken.messageID)
+        try await second.ack(next.tag)
+        try await first.ack(taken.tag)
+        _ = try await store.publish(to: "orders", Message(body: body(3)))
+        first.cancel()
+        second.cancel()
+        // Four published, two acked: the other two are back in the queue once the consumers' returns commit.
+        _ = try await eventually { store.queueInfo("orders")?.ready == 2 ? true : nil }
+        await group.shutdown()
+    }
+
     @Test func aPublishTheLeaderCouldNotConfirmIsIndeterminateAndTheProducersRetrySettlesItExactlyOnce() async throws {
         let group = try StoreGroup(["alpha", "beta", "gamma"])
         // The followers stay in the in-sync set after they go (a lag time longer than the test), so the
@@ -356,6 +393,57 @@ func body(_ i: Int) -> [UInt8] { Array("message \(i)".utf8) }
         _ = try await eventually { store.queueInfo("orders")?.ready == 3 ? true : nil }
         _ = try await group.store(followers[0]).publish(to: "orders", Message(body: body(2)))
         #expect(store.queueInfo("orders")?.ready == 4)
+        await group.shutdown()
+    }
+
+    @Test func aTermWhoseStartNoReplicaAcknowledgesAnswersItsCallersWithinTheConfirmTimeout() async throws {
+        let members = ["alpha", "beta", "gamma"]
+        let group = try StoreGroup(members)
+        // In-sync replicas that are gone stay in the set (a lag time longer than the test), so nothing refuses
+        // the new term's writes and nothing but the confirm timeout ends the wait for its session start.
+        let clocks = Dictionary(uniqueKeysWithValues: members.map { ($0, ManualStoreClock()) })
+        for member in members {
+            try await group.start(member, inSyncLagTime: .seconds(600), confirmTimeout: .seconds(10), clock: clocks[member])
+        }
+        let first = try await group.leader(inSync: 3)
+        try await group.store(first).leaderStore().declareQueue("orders")
+        for member in members { await group.stop(member) }
+
+        // Alone, it leads again; its store waits for the others to acknowledge the term's start.
+        try await group.start(first, inSyncLagTime: .seconds(600), confirmTimeout: .seconds(10), clock: clocks[first])
+        let node = group.store(first)
+        _ = try await eventually { if case .leader = node.role { true } else { nil } }
+        for attempt in 0..<2 {
+            let outcome = Mutex<Result<Void, QueueError>?>(nil)
+            Task {
+                let result: Result<Void, QueueError>
+                do throws(QueueError) {
+                    result = attempt == 0 ? .success(_ = try await node.leaderStore())
+                        : .success(_ = try await node.publish(to: "orders", Message(body: body(1))))
+                } catch {
+                    result = .failure(error)
+                }
+                outcome.withLock { $0 = result }
+            }
+            // The clock moves until the wait ends (the caller's deadline is taken when it starts waiting).
+            let answered = try await eventually(seconds: 30) { () -> Result<Void, QueueError>? in
+                if let done = outcome.withLock({ $0 }) { return done }
+                clocks[first]!.advance(by: .seconds(5))
+                return nil
+            }
+            switch answered {
+            case .success: Issue.record("the term started with no replica acknowledging it")
+            case .failure(let error): #expect(error.code == .notEnoughReplicas, "\(error)")
+            }
+        }
+
+        // The replicas return (all of the in-sync set must acknowledge): the term starts, and serves what the
+        // group confirmed before.
+        for member in members where member != first {
+            try await group.start(member, inSyncLagTime: .seconds(600), confirmTimeout: .seconds(10))
+        }
+        let store = try await eventually { try? await node.leaderStore() }
+        #expect(store.queueInfo("orders") != nil)
         await group.shutdown()
     }
 
