@@ -23,7 +23,7 @@ import Testing
             DrainedMessage(id: 5, body: "p0-5"), DrainedMessage(id: 7, body: "p0-5"),
             DrainedMessage(id: 6, body: "p0-6"), DrainedMessage(id: 9, body: "p9-1"),  // never sent: unexpected
         ]
-        let verdict = Verdict(history: history, drained: drained, epochRegressions: [])
+        let verdict = Verdict(history: history, consumed: [], drained: drained, epochRegressions: [])
         #expect(verdict.lost == ["p0-2"])
         #expect(verdict.duplicated == ["p0-5"])
         #expect(verdict.unexpected == ["p0-4", "p9-1"])
@@ -36,13 +36,46 @@ import Testing
         #expect(!verdict.passed)
     }
 
+    @Test func consumersDeliveriesCountAsDeliveredAndAConfirmedAckMustNotComeBack() {
+        let history = History()
+        for body in ["p0-1", "p0-2", "p0-3"] {
+            history.attempted(body)
+            history.confirmed(body, sent: .now)
+        }
+        // p0-1 taken and its ack confirmed during the faults: not in the drain, and not lost. p0-2 delivered
+        // and its ack not confirmed: delivered again, allowed. p0-3 acked, then delivered again: the ack lost.
+        let consumed: [Deliveries.Event] = [
+            .delivered(id: 1, body: "p0-1"), .acked(id: 1),
+            .delivered(id: 2, body: "p0-2"),
+            .delivered(id: 3, body: "p0-3"), .acked(id: 3),
+            .delivered(id: 2, body: "p0-2"),
+        ]
+        let drained = [DrainedMessage(id: 2, body: "p0-2"), DrainedMessage(id: 3, body: "p0-3")]
+        let verdict = Verdict(history: history, consumed: consumed, drained: drained, epochRegressions: [])
+        #expect(verdict.lost.isEmpty)
+        #expect(verdict.duplicated.isEmpty)
+        #expect(verdict.redeliveredAfterAck == ["p0-3 (id 3)"])
+        #expect(verdict.redelivered == 3)
+        #expect(verdict.consumedDuringFaults == 4)
+        #expect(verdict.ackedDuringFaults == 2)
+        #expect(verdict.violated)
+
+        // Without the late delivery of p0-3 it passes; without the consumers' record, p0-1 is lost.
+        let clean = Verdict(history: history, consumed: Array(consumed.prefix(5)), drained: [DrainedMessage(id: 2, body: "p0-2")],
+                            epochRegressions: [])
+        #expect(clean.passed)
+        let forgotten = Verdict(history: history, consumed: [], drained: [DrainedMessage(id: 2, body: "p0-2")],
+                                epochRegressions: [])
+        #expect(forgotten.lost == ["p0-1", "p0-3"])
+    }
+
     @Test func aCleanHistoryPassesAndAnUndrainedQueueIsNotAPass() {
         let history = History()
         history.attempted("p0-1")
         history.confirmed("p0-1", sent: .now)
-        let clean = Verdict(history: history, drained: [DrainedMessage(id: 1, body: "p0-1")], epochRegressions: [])
+        let clean = Verdict(history: history, consumed: [], drained: [DrainedMessage(id: 1, body: "p0-1")], epochRegressions: [])
         #expect(clean.passed)
-        let undrained = Verdict(history: history, drained: nil, epochRegressions: [])
+        let undrained = Verdict(history: history, consumed: [], drained: nil, epochRegressions: [])
         #expect(!undrained.deliveriesChecked)
         #expect(!undrained.violated)
         #expect(!undrained.passed)
@@ -52,7 +85,7 @@ import Testing
     @Test func anomaliesAndEpochsGoingBackFailTheVerdict() {
         let history = History()
         history.anomaly("p0-2: outOfSequence")
-        let verdict = Verdict(history: history, drained: [], epochRegressions: ["a reported epoch 3 after 4"])
+        let verdict = Verdict(history: history, consumed: [], drained: [], epochRegressions: ["a reported epoch 3 after 4"])
         #expect(verdict.anomalies == ["p0-2: outOfSequence", "a reported epoch 3 after 4"])
         #expect(verdict.violated)
     }
@@ -74,7 +107,7 @@ import Testing
         let requests: [NodeRequest] = [
             .status, .declareQueue(name: "q"), .registerProducer(name: "p0"),
             .publish(producer: 7, epoch: 2, queue: "q", sequence: 9, body: "p0-9 \"quoted\"\nnewline"),
-            .drain(queue: "q", idleMilliseconds: 1000),
+            .drain(queue: "q", idleMilliseconds: 1000), .consume(queue: "q", idleMilliseconds: 500), .ack(tag: 12),
         ]
         for request in requests {
             let line = NodeLine.encode(request)
@@ -85,7 +118,8 @@ import Testing
         let replies: [NodeReply] = [
             .status(role: "follower", epoch: 3, leader: "a"), .done, .registered(producer: 7, epoch: 2),
             .stored(id: 11), .duplicate, .messages([DrainedMessage(id: 1, body: "x")]),
-            .failed(code: "notLeader", message: "no", leaderHint: "b"),
+            .failed(code: "notLeader", message: "no", leaderHint: "b"), .delivered(id: 4, body: "p1-2", tag: 12),
+            .acked(id: 4),
         ]
         for reply in replies {
             let line = NodeLine.encode(reply)

@@ -16,6 +16,14 @@ public enum NodeRequest: Codable, Sendable, Equatable {
     /// On the leader: consumes `queue` and acks every delivery until none arrives for `idleMilliseconds`;
     /// replies with the messages, in delivery order.
     case drain(queue: String, idleMilliseconds: Int)
+    /// On the leader: a consumer of `queue` whose acks the client gives. The node sends `.delivered` for each
+    /// delivery and waits for the client's `.ack` of it before the next; it acks it in the store and sends
+    /// `.acked` once the ack is confirmed. The session ends when the client closes the connection, when no
+    /// delivery comes for `idleMilliseconds`, or with `.failed` (the node stopped leading); the deliveries
+    /// it did not ack go back to the queue.
+    case consume(queue: String, idleMilliseconds: Int)
+    /// Within a `consume` session: ack the delivery `tag` (the one just sent).
+    case ack(tag: UInt64)
 }
 
 /// A `queue-node`'s answer to one `NodeRequest`.
@@ -33,6 +41,10 @@ public enum NodeReply: Codable, Sendable, Equatable {
     case duplicate
     /// The drained messages, in delivery order.
     case messages([DrainedMessage])
+    /// Within a `consume` session: a delivery, to be acked by its `tag`.
+    case delivered(id: UInt64, body: String, tag: UInt64)
+    /// Within a `consume` session: the ack of message `id` is confirmed (on every in-sync replica).
+    case acked(id: UInt64)
     /// The store's error: its `QueueError.Code` by name (`indeterminate`, `notLeader`, ...), its message and
     /// the leader hint.
     case failed(code: String, message: String, leaderHint: String?)

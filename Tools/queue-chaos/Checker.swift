@@ -11,6 +11,14 @@ struct Verdict: Codable {
     var lost: [String] = []
     var duplicated: [String] = []
     var unexpected: [String] = []
+    /// Messages delivered again after their ack was confirmed to a consumer (by message id): an ack the group
+    /// lost.
+    var redeliveredAfterAck: [String] = []
+    /// Deliveries to the consumers that ran during the faults, and how many of their acks were confirmed.
+    var consumedDuringFaults = 0
+    var ackedDuringFaults = 0
+    /// Deliveries of a message that had been delivered before (its ack not confirmed): allowed, counted.
+    var redelivered = 0
     /// Sequences that had an indeterminate outcome at least once.
     var indeterminate = 0
     /// ... and were then settled (confirmed, as stored or as a duplicate).
@@ -24,11 +32,16 @@ struct Verdict: Codable {
     var deliveriesChecked = true
 
     /// A check failed: a bug, not a group that got stuck.
-    var violated: Bool { !lost.isEmpty || !duplicated.isEmpty || !unexpected.isEmpty || !anomalies.isEmpty }
+    var violated: Bool {
+        !lost.isEmpty || !duplicated.isEmpty || !unexpected.isEmpty || !redeliveredAfterAck.isEmpty || !anomalies.isEmpty
+    }
 
     var passed: Bool { deliveriesChecked && !violated }
 
-    init(history: History, drained: [DrainedMessage]?, epochRegressions: [String]) {
+    /// - Parameters:
+    ///   - consumed: what the consumers running during the faults were given, in order.
+    ///   - drained: the final drain's messages (nil when the queue could not be drained).
+    init(history: History, consumed: [Deliveries.Event], drained: [DrainedMessage]?, epochRegressions: [String]) {
         let entries = history.entries
         attempted = entries.count
         confirmed = entries.values.count { $0.confirmed != nil }
@@ -40,8 +53,23 @@ struct Verdict: Codable {
             deliveriesChecked = false
             return
         }
+        // Every delivery in order: the consumers' during the faults, then the drain's.
+        let events = consumed + drained.map { Deliveries.Event.delivered(id: $0.id, body: $0.body) }
         var idsByBody: [String: Set<UInt64>] = [:]
-        for message in drained { idsByBody[message.body, default: []].insert(message.id) }
+        var ackConfirmed: Set<UInt64> = []
+        var seen: Set<UInt64> = []
+        for event in events {
+            switch event {
+            case .delivered(let id, let body):
+                idsByBody[body, default: []].insert(id)
+                if ackConfirmed.contains(id) { redeliveredAfterAck.append("\(body) (id \(id))") }
+                if !seen.insert(id).inserted { redelivered += 1 }
+            case .acked(let id):
+                ackConfirmed.insert(id)
+            }
+        }
+        consumedDuringFaults = consumed.count { if case .delivered = $0 { true } else { false } }
+        ackedDuringFaults = consumed.count { if case .acked = $0 { true } else { false } }
         delivered = idsByBody.count
         lost = entries.filter { $0.value.confirmed != nil && idsByBody[$0.key] == nil }.map(\.key).sorted()
         duplicated = idsByBody.filter { $0.value.count > 1 }.map(\.key).sorted()

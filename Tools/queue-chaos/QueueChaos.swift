@@ -25,6 +25,8 @@ struct QueueChaos: AsyncParsableCommand {
     @Option(help: "Inject faults until this many failovers (new leader epochs) have happened.") var failovers = 50
     @Option(help: "The seed of the fault schedule (default: a fresh one, printed).") var seed: UInt64?
     @Option(help: "Concurrent idempotent producers.") var producers = 4
+    @Option(help: "Consumers acking deliveries while the faults go on (the rest is drained at the end).")
+    var consumers = 2
     @Option(help: "The leaders' lease in milliseconds (etcd grants whole seconds, and at least about 2 s by default).")
     var leaseMilliseconds = 2000
     @Option(help: "Where the members' directories and logs go (default: a new temporary directory).") var work: String?
@@ -66,7 +68,8 @@ struct QueueChaos: AsyncParsableCommand {
 
         let stop = StopSignal()
         let ports = await cluster.clientPorts
-        let clients = Task { [producers] in
+        let deliveries = Deliveries()
+        let clients = Task { [producers, consumers] in
             await withDiscardingTaskGroup { group in
                 for index in 0..<producers {
                     let producer = Producer(name: "p\(index)", queue: queue, ports: ports, history: history,
@@ -75,6 +78,10 @@ struct QueueChaos: AsyncParsableCommand {
                         await producer.run()
                         stop.finished.add(1, ordering: .relaxed)
                     }
+                }
+                for _ in 0..<consumers {
+                    let consumer = ChaosConsumer(queue: queue, ports: ports, deliveries: deliveries, stop: stop)
+                    group.addTask { await consumer.run() }
                 }
             }
         }
@@ -121,7 +128,7 @@ struct QueueChaos: AsyncParsableCommand {
         }
         await cluster.stopAll()
         await cluster.closeProxies()
-        report.verdict = Verdict(history: history, drained: drained, epochRegressions: await cluster.epochRegressions)
+        report.verdict = Verdict(history: history, consumed: deliveries.all, drained: drained, epochRegressions: await cluster.epochRegressions)
         report.logChecks = LogChecks(walctl: binaries.appendingPathComponent("walctl").path,
                                      stores: await cluster.storeDirectories())
         report.stuck = stuck

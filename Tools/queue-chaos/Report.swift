@@ -40,7 +40,7 @@ struct Report: Codable {
     var leaseMilliseconds: Int
     var failovers = 0
     var faults: [FaultRecord] = []
-    var verdict = Verdict(history: History(), drained: [], epochRegressions: [])
+    var verdict = Verdict(history: History(), consumed: [], drained: [], epochRegressions: [])
     var logChecks = LogChecks()
     /// Why the campaign stopped early: no leader, or no confirm, within the limit after a fault.
     var stuck: String?
@@ -60,11 +60,13 @@ struct Report: Codable {
             sent, \(v.confirmed) confirmed, \(v.delivered) delivered
               lost \(v.lost.count), duplicated \(v.duplicated.count), unexpected \(v.unexpected.count); \
             indeterminate \(v.indeterminate) (\(v.indeterminateRecovered) settled by a resend), unsettled at the end \(v.unsettled)
+              consumed during the faults \(v.consumedDuringFaults) (\(v.ackedDuringFaults) acks confirmed), \
+            delivered again \(v.redelivered), delivered again after a confirmed ack \(v.redeliveredAfterAck.count)
               unavailability after a leader fault (ms): \(unavailability.sorted { $0.key < $1.key }.map { "\($0.key) \(Int($0.value))" }.joined(separator: ", "))
               walctl verify: \(logChecks.verify.values.allSatisfy { $0 == 0 } ? "clean" : "\(logChecks.verify)"); \
             walctl compare: exit \(logChecks.compare)
             """)
-        for (label, items) in [("lost", v.lost), ("duplicated", v.duplicated), ("unexpected", v.unexpected),
+        for (label, items) in [("lost", v.lost), ("duplicated", v.duplicated), ("unexpected", v.unexpected), ("delivered again after a confirmed ack", v.redeliveredAfterAck),
                                ("anomalies", v.anomalies)] where !items.isEmpty {
             say("  \(label): \(items.prefix(20).joined(separator: ", "))")
         }

@@ -27,6 +27,9 @@ struct NodeService: Sendable {
                 }
             case .drain(let queue, let idle):
                 return .messages(try await drain(queue, idle: .milliseconds(idle)))
+            case .consume, .ack:
+                return .failed(code: "invalidArgument", message: "\(request) belongs to a consume session",
+                               leaderHint: nil)
             }
         } catch {
             return .failed(code: "\(error.code)", message: error.message, leaderHint: error.leaderHint)

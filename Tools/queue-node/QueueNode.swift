@@ -80,17 +80,28 @@ struct QueueNode: AsyncParsableCommand {
         try? await coordinator.shutdown()
     }
 
-    /// Answers one connection's requests in order, until the client closes it.
+    /// Answers one connection's requests in order, until the client closes it. A `consume` request takes the
+    /// rest of the connection: its session reads the client's acks from it.
     static func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, service: NodeService) async {
         try? await connection.executeThenClose { inbound, outbound in
-            for try await line in inbound {
-                let reply: NodeReply
+            var lines = inbound.makeAsyncIterator()
+            while let line = try await lines.next() {
+                let request: NodeRequest
                 do {
-                    reply = await service.handle(try NodeLine.decode(NodeRequest.self, from: line.readableBytesView))
+                    request = try NodeLine.decode(NodeRequest.self, from: line.readableBytesView)
                 } catch {
-                    reply = .failed(code: "invalidArgument", message: "an unreadable request: \(error)", leaderHint: nil)
+                    let reply = NodeReply.failed(code: "invalidArgument", message: "an unreadable request: \(error)", leaderHint: nil)
+                    try await outbound.write(ByteBuffer(bytes: NodeLine.encode(reply)))
+                    continue
                 }
-                try await outbound.write(ByteBuffer(bytes: NodeLine.encode(reply)))
+                if case .consume(let queue, let idle) = request {
+                    let session = ConsumeSession(store: service.store, queue: queue, idle: .milliseconds(idle))
+                    try await session.run(lines: &lines) { reply in
+                        try await outbound.write(ByteBuffer(bytes: NodeLine.encode(reply)))
+                    }
+                    return
+                }
+                try await outbound.write(ByteBuffer(bytes: NodeLine.encode(await service.handle(request))))
             }
         }
     }
