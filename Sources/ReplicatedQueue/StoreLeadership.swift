@@ -138,7 +138,7 @@ final class StoreLeadership: LeaderService {
                                clock: any StoreClock, poll: Duration) async -> Result<QueueStore, any Error>? {
         let first = FirstAnswer<Result<QueueStore, any Error>?>()
         return await withCheckedContinuation { continuation in
-            first.await(continuation)
+            first.waitWith(continuation)
             Task { first.answer(await opening.result) }
             Task {
                 while !first.isAnswered && clock.monotonic < deadline { try? await Task.sleep(for: poll) }
@@ -158,7 +158,7 @@ private final class FirstAnswer<Value: Sendable>: Sendable {
 
     var isAnswered: Bool { state.withLock { $0.answered } }
 
-    func await(_ waiter: CheckedContinuation<Value, Never>) { state.withLock { $0.waiter = waiter } }
+    func waitWith(_ waiter: CheckedContinuation<Value, Never>) { state.withLock { $0.waiter = waiter } }
 
     func answer(_ value: Value) {
         let waiter = state.withLock { s -> CheckedContinuation<Value, Never>? in

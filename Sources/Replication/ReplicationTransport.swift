@@ -10,15 +10,28 @@ import Synchronization
 package final class ReplicationConnection: Sendable {
     private let channel: any Channel
     private let inbox: Inbox
+    /// Whether a flush is queued on the event loop behind the writes (touched only on the loop, so relaxed).
+    private let flushQueued = Atomic(false)
 
     fileprivate init(channel: any Channel, inbox: Inbox) {
         self.channel = channel
         self.inbox = inbox
     }
 
-    /// Sends `message` (queued on the channel; a closed connection drops it).
+    /// Sends `message` (queued on the channel; a closed connection drops it). Messages sent close together
+    /// leave in one flush, one `writev`: a write queues one flush behind it unless one is queued already,
+    /// and the loop runs tasks in order, so that flush goes after every write queued before it.
     package func send(_ message: ReplicationMessage) {
-        channel.writeAndFlush(message, promise: nil)
+        let channel = self.channel
+        channel.eventLoop.execute { [self] in
+            channel.write(message, promise: nil)
+            guard !flushQueued.load(ordering: .relaxed) else { return }
+            flushQueued.store(true, ordering: .relaxed)
+            channel.eventLoop.execute { [self] in
+                flushQueued.store(false, ordering: .relaxed)
+                channel.flush()
+            }
+        }
     }
 
     /// Hands every message received to `handler`, in order, then `nil` once the connection ended. Messages that
@@ -94,27 +107,46 @@ private final class Inbox: Sendable {
     private struct State {
         var handler: (@Sendable (ReplicationMessage?) -> Void)?
         var waiting: [ReplicationMessage?] = []
+        /// A hand-over of `waiting` is queued or running: messages arriving meanwhile join it (one queue
+        /// hop per burst, not per message).
+        var handing = false
     }
 
     private let queue = DispatchQueue(label: "replication-connection")
     private let state = Mutex(State())
 
     func install(_ handler: @escaping @Sendable (ReplicationMessage?) -> Void) {
-        let waiting: [ReplicationMessage?] = state.withLock { s in
+        let start = state.withLock { s -> Bool in
             s.handler = handler
-            defer { s.waiting.removeAll() }
-            return s.waiting
+            guard !s.handing else { return false }
+            s.handing = true
+            return true
         }
-        queue.async { for message in waiting { handler(message) } }
+        if start { queue.async { self.handOver(handler) } }
     }
 
     /// A message arrived (nil: the connection ended).
     func arrived(_ message: ReplicationMessage?) {
-        guard let handler = state.withLock({ s -> (@Sendable (ReplicationMessage?) -> Void)? in
-            if s.handler == nil { s.waiting.append(message) }
-            return s.handler
-        }) else { return }
-        queue.async { handler(message) }
+        let start = state.withLock { s -> (@Sendable (ReplicationMessage?) -> Void)? in
+            s.waiting.append(message)
+            guard let handler = s.handler, !s.handing else { return nil }
+            s.handing = true
+            return handler
+        }
+        if let start { queue.async { self.handOver(start) } }
+    }
+
+    /// On the queue: hands `handler` what waits, in order, until nothing does.
+    private func handOver(_ handler: @Sendable (ReplicationMessage?) -> Void) {
+        while true {
+            let batch = state.withLock { s -> [ReplicationMessage?] in
+                if s.waiting.isEmpty { s.handing = false }
+                defer { s.waiting.removeAll(keepingCapacity: true) }
+                return s.waiting
+            }
+            if batch.isEmpty { return }
+            for message in batch { handler(message) }
+        }
     }
 }
 
