@@ -21,18 +21,7 @@ public enum NodeClient {
     public static func call(_ request: NodeRequest, host: String = "127.0.0.1", port: Int,
                             timeout: Duration) async -> NodeCallOutcome {
         let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
-        do {
-            channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .connectTimeout(.milliseconds(500))
-                .connect(host: host, port: port) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineBasedFrameDecoder()))
-                        return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                    }
-                }
-        } catch {
-            return .unreachable("\(error)")
-        }
+        do { channel = try await connect(host: host, port: port) } catch { return .unreachable("\(error)") }
         return await withTaskGroup(of: NodeCallOutcome?.self) { group in
             group.addTask {
                 do {
@@ -69,18 +58,7 @@ public enum NodeClient {
     public static func session(_ request: NodeRequest, host: String = "127.0.0.1", port: Int, quiet: Duration,
                                onReply: @escaping @Sendable (NodeReply) -> [NodeRequest]?) async -> String {
         let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
-        do {
-            channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .connectTimeout(.milliseconds(500))
-                .connect(host: host, port: port) { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineBasedFrameDecoder()))
-                        return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                    }
-                }
-        } catch {
-            return "unreachable: \(error)"
-        }
+        do { channel = try await connect(host: host, port: port) } catch { return "unreachable: \(error)" }
         let lastLine = LastLine()
         return await withTaskGroup(of: String?.self) { group in
             group.addTask {
@@ -115,6 +93,18 @@ public enum NodeClient {
             group.cancelAll()
             return first ?? "no line from the node within \(quiet)"
         }
+    }
+
+    /// A connection to the node at `host:port` that reads lines.
+    private static func connect(host: String, port: Int) async throws -> NIOAsyncChannel<ByteBuffer, ByteBuffer> {
+        try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connectTimeout(.milliseconds(500))
+            .connect(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineBasedFrameDecoder()))
+                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
     }
 }
 
