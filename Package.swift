@@ -176,7 +176,7 @@ let package = Package(
         .testTarget(name: "ReplicatedQueueTests", dependencies: [
             "ReplicatedQueue", "DurableQueue", "DurableLog", "LogFormat", "Coordination", .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "ChaosTests", dependencies: ["queue-chaos", "NodeWire"]),
+        .testTarget(name: "ChaosTests", dependencies: ["queue-chaos", "queue-node", "NodeWire", "DurableQueue"]),
         .testTarget(name: "WorkloadTests", dependencies: ["Workload", "WALBench"], path: "Tests/WorkloadTests"),
     ]
 )

@@ -107,7 +107,7 @@ import Testing
         let requests: [NodeRequest] = [
             .status, .declareQueue(name: "q"), .registerProducer(name: "p0"),
             .publish(producer: 7, epoch: 2, queue: "q", sequence: 9, body: "p0-9 \"quoted\"\nnewline"),
-            .drain(queue: "q", idleMilliseconds: 1000), .consume(queue: "q", idleMilliseconds: 500), .ack(tag: 12),
+            .drain(queue: "q", idleMilliseconds: 1000, limit: 500), .consume(queue: "q", idleMilliseconds: 500), .ack(tag: 12),
         ]
         for request in requests {
             let line = NodeLine.encode(request)

@@ -13,9 +13,10 @@ public enum NodeRequest: Codable, Sendable, Equatable {
     /// Publishes `body` to `queue` as `sequence` of the producer `producer` at `epoch` (forwarded from a
     /// follower); the reply comes once every in-sync replica holds it.
     case publish(producer: UInt64, epoch: UInt32, queue: String, sequence: UInt64, body: String)
-    /// On the leader: consumes `queue` and acks every delivery until none arrives for `idleMilliseconds`;
-    /// replies with the messages, in delivery order.
-    case drain(queue: String, idleMilliseconds: Int)
+    /// On the leader: takes at most `limit` messages off `queue` (fewer when no delivery arrives for
+    /// `idleMilliseconds`), acks them, and replies with them in delivery order. Call again until a reply is
+    /// empty: bounded so that the reply comes well within a call's timeout whatever the backlog.
+    case drain(queue: String, idleMilliseconds: Int, limit: Int)
     /// On the leader: a consumer of `queue` whose acks the client gives. The node sends `.delivered` for each
     /// delivery and waits for the client's `.ack` of it before the next; it acks it in the store and sends
     /// `.acked` once the ack is confirmed. The session ends when the client closes the connection, when no

@@ -155,22 +155,26 @@ struct QueueChaos: AsyncParsableCommand {
         throw Nemesis.Stuck(description: "the queue could not be declared within 60 s")
     }
 
-    /// Drains the queue on the leader, until a drain finds it empty.
+    /// Drains the queue on the leader, a bounded batch per call, until a call finds it empty. Gives up after
+    /// 60 s without progress (no leader, or calls that fail), however long the backlog.
     private func drain(_ queue: String, nemesis: Nemesis, cluster: Cluster) async throws -> [DrainedMessage] {
         var drained: [DrainedMessage] = []
-        let deadline = ContinuousClock.now + .seconds(120)
+        var deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
             guard let leader = await nemesis.waitForAgreement(within: .seconds(60)) else { break }
             let port = await cluster.members[leader.name]!.clientPort
-            switch await NodeClient.call(.drain(queue: queue, idleMilliseconds: 1000), port: port, timeout: .seconds(60)) {
+            let request = NodeRequest.drain(queue: queue, idleMilliseconds: 1000, limit: 1000)
+            switch await NodeClient.call(request, port: port, timeout: .seconds(60)) {
             case .reply(.messages(let messages)):
                 drained += messages
                 if messages.isEmpty { return drained }
+                deadline = ContinuousClock.now + .seconds(60)
             default:
                 try await Task.sleep(for: .milliseconds(100))
             }
         }
-        throw Nemesis.Stuck(description: "the queue could not be drained within 120 s")
+        throw Nemesis.Stuck(description: "the queue could not be drained: no progress for 60 s "
+                            + "(\(drained.count) messages drained before)")
     }
 }
 
