@@ -64,6 +64,7 @@ public final class ReplicatedQueueStore: Sendable {
         configuration.inSyncLagTime = replication.inSyncLagTime
         configuration.tick = replication.tick
         configuration.leaderService = leadership
+        configuration.logger = logger
         configuration.snapshots = StoreSnapshots(directory: directory, applier: leadership.applier)
         configuration.roleObserver = { [roles, logger] role in
             logger.info("role: \(StoreRole(role))")
@@ -98,6 +99,11 @@ public final class ReplicatedQueueStore: Sendable {
     /// committed, as far as it has heard, and it holds durably). The copy is where this node's store starts if
     /// it comes to lead, so the gap to the leader is what a failover to it replays. `.none` otherwise.
     public var followerAppliedLSN: LSN { leadership.applier.follower.appliedLSN }
+
+    /// While this node leads: the members of the group's in-sync set, itself included, as it last recorded the
+    /// set with the coordinator. The next leader is elected from this set, so a member missing from it (caught up
+    /// or not) cannot take over if this node fails. Nil while the node does not lead.
+    public var inSyncMembers: [String]? { node.inSyncMembers }
 
     /// The port this node's replication endpoint listens on.
     public var listenPort: Int { node.listenPort }

@@ -2,6 +2,7 @@ import Coordination
 import DurableLog
 import Foundation
 import LogFormat
+import Logging
 import NIOCore
 import Synchronization
 
@@ -47,6 +48,8 @@ package final class ReplicaNode: Sendable {
         /// The layer's snapshots: sent, while this node leads, to a follower whose log ends before the leader's
         /// first segment, and installed while it follows (nil: such a follower cannot catch up).
         package var snapshots: (any StateSnapshots)?
+        /// Where the node says what changes in the group it sees: in-sync set changes, and why it waits.
+        package var logger = Logger(label: "DurableQueue.replication")
 
         package init(member: String, directory: String, options: LogOptions, listen: Address,
                      resolve: @escaping @Sendable (String) -> Address?) {
@@ -92,6 +95,10 @@ package final class ReplicaNode: Sendable {
         /// leader from holding confirms it can no longer give).
         var lastRenewed = ContinuousClock.now
         var listenPort = 0
+        /// While leading: the group's in-sync set as this node last wrote it to the coordinator.
+        var inSync: [ReplicaIdentity]?
+        /// The state revision at which this node last said it may not lead (said once per revision).
+        var waitSaidAt: Revision?
     }
 
     /// What the node holds while it leads (the accept handler reads it).
@@ -203,6 +210,10 @@ package final class ReplicaNode: Sendable {
     /// The port the replication endpoint listens on (once `run` has started it).
     package var listenPort: Int { state.withLock { $0.listenPort } }
 
+    /// While this node leads: the members of the group's in-sync set (itself included) as it last wrote the set
+    /// to the coordinator, the set from which the next leader is elected. Nil while it does not lead.
+    package var inSyncMembers: [String]? { state.withLock { $0.inSync?.map(\.member) } }
+
     /// Asks `run` to end: a leader steps down (its unconfirmed appends fail with `.closed`), a follower
     /// disconnects, and the logs are closed.
     package func stop() { state.withLock { $0.stopping = true } }
@@ -286,6 +297,18 @@ package final class ReplicaNode: Sendable {
             }
             try await follow(leader, epoch: epoch, log: log)
         case .wait:
+            if snapshot.holder == nil, let state = snapshot.state, !state.inSync.contains(me) {
+                let first = self.state.withLock { s -> Bool in
+                    defer { s.waitSaidAt = snapshot.stateRevision }
+                    return s.waitSaidAt != snapshot.stateRevision
+                }
+                if first {
+                    configuration.logger.info("""
+                        no leader, and this replica (\(me)) may not lead: it is not in the group's in-sync set \
+                        \(state.inSync) of epoch \(state.epoch); waiting for a member of that set to claim
+                        """)
+                }
+            }
             try await Task.sleep(for: configuration.tick)
         }
     }
@@ -323,6 +346,7 @@ package final class ReplicaNode: Sendable {
         state.withLock { s in
             s.leading = leading
             s.leaderLog = opened.0
+            s.inSync = claimed.inSync
         }
         setRole(.leader(epoch: epoch))
         configuration.leaderService?.startLeading(log: opened.0, epoch: epoch, writeRefusal: { [leading] in leading.writeRefusal },
@@ -358,6 +382,7 @@ package final class ReplicaNode: Sendable {
         state.withLock { s in
             s.leading = nil
             s.leaderLog = nil
+            s.inSync = nil
         }
         setRole(.candidate)
         opened.0.observeWrites(nil)
@@ -399,24 +424,27 @@ package final class ReplicaNode: Sendable {
         }
         let connected = Set(peers.compactMap { $0.session.follower })
         let now = ContinuousClock.now
-        var changes: [(ReplicaIdentity, joins: Bool)] = []
+        var changes: [(ReplicaIdentity, joins: Bool, why: String)] = []
         leading.tracker.noteLeaderEnd(leading.log.acceptedEnd, at: now)
         let stalled = leading.tracker.stalled(for: configuration.inSyncLagTime, at: now)
         for member in current.inSync where member != me {
             if stalled.contains(member) {
-                changes.append((member, false))  // connected or not: it holds every confirm back
+                // Connected or not: it holds every confirm back.
+                changes.append((member, false, "it made no progress toward the leader's log end for the lag time"))
             } else if connected.contains(member) {
                 absentSince[member] = nil
             } else if let since = absentSince[member] {
-                if now - since >= configuration.inSyncLagTime { changes.append((member, false)) }
+                if now - since >= configuration.inSyncLagTime {
+                    changes.append((member, false, "it has had no connection to the leader for the lag time"))
+                }
             } else {
                 absentSince[member] = now
             }
         }
         for follower in connected where !current.inSync.contains(follower) && leading.tracker.mayJoin(follower) {
-            changes.append((follower, true))
+            changes.append((follower, true, "it holds every record committed"))
         }
-        for (replica, joins) in changes {
+        for (replica, joins, why) in changes {
             var next = current
             if joins {
                 // The tracker first: from here on the commit point waits for it, so the coordinator's set never
@@ -435,6 +463,11 @@ package final class ReplicaNode: Sendable {
                 absentSince[replica] = nil
                 current = next
                 revision = newRevision
+                state.withLock { $0.inSync = next.inSync }
+                configuration.logger.info("""
+                    \(replica) \(joins ? "joined" : "left") the in-sync set (\(why)); it is now \(next.inSync) \
+                    (epoch \(next.epoch))
+                    """)
             case .conflict:
                 if joins { leading.tracker.remove(replica) }
                 return nil

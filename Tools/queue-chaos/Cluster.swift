@@ -185,7 +185,7 @@ actor Cluster {
             guard case .reply(let reply) = await NodeClient.call(.status, port: members[name]!.clientPort,
                                                                  timeout: .seconds(1)) else { continue }
             replies[name] = reply
-            if case .status(_, let epoch?, _) = reply {
+            if case .status(_, let epoch?, _, _) = reply {
                 if let seen = epochsSeen[name], epoch < seen {
                     epochRegressions.append("\(name) reported epoch \(epoch) after \(seen)")
                 }
@@ -195,21 +195,27 @@ actor Cluster {
         return replies
     }
 
-    /// The member that leads, with its epoch, when every member answers and every other one follows it
-    /// under that epoch (nil while one is down or silent, or the group disagrees or has no leader).
+    /// The member that leads, with its epoch, when every member answers, every other one follows it under
+    /// that epoch, and the leader has every member in the group's in-sync set (nil while one is down or
+    /// silent, the group disagrees or has no leader, or a member is not yet in sync).
+    ///
+    /// In sync too, because a leader counts a follower that has caught up before the coordinator's set
+    /// names it: a confirm then shows the group writable while the set from which the next leader is
+    /// elected may still be the leader alone, and a fault of the leader at that moment leaves no member
+    /// that may take over (correctly: none is known to hold everything committed).
     func agreedLeader() async -> (name: String, epoch: UInt64)? {
         let replies = await statuses()
         guard replies.count == names.count else { return nil }
         var leader: (name: String, epoch: UInt64)?
         for (name, reply) in replies {
-            if case .status("leader", let epoch?, _) = reply {
-                if leader != nil { return nil }
+            if case .status("leader", let epoch?, _, let inSync) = reply {
+                if leader != nil || Set(inSync ?? []) != Set(names) { return nil }
                 leader = (name, epoch)
             }
         }
         guard let leader else { return nil }
         for (name, reply) in replies where name != leader.name {
-            guard case .status("follower", leader.epoch, leader.name) = reply else { return nil }
+            guard case .status("follower", leader.epoch, leader.name, _) = reply else { return nil }
         }
         return leader
     }
@@ -219,7 +225,7 @@ actor Cluster {
         let deadline = ContinuousClock.now + limit
         while ContinuousClock.now < deadline {
             for (name, reply) in await statuses() {
-                if case .status("leader", let e?, _) = reply, e > epoch { return (name, e) }
+                if case .status("leader", let e?, _, _) = reply, e > epoch { return (name, e) }
             }
             try? await Task.sleep(for: .milliseconds(20))
         }
@@ -231,8 +237,9 @@ actor Cluster {
         let replies = await statuses()
         return names.map { name in
             switch replies[name] {
-            case .status(let role, let epoch, let leader)?:
+            case .status(let role, let epoch, let leader, let inSync)?:
                 "\(name) \(role)" + (epoch.map { " epoch \($0)" } ?? "") + (leader.map { " of \($0)" } ?? "")
+                    + (inSync.map { " in sync \($0.sorted().joined(separator: ","))" } ?? "")
             case let other?: "\(name) answered \(other)"
             case nil: "\(name) silent" + (members[name]!.paused ? " (paused)" : "")
             }

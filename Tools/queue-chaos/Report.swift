@@ -73,7 +73,14 @@ struct Report: Codable {
         if logChecks.compare > 1 || logChecks.compare < 0 { say(logChecks.compareOutput) }
         if !v.deliveriesChecked { say("  the queue could not be drained: deliveries not checked") }
         if let stuck { say("  stuck: \(stuck)") }
-        say(verdict.passed && logChecks.passed ? "queue-chaos: PASS" : "queue-chaos: FAIL (seed \(seed))")
+        if !(verdict.passed && logChecks.passed) {
+            say("queue-chaos: FAIL (seed \(seed))")
+        } else if stuck != nil {
+            // Nothing checked failed, but the campaign did not finish: not a pass.
+            say("queue-chaos: STUCK (seed \(seed)); every check of what ran passed")
+        } else {
+            say("queue-chaos: PASS")
+        }
     }
 
     func write(to path: String) throws {

@@ -38,11 +38,11 @@ struct NodeService: Sendable {
 
     private func status() -> NodeReply {
         switch store.role {
-        case .leader(let epoch): .status(role: "leader", epoch: epoch, leader: nil)
-        case .follower(let leader, let epoch): .status(role: "follower", epoch: epoch, leader: leader)
-        case .candidate: .status(role: "candidate", epoch: nil, leader: nil)
-        case .starting: .status(role: "starting", epoch: nil, leader: nil)
-        case .stopped: .status(role: "stopped", epoch: nil, leader: nil)
+        case .leader(let epoch): .status(role: "leader", epoch: epoch, leader: nil, inSync: store.inSyncMembers)
+        case .follower(let leader, let epoch): .status(role: "follower", epoch: epoch, leader: leader, inSync: nil)
+        case .candidate: .status(role: "candidate", epoch: nil, leader: nil, inSync: nil)
+        case .starting: .status(role: "starting", epoch: nil, leader: nil, inSync: nil)
+        case .stopped: .status(role: "stopped", epoch: nil, leader: nil, inSync: nil)
         }
     }
 }
