@@ -100,10 +100,14 @@ public final class ReplicatedQueueStore: Sendable {
     /// it comes to lead, so the gap to the leader is what a failover to it replays. `.none` otherwise.
     public var followerAppliedLSN: LSN { leadership.applier.follower.appliedLSN }
 
-    /// While this node leads: the members of the group's in-sync set, itself included, as it last recorded the
-    /// set with the coordinator. The next leader is elected from this set, so a member missing from it (caught up
-    /// or not) cannot take over if this node fails. Nil while the node does not lead.
-    public var inSyncMembers: [String]? { node.inSyncMembers }
+    /// While this node leads: the group's in-sync set, itself included, as it last recorded the set with the
+    /// coordinator. The next leader is elected from this set, so a replica missing from it (caught up or not)
+    /// cannot take over if this node fails. A member whose disk was replaced is a new replica (another
+    /// incarnation): the set may still name its old one, which no longer exists. Nil while the node does not lead.
+    public var inSyncReplicas: [ReplicaIdentity]? { node.inSyncReplicas }
+
+    /// This node's replica: its member name and its data directory's incarnation (nil until it has joined).
+    public var replica: ReplicaIdentity? { node.identity }
 
     /// The port this node's replication endpoint listens on.
     public var listenPort: Int { node.listenPort }

@@ -210,9 +210,9 @@ package final class ReplicaNode: Sendable {
     /// The port the replication endpoint listens on (once `run` has started it).
     package var listenPort: Int { state.withLock { $0.listenPort } }
 
-    /// While this node leads: the members of the group's in-sync set (itself included) as it last wrote the set
-    /// to the coordinator, the set from which the next leader is elected. Nil while it does not lead.
-    package var inSyncMembers: [String]? { state.withLock { $0.inSync?.map(\.member) } }
+    /// While this node leads: the group's in-sync set (itself included) as it last wrote the set to the
+    /// coordinator, the set from which the next leader is elected. Nil while it does not lead.
+    package var inSyncReplicas: [ReplicaIdentity]? { state.withLock { $0.inSync } }
 
     /// Asks `run` to end: a leader steps down (its unconfirmed appends fail with `.closed`), a follower
     /// disconnects, and the logs are closed.

@@ -116,8 +116,8 @@ import Testing
             #expect(try NodeLine.decode(NodeRequest.self, from: line.dropLast()) == request)
         }
         let replies: [NodeReply] = [
-            .status(role: "follower", epoch: 3, leader: "a", inSync: nil),
-            .status(role: "leader", epoch: 3, leader: nil, inSync: ["a", "b"]), .done, .registered(producer: 7, epoch: 2),
+            .status(role: "follower", epoch: 3, leader: "a", replica: "b#7", inSync: nil),
+            .status(role: "leader", epoch: 3, leader: nil, replica: "a#5", inSync: ["a#5", "b#7"]), .done, .registered(producer: 7, epoch: 2),
             .stored(id: 11), .duplicate, .messages([DrainedMessage(id: 1, body: "x")]),
             .failed(code: "notLeader", message: "no", leaderHint: "b"), .delivered(id: 4, body: "p1-2", tag: 12),
             .acked(id: 4),

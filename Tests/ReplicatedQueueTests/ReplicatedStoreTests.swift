@@ -230,12 +230,18 @@ func body(_ i: Int) -> [UInt8] { Array("message \(i)".utf8) }
         let group = try StoreGroup(["alpha", "beta", "gamma"])
         for member in ["alpha", "beta", "gamma"] { try await group.start(member) }
         let leader = try await group.leader(inSync: 3)
+        // The leader tells the set it recorded with the coordinator; a follower tells none.
+        let replicas = Set(["alpha", "beta", "gamma"].compactMap { group.store($0).replica })
+        #expect(replicas.map(\.member).sorted() == ["alpha", "beta", "gamma"])
+        _ = try await eventually { group.store(leader).inSyncReplicas.map(Set.init) == replicas ? true : nil }
+        for member in ["alpha", "beta", "gamma"] where member != leader { #expect(group.store(member).inSyncReplicas == nil) }
         let store = try await group.store(leader).leaderStore()
         try await store.declareQueue("orders")
         _ = try await store.publish(to: "orders", Message(body: body(0)))
         for member in ["alpha", "beta", "gamma"] where member != leader { await group.stop(member) }
         // Once both followers left the in-sync set, the leader alone is below minInsyncReplicas 2.
         _ = try await group.leader(inSync: 1)
+        _ = try await eventually { group.store(leader).inSyncReplicas?.map(\.member) == [leader] ? true : nil }
         let before = store.logCounters
         let outcome = Mutex<Result<MessageID, QueueError>?>(nil)
         let publish = Task {

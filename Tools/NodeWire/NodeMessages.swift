@@ -30,8 +30,9 @@ public enum NodeRequest: Codable, Sendable, Equatable {
 /// A `queue-node`'s answer to one `NodeRequest`.
 public enum NodeReply: Codable, Sendable, Equatable {
     /// The node's role: "leader", "follower", "candidate", "starting" or "stopped"; the epoch it leads or
-    /// follows under, and the leader it follows; on a leader, the group's in-sync set (itself included).
-    case status(role: String, epoch: UInt64?, leader: String?, inSync: [String]?)
+    /// follows under, and the leader it follows; its replica (`member#incarnation`); on a leader, the group's
+    /// in-sync set (itself included), as replicas.
+    case status(role: String, epoch: UInt64?, leader: String?, replica: String?, inSync: [String]?)
     /// Done (a declared queue).
     case done
     /// A registered producer's id and epoch.

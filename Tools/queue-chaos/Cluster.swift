@@ -185,7 +185,7 @@ actor Cluster {
             guard case .reply(let reply) = await NodeClient.call(.status, port: members[name]!.clientPort,
                                                                  timeout: .seconds(1)) else { continue }
             replies[name] = reply
-            if case .status(_, let epoch?, _, _) = reply {
+            if case .status(_, let epoch?, _, _, _) = reply {
                 if let seen = epochsSeen[name], epoch < seen {
                     epochRegressions.append("\(name) reported epoch \(epoch) after \(seen)")
                 }
@@ -196,8 +196,9 @@ actor Cluster {
     }
 
     /// The member that leads, with its epoch, when every member answers, every other one follows it under
-    /// that epoch, and the leader has every member in the group's in-sync set (nil while one is down or
-    /// silent, the group disagrees or has no leader, or a member is not yet in sync).
+    /// that epoch, and the group's in-sync set is every member's replica as it is now (nil while one is down
+    /// or silent, the group disagrees or has no leader, or a replica is not yet in sync, or the set still
+    /// names a wiped member's old incarnation).
     ///
     /// In sync too, because a leader counts a follower that has caught up before the coordinator's set
     /// names it: a confirm then shows the group writable while the set from which the next leader is
@@ -206,18 +207,21 @@ actor Cluster {
     func agreedLeader() async -> (name: String, epoch: UInt64)? {
         let replies = await statuses()
         guard replies.count == names.count else { return nil }
-        var leader: (name: String, epoch: UInt64)?
+        var leader: (name: String, epoch: UInt64, inSync: [String])?
+        var replicas: [String] = []
         for (name, reply) in replies {
-            if case .status("leader", let epoch?, _, let inSync) = reply {
-                if leader != nil || Set(inSync ?? []) != Set(names) { return nil }
-                leader = (name, epoch)
+            guard case .status(let role, let epoch, _, let replica?, let inSync) = reply else { return nil }
+            replicas.append(replica)
+            if role == "leader", let epoch, let inSync {
+                if leader != nil { return nil }
+                leader = (name, epoch, inSync)
             }
         }
-        guard let leader else { return nil }
+        guard let leader, leader.inSync.sorted() == replicas.sorted() else { return nil }
         for (name, reply) in replies where name != leader.name {
-            guard case .status("follower", leader.epoch, leader.name, _) = reply else { return nil }
+            guard case .status("follower", leader.epoch, leader.name, _, _) = reply else { return nil }
         }
-        return leader
+        return (leader.name, leader.epoch)
     }
 
     /// Waits (at most `limit`) for a member to lead under an epoch above `epoch`.
@@ -225,7 +229,7 @@ actor Cluster {
         let deadline = ContinuousClock.now + limit
         while ContinuousClock.now < deadline {
             for (name, reply) in await statuses() {
-                if case .status("leader", let e?, _, _) = reply, e > epoch { return (name, e) }
+                if case .status("leader", let e?, _, _, _) = reply, e > epoch { return (name, e) }
             }
             try? await Task.sleep(for: .milliseconds(20))
         }
@@ -237,9 +241,9 @@ actor Cluster {
         let replies = await statuses()
         return names.map { name in
             switch replies[name] {
-            case .status(let role, let epoch, let leader, let inSync)?:
+            case .status(let role, let epoch, let leader, _, let inSync)?:
                 "\(name) \(role)" + (epoch.map { " epoch \($0)" } ?? "") + (leader.map { " of \($0)" } ?? "")
-                    + (inSync.map { " in sync \($0.sorted().joined(separator: ","))" } ?? "")
+                    + (inSync.map { ", in sync \($0.sorted().joined(separator: " "))" } ?? "")
             case let other?: "\(name) answered \(other)"
             case nil: "\(name) silent" + (members[name]!.paused ? " (paused)" : "")
             }

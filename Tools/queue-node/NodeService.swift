@@ -1,3 +1,4 @@
+import Coordination
 import DurableQueue
 import NodeWire
 import ReplicatedQueue
@@ -37,12 +38,14 @@ struct NodeService: Sendable {
     }
 
     private func status() -> NodeReply {
-        switch store.role {
-        case .leader(let epoch): .status(role: "leader", epoch: epoch, leader: nil, inSync: store.inSyncMembers)
-        case .follower(let leader, let epoch): .status(role: "follower", epoch: epoch, leader: leader, inSync: nil)
-        case .candidate: .status(role: "candidate", epoch: nil, leader: nil, inSync: nil)
-        case .starting: .status(role: "starting", epoch: nil, leader: nil, inSync: nil)
-        case .stopped: .status(role: "stopped", epoch: nil, leader: nil, inSync: nil)
+        let replica = store.replica?.description
+        return switch store.role {
+        case .leader(let epoch):
+            .status(role: "leader", epoch: epoch, leader: nil, replica: replica, inSync: store.inSyncReplicas?.map(\.description))
+        case .follower(let leader, let epoch): .status(role: "follower", epoch: epoch, leader: leader, replica: replica, inSync: nil)
+        case .candidate: .status(role: "candidate", epoch: nil, leader: nil, replica: replica, inSync: nil)
+        case .starting: .status(role: "starting", epoch: nil, leader: nil, replica: replica, inSync: nil)
+        case .stopped: .status(role: "stopped", epoch: nil, leader: nil, replica: replica, inSync: nil)
         }
     }
 }
