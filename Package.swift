@@ -74,6 +74,7 @@ let package = Package(
         // the in-sync set's commit point (see DESIGN.md, "Replication").
         .target(name: "Replication", dependencies: [
             "DurableLog", "LogFormat", "Coordination", .product(name: "Logging", package: "swift-log"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         // A store replicated over a group: the store of each term a node leads, its role, its outcomes.
@@ -175,6 +176,7 @@ let package = Package(
         ]),
         .testTarget(name: "ReplicatedQueueTests", dependencies: [
             "ReplicatedQueue", "DurableQueue", "DurableLog", "LogFormat", "Coordination", .product(name: "Logging", package: "swift-log"),
+            .product(name: "MetricsTestKit", package: "swift-metrics"),
         ]),
         .testTarget(name: "ChaosTests", dependencies: ["queue-chaos", "queue-node", "NodeWire", "DurableQueue"]),
         .testTarget(name: "WorkloadTests", dependencies: ["Workload", "WALBench"], path: "Tests/WorkloadTests"),

@@ -133,11 +133,13 @@ package final class ReplicaNode: Sendable {
     private let coordinator: any Coordinator
     private let group: any EventLoopGroup
     private let state = Mutex(State())
+    private let telemetry: ReplicationTelemetry
 
     package init(configuration: Configuration, coordinator: any Coordinator, group: any EventLoopGroup) {
         self.configuration = configuration
         self.coordinator = coordinator
         self.group = group
+        telemetry = ReplicationTelemetry(member: configuration.member, factory: configuration.options.metricsFactory)
     }
 
     package var role: Role { state.withLock { $0.role } }
@@ -348,6 +350,7 @@ package final class ReplicaNode: Sendable {
             s.leaderLog = opened.0
             s.inSync = claimed.inSync
         }
+        telemetry.startedLeading(inSync: claimed.inSync.count)
         setRole(.leader(epoch: epoch))
         configuration.leaderService?.startLeading(log: opened.0, epoch: epoch, writeRefusal: { [leading] in leading.writeRefusal },
                                                   stepDown: { [leading] in leading.abandoned.withLock { $0 = true } })
@@ -384,6 +387,7 @@ package final class ReplicaNode: Sendable {
             s.leaderLog = nil
             s.inSync = nil
         }
+        telemetry.stoppedLeading()
         setRole(.candidate)
         opened.0.observeWrites(nil)
         for peer in leading.peers.withLock({ $0 }) { peer.connection.close() }
@@ -464,6 +468,7 @@ package final class ReplicaNode: Sendable {
                 current = next
                 revision = newRevision
                 state.withLock { $0.inSync = next.inSync }
+                telemetry.inSyncChanged(joined: joins, count: next.inSync.count)
                 configuration.logger.info("""
                     \(replica) \(joins ? "joined" : "left") the in-sync set (\(why)); it is now \(next.inSync) \
                     (epoch \(next.epoch))

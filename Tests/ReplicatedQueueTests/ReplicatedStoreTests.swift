@@ -4,6 +4,7 @@ import DurableQueue
 import Foundation
 import Glibc
 import Logging
+import MetricsTestKit
 import Synchronization
 import Testing
 @testable import ReplicatedQueue
@@ -23,7 +24,7 @@ final class StoreGroup: Sendable {
 
     func start(_ member: String, minInsyncReplicas: Int = 2, inSyncLagTime: Duration = .milliseconds(300),
                leaseTTL: Duration = .seconds(30), confirmTimeout: Duration = .seconds(60),
-               clock: (any StoreClock)? = nil, smallSegments: Bool = false) async throws {
+               clock: (any StoreClock)? = nil, smallSegments: Bool = false, metrics: TestMetrics? = nil) async throws {
         var replication = ReplicationOptions(member: member, listen: endpoints[member]!,
                                              peers: endpoints.filter { $0.key != member })
         replication.minInsyncReplicas = minInsyncReplicas
@@ -35,6 +36,7 @@ final class StoreGroup: Sendable {
         replication.confirmTimeout = confirmTimeout
         var options = StoreOptions()
         options.logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+        options.metricsFactory = metrics
         if let clock { options.clock = clock }
         if smallSegments {
             // Segments of 64 KiB, so that a few hundred messages fill several and a checkpoint deletes some.
@@ -273,6 +275,41 @@ func body(_ i: Int) -> [UInt8] { Array("message \(i)".utf8) }
         let again = await #expect(throws: QueueError.self) { try await group.store(leader).leaderStore().declareQueue("more") }
         #expect(again?.code == .notEnoughReplicas)
         await group.shutdown()
+    }
+
+    @Test func theLeaderReportsItsInSyncSetAsMetricsAsItShrinksAndGrows() async throws {
+        let members = ["alpha", "beta", "gamma"]
+        let metrics = TestMetrics()
+        let group = try StoreGroup(members)
+        for member in members { try await group.start(member, metrics: metrics) }
+        let leader = try await group.leader(inSync: 3)
+        let d = [("member", leader)]
+        @Sendable func gauge(_ label: String, _ member: String = leader) -> Double? {
+            try? metrics.expectGauge(label, [("member", member)]).lastValue
+        }
+        func changes(_ change: String) -> Int64 {
+            (try? metrics.expectCounter("replication_in_sync_changes_total", d + [("change", change)]).totalValue) ?? 0
+        }
+        _ = try await eventually { gauge("replication_in_sync_replicas") == 3 ? true : nil }
+        #expect(gauge("replication_leader") == 1)
+        #expect(try metrics.expectCounter("replication_terms_total", d).totalValue == 1)
+        for member in members where member != leader { #expect(gauge("replication_leader", member) ?? 0 == 0) }
+        // The founder was alone in sync, and every change since is counted: the set is the founder plus the
+        // joins less the departures (a follower a loaded machine stalls may leave and join again meanwhile).
+        #expect(changes("joined") >= 2 && 1 + changes("joined") - changes("left") == 3)
+
+        let follower = members.first { $0 != leader }!
+        let departures = changes("left"), joins = changes("joined")
+        await group.stop(follower)
+        _ = try await group.leader(inSync: 2)
+        _ = try await eventually { gauge("replication_in_sync_replicas") == 2 ? true : nil }
+        #expect(changes("left") > departures && 1 + changes("joined") - changes("left") == 2)
+        try await group.start(follower, metrics: metrics)
+        _ = try await group.leader(inSync: 3)
+        _ = try await eventually { gauge("replication_in_sync_replicas") == 3 ? true : nil }
+        #expect(changes("joined") > joins && 1 + changes("joined") - changes("left") == 3)
+        await group.shutdown()
+        #expect(gauge("replication_leader") == 0 && gauge("replication_in_sync_replicas") == 0)
     }
 
     @Test func consumersOnALeaderBelowMinInsyncReplicasWaitForTheSetAndTheStoreServesWhenItGrowsAgain() async throws {
