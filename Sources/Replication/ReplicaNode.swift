@@ -467,8 +467,12 @@ package final class ReplicaNode: Sendable {
                 absentSince[replica] = nil
                 current = next
                 revision = newRevision
+                #if !REPLICATION_BROKEN_STALE_IN_SYNC_REPORT
+                // (BROKEN ON PURPOSE when set, harness check builds only: the set the term began with is
+                // what the store and the metrics keep telling.)
                 state.withLock { $0.inSync = next.inSync }
                 telemetry.inSyncChanged(joined: joins, count: next.inSync.count)
+                #endif
                 configuration.logger.info("""
                     \(replica) \(joins ? "joined" : "left") the in-sync set (\(why)); it is now \(next.inSync) \
                     (epoch \(next.epoch))
