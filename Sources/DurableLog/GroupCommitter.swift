@@ -90,8 +90,10 @@ final class GroupCommitter: @unchecked Sendable {
 
         liveThreads = Self.ioThreads
         for i in 0..<Self.ioThreads {
-            let thread = Thread { [self] in ioLoop() }
-            thread.name = "wal-io-\(i)"
+            let thread = Thread { [self] in
+                Platform.nameCurrentThread("wal-io-\(i)")
+                ioLoop()
+            }
             thread.start()
         }
     }

@@ -189,6 +189,21 @@ package enum Platform {
 
     // MARK: - Threads
 
+    /// Names the calling thread in the kernel (a write to `/proc/thread-self/comm`, which keeps 15 bytes;
+    /// `pthread_setname_np` is not visible to Swift without `_GNU_SOURCE`): what `top -H`, `perf` and a
+    /// debugger show. Foundation's `Thread.name` does not reach the kernel on Linux, so a log thread would
+    /// otherwise carry the name of whichever thread started it (a dispatch or cooperative worker's).
+    /// Best effort: a system without `/proc` keeps the inherited name.
+    package static func nameCurrentThread(_ name: String) {
+        #if os(Linux)
+        let fd = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        let bytes = Array(name.utf8.prefix(15))
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        #endif
+    }
+
     /// A pthread mutex. A handle, not an owner: whoever creates one calls `destroy()` once, last.
     struct Mutex {
         fileprivate let pointer: UnsafeMutablePointer<pthread_mutex_t>

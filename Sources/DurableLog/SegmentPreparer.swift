@@ -52,8 +52,10 @@ final class SegmentPreparer: @unchecked Sendable {
         nextSpareNumber = names.compactMap { Self.number(ofReusable: $0) }.max() ?? 0
         wake = monitor.makeCondition()
         done = monitor.makeCondition()
-        let thread = Thread { [self] in run() }
-        thread.name = "wal-segment-preparer"
+        let thread = Thread { [self] in
+            Platform.nameCurrentThread("wal-preparer")
+            run()
+        }
         thread.start()
     }
 
