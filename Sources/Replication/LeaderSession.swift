@@ -36,6 +36,7 @@ package final class LeaderSession: Sendable {
     private let windowBytes: Int
     private let runBytesMax: Int
     private let send: @Sendable (ReplicationMessage) -> Void
+    private let sendInTurn: (@Sendable (ReplicationMessage) -> Bool)?
     private let requests: (@Sendable ([UInt8]) async -> [UInt8])?
     private let snapshots: (any StateSnapshots)?
     private let snapshotPartBytes: Int
@@ -51,11 +52,16 @@ package final class LeaderSession: Sendable {
     ///   - snapshots: the layer's snapshots, sent to a follower whose log ends before this log's first segment
     ///     (nil: such a follower is refused).
     ///   - snapshotPartBytes: the most state bytes in one snapshot message.
+    ///   - sendInTurn: sends a message and blocks until the transport has written it (false: the connection
+    ///     failed), for the snapshot's parts: a snapshot of hundreds of megabytes then leaves part by part as the
+    ///     connection drains, instead of every part queued in memory at once (nil: parts go through `send`).
     package init(log: WriteAheadLog, history: EpochHistory, epoch: UInt64, tracker: InSyncTracker,
                  windowBytes: Int = 4 << 20, runBytesMax: Int = 256 << 10,
                  requests: (@Sendable ([UInt8]) async -> [UInt8])? = nil,
                  snapshots: (any StateSnapshots)? = nil, snapshotPartBytes: Int = 1 << 20,
+                 sendInTurn: (@Sendable (ReplicationMessage) -> Bool)? = nil,
                  send: @escaping @Sendable (ReplicationMessage) -> Void) {
+        self.sendInTurn = sendInTurn
         self.requests = requests
         self.snapshots = snapshots
         self.snapshotPartBytes = max(1, snapshotPartBytes)
@@ -210,9 +216,19 @@ package final class LeaderSession: Sendable {
         var offset = 0
         repeat {
             let end = min(total, offset + snapshotPartBytes)
-            send(.snapshot(.init(segmentID: found.start.segmentID, firstLSN: found.start.firstLSN, covers: found.covers,
-                                 epochs: epochs, totalBytes: UInt64(total), offset: UInt64(offset),
-                                 bytes: Array(found.bytes[offset..<end]))))
+            let part = ReplicationMessage.snapshot(.init(
+                segmentID: found.start.segmentID, firstLSN: found.start.firstLSN, covers: found.covers, epochs: epochs,
+                totalBytes: UInt64(total), offset: UInt64(offset), bytes: Array(found.bytes[offset..<end])))
+            #if REPLICATION_BROKEN_SNAPSHOT_ALL_AT_ONCE  // BROKEN ON PURPOSE (harness check builds only)
+            send(part)
+            #else
+            if let sendInTurn {
+                // The connection failed: the session ends with it, and the follower asks again on its next one.
+                guard sendInTurn(part) else { return }
+            } else {
+                send(part)
+            }
+            #endif
             offset = end
         } while offset < total
     }

@@ -501,7 +501,7 @@ package final class ReplicaNode: Sendable {
                                     tracker: leading.tracker, windowBytes: min(4 << 20, configuration.options.pendingBytesMax),
                                     runBytesMax: min(256 << 10, configuration.options.pendingBytesMax / 4),
                                     requests: requests, snapshots: configuration.snapshots,
-                                    send: connection.send)
+                                    sendInTurn: connection.sendAndWait, send: connection.send)
         let peer = Peer(session: session, connection: connection)
         leading.peers.withLock { $0.append(peer) }
         connection.deliver { message in

@@ -34,6 +34,20 @@ package final class ReplicationConnection: Sendable {
         }
     }
 
+    /// Sends `message` and blocks the calling thread until it is written to the socket (false: the connection
+    /// failed or closed first). For a sender of many large messages (a snapshot's parts): each leaves at the
+    /// pace the connection drains, so at most one waits in this process's buffers. Ordered with `send`: both
+    /// go through the event loop's queue. Never call it on an event loop.
+    package func sendAndWait(_ message: ReplicationMessage) -> Bool {
+        precondition(!channel.eventLoop.inEventLoop, "sendAndWait blocks: never on an event loop")
+        do {
+            try channel.writeAndFlush(message).wait()
+            return true
+        } catch {
+            return false
+        }
+    }
+
     /// Hands every message received to `handler`, in order, then `nil` once the connection ended. Messages that
     /// arrived before this call are handed over first.
     package func deliver(to handler: @escaping @Sendable (ReplicationMessage?) -> Void) { inbox.install(handler) }

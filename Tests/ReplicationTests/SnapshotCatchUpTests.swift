@@ -1,3 +1,5 @@
+import Dispatch
+import Foundation
 import DurableLog
 import LogFormat
 import Synchronization
@@ -117,6 +119,56 @@ final class FileSnapshots: StateSnapshots {
         #expect(reopened.start == start)
         #expect(reopened.durableLSN == later)
         try reopened.close()
+    }
+
+    /// A snapshot leaves one part at a time, each once the transport has written the one before: a leader of a
+    /// large store never holds every part in its buffers at once. A connection that fails stops the parts.
+    @Test(arguments: [false, true])
+    func theSnapshotsPartsLeaveOneAtATimeAsTheConnectionTakesThem(connectionFails: Bool) async throws {
+        let dir = TemporaryDirectory()
+        let nodes = ["alpha", "beta"].map { Node(name: $0, directory: dir.sub($0)) }
+        let leader = try await truncatedLeader(nodes[0])
+        let state = snapshotState(1_000)
+        let covers = leader.log.start.firstLSN
+        // The transport: takes parts in turn; the third waits until the test lets it through (or fails).
+        let taken = Mutex<[ReplicationMessage.SnapshotPart]>([])
+        let atThird = DispatchSemaphore(value: 0), letThrough = DispatchSemaphore(value: 0)
+        let session = LeaderSession(
+            log: leader.log, history: leader.history, epoch: leader.epoch, tracker: leader.tracker,
+            snapshots: FileSnapshots(directory: nodes[0].directory, offering: (state, covers)), snapshotPartBytes: 100,
+            sendInTurn: { message in
+                guard case .snapshot(let part) = message else { return true }
+                let count = taken.withLock { $0.append(part); return $0.count }
+                if count == 3 {
+                    atThird.signal()
+                    letThrough.wait()
+                    return !connectionFails
+                }
+                return true
+            },
+            send: { message in
+                if case .snapshot = message { Issue.record("a part went through send, without waiting its turn") }
+            })
+        session.receive(.hello(.init(log: leader.log.identity, member: nodes[1].name, incarnation: 1, lastEpoch: nil,
+                                     end: .first)))
+        let finished = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            session.receive(.follow(from: .first))
+            finished.signal()
+        }
+        #expect(atThird.wait(timeout: .now() + 30) == .success)
+        #expect(taken.withLock { $0.count } == 3, "no part leaves before the one ahead of it was taken")
+        letThrough.signal()
+        #expect(finished.wait(timeout: .now() + 30) == .success)
+        let parts = taken.withLock { $0 }
+        if connectionFails {
+            #expect(parts.count == 3, "nothing more is sent on a failed connection")
+        } else {
+            #expect(parts.map(\.offset) == (0..<10).map { UInt64($0 * 100) })
+            #expect(parts.flatMap(\.bytes) == state)
+            #expect(parts.allSatisfy { $0.totalBytes == 1_000 && $0.covers == covers })
+        }
+        try leader.log.close()
     }
 
     @Test func aReplicaBehindTheLeadersFirstSegmentIsRefusedWhenEitherSideHasNoSnapshots() async throws {
