@@ -152,21 +152,6 @@ package enum Platform {
         return names
     }
 
-    // MARK: - Memory
-
-    /// Asks the kernel to back the 2 MiB-aligned part of `memory` with transparent huge pages (Linux
-    /// `MADV_HUGEPAGE`; a hint: ignored where huge pages are off). Call before the memory is first touched.
-    static func adviseHugePages(_ memory: UnsafeMutableRawBufferPointer) {
-        #if os(Linux)
-        guard let base = memory.baseAddress, memory.count >= 4 << 20 else { return }
-        let huge = 2 << 20
-        let start = (Int(bitPattern: base) + huge - 1) & ~(huge - 1)
-        let end = (Int(bitPattern: base) + memory.count) & ~(huge - 1)
-        guard end > start else { return }
-        _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, 14)  // MADV_HUGEPAGE
-        #endif
-    }
-
     // MARK: - Time
 
     /// `clock_gettime(CLOCK_MONOTONIC)` in nanoseconds.

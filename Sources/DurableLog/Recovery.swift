@@ -50,19 +50,24 @@ struct Recovery {
 
     /// Spans replaced by `.lost` frames so far in this open (salvage mode; the scan starts over after each).
     private var patchesDone: [SalvagePlan.Patch] = []
-    private var buffer: [UInt8] = []
-    /// Which file `buffer` holds in full, and its size (so that the search after a stop in it does not read
-    /// it again).
-    private var loaded: (path: String, size: Int)?
+    /// The segment being read, through a window of a few MiB (see `SegmentWindow`).
+    private let window: SegmentWindow
+    /// The size `window`'s file was opened with, and whether that is its whole size (not only its header block).
+    private var openedSize = 0
+    private var openedWhole = false
 
-    init(directory: String, options: LogOptions, fileSystem: any FileSystem, dryRun: Bool = false) {
+    /// `windowBytes`: how much of a segment is read at a time (tests shrink it below a frame's size).
+    init(directory: String, options: LogOptions, fileSystem: any FileSystem, dryRun: Bool = false,
+         windowBytes: Int = SegmentWindow.defaultBytes) {
         self.directory = directory
         self.options = options
         self.fileSystem = fileSystem
         self.dryRun = dryRun
+        window = SegmentWindow(fileSystem: fileSystem, bytes: windowBytes)
     }
 
     mutating func run() throws(WALError) -> Outcome {
+        defer { window.close() }
         var report = RecoveryReport()
         let names = try fileSystem.list(directory)
         // A half-prepared segment is deleted; a spare (a whole segment freed by truncation) and a segment
@@ -92,7 +97,7 @@ struct Recovery {
             var size = trusted ? try loadHeaderBlock(path) : try load(path)
             report.bytesScanned += size
             progress?(i + 1, segmentNames.count)
-            let header = buffer.withUnsafeBytes { SegmentHeader.decode($0) }
+            let header = SegmentHeader.decode(try window.bytes(0..<min(size, SegmentHeader.blockBytes)))
             let headerProblem: String? = {
                 switch header {
                 case .failure(let defect): return "segment header: \(defect)"
@@ -135,10 +140,7 @@ struct Recovery {
             var offset = SegmentHeader.blockBytes
             sealed = false
             frames: while offset + FrameHeader.encodedBytes <= size {
-                let check = buffer.withUnsafeBytes {
-                    FrameHeader.check(UnsafeRawBufferPointer(rebasing: $0[offset..<size]),
-                                      storedBytesMax: size - offset - FrameHeader.encodedBytes)
-                }
+                let check = try window.checkFrame(at: offset)
                 let isLast = i == segmentNames.count - 1
                 let position: RecoveryDecision.Position? = switch check {
                 case .zeros: .zeros
@@ -153,7 +155,7 @@ struct Recovery {
                                                            successorContinues: successorContinues)
                     if RecoveryDecision.needsOwnFrameSearch(position, inLastSegment: isLast,
                                                             successorContinues: successorContinues) {
-                        finding.ownFrameAfter = intactFrame(of: h.segmentID, after: offset, size: size)
+                        finding.ownFrameAfter = try intactFrame(of: h.segmentID, after: offset)
                     }
                     var defect = "defective frame", outOfPlace = "intact frame out of place"
                     if case .defective(let d) = check { defect = d.description }
@@ -270,24 +272,18 @@ struct Recovery {
         return Outcome(identity: identity ?? .random(), segments: segments, writeOffset: writeOffset, nextLSN: expected, report: report)
     }
 
-    /// Whether `buffer[from..<size]` holds an intact frame of segment `segmentID` (at any 8-byte boundary).
-    private func intactFrame(of segmentID: SegmentID, after from: Int, size: Int) -> Bool {
-        buffer.withUnsafeBytes { b in
-            var p = from
-            while p + FrameHeader.encodedBytes <= size {
-                if b.loadUnaligned(fromByteOffset: p + 4, as: UInt32.self) == FrameHeader.magic.littleEndian,
-                   case .intact(let f) = FrameHeader.check(UnsafeRawBufferPointer(rebasing: b[p..<size]),
-                                                           storedBytesMax: size - p - FrameHeader.encodedBytes),
-                   f.segmentID == segmentID {
-                    return true
-                }
-                p += 8
-            }
-            return false
+    /// Whether the open segment holds an intact frame of segment `segmentID` from `from` on (at any 8-byte
+    /// step).
+    private func intactFrame(of segmentID: SegmentID, after from: Int) throws(WALError) -> Bool {
+        var p = from
+        while let q = try window.nextMagic(from: p) {
+            if case .intact(let f) = try window.checkFrame(at: q), f.segmentID == segmentID { return true }
+            p = q + 8
         }
+        return false
     }
 
-    /// Reads a segment's header block into `buffer`; returns its size.
+    /// Opens a segment to read its header block only; returns that block's size.
     private mutating func loadHeaderBlock(_ path: String) throws(WALError) -> Int {
         try load(path, prefix: SegmentHeader.blockBytes)
     }
@@ -334,35 +330,16 @@ struct Recovery {
         return expected == endLSN ? .indexed(segment) : .broken(offset: offset)
     }
 
-    /// Reads a whole segment (or its first `prefix` bytes) into `buffer`; returns the size read.
+    /// Opens a whole segment (or its first `prefix` bytes) in `window`; returns the size it is read within.
     private mutating func load(_ path: String, prefix: Int? = nil) throws(WALError) -> Int {
-        let fd = try fileSystem.open(path, writable: false, create: false)
-        defer { fileSystem.close(fd) }
-        let size: Int
-        if let prefix { size = prefix } else { size = try fileSystem.size(fd, path: path) }
-        guard size <= max(options.segmentBytes, 1 << 32) else {
-            throw WALError(.invalidLog, "segment file larger than any segment this log writes", path: path)
-        }
-        if buffer.count < size {
-            // Not zero-filled first: the read overwrites it (a short read is zeroed below). Huge pages where the
-            // kernel offers them: the first touch of a 64 MiB buffer in 4 KiB pages costs more than reading it.
-            buffer = [UInt8](unsafeUninitializedCapacity: size) { storage, count in
-                Platform.adviseHugePages(UnsafeMutableRawBufferPointer(storage))
-                count = size
-            }
-        }
-        let fileSystem = self.fileSystem
-        let n = try typedWAL { try buffer.withUnsafeMutableBytes { b in
-            try fileSystem.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: b[0..<size]), at: 0, path: path)
-        } }
-        if n < size { buffer.withUnsafeMutableBytes { _ = $0[n..<size].initializeMemory(as: UInt8.self, repeating: 0) } }
-        loaded = prefix == nil ? (path, size) : nil
-        return size
+        openedSize = try window.open(path, prefix: prefix, sizeMax: max(options.segmentBytes, 1 << 32))
+        openedWhole = prefix == nil
+        return openedSize
     }
 
-    /// `load`, unless `buffer` holds that file already.
+    /// `load`, unless `window` has that whole file open already.
     mutating func loadUnlessLoaded(_ path: String) throws(WALError) -> Int {
-        if let loaded, loaded.path == path { return loaded.size }
+        if window.path == path && openedWhole { return openedSize }
         return try load(path)
     }
 
@@ -373,43 +350,33 @@ struct Recovery {
         after.dirtyEnd = stop.offset
         for j in stop.segmentIndex..<segmentNames.count {
             let path = "\(directory)/\(segmentNames[j])"
-            let size = try loadUnlessLoaded(path)
+            _ = try loadUnlessLoaded(path)
             let start = j == stop.segmentIndex ? max(stop.offset + 8, SegmentHeader.blockBytes) : SegmentHeader.blockBytes
             var staleFrames = 0
             var newerFramesEnd = stop.offset
-            buffer.withUnsafeBytes { b in
-                let bytes = UnsafeRawBufferPointer(rebasing: b[0..<size])
-                if j == stop.segmentIndex {
-                    var end = size & ~7
-                    while end > stop.offset && bytes.loadUnaligned(fromByteOffset: end - 8, as: UInt64.self) == 0 { end -= 8 }
-                    after.dirtyEnd = max(stop.offset, end)
+            if j == stop.segmentIndex {
+                after.dirtyEnd = max(stop.offset, try window.endOfLastNonZeroWord(from: stop.offset) ?? stop.offset)
+            }
+            var p = start
+            while let q = try window.nextMagic(from: p) {
+                let check = try window.checkFrame(at: q)
+                guard case .intact(let f) = check, f.firstLSN >= stop.expectedLSN || f.durableLSN >= stop.expectedLSN else {
+                    if j == stop.segmentIndex, case .intact(let f) = check, let own = stop.segmentID,
+                       f.segmentID < own, f.endLSN <= stop.expectedLSN {
+                        staleFrames += 1
+                    }
+                    p = q + 8
+                    continue
                 }
-                var p = start
-                while p + FrameHeader.encodedBytes <= size {
-                    guard bytes.loadUnaligned(fromByteOffset: p + 4, as: UInt32.self) == FrameHeader.magic.littleEndian else {
-                        p += 8
-                        continue
-                    }
-                    let check = FrameHeader.check(UnsafeRawBufferPointer(rebasing: bytes[p...]),
-                                                  storedBytesMax: size - p - FrameHeader.encodedBytes)
-                    guard case .intact(let f) = check, f.firstLSN >= stop.expectedLSN || f.durableLSN >= stop.expectedLSN else {
-                        if j == stop.segmentIndex, case .intact(let f) = check, let own = stop.segmentID,
-                           f.segmentID < own, f.endLSN <= stop.expectedLSN {
-                            staleFrames += 1
-                        }
-                        p += 8
-                        continue
-                    }
-                    if j == stop.segmentIndex { newerFramesEnd = p + f.frameBytes }
-                    after.intactFrames += 1
-                    after.highestWatermark = max(after.highestWatermark, f.durableLSN)
-                    if f.recordCount > 0 {
-                        let low = min(after.droppedLSNs?.lowerBound ?? f.firstLSN.rawValue, f.firstLSN.rawValue)
-                        let high = max(after.droppedLSNs?.upperBound ?? 0, f.endLSN.rawValue - 1)
-                        after.droppedLSNs = low...high
-                    }
-                    p += f.frameBytes
+                if j == stop.segmentIndex { newerFramesEnd = q + f.frameBytes }
+                after.intactFrames += 1
+                after.highestWatermark = max(after.highestWatermark, f.durableLSN)
+                if f.recordCount > 0 {
+                    let low = min(after.droppedLSNs?.lowerBound ?? f.firstLSN.rawValue, f.firstLSN.rawValue)
+                    let high = max(after.droppedLSNs?.upperBound ?? 0, f.endLSN.rawValue - 1)
+                    after.droppedLSNs = low...high
                 }
+                p = q + f.frameBytes
             }
             // A recycled segment holds an older segment's frames after the stop: they are not this log's tail
             // (never zeroed, never reported). What matters of ours there is any intact frame for records at
@@ -481,18 +448,13 @@ extension Recovery {
         let path = "\(directory)/\(segmentNames[stop.segmentIndex])"
         let size = try loadUnlessLoaded(path)
         var nextOwnFrame: (offset: Int, firstLSN: LSN)?
-        buffer.withUnsafeBytes { b in
-            var p = stop.offset + 8
-            while p + FrameHeader.encodedBytes <= size {
-                if b.loadUnaligned(fromByteOffset: p + 4, as: UInt32.self) == FrameHeader.magic.littleEndian,
-                   case .intact(let f) = FrameHeader.check(UnsafeRawBufferPointer(rebasing: b[p..<size]),
-                                                           storedBytesMax: size - p - FrameHeader.encodedBytes),
-                   f.segmentID == own, f.firstLSN > stop.expectedLSN {
-                    nextOwnFrame = (p, f.firstLSN)
-                    return
-                }
-                p += 8
+        var p = stop.offset + 8
+        while let q = try window.nextMagic(from: p) {
+            if case .intact(let f) = try window.checkFrame(at: q), f.segmentID == own, f.firstLSN > stop.expectedLSN {
+                nextOwnFrame = (q, f.firstLSN)
+                break
             }
+            p = q + 8
         }
         let successor = stop.segmentIndex + 1 < segmentNames.count
             ? SegmentNames.firstLSN(ofName: segmentNames[stop.segmentIndex + 1]) : nil

@@ -16,8 +16,20 @@ func simulatedLog(_ bytes: [UInt8], name: String) throws -> SimulatedDisk {
 }
 
 func verdict(_ bytes: [UInt8], _ image: LogImage) throws -> LogInspection.Verdict {
-    try LogInspector.inspect(directory: "/sim/log", verifyPayloads: true,
-                             fileSystem: simulatedLog(bytes, name: image.segmentName)).verdict
+    let disk = try simulatedLog(bytes, name: image.segmentName)
+    // Recovery reads a segment through a window of a few MiB, larger than these images: the same scan through
+    // windows smaller than a frame (grown for each longer one) and of an odd size must decide the same.
+    var options = LogOptions()
+    options.recoveryMode = .salvage
+    var whole = Recovery(directory: "/sim/log", options: options, fileSystem: disk, dryRun: true)
+    let expected = try whole.run().report
+    for windowBytes in [64, 1_003] {
+        var windowed = Recovery(directory: "/sim/log", options: options, fileSystem: disk, dryRun: true,
+                                windowBytes: windowBytes)
+        let report = try windowed.run().report
+        #expect(report == expected, "through a window of \(windowBytes) bytes")
+    }
+    return try LogInspector.inspect(directory: "/sim/log", verifyPayloads: true, fileSystem: disk).verdict
 }
 
 @Suite(.timeLimit(.minutes(10))) struct CorruptionSweepTests {
