@@ -100,7 +100,7 @@ public final class QueueStore: Sendable, CompletionSink {
                 try? log.close()
                 throw error
             }
-            return try build(directory: directory, options: options, fileSystem: fileSystem, log: log, state: state,
+            return try build(directory: directory, options: options, fileSystem: fileSystem, log: log, state: consume state,
                              checkpointOnDisk: checkpointOnDisk, checkpointTime: 0, logTime: 0, writeGate: writeGate,
                              confirmTimeout: confirmTimeout)
         }
@@ -147,7 +147,7 @@ public final class QueueStore: Sendable, CompletionSink {
                                          verifyingFrom: LSN(state.appliedLSN + 1))
         } catch { throw QueueError.fileOperation(error, doing: "opening the store") }
         let logTime = clock.lap()
-        return try build(directory: directory, options: options, fileSystem: fileSystem, log: log, state: state,
+        return try build(directory: directory, options: options, fileSystem: fileSystem, log: log, state: consume state,
                          checkpointTime: checkpointTime, logTime: logTime, writeGate: nil)
     }
 
@@ -155,12 +155,14 @@ public final class QueueStore: Sendable, CompletionSink {
     /// `checkpointOnDisk`: what the checkpoint file covers, when `state` is not the file's (a follower's copy
     /// runs ahead of it): segments are deleted only below what the file covers.
     private static func build(directory: String, options: StoreOptions, fileSystem: any FileSystem, log: WriteAheadLog,
-                              state checkpointed: StoreState, checkpointOnDisk: UInt64? = nil,
+                              state checkpointed: consuming StoreState, checkpointOnDisk: UInt64? = nil,
                               checkpointTime: Double, logTime: Double,
                               writeGate: (@Sendable () -> QueueError?)?,
                               confirmTimeout: Duration? = nil) throws(QueueError) -> (QueueStore, SalvageReport?) {
         var clock = PhaseClock()
-        var state = checkpointed
+        // Moved, not copied: a copy would share every queue's entries with `checkpointed`, and the replay's
+        // first append to each queue would then copy all of them (a million entries: a quarter of the open).
+        var state = consume checkpointed
         let covered = state.appliedLSN
         let replay: StoreLoader.Replay
         let salvage: SalvageReport?
