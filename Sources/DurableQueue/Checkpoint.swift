@@ -114,8 +114,17 @@ enum Checkpoint {
         }
     }
 
-    static func decode(_ bytes: UnsafeRawBufferPointer) throws(ByteReader.Malformed) -> StoreState {
-        var header = ByteReader(bytes)
+    /// What the 32-byte header says.
+    private struct Header {
+        var version: UInt32
+        var lsn: UInt64
+        var bodyCount: UInt64
+        var crc: UInt32
+    }
+
+    /// Checks and reads the header (`bytes` at least `headerBytes`), and that the body is `bodyBytes` long.
+    private static func header(_ bytes: UnsafeRawBufferPointer, bodyBytes: Int) throws(ByteReader.Malformed) -> Header {
+        var header = ByteReader(UnsafeRawBufferPointer(rebasing: bytes[0..<min(bytes.count, headerBytes)]))
         guard try header.u32() == magic else { throw .init(description: "not a checkpoint (bad magic)") }
         let v = try header.u32()
         guard v == 1 || v == version else {
@@ -125,12 +134,62 @@ enum Checkpoint {
         let bodyCount = try header.u64()
         let crc = try header.u32()
         guard try header.u32() == 0 else { throw .init(description: "non-zero reserved header bytes") }
-        guard bodyCount == UInt64(bytes.count - headerBytes) else {
-            throw .init(description: "body of \(bytes.count - headerBytes) bytes, header says \(bodyCount) (torn write?)")
+        guard bodyCount == UInt64(bodyBytes) else {
+            throw .init(description: "body of \(bodyBytes) bytes, header says \(bodyCount) (torn write?)")
         }
-        let body = UnsafeRawBufferPointer(rebasing: bytes[headerBytes...])
-        guard checksum(bytes) == crc else { throw .init(description: "checksum mismatch") }
-        var r = ByteReader(body)
+        return Header(version: v, lsn: lsn, bodyCount: bodyCount, crc: crc)
+    }
+
+    /// Decodes a whole checkpoint held in memory (its checksum first).
+    static func decode(_ bytes: UnsafeRawBufferPointer) throws(ByteReader.Malformed) -> StoreState {
+        let h = try header(bytes, bodyBytes: bytes.count - headerBytes)
+        guard checksum(bytes) == h.crc else { throw .init(description: "checksum mismatch") }
+        var r = ByteReader(UnsafeRawBufferPointer(rebasing: bytes[headerBytes...]))
+        return try decodeBody(&r, version: h.version, lsn: h.lsn)
+    }
+
+    /// Decodes the checkpoint file in `directory` as it reads it, through a window (the whole file is never in
+    /// memory at once); nil when there is none. The checksum covers what was decoded: a file whose checksum
+    /// does not match is refused as such, whatever its decode made of it.
+    ///
+    /// - Throws: `Malformed` for a damaged file (in `.failure`), a `WALError` for one that cannot be read.
+    static func load(directory: String, fileSystem: any FileSystem,
+                     windowBytes: Int = 1 << 20) throws(WALError) -> Result<StoreState, ByteReader.Malformed>? {
+        guard try fileSystem.list(directory).contains(fileName) else { return nil }
+        let path = "\(directory)/\(fileName)"
+        let fd = try fileSystem.open(path, writable: false, create: false)
+        defer { fileSystem.close(fd) }
+        let size = try fileSystem.size(fd, path: path)
+        var head = [UInt8](repeating: 0, count: headerBytes)
+        let n = try typedWAL { try head.withUnsafeMutableBytes { try fileSystem.read(fd, into: $0, at: 0, path: path) } }
+        let h: Header
+        do throws(ByteReader.Malformed) {
+            h = try keepingType(ByteReader.Malformed.self) {
+                try head.withUnsafeBytes { raw in
+                    try header(UnsafeRawBufferPointer(rebasing: raw[0..<n]), bodyBytes: size - headerBytes)
+                }
+            }
+        } catch {
+            return .failure(error)
+        }
+        let seed = head.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<24])) }
+        var r = FileByteReader(fileSystem: fileSystem, fd: fd, path: path, from: headerBytes, count: size - headerBytes,
+                               crcSeed: seed, windowBytes: windowBytes)
+        let decoded: Result<StoreState, ByteReader.Malformed>
+        do throws(ByteReader.Malformed) {
+            decoded = .success(try decodeBody(&r, version: h.version, lsn: h.lsn))
+        } catch {
+            decoded = .failure(error)
+        }
+        r.checksumTheRest()
+        if let ioError = r.ioError { throw ioError }
+        guard r.crc == h.crc else { return .failure(.init(description: "checksum mismatch")) }
+        return decoded
+    }
+
+    /// Decodes the body after the header.
+    private static func decodeBody<R: FieldReader>(_ r: inout R, version v: UInt32,
+                                                   lsn: UInt64) throws(ByteReader.Malformed) -> StoreState {
         var state = StoreState()
         state.appliedLSN = lsn
         for _ in 0..<(try r.u32()) {
@@ -190,33 +249,40 @@ enum Checkpoint {
     }
 
     /// Declarations are stored as their record's encoding, length-prefixed.
-    private static func embeddedRecord(_ r: inout ByteReader) throws(ByteReader.Malformed) -> StoreRecord {
+    private static func embeddedRecord<R: FieldReader>(_ r: inout R) throws(ByteReader.Malformed) -> StoreRecord {
         let raw = try r.blob()
         return try keepingType(ByteReader.Malformed.self) { try raw.withUnsafeBytes { try StoreRecord.decode($0) } }
     }
 
     /// Entries are fixed-size (23 bytes): bounds are checked once for the whole run, then decoded in a tight
     /// loop (a checkpoint of ten million messages must load in well under a second).
-    private static func readEntries(_ r: inout ByteReader) throws(ByteReader.Malformed) -> Deque<MessageEntry> {
+    private static func readEntries<R: FieldReader>(_ r: inout R) throws(ByteReader.Malformed) -> Deque<MessageEntry> {
         let n = try r.u64()
         guard n <= UInt64(r.remaining / entryBytes) else { throw .init(description: "an entry count longer than the file") }
-        let raw = try r.raw(Int(n) * entryBytes)
         // Room to grow by half again: the replay after the checkpoint appends to these queues, and a Deque that
         // grows copies every entry (on a queue of a million messages, tens of milliseconds of the open). Capacity
         // that is never used costs address space only.
         var d = Deque<MessageEntry>(minimumCapacity: Int(n) + Int(n) / 2)
-        for i in 0..<Int(n) {
-            let at = i * entryBytes
-            d.append(MessageEntry(id: raw.loadLE(at, UInt64.self), bodyLSN: raw.loadLE(at + 8, UInt64.self),
-                                  bodyBytes: raw.loadLE(at + 16, UInt32.self), deliveries: raw.loadLE(at + 20, UInt16.self),
-                                  deathReason: raw[at + 22]))
+        // In runs as long as the reader hands out at once (all of them from memory; a window's worth from a file).
+        let perRun = max(1, r.rawBytesMax / entryBytes)
+        var left = Int(n)
+        while left > 0 {
+            let count = min(left, perRun)
+            let raw = try r.raw(count * entryBytes)
+            for i in 0..<count {
+                let at = i * entryBytes
+                d.append(MessageEntry(id: raw.loadLE(at, UInt64.self), bodyLSN: raw.loadLE(at + 8, UInt64.self),
+                                      bodyBytes: raw.loadLE(at + 16, UInt32.self), deliveries: raw.loadLE(at + 20, UInt16.self),
+                                      deathReason: raw[at + 22]))
+            }
+            left -= count
         }
         return d
     }
 
     private static let entryBytes = 23
 
-    private static func readEntry(_ r: inout ByteReader) throws(ByteReader.Malformed) -> MessageEntry {
+    private static func readEntry<R: FieldReader>(_ r: inout R) throws(ByteReader.Malformed) -> MessageEntry {
         MessageEntry(id: try r.u64(), bodyLSN: try r.u64(), bodyBytes: try r.u32(), deliveries: try r.u16(),
                      deathReason: try r.u8())
     }

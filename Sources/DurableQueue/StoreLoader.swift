@@ -18,13 +18,13 @@ enum StoreLoader {
 
     /// The checkpoint's state, or an empty state without one.
     static func loadCheckpoint(directory: String, fileSystem: any FileSystem) throws(QueueError) -> StoreState {
-        let read: [UInt8]?
-        do { read = try Checkpoint.read(directory: directory, fileSystem: fileSystem) } catch {
+        let loaded: Result<StoreState, ByteReader.Malformed>?
+        do { loaded = try Checkpoint.load(directory: directory, fileSystem: fileSystem) } catch {
             throw QueueError.fileOperation(error, doing: "reading the checkpoint")
         }
-        guard let bytes = read else { return StoreState() }
+        guard let loaded else { return StoreState() }
         do throws(ByteReader.Malformed) {
-            return try keepingType(ByteReader.Malformed.self) { try bytes.withUnsafeBytes { try Checkpoint.decode($0) } }
+            return try loaded.get()
         } catch {
             throw QueueError(.corruption, "the checkpoint \(directory)/\(Checkpoint.fileName) is damaged (\(error)). "
                              + "If `walctl info \(directory)/wal` shows the log starting at LSN 1, delete the "

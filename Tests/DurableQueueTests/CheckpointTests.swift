@@ -97,6 +97,56 @@ import DurableLog
         try store.close()
     }
 
+    /// The open decodes the checkpoint file as it reads it, through a window: whatever the window's size, it
+    /// decodes what the whole file in memory decodes, and refuses what that refuses (a flipped byte as a checksum
+    /// mismatch, a cut file as a torn write).
+    @Test func theCheckpointFileDecodesThroughAnyWindowAsItDoesInMemory() async throws {
+        let dir = TemporaryDirectory()
+        let store = try await QueueStore.open(directory: dir.path, options: testOptions())
+        try await store.declareQueue("q")
+        try await store.declareQueue("other")
+        for i in 0..<300 { try await store.publish(to: i % 3 == 0 ? "other" : "q", text("message \(i)")) }
+        let c = try store.consume(queue: "q", prefetch: 7)
+        let got = try await take(7, from: c)
+        try await c.nack(got[2].tag, requeue: true)
+        try await store.declareStream("s")
+        for i in 0..<9 { try await store.append(to: "s", text("\(i)")) }
+        let producer = try await store.registerProducer(name: "p")
+        _ = try await producer.publish(to: "q", text("idem"), sequence: 1)
+        _ = try await store.prepare(to: "q", text("half"))
+        let state = store.core.withLock { $0.state }
+        try store.close()
+        let bytes = Checkpoint.encode(state)
+        let inMemory = try bytes.withUnsafeBytes { try Checkpoint.decode($0) }
+        let fileSystem = PosixFileSystem()
+        let home = TemporaryDirectory()
+        func load(_ file: [UInt8], window: Int) throws -> Result<StoreState, ByteReader.Malformed>? {
+            try Checkpoint.write(file, directory: home.path, fileSystem: fileSystem)
+            return try Checkpoint.load(directory: home.path, fileSystem: fileSystem, windowBytes: window)
+        }
+        #expect(try Checkpoint.load(directory: home.path, fileSystem: fileSystem) == nil, "no file, no state")
+        for window in [1, 23, 100, 4_096, 1 << 20] {
+            let loaded = try #require(try load(bytes, window: window)).get()
+            #expect(Checkpoint.encode(loaded) == bytes, "window \(window)")
+            #expect(Checkpoint.encode(loaded) == Checkpoint.encode(inMemory))
+        }
+        for i in stride(from: 0, to: bytes.count, by: 11) {
+            var bad = bytes
+            bad[i] ^= 0x10
+            guard case .failure(let error)? = try load(bad, window: 64) else {
+                Issue.record("byte \(i) flipped and the file still loaded")
+                continue
+            }
+            if i >= 32 { #expect(error.description == "checksum mismatch", "byte \(i): \(error)") }
+        }
+        for cut in [0, 10, 32, 33, bytes.count / 2, bytes.count - 1] {
+            guard case .failure? = try load(Array(bytes[0..<cut]), window: 64) else {
+                Issue.record("a file cut at \(cut) bytes still loaded")
+                continue
+            }
+        }
+    }
+
     /// A version 1 checkpoint (written before producers and half messages existed: the same layout without
     /// their two sections) still loads.
     @Test func aVersionOneCheckpointStillLoads() async throws {
