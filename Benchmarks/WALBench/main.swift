@@ -17,6 +17,11 @@ if CommandLine.arguments.count == 3, CommandLine.arguments[1] == "--open" {
     try await ReopenRun.openOnce(directory: CommandLine.arguments[2])
 }
 
+// A probe: publish latency beside a checkpoint on a store with a deep queue (see CheckpointStall).
+if CommandLine.arguments.count == 3, CommandLine.arguments[1] == "--checkpoint-stall" {
+    try await CheckpointStall.run(directory: CommandLine.arguments[2])
+}
+
 struct Settings {
     var reps = 3
     var seconds = 1.0

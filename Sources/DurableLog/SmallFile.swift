@@ -3,17 +3,25 @@
 /// the file is either the old one or the new one, complete.
 package enum SmallFile {
     /// Replaces `directory/name` with `bytes`. `syncDirectory: false` exists only for a deliberately broken
-    /// harness build; every caller passes true.
+    /// harness build; every caller passes true. `syncEveryBytes`: a large file is written and synced that many
+    /// bytes at a time, so that no single flush of it holds the device (and a log's syncs behind it) for long.
     package static func replace(_ bytes: [UInt8], name: String, directory: String, fileSystem: any FileSystem,
-                                syncDirectory: Bool = true) throws(WALError) {
+                                syncDirectory: Bool = true, syncEveryBytes: Int = .max) throws(WALError) {
         let temporary = "\(directory)/\(name).tmp"
         // A leftover from a write that never reached its rename may be longer than this one; files are opened
         // without truncation, so start from a new file rather than leave its tail behind ours.
         if try fileSystem.list(directory).contains("\(name).tmp") { try fileSystem.remove(temporary) }
         let fd = try fileSystem.open(temporary, writable: true, create: true)
         do {
-            try typedWAL { try bytes.withUnsafeBytes { try fileSystem.write(fd, $0, at: 0, path: temporary) } }
-            try fileSystem.dataSync(fd, path: temporary)
+            var offset = 0
+            repeat {
+                let end = min(bytes.count, offset + max(1, syncEveryBytes))
+                try typedWAL { try bytes.withUnsafeBytes {
+                    try fileSystem.write(fd, UnsafeRawBufferPointer(rebasing: $0[offset..<end]), at: offset, path: temporary)
+                } }
+                try fileSystem.dataSync(fd, path: temporary)
+                offset = end
+            } while offset < bytes.count
         } catch {
             fileSystem.close(fd)
             throw error

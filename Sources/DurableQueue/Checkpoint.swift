@@ -89,7 +89,7 @@ enum Checkpoint {
         return CRC32C.checksum(UnsafeRawBufferPointer(rebasing: file[headerBytes...]), continuing: head)
     }
 
-    private static func writeEntries(_ entries: Deque<MessageEntry>, to w: inout ByteWriter) {
+    private static func writeEntries(_ entries: ChunkedDeque<MessageEntry>, to w: inout ByteWriter) {
         w.u64(UInt64(entries.count))
         for e in entries { writeEntry(e, to: &w) }
     }
@@ -256,13 +256,10 @@ enum Checkpoint {
 
     /// Entries are fixed-size (23 bytes): bounds are checked once for the whole run, then decoded in a tight
     /// loop (a checkpoint of ten million messages must load in well under a second).
-    private static func readEntries<R: FieldReader>(_ r: inout R) throws(ByteReader.Malformed) -> Deque<MessageEntry> {
+    private static func readEntries<R: FieldReader>(_ r: inout R) throws(ByteReader.Malformed) -> ChunkedDeque<MessageEntry> {
         let n = try r.u64()
         guard n <= UInt64(r.remaining / entryBytes) else { throw .init(description: "an entry count longer than the file") }
-        // Room to grow by half again: the replay after the checkpoint appends to these queues, and a Deque that
-        // grows copies every entry (on a queue of a million messages, tens of milliseconds of the open). Capacity
-        // that is never used costs address space only.
-        var d = Deque<MessageEntry>(minimumCapacity: Int(n) + Int(n) / 2)
+        var d = ChunkedDeque<MessageEntry>()
         // In runs as long as the reader hands out at once (all of them from memory; a window's worth from a file).
         let perRun = max(1, r.rawBytesMax / entryBytes)
         var left = Int(n)
@@ -296,8 +293,10 @@ enum Checkpoint {
         #else
         let syncDirectory = true
         #endif
+        // Synced 4 MiB at a time, as a new segment's zero-fill is: one flush of a checkpoint of tens of
+        // megabytes held the device, and the log's syncs behind it, for as long.
         try SmallFile.replace(bytes, name: fileName, directory: directory, fileSystem: fileSystem,
-                              syncDirectory: syncDirectory)
+                              syncDirectory: syncDirectory, syncEveryBytes: 4 << 20)
     }
 
     /// The checkpoint's bytes, or nil when there is none.

@@ -31,9 +31,9 @@ struct QueueIndex: Sendable {
     let name: String
     let options: QueueOptions
     /// Returned messages, delivered before `ready` in the order they came back.
-    var returned: Deque<MessageEntry> = []
+    var returned: ChunkedDeque<MessageEntry> = []
     /// Published (or dead-lettered into this queue) and not yet delivered, in that order.
-    var ready: Deque<MessageEntry> = []
+    var ready: ChunkedDeque<MessageEntry> = []
     /// Delivered and neither acked nor returned: the consumer id each is out with.
     var unacked: [UInt64: (entry: MessageEntry, consumer: UInt32)] = [:]
     /// Payload bytes of everything above (what reclamation must keep).
