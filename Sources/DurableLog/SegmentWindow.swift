@@ -113,7 +113,11 @@ final class SegmentWindow {
                 if chunk.loadUnaligned(fromByteOffset: q + 4, as: UInt32.self) == magic { return p + q }
                 q += 8
             }
+            #if WAL_BROKEN_WINDOW_SKIPS_CHUNK_EDGE  // BROKEN ON PURPOSE (harness check builds only)
+            p += q + 8
+            #else
             p += q
+            #endif
         }
         return nil
     }
