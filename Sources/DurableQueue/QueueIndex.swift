@@ -1,5 +1,3 @@
-import DequeModule
-
 /// One queued message in memory: where its body is in the log, not the body itself (24 bytes).
 struct MessageEntry: Sendable, Equatable {
     /// The message's identity: the LSN of its publish record. Stable for its whole life.
@@ -160,7 +158,8 @@ struct StreamIndex: Sendable {
     let options: StreamOptions
     /// The offset of `entries.first`; offsets are dense and never reused.
     var firstOffset: UInt64 = 0
-    var entries: Deque<Entry> = []
+    /// In chunks, as a queue's entries are: a checkpoint's copy shares them (see `ChunkedDeque`).
+    var entries: ChunkedDeque<Entry> = []
     var bytes = 0
     var groups: [String: UInt64] = [:]
 
@@ -168,7 +167,8 @@ struct StreamIndex: Sendable {
 
     mutating func removeFirst(_ n: Int) {
         for _ in 0..<min(n, entries.count) {
-            bytes -= Int(entries.removeFirst().bytes)
+            guard let first = entries.popFirst() else { return }
+            bytes -= Int(first.bytes)
             firstOffset += 1
         }
     }
