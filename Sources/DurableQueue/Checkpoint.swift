@@ -148,9 +148,8 @@ enum Checkpoint {
         return try decodeBody(&r, version: h.version, lsn: h.lsn)
     }
 
-    /// Decodes the checkpoint file in `directory` as it reads it, through a window (the whole file is never in
-    /// memory at once); nil when there is none. The checksum covers what was decoded: a file whose checksum
-    /// does not match is refused as such, whatever its decode made of it.
+    /// Decodes the checkpoint file in `directory` through a window (the whole file is never in memory at once):
+    /// one pass checks the checksum, a second decodes; nil when there is none.
     ///
     /// - Throws: `Malformed` for a damaged file (in `.failure`), a `WALError` for one that cannot be read.
     static func load(directory: String, fileSystem: any FileSystem,
@@ -173,22 +172,29 @@ enum Checkpoint {
             return .failure(error)
         }
         let seed = head.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<24])) }
-        var r = FileByteReader(fileSystem: fileSystem, fd: fd, path: path, from: headerBytes, count: size - headerBytes,
-                               crcSeed: seed, windowBytes: windowBytes)
+        func reader() -> FileByteReader {
+            FileByteReader(fileSystem: fileSystem, fd: fd, path: path, from: headerBytes, count: size - headerBytes,
+                           crcSeed: seed, windowBytes: windowBytes)
+        }
+        // The checksum first, in a pass of its own: no byte is decoded before it is known intact (a decode of
+        // damaged bytes could reach a check that stops the process instead of an error).
+        var check = reader()
+        check.checksumTheRest()
+        if let ioError = check.ioError { throw ioError }
+        #if QUEUE_BROKEN_CHECKPOINT_CRC_UNCHECKED  // BROKEN ON PURPOSE (harness check builds only)
+        let crcMatches = true
+        #else
+        let crcMatches = check.crc == h.crc
+        #endif
+        guard crcMatches else { return .failure(.init(description: "checksum mismatch")) }
+        var r = reader()
         let decoded: Result<StoreState, ByteReader.Malformed>
         do throws(ByteReader.Malformed) {
             decoded = .success(try decodeBody(&r, version: h.version, lsn: h.lsn))
         } catch {
             decoded = .failure(error)
         }
-        r.checksumTheRest()
         if let ioError = r.ioError { throw ioError }
-        #if QUEUE_BROKEN_CHECKPOINT_CRC_UNCHECKED  // BROKEN ON PURPOSE (harness check builds only)
-        let crcMatches = true
-        #else
-        let crcMatches = r.crc == h.crc
-        #endif
-        guard crcMatches else { return .failure(.init(description: "checksum mismatch")) }
         return decoded
     }
 

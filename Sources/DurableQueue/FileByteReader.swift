@@ -63,8 +63,7 @@ package struct FileByteReader: FieldReader {
     package var remaining: Int { filled - position + (end - loadedEnd) }
     package var rawBytesMax: Int { window.bytes.count }
 
-    /// Reads what is left, unread, into the checksum: after a decode that stopped early, the CRC can still be
-    /// compared with the file's.
+    /// Reads what is left, unread, into the checksum (all of it, from a new reader: a check before decoding).
     package mutating func checksumTheRest() {
         while ioError == nil, loadedEnd < end {
             position = filled
