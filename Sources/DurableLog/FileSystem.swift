@@ -28,10 +28,20 @@ public protocol FileSystem: Sendable {
     func createDirectory(_ path: String) throws(WALError)
     /// The names in a directory (`opendir(3)`), without "." and "..".
     func list(_ path: String) throws(WALError) -> [String]
+    /// Whether calls from two threads at once are safe and their order does not matter. The real file system
+    /// says yes; a simulated disk that plays a seed's operations in one order says no (the default). A store's
+    /// open reads its checkpoint beside the log's recovery only when it may.
+    var servesConcurrentCallers: Bool { get }
+}
+
+extension FileSystem {
+    public var servesConcurrentCallers: Bool { false }
 }
 
 /// The real file system.
 public struct PosixFileSystem: FileSystem {
+    public var servesConcurrentCallers: Bool { true }
+
     /// The raw calls whose retry loops matter (EINTR, short transfers); replaceable so tests can make
     /// them return EINTR or transfer less than asked.
     struct Syscalls: Sendable {

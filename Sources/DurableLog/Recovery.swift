@@ -357,8 +357,10 @@ struct Recovery {
             if j == stop.segmentIndex {
                 after.dirtyEnd = max(stop.offset, try window.endOfLastNonZeroWord(from: stop.offset) ?? stop.offset)
             }
+            // In the stop segment nothing lies past its last non-zero byte (a frame's magic is not zero).
+            let end = j == stop.segmentIndex ? after.dirtyEnd : nil
             var p = start
-            while let q = try window.nextMagic(from: p) {
+            while let q = try window.nextMagic(from: p, before: end) {
                 let check = try window.checkFrame(at: q)
                 guard case .intact(let f) = check, f.firstLSN >= stop.expectedLSN || f.durableLSN >= stop.expectedLSN else {
                     if j == stop.segmentIndex, case .intact(let f) = check, let own = stop.segmentID,

@@ -99,17 +99,19 @@ final class SegmentWindow {
     }
 
     /// The first offset at or after `from`, in steps of 8, where a frame header fits before the file's size and
-    /// whose magic field holds the frame magic; nil when there is none.
-    func nextMagic(from: Int) throws(WALError) -> Int? {
+    /// whose magic field holds the frame magic, looking only at positions whose magic field starts before
+    /// `before` (the file's size when nil); nil when there is none.
+    func nextMagic(from: Int, before: Int? = nil) throws(WALError) -> Int? {
         guard let size = file?.size else { preconditionFailure("no segment file is open") }
         let magic = FrameHeader.magic.littleEndian
+        let limit = min(size - FrameHeader.encodedBytes, (before ?? size) - 5)  // the last position looked at
         var p = from
-        while p + FrameHeader.encodedBytes <= size {
+        while p <= limit {
             // A chunk of the window from p; positions whose magic field lies inside it are looked at here.
             let chunkEnd = min(size, p + max(storage.count, FrameHeader.encodedBytes))
             let chunk = try bytes(p..<chunkEnd)
             var q = 0
-            while p + q + FrameHeader.encodedBytes <= size && q + 8 <= chunk.count {
+            while p + q <= limit && q + 8 <= chunk.count {
                 if chunk.loadUnaligned(fromByteOffset: q + 4, as: UInt32.self) == magic { return p + q }
                 q += 8
             }
@@ -124,20 +126,32 @@ final class SegmentWindow {
 
     /// One past the last 8-byte word (at offsets that are multiples of 8, from `from` rounded down to one, to the
     /// file's size rounded down to one) that holds a non-zero byte; nil when every such word is zero.
+    ///
+    /// Looks from the end backwards, 64 bytes at a time while they are zero: after a crash the rest of a
+    /// prepared segment is tens of megabytes of zeros, and this is where the open spends its time on them.
     func endOfLastNonZeroWord(from: Int) throws(WALError) -> Int? {
         guard let size = file?.size else { preconditionFailure("no segment file is open") }
-        let end = size & ~7
-        var p = from & ~7
-        var last: Int?
-        while p < end {
-            let chunk = try bytes(p..<min(end, p + max(storage.count & ~7, 8)))
-            var q = 0
-            while q < chunk.count {
-                if chunk.loadUnaligned(fromByteOffset: q, as: UInt64.self) != 0 { last = p + q + 8 }
-                q += 8
+        let low = from & ~7
+        var p = size & ~7  // everything from here on was looked at
+        while p > low {
+            let start = max(low, p - max(storage.count & ~7, 8))
+            let chunk = try bytes(start..<p)
+            var q = chunk.count
+            while q >= 64 && Self.zeroBlock(chunk, endingAt: q) { q -= 64 }
+            while q >= 8 {
+                if chunk.loadUnaligned(fromByteOffset: q - 8, as: UInt64.self) != 0 { return start + q }
+                q -= 8
             }
-            p += chunk.count
+            p = start
         }
-        return last
+        return nil
+    }
+
+    /// Whether the 64 bytes before `end` in `chunk` are all zero.
+    @inline(__always)
+    private static func zeroBlock(_ chunk: UnsafeRawBufferPointer, endingAt end: Int) -> Bool {
+        var any: UInt64 = 0
+        for k in stride(from: end - 64, to: end, by: 8) { any |= chunk.loadUnaligned(fromByteOffset: k, as: UInt64.self) }
+        return any == 0
     }
 }

@@ -114,6 +114,18 @@ enum Checkpoint {
         }
     }
 
+    /// The LSN the checkpoint file's header says it covers, read from its first 32 bytes alone (nothing checked
+    /// but the magic): 0 when there is no checkpoint or the header cannot be read. `load` is what decides.
+    static func peekCoveredLSN(directory: String, fileSystem: any FileSystem) -> UInt64 {
+        let path = "\(directory)/\(fileName)"
+        guard let fd = try? fileSystem.open(path, writable: false, create: false) else { return 0 }
+        defer { fileSystem.close(fd) }
+        var head = [UInt8](repeating: 0, count: headerBytes)
+        let n = (try? typedWAL { try head.withUnsafeMutableBytes { try fileSystem.read(fd, into: $0, at: 0, path: path) } }) ?? 0
+        guard n == headerBytes else { return 0 }
+        return (try? coveredLSN(head)) ?? 0
+    }
+
     /// What the 32-byte header says.
     private struct Header {
         var version: UInt32

@@ -139,14 +139,47 @@ public final class QueueStore: Sendable, CompletionSink {
         do { try fileSystem.createDirectoryDurably(directory) } catch {
             throw QueueError.fileOperation(error, doing: "opening the store")
         }
-        let state = try StoreLoader.loadCheckpoint(directory: directory, fileSystem: fileSystem)
-        let checkpointTime = clock.lap()
-        do {
-            log = try WriteAheadLog.open(directory: "\(directory)/wal", options: StoreTelemetry.logOptions(options),
-                                         fileSystem: fileSystem,
-                                         verifyingFrom: LSN(state.appliedLSN + 1))
-        } catch { throw QueueError.fileOperation(error, doing: "opening the store") }
-        let logTime = clock.lap()
+        func openLog(verifyingFrom lsn: LSN) throws(QueueError) -> WriteAheadLog {
+            do {
+                return try WriteAheadLog.open(directory: "\(directory)/wal", options: StoreTelemetry.logOptions(options),
+                                              fileSystem: fileSystem, verifyingFrom: lsn)
+            } catch { throw QueueError.fileOperation(error, doing: "opening the store") }
+        }
+        guard fileSystem.servesConcurrentCallers else {
+            let state = try StoreLoader.loadCheckpoint(directory: directory, fileSystem: fileSystem)
+            let checkpointTime = clock.lap()
+            log = try openLog(verifyingFrom: LSN(state.appliedLSN + 1))
+            return try build(directory: directory, options: options, fileSystem: fileSystem, log: log, state: consume state,
+                             checkpointTime: checkpointTime, logTime: clock.lap(), writeGate: nil)
+        }
+        // The checkpoint is decoded on a thread of its own while the log recovers on this one: neither needs the
+        // other but for the LSN the checkpoint covers, which its header says (and the decode confirms, below).
+        let covered = Checkpoint.peekCoveredLSN(directory: directory, fileSystem: fileSystem)
+        let (loaded, opened) = alongside({ () throws(QueueError) -> (StoreState, Double) in
+            var clock = PhaseClock()
+            let state = try StoreLoader.loadCheckpoint(directory: directory, fileSystem: fileSystem)
+            return (state, clock.lap())
+        }, { () throws(QueueError) -> (WriteAheadLog, Double) in
+            var clock = PhaseClock()
+            return (try openLog(verifyingFrom: LSN(covered + 1)), clock.lap())
+        })
+        _ = clock.lap()
+        let state: StoreState, checkpointTime: Double, logTime: Double
+        do throws(QueueError) {
+            (state, checkpointTime) = try loaded.get()
+        } catch {
+            if case .success(let (log, _)) = opened { try? log.close() }
+            throw error
+        }
+        (log, logTime) = try opened.get()
+        guard state.appliedLSN == covered else {
+            // The header read alone disagreed with the file's decode (it cannot, unless the file changed between
+            // the two reads): open the log again, trusting only what the decoded checkpoint covers.
+            try? log.close()
+            let reopened = try openLog(verifyingFrom: LSN(state.appliedLSN + 1))
+            return try build(directory: directory, options: options, fileSystem: fileSystem, log: reopened,
+                             state: consume state, checkpointTime: checkpointTime, logTime: clock.lap(), writeGate: nil)
+        }
         return try build(directory: directory, options: options, fileSystem: fileSystem, log: log, state: consume state,
                          checkpointTime: checkpointTime, logTime: logTime, writeGate: nil)
     }

@@ -221,4 +221,54 @@ import DurableLog
             _ = try await QueueStore.open(directory: dir.path, options: testOptions())
         } throws: { ($0 as? QueueError)?.code == .corruption }
     }
+
+    /// On the real file system the checkpoint is decoded beside the log's recovery (the header's LSN tells the
+    /// log what is covered); one that cannot serve two threads (FaultInjectingFileSystem says so) gets the two one
+    /// after the other. Both open a crashed store to the same state, and a damaged checkpoint refuses either open
+    /// with the log closed again: once the checkpoint is gone, the store rebuilds from the log.
+    @Test func anOpenBesideTheLogAndOneAfterItAgree() async throws {
+        let tmp = TemporaryDirectory()
+        #expect(PosixFileSystem().servesConcurrentCallers && !FaultInjectingFileSystem().servesConcurrentCallers)
+        let live = tmp.path + "/live", crashed = tmp.path + "/crashed"
+        var store = try await QueueStore.open(directory: live, options: testOptions())
+        try await store.declareQueue("q")
+        for i in 0..<20 { try await store.publish(to: "q", text("m\(i)")) }
+        try store.checkpoint()
+        for i in 20..<30 { try await store.publish(to: "q", text("m\(i)")) }
+        // Every publish is confirmed, so on disk: a copy now is the store as a crash leaves it.
+        try FileManager.default.copyItem(atPath: live, toPath: crashed)
+        try store.close()
+        let covered = Checkpoint.peekCoveredLSN(directory: crashed, fileSystem: PosixFileSystem())
+        #expect(covered > 20)
+        func copyOfCrashed(_ name: String) throws -> String {
+            let path = tmp.path + "/" + name
+            try FileManager.default.copyItem(atPath: crashed, toPath: path)
+            return path
+        }
+        let fileSystems: [any FileSystem] = [PosixFileSystem(), FaultInjectingFileSystem()]
+        for (n, fileSystem) in fileSystems.enumerated() {
+            store = try await QueueStore.open(directory: try copyOfCrashed("open\(n)"), options: testOptions(),
+                                              fileSystem: fileSystem)
+            #expect(store.openReport.checkpointLSN == LSN(covered))
+            #expect(store.openReport.replayedRecords >= 10)
+            #expect(store.queueInfo("q")?.ready == 30)
+            try store.close()
+        }
+        let damaged = try copyOfCrashed("damaged")
+        let path = damaged + "/checkpoint"
+        var bytes = [UInt8](FileManager.default.contents(atPath: path)!)
+        bytes[bytes.count - 3] ^= 1
+        _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        for fileSystem in fileSystems {
+            await #expect {
+                _ = try await QueueStore.open(directory: damaged, options: testOptions(), fileSystem: fileSystem)
+            } throws: { ($0 as? QueueError)?.code == .corruption }
+        }
+        try FileManager.default.removeItem(atPath: path)
+        #expect(Checkpoint.peekCoveredLSN(directory: damaged, fileSystem: PosixFileSystem()) == 0)
+        store = try await QueueStore.open(directory: damaged, options: testOptions())
+        defer { try? store.close() }
+        #expect(store.openReport.checkpointLSN == .none)
+        #expect(store.queueInfo("q")?.ready == 30)
+    }
 }
