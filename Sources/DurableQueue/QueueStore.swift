@@ -53,6 +53,9 @@ public final class QueueStore: Sendable, CompletionSink {
         public var checkpointMilliseconds = 0.0
         /// Milliseconds spent opening the log, its recovery included.
         public var logOpenMilliseconds = 0.0
+        /// Milliseconds from the start of the open to the replay: the checkpoint's load and the log's open, which
+        /// run side by side on the real file system (then this is about the longer of the two, not their sum).
+        public var loadMilliseconds = 0.0
         /// Milliseconds spent replaying the records after the checkpoint (and taking out what salvage lost).
         public var replayMilliseconds = 0.0
         /// When the log holds records that salvage took out (now or at an earlier open): what they cost.
@@ -135,7 +138,8 @@ public final class QueueStore: Sendable, CompletionSink {
                              fileSystem: any FileSystem) throws(QueueError) -> (QueueStore, SalvageReport?) {
         let log: WriteAheadLog
         var clock = PhaseClock()
-        // The checkpoint first: the log need not checksum the segments it covers (reads still verify them).
+        var sinceStart = PhaseClock()
+        // The log need not checksum the segments the checkpoint covers (reads still verify them).
         do { try fileSystem.createDirectoryDurably(directory) } catch {
             throw QueueError.fileOperation(error, doing: "opening the store")
         }
@@ -150,7 +154,7 @@ public final class QueueStore: Sendable, CompletionSink {
             let checkpointTime = clock.lap()
             log = try openLog(verifyingFrom: LSN(state.appliedLSN + 1))
             return try build(directory: directory, options: options, fileSystem: fileSystem, log: log, state: consume state,
-                             checkpointTime: checkpointTime, logTime: clock.lap(), writeGate: nil)
+                             checkpointTime: checkpointTime, logTime: clock.lap(), loadTime: sinceStart.lap(), writeGate: nil)
         }
         // The checkpoint is decoded on a thread of its own while the log recovers on this one: neither needs the
         // other but for the LSN the checkpoint covers, which its header says (and the decode confirms, below).
@@ -163,7 +167,6 @@ public final class QueueStore: Sendable, CompletionSink {
             var clock = PhaseClock()
             return (try openLog(verifyingFrom: LSN(covered + 1)), clock.lap())
         })
-        _ = clock.lap()
         let state: StoreState, checkpointTime: Double, logTime: Double
         do throws(QueueError) {
             (state, checkpointTime) = try loaded.get()
@@ -176,12 +179,14 @@ public final class QueueStore: Sendable, CompletionSink {
             // The header read alone disagreed with the file's decode (it cannot, unless the file changed between
             // the two reads): open the log again, trusting only what the decoded checkpoint covers.
             try? log.close()
+            var again = PhaseClock()
             let reopened = try openLog(verifyingFrom: LSN(state.appliedLSN + 1))
             return try build(directory: directory, options: options, fileSystem: fileSystem, log: reopened,
-                             state: consume state, checkpointTime: checkpointTime, logTime: clock.lap(), writeGate: nil)
+                             state: consume state, checkpointTime: checkpointTime, logTime: logTime + again.lap(),
+                             loadTime: sinceStart.lap(), writeGate: nil)
         }
         return try build(directory: directory, options: options, fileSystem: fileSystem, log: log, state: consume state,
-                         checkpointTime: checkpointTime, logTime: logTime, writeGate: nil)
+                         checkpointTime: checkpointTime, logTime: logTime, loadTime: sinceStart.lap(), writeGate: nil)
     }
 
     /// Replays `log` after the checkpoint's `state` and makes the store (closing `log` if that fails).
@@ -189,7 +194,7 @@ public final class QueueStore: Sendable, CompletionSink {
     /// runs ahead of it): segments are deleted only below what the file covers.
     private static func build(directory: String, options: StoreOptions, fileSystem: any FileSystem, log: WriteAheadLog,
                               state checkpointed: consuming StoreState, checkpointOnDisk: UInt64? = nil,
-                              checkpointTime: Double, logTime: Double,
+                              checkpointTime: Double, logTime: Double, loadTime: Double = 0,
                               writeGate: (@Sendable () -> QueueError?)?,
                               confirmTimeout: Duration? = nil) throws(QueueError) -> (QueueStore, SalvageReport?) {
         var clock = PhaseClock()
@@ -214,6 +219,7 @@ public final class QueueStore: Sendable, CompletionSink {
                                 replayedBytes: replayedBytes)
         report.checkpointMilliseconds = checkpointTime
         report.logOpenMilliseconds = logTime
+        report.loadMilliseconds = loadTime
         report.replayMilliseconds = clock.lap()
         report.salvage = salvage
         let store = QueueStore(directory: directory, options: options, log: log, fileSystem: fileSystem,

@@ -49,7 +49,7 @@ final class StoreTelemetry: Sendable {
     }
 
     func opened(_ report: QueueStore.OpenReport) {
-        let ms = report.checkpointMilliseconds + report.logOpenMilliseconds + report.replayMilliseconds
+        let ms = report.loadMilliseconds + report.replayMilliseconds
         openDuration.recordNanoseconds(Int64(ms * 1_000_000))
         logger.info("opened the store", metadata: [
             "checkpointLSN": "\(report.checkpointLSN)", "replayedRecords": "\(report.replayedRecords)",
