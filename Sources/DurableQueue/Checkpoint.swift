@@ -167,7 +167,12 @@ enum Checkpoint {
     static func load(directory: String, fileSystem: any FileSystem,
                      windowBytes: Int = 1 << 20) throws(WALError) -> Result<StoreState, ByteReader.Malformed>? {
         guard try fileSystem.list(directory).contains(fileName) else { return nil }
-        let path = "\(directory)/\(fileName)"
+        return try load(path: "\(directory)/\(fileName)", fileSystem: fileSystem, windowBytes: windowBytes)
+    }
+
+    /// `load` of a checkpoint file at any path (a leader's, received by a follower before it takes its place).
+    static func load(path: String, fileSystem: any FileSystem,
+                     windowBytes: Int = 1 << 20) throws(WALError) -> Result<StoreState, ByteReader.Malformed> {
         let fd = try fileSystem.open(path, writable: false, create: false)
         defer { fileSystem.close(fd) }
         let size = try fileSystem.size(fd, path: path)

@@ -93,34 +93,42 @@ package final class StoreFollower: Sendable {
     /// it checks the whole file.
     ///
     /// - Throws: `.corruption` when the file's header is not a checkpoint's; I/O errors.
-    package static func latestCheckpoint(directory: String,
-                                         fileSystem: any FileSystem = PosixFileSystem()) throws(WALError) -> (bytes: [UInt8], covers: LSN)? {
-        guard let bytes = try Checkpoint.read(directory: directory, fileSystem: fileSystem) else { return nil }
+    package static func latestCheckpoint(directory: String, fileSystem: any FileSystem = PosixFileSystem())
+        throws(WALError) -> (file: ReadOnlyFile, covers: LSN)? {
+        guard let file = try ReadOnlyFile.open("\(directory)/\(Checkpoint.fileName)", fileSystem: fileSystem) else {
+            return nil
+        }
+        let header = try file.read(at: 0, count: Checkpoint.headerBytes)
         do throws(ByteReader.Malformed) {
-            return (bytes, LSN(try Checkpoint.coveredLSN(bytes)))
+            return (file, LSN(try Checkpoint.coveredLSN(header)))
         } catch {
-            throw WALError(.corruption, "the checkpoint's header is damaged: \(error)", path: "\(directory)/\(Checkpoint.fileName)")
+            throw WALError(.corruption, "the checkpoint's header is damaged: \(error)", path: file.path)
         }
     }
 
-    /// Replaces this replica's checkpoint with `bytes`, its leader's checkpoint through `covers`, durably; the
-    /// copy starts again from it. Checks the whole file (its checksum, its structure, its LSN) first: nothing
-    /// is replaced by bytes that do not decode.
+    /// Replaces this replica's checkpoint with the file at `path`, its leader's checkpoint through `covers`,
+    /// durably (the file is renamed into place); the copy starts again from it. Checks the whole file (its
+    /// checksum, then its structure, its LSN) first: nothing is replaced by bytes that do not decode.
     ///
-    /// - Throws: `.corruption` when the bytes are not a checkpoint through `covers`; I/O errors.
-    package func install(checkpoint bytes: [UInt8], covers: LSN) throws(WALError) {
+    /// - Throws: `.corruption` when the file is not a checkpoint through `covers`; I/O errors.
+    package func install(checkpointFile path: String, covers: LSN) throws(WALError) {
         #if !QUEUE_BROKEN_INSTALLS_UNCHECKED_CHECKPOINT  // skipped only in harness check builds
+        let loaded = try Checkpoint.load(path: path, fileSystem: fileSystem)
         let decoded: StoreState
         do throws(ByteReader.Malformed) {
-            decoded = try keepingType(ByteReader.Malformed.self) { try bytes.withUnsafeBytes { try Checkpoint.decode($0) } }
+            decoded = try loaded.get()
         } catch {
-            throw WALError(.corruption, "a leader's checkpoint does not decode: \(error)")
+            throw WALError(.corruption, "a leader's checkpoint does not decode: \(error)", path: path)
         }
         guard decoded.appliedLSN == covers.rawValue else {
-            throw WALError(.corruption, "a leader's checkpoint covers LSN \(decoded.appliedLSN), not \(covers) as sent")
+            throw WALError(.corruption, "a leader's checkpoint covers LSN \(decoded.appliedLSN), not \(covers) as sent",
+                           path: path)
         }
         #endif
-        try Checkpoint.write(bytes, directory: directory, fileSystem: fileSystem)
+        let from = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
+        try fileSystem.rename(path, to: "\(directory)/\(Checkpoint.fileName)")
+        try fileSystem.syncDirectory(directory)
+        if from != directory { try fileSystem.syncDirectory(from) }
         copy.withLock { $0 = Copy() }
     }
 

@@ -50,8 +50,8 @@ final class FollowerApplier: Sendable {
 
     /// Replaces the copy with a leader's checkpoint (`StoreFollower.install`), once no catch-up runs: one in
     /// progress would put back the copy it started from.
-    func install(_ bytes: [UInt8], covers: LSN) throws(WALError) {
-        try leading.withLock { _ throws(WALError) in try follower.install(checkpoint: bytes, covers: covers) }
+    func install(checkpointFile path: String, covers: LSN) throws(WALError) {
+        try leading.withLock { _ throws(WALError) in try follower.install(checkpointFile: path, covers: covers) }
     }
 
     /// This node now leads: returns once no catch-up runs, and none starts until `resume`.

@@ -10,11 +10,11 @@ struct StoreSnapshots: StateSnapshots {
     let directory: String
     let applier: FollowerApplier
 
-    func latest() throws(WALError) -> (bytes: [UInt8], covers: LSN)? {
+    func latest() throws(WALError) -> (file: ReadOnlyFile, covers: LSN)? {
         try StoreFollower.latestCheckpoint(directory: directory)
     }
 
-    func install(_ bytes: [UInt8], covers: LSN) throws(WALError) {
-        try applier.install(bytes, covers: covers)
+    func install(file path: String, covers: LSN) throws(WALError) {
+        try applier.install(checkpointFile: path, covers: covers)
     }
 }

@@ -58,8 +58,8 @@ package final class FollowerSession: Sendable {
         var cuts = 0
         /// Whether frames came in this exchange (a snapshot may come only instead of them).
         var tookFrames = false
-        /// The parts of a snapshot received so far.
-        var incoming: (description: ReplicationMessage.SnapshotPart, bytes: [UInt8])?
+        /// A snapshot being received: its first part (bytes dropped) and how many bytes its file holds so far.
+        var incoming: (description: ReplicationMessage.SnapshotPart, received: UInt64)?
         var installs = 0
     }
 
@@ -325,9 +325,11 @@ package final class FollowerSession: Sendable {
     // MARK: - A snapshot
 
     /// One part of the leader's snapshot, sent instead of frames because this log ends before the leader's
-    /// first segment. Once all parts are here, the snapshot is installed (the log closed, replaced by an empty
-    /// one that starts at the leader's first segment, the layer's state by the snapshot: `SnapshotInstall`)
-    /// and the exchange starts again from the new start. Lock held through the install, as through a cut.
+    /// first segment. Each part is written to the snapshot's file in this directory as it comes (a snapshot is
+    /// never held whole in memory); once all are there, the snapshot is installed from the file (the log closed,
+    /// replaced by an empty one that starts at the leader's first segment, the layer's state by the snapshot:
+    /// `SnapshotInstall`) and the exchange starts again from the new start. Lock held through each write and the
+    /// install, as through a cut.
     private func take(_ part: ReplicationMessage.SnapshotPart) {
         enum Next { case wait, hello(ReplicationMessage.Hello), end(Ending) }
         let next: Next = state.withLock { s in
@@ -347,19 +349,25 @@ package final class FollowerSession: Sendable {
             guard covering else {
                 return violation("a snapshot through \(part.covers) for a log that starts at \(part.firstLSN)")
             }
-            var incoming = s.incoming ?? (part, [])
-            s.incoming = nil  // one owner while it grows: no copy of the parts before
-            guard part.describesSameSnapshot(as: incoming.description), part.offset == UInt64(incoming.bytes.count) else {
+            var incoming = s.incoming ?? (part.withoutBytes, 0)
+            guard part.describesSameSnapshot(as: incoming.description), part.offset == incoming.received,
+                  part.offset + UInt64(part.bytes.count) <= part.totalBytes else {
                 return violation("a snapshot part that does not continue the parts before it")
             }
-            incoming.bytes.append(contentsOf: part.bytes)
-            guard UInt64(incoming.bytes.count) == part.totalBytes else {
+            do throws(WALError) {
+                try SnapshotInstall.write(part, directory: configuration.directory, fileSystem: configuration.fileSystem)
+            } catch {
+                s.incoming = nil
+                return .end(.refused(.logFailed, "writing the snapshot's part failed: \(error)"))
+            }
+            incoming.received += UInt64(part.bytes.count)
+            guard incoming.received == part.totalBytes else {
                 s.incoming = incoming
                 return .wait
             }
             s.incoming = nil
             do throws(WALError) {
-                try install(&s, part, state: incoming.bytes, snapshots: snapshots)
+                try install(&s, part, snapshots: snapshots)
             } catch {
                 return .end(.refused(.logFailed, "the snapshot's install failed: \(error)"))
             }
@@ -372,16 +380,17 @@ package final class FollowerSession: Sendable {
         }
     }
 
-    /// Installs a whole snapshot and opens the new log. Lock held. A failure part way leaves the install's
-    /// marker, and the next open of the replica deletes its log; an empty log is opened here if that works.
-    private func install(_ s: inout State, _ part: ReplicationMessage.SnapshotPart, state: [UInt8],
+    /// Installs the snapshot whose parts are all in its file and opens the new log. Lock held. A failure part way
+    /// leaves the install's marker, and the next open of the replica deletes its log; an empty log is opened here
+    /// if that works.
+    private func install(_ s: inout State, _ part: ReplicationMessage.SnapshotPart,
                          snapshots: any StateSnapshots) throws(WALError) {
         let options = logOptions(identity: s.log.identity)
         let directory = configuration.directory, fileSystem = configuration.fileSystem
         try s.log.close()
         do throws(WALError) {
-            try SnapshotInstall.install(part, state: state, directory: directory, options: options,
-                                        fileSystem: fileSystem, snapshots: snapshots)
+            try SnapshotInstall.install(part, directory: directory, options: options, fileSystem: fileSystem,
+                                        snapshots: snapshots)
         } catch {
             if (try? SnapshotInstall.finishInterrupted(directory: directory, fileSystem: fileSystem)) != nil,
                let empty = try? WriteAheadLog.open(directory: directory, options: options, fileSystem: fileSystem) {

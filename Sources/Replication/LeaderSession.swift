@@ -184,7 +184,7 @@ package final class LeaderSession: Sendable {
         }
         // A checkpoint and the truncation after it can come between reading the snapshot and the log's start:
         // read both again until the snapshot covers every record the log no longer holds.
-        var found: (bytes: [UInt8], covers: LSN, start: (segmentID: SegmentID, firstLSN: LSN))?
+        var found: (file: ReadOnlyFile, covers: LSN, start: (segmentID: SegmentID, firstLSN: LSN))?
         do throws(WALError) {
             for _ in 0..<3 {
                 guard let latest = try snapshots.latest() else { break }
@@ -195,7 +195,7 @@ package final class LeaderSession: Sendable {
                 let covering = latest.covers.next >= start.firstLSN
                 #endif
                 if covering {
-                    found = (latest.bytes, latest.covers, start)
+                    found = (latest.file, latest.covers, start)
                     break
                 }
             }
@@ -212,13 +212,23 @@ package final class LeaderSession: Sendable {
         }
         guard proceed else { return refuse(.protocolViolation, "follow before the exchange") }
         let epochs = history.entries.filter { $0.firstLSN < found.start.firstLSN }
-        let total = found.bytes.count
+        let total = found.file.size
         var offset = 0
         repeat {
             let end = min(total, offset + snapshotPartBytes)
+            let bytes: [UInt8]
+            do throws(WALError) {
+                bytes = try found.file.read(at: offset, count: end - offset)
+                guard bytes.count == end - offset else {
+                    throw WALError(.invalidLog, "the snapshot file ends at \(offset + bytes.count) of \(total) bytes",
+                                   path: found.file.path)
+                }
+            } catch {
+                return refuse(.protocolViolation, "the leader cannot read its snapshot: \(error)")
+            }
             let part = ReplicationMessage.snapshot(.init(
                 segmentID: found.start.segmentID, firstLSN: found.start.firstLSN, covers: found.covers, epochs: epochs,
-                totalBytes: UInt64(total), offset: UInt64(offset), bytes: Array(found.bytes[offset..<end])))
+                totalBytes: UInt64(total), offset: UInt64(offset), bytes: bytes))
             #if REPLICATION_BROKEN_SNAPSHOT_ALL_AT_ONCE  // BROKEN ON PURPOSE (harness check builds only)
             send(part)
             #else

@@ -59,6 +59,13 @@ package enum ReplicationMessage: Equatable, Sendable {
             self.bytes = bytes
         }
 
+        /// The same description without the bytes (what a follower keeps of the first part).
+        package var withoutBytes: SnapshotPart {
+            var copy = self
+            copy.bytes = []
+            return copy
+        }
+
         /// Whether `other` describes the same snapshot.
         package func describesSameSnapshot(as other: SnapshotPart) -> Bool {
             segmentID == other.segmentID && firstLSN == other.firstLSN && covers == other.covers

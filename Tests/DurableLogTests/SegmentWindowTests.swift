@@ -84,6 +84,14 @@ import WALSimulation
             for from in stride(from: 0, to: bytes.count + 16, by: 4) {
                 #expect(try window.nextMagic(from: from) == Self.nextMagic(bytes, from: from), "window \(windowBytes), from \(from)")
             }
+            // Bounded: only positions whose magic field starts before `before`.
+            for from in stride(from: 0, to: bytes.count, by: 44) {
+                for before in [from, from + 4, from + 5, from + 9, from + 300, from + 5_000, bytes.count] {
+                    let whole = Self.nextMagic(bytes, from: from).flatMap { $0 + 4 < before ? $0 : nil }
+                    #expect(try window.nextMagic(from: from, before: before) == whole,
+                            "window \(windowBytes), from \(from), before \(before)")
+                }
+            }
             for p in magics {
                 let expected = Self.check(bytes, at: p)
                 if case .intact = expected, windowBytes == 8 { intact += 1 }
@@ -96,5 +104,29 @@ import WALSimulation
             window.close()
         }
         #expect(intact > 60, "intact frames among those checked: \(intact)")
+    }
+
+    /// The last non-zero word, and the bounded magic search, with one non-zero byte at every position of a file of
+    /// zeros (what follows a crash's tail in a prepared segment), through windows smaller and larger than it.
+    @Test func oneNonZeroByteAnywhereInZerosIsFound() throws {
+        let size = 2_048
+        let windows = [8, 64, 100, 1_003, 4_096]
+        for position in 0..<size {
+            var bytes = [UInt8](repeating: 0, count: size)
+            bytes[position] = 0x01
+            let disk = SimulatedDisk()
+            let fd = try disk.open("/sim/segment", writable: true, create: true)
+            try bytes.withUnsafeBytes { try disk.write(fd, $0, at: 0, path: "/sim/segment") }
+            disk.close(fd)
+            for windowBytes in windows {
+                let window = SegmentWindow(fileSystem: disk, bytes: windowBytes)
+                _ = try window.open("/sim/segment", sizeMax: 1 << 20)
+                for from in [0, 8, position & ~7, position + 1, size - 8] {
+                    #expect(try window.endOfLastNonZeroWord(from: from) == Self.endOfLastNonZeroWord(bytes, from: from),
+                            "byte \(position), window \(windowBytes), from \(from)")
+                }
+                window.close()
+            }
+        }
     }
 }

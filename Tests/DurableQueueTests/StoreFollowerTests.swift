@@ -97,16 +97,24 @@ import DurableLog
         let own = Checkpoint.encode(StoreState())
         try Checkpoint.write(own, directory: replicaDir.path, fileSystem: PosixFileSystem())
         let replica = StoreFollower(directory: replicaDir.path, options: options)
-        var damaged = offered.bytes
+        let offeredBytes = try offered.file.read(at: 0, count: offered.file.size)
+        #expect(offeredBytes.count == offered.file.size)
+        // As a follower receives it: a file in its log directory, renamed into place once checked.
+        let received = replicaDir.path + "/wal/snapshot.incoming"
+        try FileManager.default.createDirectory(atPath: replicaDir.path + "/wal", withIntermediateDirectories: true)
+        var damaged = offeredBytes
         damaged[damaged.count / 2] ^= 0x40
-        for (bytes, covers) in [(damaged, offered.covers), (offered.bytes, offered.covers + 1), (Array(offered.bytes.prefix(40)), offered.covers)] {
-            let error = #expect(throws: WALError.self) { try replica.install(checkpoint: bytes, covers: covers) }
+        for (bytes, covers) in [(damaged, offered.covers), (offeredBytes, offered.covers + 1), (Array(offeredBytes.prefix(40)), offered.covers)] {
+            _ = FileManager.default.createFile(atPath: received, contents: Data(bytes))
+            let error = #expect(throws: WALError.self) { try replica.install(checkpointFile: received, covers: covers) }
             #expect(error?.code == .corruption)
             #expect(try Checkpoint.read(directory: replicaDir.path, fileSystem: PosixFileSystem()) == own, "nothing replaced")
         }
 
-        try replica.install(checkpoint: offered.bytes, covers: offered.covers)
-        #expect(try Checkpoint.read(directory: replicaDir.path, fileSystem: PosixFileSystem()) == offered.bytes)
+        _ = FileManager.default.createFile(atPath: received, contents: Data(offeredBytes))
+        try replica.install(checkpointFile: received, covers: offered.covers)
+        #expect(try Checkpoint.read(directory: replicaDir.path, fileSystem: PosixFileSystem()) == offeredBytes)
+        #expect(!FileManager.default.fileExists(atPath: received), "taken: renamed into place")
         // The copy loads it at its next catch-up, with no log records before or after it to apply.
         let log = try WriteAheadLog.open(directory: "\(leaderDir.path)/wal", options: QueueStore.logOptions(options))
         defer { try? log.close() }

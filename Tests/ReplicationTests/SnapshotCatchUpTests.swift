@@ -7,10 +7,12 @@ import Testing
 import WALSimulation
 @testable import Replication
 
-/// A layer's snapshots for tests: the leader's is fixed; a follower's install keeps the bytes in a small file
-/// (`state`) of the follower's directory, on the file system given, as a store's checkpoint would be.
+/// A layer's snapshots for tests: the leader offers fixed bytes (written to a file, `offered`, of its directory,
+/// when asked for); a follower's install takes the received file and keeps its bytes in a small file (`state`)
+/// of the follower's directory, on the file system given, as a store's checkpoint would be.
 final class FileSnapshots: StateSnapshots {
     static let fileName = "state"
+    static let offeredName = "offered"
     let directory: String
     let fileSystem: any FileSystem
     private let offered: Mutex<(bytes: [UInt8], covers: LSN)?>
@@ -21,10 +23,27 @@ final class FileSnapshots: StateSnapshots {
         offered = Mutex(offering)
     }
 
-    func latest() throws(WALError) -> (bytes: [UInt8], covers: LSN)? { offered.withLock { $0 } }
+    func latest() throws(WALError) -> (file: ReadOnlyFile, covers: LSN)? {
+        guard let offered = offered.withLock({ $0 }) else { return nil }
+        try SmallFile.replace(offered.bytes, name: Self.offeredName, directory: directory, fileSystem: fileSystem)
+        guard let file = try ReadOnlyFile.open("\(directory)/\(Self.offeredName)", fileSystem: fileSystem) else {
+            throw WALError(.invalidLog, "the offered snapshot's file is gone")
+        }
+        return (file, offered.covers)
+    }
+
+    /// Takes the file: its bytes go to the state file, and it is deleted.
+    func install(file path: String, covers: LSN) throws(WALError) {
+        guard let file = try ReadOnlyFile.open(path, fileSystem: fileSystem) else {
+            throw WALError(.invalidLog, "no snapshot file at \(path)")
+        }
+        try keep(try file.read(at: 0, count: file.size), covers: covers)
+        try fileSystem.remove(path)
+        try fileSystem.syncDirectory(directory)
+    }
 
     /// The state file holds the covered LSN (8 bytes) and then the bytes.
-    func install(_ bytes: [UInt8], covers: LSN) throws(WALError) {
+    func keep(_ bytes: [UInt8], covers: LSN) throws(WALError) {
         try SmallFile.replace(withUnsafeBytes(of: covers.rawValue.littleEndian) { Array($0) } + bytes, name: Self.fileName,
                               directory: directory, fileSystem: fileSystem)
     }
@@ -228,6 +247,55 @@ final class FileSnapshots: StateSnapshots {
         try leader.log.close()
     }
 
+    /// A follower writes each part to the incoming file as it comes (the file holds exactly the bytes received
+    /// so far: no part is held in memory); a new transfer's first part starts the file again; a replica's start
+    /// deletes what a transfer cut short left; an install that fails deletes the file it could not take.
+    @Test func partsGoToTheIncomingFileAsTheyComeAndNothingOfAnUnfinishedOneStays() throws {
+        let dir = TemporaryDirectory()
+        let directory = dir.sub("replica")
+        try PosixFileSystem().createDirectoryDurably(directory)
+        let incoming = "\(directory)/\(SnapshotInstall.incomingName)"
+        let state = snapshotState(1_000)
+        func part(_ offset: Int, _ count: Int, total: Int = 1_000) -> ReplicationMessage.SnapshotPart {
+            .init(segmentID: SegmentID(3), firstLSN: LSN(200), covers: LSN(210), epochs: [], totalBytes: UInt64(total),
+                  offset: UInt64(offset), bytes: Array(state[offset..<(offset + count)]))
+        }
+        for offset in stride(from: 0, to: 600, by: 200) {
+            try SnapshotInstall.write(part(offset, 200), directory: directory, fileSystem: PosixFileSystem())
+            #expect(FileManager.default.contents(atPath: incoming).map(Array.init) == Array(state[0..<(offset + 200)]))
+        }
+        // A new transfer (its first part) replaces what the last one left.
+        try SnapshotInstall.write(part(0, 100, total: 100), directory: directory, fileSystem: PosixFileSystem())
+        #expect(FileManager.default.contents(atPath: incoming).map(Array.init) == Array(state[0..<100]))
+        // A start removes a transfer cut short.
+        try SnapshotInstall.finishInterrupted(directory: directory)
+        #expect(!FileManager.default.fileExists(atPath: incoming))
+        // An install the layer refuses leaves no file behind (and the marker says the log was replaced).
+        try SnapshotInstall.write(part(0, 1_000), directory: directory, fileSystem: PosixFileSystem())
+        var options = testOptions
+        options.isReplica = true
+        options.identity = LogIdentity(high: 1, low: 2)
+        #expect(throws: WALError.self) {
+            try SnapshotInstall.install(part(0, 1_000), directory: directory, options: options,
+                                        fileSystem: PosixFileSystem(), snapshots: RefusingSnapshots())
+        }
+        #expect(!FileManager.default.fileExists(atPath: incoming))
+    }
+
+    /// A leader reads the snapshot file it opened, even once a newer one is renamed over its name.
+    @Test func aSnapshotBeingSentIsTheFileAsItWasOpened() throws {
+        let dir = TemporaryDirectory()
+        let directory = dir.sub("leader")
+        try PosixFileSystem().createDirectoryDurably(directory)
+        try SmallFile.replace(Array(repeating: 1, count: 5000), name: "checkpoint", directory: directory, fileSystem: PosixFileSystem())
+        let file = try #require(try ReadOnlyFile.open("\(directory)/checkpoint", fileSystem: PosixFileSystem()))
+        try SmallFile.replace(Array(repeating: 2, count: 10), name: "checkpoint", directory: directory, fileSystem: PosixFileSystem())
+        #expect(file.size == 5000)
+        #expect(try file.read(at: 4000, count: 1000) == Array(repeating: 1, count: 1000))
+        #expect(try file.read(at: 4500, count: 1000) == Array(repeating: 1, count: 500), "short where the file ends")
+        #expect(try ReadOnlyFile.open("\(directory)/missing", fileSystem: PosixFileSystem()) == nil)
+    }
+
     /// Power cut before every file operation of an install, each crash image then started as a replica starts
     /// (`finishInterrupted`, then the log's open): the replica holds either its old log and state, untouched,
     /// or the new log start with the new state, or an empty log and a new incarnation to come. Never a log that
@@ -251,14 +319,15 @@ final class FileSnapshots: StateSnapshots {
         try oldHistory.begin(epoch: 2, at: .first)
         try oldHistory.save(directory: directory, fileSystem: disk)
         let snapshots = FileSnapshots(directory: directory, fileSystem: disk)
-        try snapshots.install([0xAA], covers: LSN(20))
+        try snapshots.keep([0xAA], covers: LSN(20))
 
         let part = ReplicationMessage.SnapshotPart(
             segmentID: SegmentID(6), firstLSN: LSN(500), covers: LSN(503),
             epochs: [.init(epoch: 2, firstLSN: .first), .init(epoch: 4, firstLSN: LSN(300))],
             totalBytes: 3, offset: 0, bytes: [1, 2, 3])
+        try SnapshotInstall.write(part, directory: directory, fileSystem: disk)
         disk.crash(beforeOperation: disk.operations + crashBefore)
-        let completed = (try? SnapshotInstall.install(part, state: part.bytes, directory: directory, options: options,
+        let completed = (try? SnapshotInstall.install(part, directory: directory, options: options,
                                                       fileSystem: disk, snapshots: snapshots)) != nil
         // The cases run past the install's last operation, so that one of them completes it.
         if crashBefore == 39 { #expect(completed) }
@@ -293,5 +362,13 @@ final class FileSnapshots: StateSnapshots {
                 #expect(log.start.firstLSN == part.firstLSN, "\(context): an install that returned is durable")
             }
         }
+    }
+}
+
+/// A layer that refuses every snapshot (as a store refuses a checkpoint that does not decode).
+struct RefusingSnapshots: StateSnapshots {
+    func latest() throws(WALError) -> (file: ReadOnlyFile, covers: LSN)? { nil }
+    func install(file path: String, covers: LSN) throws(WALError) {
+        throw WALError(.corruption, "refused", path: path)
     }
 }
