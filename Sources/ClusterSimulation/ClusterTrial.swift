@@ -19,7 +19,9 @@ import WALSimulation
 /// - epochs only go up;
 /// - at the end, every replica holds every confirmed record, and every follower's segments are its
 ///   leader's byte for byte.
-/// Thread timing (the logs' own threads) can still move what a step finds; what it checks does not depend on it.
+/// The logs have no threads of their own (`LogOptions.threadless`): the seed also decides when each replica
+/// writes and syncs, and every walk whose order draws on the seed goes in sorted order, so a seed replays its
+/// run exactly, in any process (`Outcome.fingerprint`: the trace, the counts and every disk's bytes).
 public struct ClusterTrial: Sendable {
     public var seed: UInt64
     public var steps = 120
@@ -41,6 +43,23 @@ public struct ClusterTrial: Sendable {
         public var rejoinsAsNew = 0
         /// Nil when every check held; otherwise the first that failed.
         public var failure: String?
+        /// What happened to roles, disks and the in-sync set, step by step.
+        public var trace: [String] = []
+        /// Each replica's `SimulatedDisk.fingerprint` at the end.
+        public var diskFingerprints: [UInt64] = []
+
+        /// One digest of the run (the trace, the counts, every disk's bytes): two runs of a seed agree on it.
+        public var fingerprint: UInt64 {
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a
+            func mix(_ value: UInt64) {
+                for shift in stride(from: 0, to: 64, by: 8) { hash = (hash ^ (value >> UInt64(shift) & 0xff)) &* 0x100_0000_01b3 }
+            }
+            for event in trace { for byte in event.utf8 { mix(UInt64(byte)) } }
+            for value in [confirmed, elections, powerLosses, connectionsCut, disksLost, partitions, inSyncChanges, cutsOnRejoin,
+                          rejoinsAsNew] { mix(UInt64(value)) }
+            for disk in diskFingerprints { mix(disk) }
+            return hash
+        }
     }
 
     public func run() async -> Outcome {
@@ -49,8 +68,13 @@ public struct ClusterTrial: Sendable {
     }
 }
 
-/// The options of every replica's log: small segments and buffers, so that short runs roll and fill them.
-let trialOptions: LogOptions = PowerLossTrial.defaultOptions
+/// The options of every replica's log: small segments and buffers, so that short runs roll and fill them; no
+/// threads (the trial runs each log's I/O when its seed says).
+let trialOptions: LogOptions = {
+    var options = PowerLossTrial.defaultOptions
+    options.threadless = true
+    return options
+}()
 let trialDirectory = "/sim/log"
 
 /// A replica of the simulated cluster: its disk, and its log as leader or follower.
@@ -67,8 +91,8 @@ final class SimulatedReplica {
 
     /// Takes the incarnation its disk names (a new one for a new disk, or after its log cut records it may
     /// have acknowledged).
-    func takeIncarnation() throws(WALError) {
-        let incarnation = try Incarnation.loadOrCreate(directory: trialDirectory, fileSystem: disk)
+    func takeIncarnation(fresh: UInt64) throws(WALError) {
+        let incarnation = try Incarnation.loadOrCreate(directory: trialDirectory, fileSystem: disk, fresh: fresh)
         identity = ReplicaIdentity(member: identity.member, incarnation: incarnation)
     }
 
@@ -79,6 +103,10 @@ final class SimulatedReplica {
         let epoch: UInt64
         let tracker: InSyncTracker
         let sessions = Mutex<[Int: LeaderSession]>([:])
+        /// The sessions by connection id (a dictionary's own order is not the same from one run to the next).
+        var sessionsInOrder: [LeaderSession] {
+            sessions.withLock { $0.sorted { $0.key < $1.key }.map(\.value) }
+        }
 
         init(log: WriteAheadLog, history: EpochHistory, epoch: UInt64, tracker: InSyncTracker) {
             self.log = log
@@ -98,12 +126,12 @@ final class Cluster: @unchecked Sendable {
     private var outcome = ClusterTrial.Outcome()
     private let confirmed = ConfirmedRecords()
     private var appended = 0
-    private var logIdentity = LogIdentity.random()
+    private var logIdentity: LogIdentity
     private var lastEpoch: UInt64 = 0
     /// Followers cut off from the leader, with the steps until they reconnect.
     private var partitioned: [String: Int] = [:]
-    /// What happened to roles, disks and the in-sync set, for the report of a failed trial (threads decide
-    /// some timing, so a failing seed may not fail again: the trace is what remains of it).
+    /// What happened to roles, disks and the in-sync set, for the report of a failed trial and the check that
+    /// a seed replays exactly.
     private var trace: [String] = []
     private var stepNumber = 0
 
@@ -113,6 +141,7 @@ final class Cluster: @unchecked Sendable {
 
     init(seed: UInt64, replicas count: Int) {
         rng = SplitMix64(seed: seed)
+        logIdentity = LogIdentity(high: rng.next(), low: rng.next())
         replicas = (0..<count).map { SimulatedReplica(identity: ReplicaIdentity(member: "r\($0)", incarnation: UInt64($0 + 1))) }
     }
 
@@ -121,7 +150,7 @@ final class Cluster: @unchecked Sendable {
     func run(steps: Int) async -> ClusterTrial.Outcome {
         do {
             for replica in replicas {
-                try replica.takeIncarnation()
+                try replica.takeIncarnation(fresh: rng.next())
                 replica.lease = try await coordinator.grantLease(ttl: .seconds(2)).id
             }
             try await elect(replicas[0])
@@ -138,6 +167,8 @@ final class Cluster: @unchecked Sendable {
         }
         for replica in replicas { try? replica.log?.close() }
         outcome.confirmed = confirmed.map.withLock { $0.count }
+        outcome.trace = trace
+        outcome.diskFingerprints = replicas.map(\.disk.fingerprint)
         if outcome.failure == nil { outcome.failure = compareReplicas() }
         if let failure = outcome.failure {
             outcome.failure = failure + "\ntrace (step: event), the last 60:\n  " + trace.suffix(60).joined(separator: "\n  ")
@@ -162,8 +193,17 @@ final class Cluster: @unchecked Sendable {
         default:
             try await failover()
         }
+        performSomeIO()
         try endPartitions(after: 1)
         try await keepInSyncSet()
+    }
+
+    /// Each replica's log does what an I/O thread would do next (write what is pending, one sync) with
+    /// probability 3/4: the seed decides how far each disk lags its log.
+    private func performSomeIO() {
+        for replica in replicas where rng.next() % 4 != 0 {
+            _ = replica.log?.performIO()
+        }
     }
 
     /// Cuts a follower off from the leader for a few steps (its log stays open; the leader drops it from the
@@ -179,7 +219,8 @@ final class Cluster: @unchecked Sendable {
 
     /// Counts the partitions down by `steps`; reconnects the followers whose partition ended.
     private func endPartitions(after steps: Int) throws {
-        for (member, left) in partitioned {
+        for member in partitioned.keys.sorted() {
+            guard let left = partitioned[member] else { continue }
             if left > steps {
                 partitioned[member] = left - steps
                 continue
@@ -251,7 +292,7 @@ final class Cluster: @unchecked Sendable {
         note("\(replica.identity) leads epoch \(state.epoch) from end \(log.durableLSN.next) (its last watermark "
              + "\(log.lastFrameWatermark)); in sync \(state.inSync); highest confirmed \(highestConfirmed); epochs \(history.entries)")
         let leading = SimulatedReplica.Leading(log: log, history: history, epoch: state.epoch, tracker: tracker)
-        log.observeWrites { [leading] in for session in leading.sessions.withLock({ Array($0.values) }) { session.pump() } }
+        log.observeWrites { [leading] in for session in leading.sessionsInOrder { session.pump() } }
         replica.leading = leading
         leaderIndex = replicas.firstIndex { $0 === replica }!
         outcome.elections += 1
@@ -267,7 +308,7 @@ final class Cluster: @unchecked Sendable {
         note("\(replica.identity) opens as a follower: end \(log.durableLSN.next), watermark \(log.lastFrameWatermark)"
              + (log.recoveryReport.replicaCut != nil ? ", cut as a new replica" : ""))
         do {
-            try replica.takeIncarnation()
+            try replica.takeIncarnation(fresh: rng.next())
         } catch {
             try? log.close()
             throw error
@@ -339,7 +380,7 @@ final class Cluster: @unchecked Sendable {
         let old = replicas[leaderIndex]
         guard let leading = old.leading else { return }
         note("the leader \(old.identity) loses power: durable end \(leading.log.durableLSN.next), committed "
-             + "\(leading.log.committedLSN), highest confirmed \(highestConfirmed); in sync (tracker) \(leading.tracker.inSync)")
+             + "\(leading.log.committedLSN), highest confirmed \(highestConfirmed); in sync (tracker) \(leading.tracker.inSync.sorted { ($0.member, $0.incarnation) < ($1.member, $1.incarnation) })")
         for id in leading.sessions.withLock({ Array($0.keys) }) { network.cut(id) }
         leading.log.observeWrites(nil)
         old.disk.crash()
@@ -382,7 +423,8 @@ final class Cluster: @unchecked Sendable {
         // Gone: a lost disk's old incarnation, or a follower cut off from this leader (no live session).
         let connected = Set(leading.sessions.withLock { $0.values.compactMap { $0.refusal == nil ? $0.follower : nil } })
         let reachable = Set(replicas.filter { partitioned[$0.identity.member] == nil }.map(\.identity))
-        for gone in leading.tracker.inSync where !reachable.contains(gone) && !connected.contains(gone) {
+        let inSync = leading.tracker.inSync.sorted { ($0.member, $0.incarnation) < ($1.member, $1.incarnation) }
+        for gone in inSync where !reachable.contains(gone) && !connected.contains(gone) {
             let snapshot = try await coordinator.read()
             guard var state = snapshot.state, let revision = snapshot.stateRevision else { continue }
             state.inSync.removeAll { $0 == gone }
@@ -392,7 +434,7 @@ final class Cluster: @unchecked Sendable {
                 note("\(gone) leaves the in-sync set; committed \(leading.log.committedLSN)")
             }
         }
-        for session in leading.sessions.withLock({ Array($0.values) }) {
+        for session in leading.sessionsInOrder {
             guard let follower = session.follower, leading.tracker.mayJoin(follower),
                   !leading.tracker.inSync.contains(follower) else { continue }
             let snapshot = try await coordinator.read()
@@ -418,13 +460,16 @@ final class Cluster: @unchecked Sendable {
         guard let leading = replicas[leaderIndex].leading else { return }
         // The last steps' appends may still be on their way into the leader's log: shipping follows its writes.
         leading.log.waitUntilAcceptedIsDurable()
-        var idleRounds = 0
-        while idleRounds < 3 {
-            while network.deliverOne(&rng) {}
+        var quietRounds = 0
+        while quietRounds < 2 {
+            var progress = false
+            while network.deliverOne(&rng) { progress = true }
+            for replica in replicas where replica.log?.performIO() == true { progress = true }
             try await keepInSyncSet()
             let caughtUp = replicas.allSatisfy { ($0.following?.session.log.durableLSN ?? leading.log.durableLSN) == leading.log.durableLSN }
             if caughtUp && network.queued == 0 && leading.log.durableLSN == leading.log.committedLSN { break }
-            if !network.awaitMessage(seconds: 2) { idleRounds += 1 }
+            // Nothing left to deliver or write twice in a row, and not caught up: the checks below say where.
+            quietRounds = progress ? 0 : quietRounds + 1
         }
         for replica in replicas {
             guard let log = replica.log else { continue }

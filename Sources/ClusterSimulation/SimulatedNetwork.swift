@@ -84,16 +84,4 @@ final class SimulatedNetwork: @unchecked Sendable {
         if toLeader { connection.leader?.receive(message) } else { connection.follower?.receive(message) }
         return true
     }
-
-    /// Waits until a message is queued, up to `seconds`; false if none came (the logs' threads send the
-    /// acknowledgements, after their syncs).
-    func awaitMessage(seconds: Double) -> Bool {
-        let deadline = Date(timeIntervalSinceNow: seconds)
-        condition.lock()
-        defer { condition.unlock() }
-        while connections.values.allSatisfy({ $0.queued == 0 }) {
-            if !condition.wait(until: deadline) { return false }
-        }
-        return true
-    }
 }

@@ -88,8 +88,8 @@ final class GroupCommitter: @unchecked Sendable {
         roomFree = monitor.makeCondition()
         threadExited = monitor.makeCondition()
 
-        liveThreads = Self.ioThreads
-        for i in 0..<Self.ioThreads {
+        liveThreads = options.threadless ? 0 : Self.ioThreads
+        for i in 0..<liveThreads {
             let thread = Thread { [self] in
                 Platform.nameCurrentThread("wal-io-\(i)")
                 ioLoop()
@@ -120,6 +120,10 @@ final class GroupCommitter: @unchecked Sendable {
     /// Blocks until everything accepted is written and durable (or the log failed or is closing): a follower
     /// starting a new exchange says where its log ends, and that must be durable.
     func waitUntilIdle() {
+        if options.threadless {
+            monitor.withLock { while stepLocked() {} }
+            return
+        }
         monitor.withLock {
             while ledger.failure == nil && !stopping
                 && (!pending.isEmpty || writeTokenHeld || ledger.syncsInFlight > 0 || ledger.hasUnsyncedWrites) {
@@ -330,6 +334,13 @@ final class GroupCommitter: @unchecked Sendable {
 
     /// Blocks the calling thread until the pending batch has room for `totalBytes` in `records` records.
     func waitForRoomBlocking(totalBytes: Int, records: Int) {
+        if options.threadless {
+            // Nobody else will write the pending batch out.
+            monitor.withLock {
+                while !hasRoom(bytes: totalBytes, records: records) && ledger.failure == nil && !stopping && stepLocked() {}
+            }
+            return
+        }
         monitor.withLock {
             while !hasRoom(bytes: totalBytes, records: records) && ledger.failure == nil && !stopping {
                 roomFree.wait()
@@ -349,6 +360,7 @@ final class GroupCommitter: @unchecked Sendable {
         let parked = roomWaiters
         roomWaiters.removeAll()
         while liveThreads > 0 { threadExited.wait() }
+        if options.threadless { finishThreadless() }
         let failed = ledger.failure
         if ledger.unreleasedGroups > 0 {
             // Durable here but not confirmed by the in-sync replicas (a leader's log): these appends never
@@ -361,6 +373,38 @@ final class GroupCommitter: @unchecked Sendable {
         for c in parked { c.resume(returning: PendingBatch.retryToken) }
         writer.close()
         if let failed { throw failed }
+    }
+
+    // MARK: - Without threads (`LogOptions.threadless`)
+
+    /// What one I/O thread would do next, on the caller's thread: writes the pending batch, then runs one
+    /// sync if written records wait for one, and completes what it proved durable (callbacks run here).
+    /// Returns whether it did anything.
+    func performIO() -> Bool {
+        precondition(options.threadless, "performIO is for a threadless log; its own threads do the I/O")
+        monitor.lock()
+        defer { monitor.unlock() }
+        return !stopping && stepLocked()
+    }
+
+    /// One turn of `ioLoop` that never waits. Called and returns with the lock held.
+    private func stepLocked() -> Bool {
+        var did = false
+        if ledger.failure == nil && !pending.isEmpty && !writeTokenHeld {
+            writeOneGroup()
+            did = true
+        }
+        if ledger.wantsSync {
+            syncOnce()
+            did = true
+        }
+        return did
+    }
+
+    /// A threadless log's close: what the I/O threads do once stopping, on the closing thread. Lock held.
+    private func finishThreadless() {
+        while ledger.failure == nil && stepLocked() {}
+        if ledger.failure == nil && !sealed && !options.isReplica { sealed = true; writeSeal() }
     }
 
     // MARK: - I/O threads

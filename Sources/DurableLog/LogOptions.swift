@@ -57,6 +57,12 @@ public struct LogOptions: Sendable {
     /// `.unsafeNoSync` skips `fdatasync` to show what durability costs in the benchmark: confirms then mean
     /// nothing after a power loss. Benchmark rigging: `package` access, not part of the product.
     package var durability: Durability = .fdatasync
+    /// No threads of the log's own: nothing is written or synced until its owner calls
+    /// `WriteAheadLog.performIO()`, which does on the caller's thread what an I/O thread would do next, and a
+    /// new segment is prepared when it is taken. For a deterministic simulation, whose seed then decides when
+    /// each log writes and syncs. Appends must complete by callback or `async` (nothing else runs the I/O
+    /// an `appendAndWait` would wait for). Simulation rigging: `package` access.
+    package var threadless = false
 
     /// What `WriteAheadLog.open` does about damage to records that a later frame proves were confirmed (a
     /// torn tail is cut in either mode).

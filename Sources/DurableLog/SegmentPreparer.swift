@@ -40,7 +40,11 @@ final class SegmentPreparer: @unchecked Sendable {
     /// How many freed segments are kept for reuse; the rest are deleted.
     static let sparesMax = 2
 
-    init(directory: String, segmentBytes: Int, fileSystem: any FileSystem) {
+    /// Without a thread (`threadless`), nothing is prepared ahead: `take` makes the file when it is asked for.
+    private let threadless: Bool
+
+    init(directory: String, segmentBytes: Int, fileSystem: any FileSystem, threadless: Bool = false) {
+        self.threadless = threadless
         self.directory = directory
         self.segmentBytes = segmentBytes
         self.fileSystem = fileSystem
@@ -52,6 +56,10 @@ final class SegmentPreparer: @unchecked Sendable {
         nextSpareNumber = names.compactMap { Self.number(ofReusable: $0) }.max() ?? 0
         wake = monitor.makeCondition()
         done = monitor.makeCondition()
+        if threadless {
+            exited = true
+            return
+        }
         let thread = Thread { [self] in
             Platform.nameCurrentThread("wal-preparer")
             run()
@@ -90,6 +98,7 @@ final class SegmentPreparer: @unchecked Sendable {
 
     /// Starts preparing the file for `segmentID` in the background, unless it is already under way.
     func prepare(_ segmentID: SegmentID) {
+        if threadless { return }
         monitor.withLock {
             if requested == segmentID || result?.0 == segmentID { return }
             requested = segmentID
@@ -99,6 +108,7 @@ final class SegmentPreparer: @unchecked Sendable {
 
     /// Waits for the file for `segmentID` (starting it if nobody asked yet) and hands it over.
     func take(_ segmentID: SegmentID) throws(WALError) -> Prepared {
+        if threadless { return try makeFile(segmentID) }
         prepare(segmentID)
         let outcome: Result<Prepared, WALError> = monitor.withLock {
             while true {

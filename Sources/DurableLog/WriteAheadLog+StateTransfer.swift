@@ -49,7 +49,8 @@ extension WriteAheadLog {
         if let segment = try fileSystem.list(directory).first(where: { SegmentNames.firstLSN(ofName: $0) != nil }) {
             throw WALError(.invalidArgument, "the directory holds a segment already (\(segment))", path: directory)
         }
-        let preparer = SegmentPreparer(directory: directory, segmentBytes: options.segmentBytes, fileSystem: fileSystem)
+        let preparer = SegmentPreparer(directory: directory, segmentBytes: options.segmentBytes, fileSystem: fileSystem,
+                                   threadless: options.threadless)
         defer { preparer.stop() }
         let prepared = try preparer.take(segmentID)
         let active = try SegmentWriter.activate(prepared, firstLSN: firstLSN, identity: identity, directory: directory,

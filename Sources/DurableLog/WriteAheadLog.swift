@@ -108,7 +108,8 @@ public final class WriteAheadLog: Sendable {
         self.telemetry = telemetry
         self.identity = recovered.identity
         self.recoveryReport = recovered.report
-        preparer = SegmentPreparer(directory: directory, segmentBytes: options.segmentBytes, fileSystem: fileSystem)
+        preparer = SegmentPreparer(directory: directory, segmentBytes: options.segmentBytes, fileSystem: fileSystem,
+                                   threadless: options.threadless)
         let active: SegmentWriter.ActiveSegment
         var segments = recovered.segments
         do {

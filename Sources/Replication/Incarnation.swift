@@ -11,11 +11,13 @@ package enum Incarnation {
     /// its follower log cut records the replica may have acknowledged (`ReplicaRejoinMarker`: the new
     /// incarnation is durable before the marker goes). Call it again after each open of a follower's log, before
     /// the replica speaks for the directory. Blocks on the files.
-    package static func loadOrCreate(directory: String, fileSystem: any FileSystem = PosixFileSystem()) throws(WALError) -> UInt64 {
+    /// `fresh`: the incarnation taken when a new one is needed (a simulation passes one its seed chose).
+    package static func loadOrCreate(directory: String, fileSystem: any FileSystem = PosixFileSystem(),
+                                     fresh: UInt64 = ReplicaIdentity.newIncarnation()) throws(WALError) -> UInt64 {
         try fileSystem.createDirectoryDurably(directory)
         let path = "\(directory)/\(fileName)"
         if try ReplicaRejoinMarker.isPresent(directory: directory, fileSystem: fileSystem) {
-            let incarnation = ReplicaIdentity.newIncarnation()
+            let incarnation = fresh
             #if REPLICATION_BROKEN_INCARNATION_AFTER_MARKER  // BROKEN ON PURPOSE (harness check builds only)
             try ReplicaRejoinMarker.remove(directory: directory, fileSystem: fileSystem)
             #endif
@@ -30,7 +32,7 @@ package enum Incarnation {
             }
             return bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
         }
-        let incarnation = ReplicaIdentity.newIncarnation()
+        let incarnation = fresh
         try SmallFile.replace(withUnsafeBytes(of: incarnation.littleEndian) { Array($0) }, name: fileName,
                               directory: directory, fileSystem: fileSystem)
         return incarnation

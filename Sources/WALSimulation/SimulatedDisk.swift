@@ -48,6 +48,25 @@ public final class SimulatedDisk: FileSystem {
     /// Makes every later call fail with EIO (the power is gone).
     public func crash() { state.withLock { $0.crashed = true } }
 
+    /// A digest of everything the disk holds (names, and each file's durable and current bytes): two runs of
+    /// one seed that end with equal fingerprints left the same bytes behind.
+    public var fingerprint: UInt64 {
+        state.withLock { s in
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a
+            func mix<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
+                for b in bytes { hash = (hash ^ UInt64(b)) &* 0x100_0000_01b3 }
+            }
+            for (name, number) in s.names.sorted(by: { $0.key < $1.key }) {
+                mix(name.utf8)
+                guard let inode = s.inodes[number] else { continue }
+                mix(inode.durable)
+                mix(inode.current)
+                mix(withUnsafeBytes(of: inode.pending.count) { Array($0) })
+            }
+            return hash
+        }
+    }
+
     /// Crashes automatically just before mutating operation number `n` (0-based) would run.
     public func crash(beforeOperation n: Int) { state.withLock { $0.crashBeforeOperation = n } }
 
@@ -60,16 +79,23 @@ public final class SimulatedDisk: FileSystem {
             // Directory: durable entries, plus each unsynced change kept or lost as a whole. Changes are
             // not recorded one by one, so per name: the current entry survives with probability 1/2 when it
             // differs from the durable one.
+            // Every walk that draws from `rng` goes in sorted order: a dictionary's own order differs from one
+            // process (and one instance) to the next, and the seed must choose the same image every time.
             var names = s.durableNames
-            for (name, inode) in s.names where s.durableNames[name] != inode {
+            for (name, inode) in s.names.sorted(by: { $0.key < $1.key }) where s.durableNames[name] != inode {
                 if rng.next() % 2 == 0 { names[name] = inode }
             }
-            for (name, _) in s.durableNames where s.names[name] == nil {
+            for name in s.durableNames.keys.sorted() where s.names[name] == nil {
                 if rng.next() % 2 == 0 { names[name] = nil }
             }
             image.names = names
             image.durableNames = names
-            for (number, inode) in s.inodes {
+            #if SIMULATION_BROKEN_UNSORTED_WALK  // BROKEN ON PURPOSE (harness check builds only): the dictionary's order
+            let inodes = Array(s.inodes)
+            #else
+            let inodes = s.inodes.sorted(by: { $0.key < $1.key })
+            #endif
+            for (number, inode) in inodes {
                 var bytes = inode.durable
                 for write in inode.pending {
                     switch rng.next() % 5 {
@@ -219,8 +245,9 @@ public final class SimulatedDisk: FileSystem {
     public func list(_ path: String) throws(WALError) -> [String] {
         state.withLock { s in
             let prefix = path.hasSuffix("/") ? path : path + "/"
+            // Sorted, so that a seeded run sees the same order every time (a real directory's is arbitrary).
             return s.names.keys.filter { $0.hasPrefix(prefix) }.map { String($0.dropFirst(prefix.count)) }
-                .filter { !$0.contains("/") }
+                .filter { !$0.contains("/") }.sorted()
         }
     }
 }

@@ -91,6 +91,11 @@ struct Torture: AsyncParsableCommand {
                 failures.append((s, failure))
                 FileHandle.standardError.write(Data("FAIL seed \(s): \(failure) (replay: wal-torture --cluster --seed \(s))\n".utf8))
             }
+            if seed != nil {
+                // One seed replayed: its whole story, and a digest that every replay of it prints again.
+                for event in outcome.trace { print("  \(event)") }
+                print(String(format: "seed %llu: fingerprint %016llx", s, outcome.fingerprint))
+            }
             if Date().timeIntervalSince(lastReport) >= 10 {
                 lastReport = Date()
                 FileHandle.standardError.write(Data("\(Int(s - first) + 1)/\(count) seeds, \(failures.count) failures\n".utf8))
