@@ -20,7 +20,7 @@ import WALSimulation
 /// - at the end, every replica holds every confirmed record, and every follower's segments are its
 ///   leader's byte for byte.
 /// The logs have no threads of their own (`LogOptions.threadless`): the seed also decides when each replica
-/// writes and syncs, and every walk whose order draws on the seed goes in sorted order, so a seed replays its
+/// writes and when it syncs, and every walk whose order draws on the seed goes in sorted order, so a seed replays its
 /// run exactly, in any process (`Outcome.fingerprint`: the trace, the counts and every disk's bytes).
 public struct ClusterTrial: Sendable {
     public var seed: UInt64
@@ -198,11 +198,17 @@ final class Cluster: @unchecked Sendable {
         try await keepInSyncSet()
     }
 
-    /// Each replica's log does what an I/O thread would do next (write what is pending, one sync) with
-    /// probability 3/4: the seed decides how far each disk lags its log.
+    /// Each replica's log does what an I/O thread would do next with probability 3/4: writes what is pending,
+    /// runs one sync, or both. The seed decides how far each disk lags its log, and a power loss may find
+    /// written records not yet synced (a crash image then drops, cuts, tears or garbles them).
     private func performSomeIO() {
-        for replica in replicas where rng.next() % 4 != 0 {
-            _ = replica.log?.performIO()
+        for replica in replicas {
+            switch rng.next() % 8 {
+            case 0, 1: continue
+            case 2, 3: _ = replica.log?.performIO(write: true, sync: false)
+            case 4: _ = replica.log?.performIO(write: false, sync: true)
+            default: _ = replica.log?.performIO()
+            }
         }
     }
 

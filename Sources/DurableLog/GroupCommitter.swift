@@ -377,14 +377,24 @@ final class GroupCommitter: @unchecked Sendable {
 
     // MARK: - Without threads (`LogOptions.threadless`)
 
-    /// What one I/O thread would do next, on the caller's thread: writes the pending batch, then runs one
-    /// sync if written records wait for one, and completes what it proved durable (callbacks run here).
-    /// Returns whether it did anything.
-    func performIO() -> Bool {
+    /// What an I/O thread would do next, on the caller's thread: with `write`, writes the pending batch; with
+    /// `sync`, then runs one sync if written records wait for one, and completes what it proved durable
+    /// (callbacks run here). Returns whether it did anything.
+    func performIO(write: Bool, sync: Bool) -> Bool {
         precondition(options.threadless, "performIO is for a threadless log; its own threads do the I/O")
         monitor.lock()
         defer { monitor.unlock() }
-        return !stopping && stepLocked()
+        guard !stopping else { return false }
+        var did = false
+        if write, ledger.failure == nil, !pending.isEmpty, !writeTokenHeld {
+            writeOneGroup()
+            did = true
+        }
+        if sync, ledger.wantsSync {
+            syncOnce()
+            did = true
+        }
+        return did
     }
 
     /// One turn of `ioLoop` that never waits. Called and returns with the lock held.

@@ -89,9 +89,10 @@ extension WriteAheadLog {
     /// way to the disk, and an end that counted them would be acknowledged as durable too early.
     package func waitUntilAcceptedIsDurable() { committer.waitUntilIdle() }
 
-    /// A threadless log (`LogOptions.threadless`): does on this thread what an I/O thread would do next (writes
-    /// what is pending, runs one sync, completes what it made durable). Returns whether it did anything.
-    package func performIO() -> Bool { committer.performIO() }
+    /// A threadless log (`LogOptions.threadless`): does on this thread what an I/O thread would do next: with
+    /// `write`, writes what is pending (not yet durable); with `sync`, then runs one sync and completes what it
+    /// made durable. Returns whether it did anything.
+    package func performIO(write: Bool = true, sync: Bool = true) -> Bool { committer.performIO(write: write, sync: sync) }
 
     /// The LSN after the last record this log accepted (appended, or taken from a leader), durable or not.
     package var acceptedEnd: LSN { committer.acceptedEnd }
