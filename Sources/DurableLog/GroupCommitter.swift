@@ -183,6 +183,9 @@ final class GroupCommitter: @unchecked Sendable {
         if options.isReplica {
             return .failed(WALError(.invalidArgument, "a follower's log takes only the frames its leader ships"))
         }
+        if options.threadless, case .blocking = completion {
+            preconditionFailure("a threadless log takes callback and async appends only: nothing would run the I/O a blocking append waits for")
+        }
         monitor.lock()
         if let failure = ledger.failure { monitor.unlock(); return .failed(failure) }
         if stopping { monitor.unlock(); return .failed(WALError(.closed, "the log is closed")) }
