@@ -26,6 +26,14 @@ public struct ToolRun: Sendable {
                        errors: String(decoding: errors.data, as: UTF8.self))
     }
 
+    /// The directory of the running executable: where SwiftPM puts the package's tools beside the test bundle.
+    public static var productsDirectory: String {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        let path = String(decoding: buffer.prefix(max(n, 0)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return URL(fileURLWithPath: path).deletingLastPathComponent().path
+    }
+
     private final class ErrorsBox: @unchecked Sendable {
         var data = Data()
         let done = DispatchSemaphore(value: 0)
