@@ -172,6 +172,7 @@ let package = Package(
         ]),
         .testTarget(name: "ReplicationTests", dependencies: [
             "Replication", "DurableLog", "WALSimulation", "Coordination", "ClusterSimulation", "EtcdTestSupport",
+            "wal-torture",  // run by the test that replays a seed in another process
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "ReplicatedQueueTests", dependencies: [

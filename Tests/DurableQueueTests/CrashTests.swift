@@ -38,12 +38,7 @@ struct ChildReport: ChildLines {
     }
 }
 
-func productsDirectory() -> String {
-    var buffer = [CChar](repeating: 0, count: 4096)
-    let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-    let path = String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    return URL(fileURLWithPath: path).deletingLastPathComponent().path
-}
+func productsDirectory() -> String { ToolRun.productsDirectory }
 
 /// Runs the child on `directory` and kills it with SIGKILL once it reported `steps` lines after opening (or
 /// `afterMicroseconds` after it started, which can land in its recovery).
