@@ -387,27 +387,17 @@ final class GroupCommitter: @unchecked Sendable {
         precondition(options.threadless, "performIO is for a threadless log; its own threads do the I/O")
         monitor.lock()
         defer { monitor.unlock() }
-        guard !stopping else { return false }
-        var did = false
-        if write, ledger.failure == nil, !pending.isEmpty, !writeTokenHeld {
-            writeOneGroup()
-            did = true
-        }
-        if sync, ledger.wantsSync {
-            syncOnce()
-            did = true
-        }
-        return did
+        return !stopping && stepLocked(write: write, sync: sync)
     }
 
     /// One turn of `ioLoop` that never waits. Called and returns with the lock held.
-    private func stepLocked() -> Bool {
+    private func stepLocked(write: Bool = true, sync: Bool = true) -> Bool {
         var did = false
-        if ledger.failure == nil && !pending.isEmpty && !writeTokenHeld {
+        if write && ledger.failure == nil && !pending.isEmpty && !writeTokenHeld {
             writeOneGroup()
             did = true
         }
-        if ledger.wantsSync {
+        if sync && ledger.wantsSync {
             syncOnce()
             did = true
         }
