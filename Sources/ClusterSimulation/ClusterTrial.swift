@@ -92,6 +92,9 @@ final class SimulatedReplica {
     /// Takes the incarnation its disk names (a new one for a new disk, or after its log cut records it may
     /// have acknowledged).
     func takeIncarnation(fresh: UInt64) throws(WALError) {
+        #if SIMULATION_BROKEN_UNSEEDED_INCARNATION  // BROKEN ON PURPOSE (harness check builds only): not from the seed
+        let fresh = ReplicaIdentity.newIncarnation()
+        #endif
         let incarnation = try Incarnation.loadOrCreate(directory: trialDirectory, fileSystem: disk, fresh: fresh)
         identity = ReplicaIdentity(member: identity.member, incarnation: incarnation)
     }

@@ -90,12 +90,7 @@ public final class SimulatedDisk: FileSystem {
             }
             image.names = names
             image.durableNames = names
-            #if SIMULATION_BROKEN_UNSORTED_WALK  // BROKEN ON PURPOSE (harness check builds only): the dictionary's order
-            let inodes = Array(s.inodes)
-            #else
-            let inodes = s.inodes.sorted(by: { $0.key < $1.key })
-            #endif
-            for (number, inode) in inodes {
+            for (number, inode) in s.inodes.sorted(by: { $0.key < $1.key }) {
                 var bytes = inode.durable
                 for write in inode.pending {
                     switch rng.next() % 5 {
