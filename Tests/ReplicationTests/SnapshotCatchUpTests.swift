@@ -275,10 +275,11 @@ final class FileSnapshots: StateSnapshots {
         var options = testOptions
         options.isReplica = true
         options.identity = LogIdentity(high: 1, low: 2)
-        #expect(throws: WALError.self) {
+        let refused = #expect(throws: WALError.self) {
             try SnapshotInstall.install(part(0, 1_000), directory: directory, options: options,
                                         fileSystem: PosixFileSystem(), snapshots: RefusingSnapshots())
         }
+        #expect(refused?.code == .corruption, "the layer's refusal, as it gave it")
         #expect(!FileManager.default.fileExists(atPath: incoming))
     }
 
