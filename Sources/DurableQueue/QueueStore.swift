@@ -626,6 +626,9 @@ public final class QueueStore: Sendable, CompletionSink {
         let encoded = encoded ?? RecordsToAppend(records)
         while true {
             // No usability check here: the log itself refuses appends once it failed or closed.
+            // The confirm timeout counts from the call, not from when the append returned: a clock that moves
+            // on while the append is under way is already counted.
+            let deadline = confirmTimeout.map { options.clock.monotonic.advanced(by: $0) }
             let outcome = await withUnsafeContinuation { (c: Reply) in
                 do throws(QueueError) {
                     // Only if the embedder turned `LogOptions.commitOnCallerWhenIdle` on (it blocks this
@@ -638,8 +641,7 @@ public final class QueueStore: Sendable, CompletionSink {
                         #if !REPLICATION_BROKEN_NO_CONFIRM_TIMEOUT  // (harness check builds only: waits without bound)
                         // Only writes the gate let through: the ungated one (a new leader's session start) waits
                         // for its group, and a store that has not opened has no callers to answer.
-                        if gated, let confirmTimeout {
-                            let deadline = options.clock.monotonic.advanced(by: confirmTimeout)
+                        if gated, let deadline {
                             replyDeadlines.watch(submission, until: deadline)
                         }
                         #endif
