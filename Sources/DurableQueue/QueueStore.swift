@@ -626,8 +626,8 @@ public final class QueueStore: Sendable, CompletionSink {
         let encoded = encoded ?? RecordsToAppend(records)
         while true {
             // No usability check here: the log itself refuses appends once it failed or closed.
-            // The confirm timeout counts from the call, not from when the append returned: a clock that moves
-            // on while the append is under way is already counted.
+            // The confirm timeout counts from this attempt to append (after a wait for room, from the retry),
+            // read before the append, not after it returned: a clock that moves on meanwhile is counted.
             let deadline = confirmTimeout.map { options.clock.monotonic.advanced(by: $0) }
             let outcome = await withUnsafeContinuation { (c: Reply) in
                 do throws(QueueError) {
