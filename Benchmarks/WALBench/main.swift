@@ -22,6 +22,12 @@ if CommandLine.arguments.count == 3, CommandLine.arguments[1] == "--checkpoint-s
     try await CheckpointStall.run(directory: CommandLine.arguments[2])
 }
 
+// A probe: what checkpoints cost a store with a deep queue (see DeepQueue).
+if CommandLine.arguments.count == 6, CommandLine.arguments[1] == "--deep-queue", let queued = Int(CommandLine.arguments[3]),
+   let seconds = Double(CommandLine.arguments[4]), let spacing = Int(CommandLine.arguments[5]) {
+    try await DeepQueue.run(directory: CommandLine.arguments[2], queued: queued, seconds: seconds, spacing: spacing)
+}
+
 struct Settings {
     var reps = 3
     var seconds = 1.0

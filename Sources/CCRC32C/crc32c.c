@@ -45,6 +45,46 @@ uint32_t crc32c_extend_portable(uint32_t crc, const void *data, size_t length) {
     return ~crc;
 }
 
+// A 32x32 matrix over GF(2), as the images of the 32 unit vectors.
+static uint32_t matrix_times(const uint32_t *matrix, uint32_t vector) {
+    uint32_t sum = 0;
+    for (int i = 0; vector; i++, vector >>= 1)
+        if (vector & 1) sum ^= matrix[i];
+    return sum;
+}
+
+// product = a after b
+static void matrix_compose(uint32_t *product, const uint32_t *a, const uint32_t *b) {
+    uint32_t out[32];
+    for (int i = 0; i < 32; i++) out[i] = matrix_times(a, b[i]);
+    memcpy(product, out, sizeof out);
+}
+
+// The operator that advances a CRC register over `bytes` zero bytes, by squaring (log2(bytes) steps).
+static void zeros_matrix(uint32_t *result, size_t bytes) {
+    // One zero bit into the reflected register: shift right, fold the polynomial in if bit 0 was set.
+    uint32_t bit[32];
+    bit[0] = CRC32C_POLY;
+    for (int i = 1; i < 32; i++) bit[i] = 1u << (i - 1);
+    uint32_t power[32];  // advances over 8 zero bits, then 16, 32, ... by squaring
+    matrix_compose(power, bit, bit);
+    matrix_compose(power, power, power);
+    matrix_compose(power, power, power);
+    for (int i = 0; i < 32; i++) result[i] = 1u << i;
+    for (size_t n = bytes; n; n >>= 1) {
+        if (n & 1) matrix_compose(result, power, result);
+        matrix_compose(power, power, power);
+    }
+}
+
+// With F(M) the finished checksum (register preset to ones, inverted at the end) and Z(n) the advance over n
+// zero bytes: F(A ++ B) = Z(len B)(F(A)) xor F(B), the presets and inversions cancelling out.
+uint32_t crc32c_combine(uint32_t first, uint32_t second, size_t second_length) {
+    uint32_t advance_over_second[32];
+    zeros_matrix(advance_over_second, second_length);
+    return matrix_times(advance_over_second, first) ^ second;
+}
+
 #if defined(__x86_64__)
 #include <nmmintrin.h>
 #include <pthread.h>
@@ -61,36 +101,9 @@ typedef struct { uint32_t byte[4][256]; } zeros_operator;
 static zeros_operator zeros_long, zeros_short;
 static pthread_once_t zeros_once = PTHREAD_ONCE_INIT;
 
-// A 32x32 matrix over GF(2), as the images of the 32 unit vectors.
-static uint32_t matrix_times(const uint32_t *matrix, uint32_t vector) {
-    uint32_t sum = 0;
-    for (int i = 0; vector; i++, vector >>= 1)
-        if (vector & 1) sum ^= matrix[i];
-    return sum;
-}
-
-// product = a after b
-static void matrix_compose(uint32_t *product, const uint32_t *a, const uint32_t *b) {
-    uint32_t out[32];
-    for (int i = 0; i < 32; i++) out[i] = matrix_times(a, b[i]);
-    memcpy(product, out, sizeof out);
-}
-
 static void build_zeros_operator(zeros_operator *op, size_t bytes) {
-    // One zero bit into the reflected register: shift right, fold the polynomial in if bit 0 was set.
-    uint32_t bit[32];
-    bit[0] = CRC32C_POLY;
-    for (int i = 1; i < 32; i++) bit[i] = 1u << (i - 1);
-    uint32_t power[32];  // advances over 8 zero bits, then 16, 32, ... by squaring
-    matrix_compose(power, bit, bit);
-    matrix_compose(power, power, power);
-    matrix_compose(power, power, power);
     uint32_t result[32];
-    for (int i = 0; i < 32; i++) result[i] = 1u << i;
-    for (size_t n = bytes; n; n >>= 1) {
-        if (n & 1) matrix_compose(result, power, result);
-        matrix_compose(power, power, power);
-    }
+    zeros_matrix(result, bytes);
     for (int k = 0; k < 4; k++)
         for (uint32_t v = 0; v < 256; v++) op->byte[k][v] = matrix_times(result, v << (8 * k));
 }

@@ -1,4 +1,4 @@
-/// A small file replaced whole and crash-safely (the store's checkpoint, a replica's epoch history): written
+/// A file replaced whole and crash-safely (the store's checkpoint, a replica's epoch history): written
 /// to a temporary name, synced, renamed over the old one, and the directory synced, so that after a crash
 /// the file is either the old one or the new one, complete.
 package enum SmallFile {
@@ -7,12 +7,8 @@ package enum SmallFile {
     /// bytes at a time, so that no single flush of it holds the device (and a log's syncs behind it) for long.
     package static func replace(_ bytes: [UInt8], name: String, directory: String, fileSystem: any FileSystem,
                                 syncDirectory: Bool = true, syncEveryBytes: Int = .max) throws(WALError) {
-        let temporary = "\(directory)/\(name).tmp"
-        // A leftover from a write that never reached its rename may be longer than this one; files are opened
-        // without truncation, so start from a new file rather than leave its tail behind ours.
-        if try fileSystem.list(directory).contains("\(name).tmp") { try fileSystem.remove(temporary) }
-        let fd = try fileSystem.open(temporary, writable: true, create: true)
-        do {
+        try replace(name: name, directory: directory, fileSystem: fileSystem, syncDirectory: syncDirectory) {
+            fd, temporary throws(WALError) in
             var offset = 0
             repeat {
                 let end = min(bytes.count, offset + max(1, syncEveryBytes))
@@ -22,6 +18,20 @@ package enum SmallFile {
                 try fileSystem.dataSync(fd, path: temporary)
                 offset = end
             } while offset < bytes.count
+        }
+    }
+
+    /// Replaces `directory/name` with what `write` writes into the temporary file (given its descriptor and
+    /// path), which must leave it synced: for a file too large to hold in memory whole.
+    package static func replace(name: String, directory: String, fileSystem: any FileSystem, syncDirectory: Bool = true,
+                                write: (Int32, String) throws(WALError) -> Void) throws(WALError) {
+        let temporary = "\(directory)/\(name).tmp"
+        // A leftover from a write that never reached its rename may be longer than this one; files are opened
+        // without truncation, so start from a new file rather than leave its tail behind ours.
+        if try fileSystem.list(directory).contains("\(name).tmp") { try fileSystem.remove(temporary) }
+        let fd = try fileSystem.open(temporary, writable: true, create: true)
+        do {
+            try write(fd, temporary)
         } catch {
             fileSystem.close(fd)
             throw error

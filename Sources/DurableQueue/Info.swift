@@ -59,6 +59,8 @@ public struct DiskUsage: Sendable, Equatable {
     /// The LSN the store's latest checkpoint covers (0 before the first): an open replays only the records
     /// after it.
     public var checkpointLSN: LSN
+    /// The size of that checkpoint's file (0 before the first).
+    public var checkpointBytes: Int
     /// The LSN of the oldest record the log still holds (those before it were truncated away).
     public var firstLSN: LSN
     /// The log's last durable LSN (`WriteAheadLog.durableLSN`); 0 when it holds no record.

@@ -39,7 +39,8 @@ extension QueueStore {
                 trims.append(Submission(records: [.expireProducer(producer: p.id, idleSince: p.lastActive)],
                                         intent: .none))
             }
-            let due = log.counters.bytesUncompressed - c.logBytesAtCheckpoint >= UInt64(options.checkpointEveryBytes)
+            let due = options.checkpointDue(logBytesSince: log.counters.bytesUncompressed - c.logBytesAtCheckpoint,
+                                            lastCheckpointBytes: c.checkpointBytes)
             return (trims, due)
         }
         actions.submissions.append(contentsOf: trims)
@@ -100,12 +101,14 @@ extension QueueStore {
             let previous = core.withLock { $0.checkpointLSN }
             if snapshot.appliedLSN > previous {
                 let started = ContinuousClock.now
-                try Checkpoint.write(Checkpoint.encode(snapshot), directory: directory, fileSystem: fileSystem)
+                let size = try Checkpoint.write(snapshot, directory: directory, fileSystem: fileSystem)
                 let (s, atto) = (ContinuousClock.now - started).components
-                telemetry.checkpointed(lsn: snapshot.appliedLSN, nanoseconds: UInt64(s) * 1_000_000_000 + UInt64(atto / 1_000_000_000))
+                telemetry.checkpointed(lsn: snapshot.appliedLSN, bytes: size,
+                                       nanoseconds: UInt64(s) * 1_000_000_000 + UInt64(atto / 1_000_000_000))
                 core.withLock {
                     $0.checkpointLSN = snapshot.appliedLSN
                     $0.logBytesAtCheckpoint = bytesNow
+                    $0.checkpointBytes = size
                 }
             }
             guard truncate else { return }
@@ -151,37 +154,45 @@ extension QueueStore {
     }
 
     /// The live messages of the oldest segments that are covered by the checkpoint, hold no stream record
-    /// and are mostly dead: (queue, message id, body LSN).
+    /// and are mostly dead: (queue, message id, body LSN), in body LSN order.
+    ///
+    /// It looks at every queued message, so it works on a copy of the state taken under the lock (copy-on-write:
+    /// no entry is copied), never under the lock itself: with a deep queue (millions of messages) the scan
+    /// and the sort it once ran there held every publish for a good part of a second after each checkpoint.
+    /// Live bytes are summed per segment, and only the messages of the segments chosen are listed (a list of
+    /// every live message took 32 bytes each: 128 MB for four million).
     private func relocationCandidates() -> [(UInt64, UInt64, UInt64)] {
         let segments = log.segments.dropLast()  // never the active one
-        let segmentBytes = Double(options.log.segmentBytes)
-        let threshold = options.compactBelowLiveFraction
-        return core.withLock { c in
-            let covered = c.checkpointLSN + 1
-            let candidates = segments.filter { $0.endLSN.rawValue <= covered }
-            guard let bound = candidates.last?.endLSN.rawValue else { return [] }
-            var live: [(UInt64, UInt64, UInt64, UInt32)] = []
-            for q in c.state.queues.values {
-                q.forEachEntry { e in if e.bodyLSN < bound { live.append((q.id, e.id, e.bodyLSN, e.bodyBytes)) } }
+        let (state, covered) = core.withLock { ($0.state, $0.checkpointLSN + 1) }
+        let ends = segments.map(\.endLSN.rawValue).filter { $0 <= covered }
+        guard let bound = ends.last else { return [] }
+        /// The candidate a body at `lsn` (< bound) is in: the first whose end is after it.
+        func segmentIndex(_ lsn: UInt64) -> Int {
+            var low = 0, high = ends.count - 1
+            while low < high {
+                let mid = (low + high) / 2
+                if ends[mid] <= lsn { low = mid + 1 } else { high = mid }
             }
-            let streamPin = c.state.streams.values.compactMap { $0.entries.first?.lsn }.min() ?? .max
-            live.sort { $0.2 < $1.2 }
-            var moves: [(UInt64, UInt64, UInt64)] = []
-            var i = 0
-            for segment in candidates {
-                let end = segment.endLSN.rawValue
-                if streamPin < end { break }
-                var bytes = 0
-                var j = i
-                while j < live.count, live[j].2 < end {
-                    bytes += Int(live[j].3)
-                    j += 1
-                }
-                if Double(bytes) >= threshold * segmentBytes { break }
-                moves.append(contentsOf: live[i..<j].map { ($0.0, $0.1, $0.2) })
-                i = j
-            }
-            return moves
+            return low
         }
+        var liveBytes = [Int](repeating: 0, count: ends.count)
+        for q in state.queues.values {
+            q.forEachEntry { e in if e.bodyLSN < bound { liveBytes[segmentIndex(e.bodyLSN)] += Int(e.bodyBytes) } }
+        }
+        let streamPin = state.streams.values.compactMap { $0.entries.first?.lsn }.min() ?? .max
+        let mostlyDead = options.compactBelowLiveFraction * Double(options.log.segmentBytes)
+        var chosen = 0  // the oldest `chosen` candidates are emptied
+        for (i, end) in ends.enumerated() {
+            if streamPin < end || Double(liveBytes[i]) >= mostlyDead { break }
+            chosen = i + 1
+        }
+        guard chosen > 0 else { return [] }
+        let movedBelow = ends[chosen - 1]
+        var moves: [(UInt64, UInt64, UInt64)] = []
+        for q in state.queues.values {
+            q.forEachEntry { e in if e.bodyLSN < movedBelow { moves.append((q.id, e.id, e.bodyLSN)) } }
+        }
+        moves.sort { $0.2 < $1.2 }
+        return moves
     }
 }

@@ -244,6 +244,7 @@ public final class QueueStore: Sendable, CompletionSink {
         core.checkpointLSN = report.checkpointLSN.rawValue
         core.clock = options.clock
         core.logBytesAtCheckpoint = log.counters.bytesUncompressed
+        core.checkpointBytes = Checkpoint.fileBytes(directory: directory, fileSystem: fileSystem)
         self.core = Mutex(core)
     }
 
@@ -602,9 +603,10 @@ public final class QueueStore: Sendable, CompletionSink {
     /// The log's size on disk against the live data it holds.
     public var diskUsage: DiskUsage {
         let segments = log.segments.count, prepared = log.preparedSegments
-        let (live, checkpoint) = core.withLock { ($0.state.liveBytes, $0.checkpointLSN) }
+        let (live, checkpoint, checkpointBytes) = core.withLock { ($0.state.liveBytes, $0.checkpointLSN, $0.checkpointBytes) }
         return DiskUsage(logBytes: (segments + prepared) * options.log.segmentBytes, segments: segments,
-                         preparedSegments: prepared, liveBytes: live, checkpointLSN: LSN(checkpoint), firstLSN: log.firstLSN,
+                         preparedSegments: prepared, liveBytes: live, checkpointLSN: LSN(checkpoint),
+                         checkpointBytes: checkpointBytes, firstLSN: log.firstLSN,
                          lastLSN: log.durableLSN)
     }
 
@@ -624,11 +626,11 @@ public final class QueueStore: Sendable, CompletionSink {
                  afterAppend: (@Sendable () -> Void)? = nil, _ makeSubmission: @escaping @Sendable (Reply) -> Submission)
         async throws(QueueError) -> StoreState.Effect {
         let encoded = encoded ?? RecordsToAppend(records)
+        // The confirm timeout counts from the call: read once, before the first attempt to append, so that a
+        // clock that moves on during the append or a wait for room is counted.
+        let deadline = confirmTimeout.map { options.clock.monotonic.advanced(by: $0) }
         while true {
             // No usability check here: the log itself refuses appends once it failed or closed.
-            // The confirm timeout counts from this attempt to append (after a wait for room, from the retry),
-            // read before the append, not after it returned: a clock that moves on meanwhile is counted.
-            let deadline = confirmTimeout.map { options.clock.monotonic.advanced(by: $0) }
             let outcome = await withUnsafeContinuation { (c: Reply) in
                 do throws(QueueError) {
                     // Only if the embedder turned `LogOptions.commitOnCallerWhenIdle` on (it blocks this

@@ -37,6 +37,8 @@ struct Core {
     /// The background checkpoint or reclamation that failed last, until one succeeds again.
     var maintenanceFailure: MaintenanceFailure?
     var logBytesAtCheckpoint: UInt64 = 0
+    /// The size of the checkpoint file on disk (0 without one): it spaces the next (`checkpointSpacingFactor`).
+    var checkpointBytes = 0
     var streamWaiters: [UInt64: [UnsafeContinuation<Void, Never>]] = [:]
     var touched: [UInt64] = []
     /// Transaction ids only need to be unique within a session: a new session drops unfinished ones.

@@ -15,6 +15,8 @@ package final class StoreFollower: Sendable {
         var checkpointLSN: UInt64 = 0
         /// The log's byte count at the last checkpoint, and which log (its counters start at each open).
         var logBytesAtCheckpoint: (log: ObjectIdentifier, bytes: UInt64)?
+        /// The checkpoint file's size: it spaces the next (`checkpointSpacingFactor`).
+        var checkpointBytes = 0
     }
 
     package let directory: String
@@ -40,9 +42,11 @@ package final class StoreFollower: Sendable {
         } else {
             state = try StoreLoader.loadCheckpoint(directory: directory, fileSystem: fileSystem)
             let loaded = state.appliedLSN
+            let size = Checkpoint.fileBytes(directory: directory, fileSystem: fileSystem)
             copy.withLock { c in
                 c.checkpointLSN = loaded
                 c.logBytesAtCheckpoint = nil
+                c.checkpointBytes = size
             }
         }
         #if QUEUE_BROKEN_FOLLOWER_APPLIES_UNCOMMITTED  // BROKEN ON PURPOSE (harness check builds only)
@@ -69,15 +73,16 @@ package final class StoreFollower: Sendable {
                 c.logBytesAtCheckpoint = (id, bytesNow)
                 return (false, nil, 0)
             }
-            return (bytesNow - since.bytes >= UInt64(options.checkpointEveryBytes) && state.appliedLSN > c.checkpointLSN,
-                    state, c.checkpointLSN)
+            let due = options.checkpointDue(logBytesSince: bytesNow - since.bytes, lastCheckpointBytes: c.checkpointBytes)
+            return (due && state.appliedLSN > c.checkpointLSN, state, c.checkpointLSN)
         }
         guard due, let snapshot else { return }
         do throws(WALError) {
-            try Checkpoint.write(Checkpoint.encode(snapshot), directory: directory, fileSystem: fileSystem)
+            let size = try Checkpoint.write(snapshot, directory: directory, fileSystem: fileSystem)
             copy.withLock { c in
                 c.checkpointLSN = max(c.checkpointLSN, snapshot.appliedLSN)
                 c.logBytesAtCheckpoint = (id, bytesNow)
+                c.checkpointBytes = size
             }
             let covered = max(snapshot.appliedLSN, previous)
             try log.truncate(before: LSN(min(covered + 1, snapshot.lowestLiveLSN ?? .max)))

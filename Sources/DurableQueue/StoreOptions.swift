@@ -9,8 +9,28 @@ public struct StoreOptions: Sendable {
     /// Recently published or read message contents kept in memory for delivery without a log read.
     public var bodyCacheBytes = 64 << 20
     /// A checkpoint is written after this many bytes of log since the last one, so that opening replays at
-    /// most about this much.
+    /// most about this much (more for deep queues: see `checkpointSpacingFactor`).
     public var checkpointEveryBytes = 64 << 20
+    /// A checkpoint is also at least this many times its predecessor's size after it, in bytes of log: deep
+    /// queues make large checkpoints (23 bytes per queued message: ten million take 230 MB), and writing one
+    /// every `checkpointEveryBytes` would write several times the log's own bytes again. With the default 4,
+    /// checkpoints write at most a quarter of what the log does, however deep the queues, and an open
+    /// replays at most four checkpoints' worth of log (time proportional to the state, as the checkpoint's own
+    /// load is). RabbitMQ's quorum queues space their snapshots by queue length the same way. 0: every
+    /// `checkpointEveryBytes`, whatever the checkpoint's size.
+    public var checkpointSpacingFactor = 4
+
+    /// Whether a checkpoint is due after `logBytes` of log since the last one, whose file took `checkpointBytes`.
+    func checkpointDue(logBytesSince logBytes: UInt64, lastCheckpointBytes checkpointBytes: Int) -> Bool {
+        let spacing = max(0, checkpointSpacingFactor).multipliedReportingOverflow(by: checkpointBytes)
+        #if QUEUE_BROKEN_CHECKPOINT_SPACING_IGNORED  // BROKEN ON PURPOSE (harness check builds only)
+        let threshold = checkpointEveryBytes
+        #else
+        let threshold = max(checkpointEveryBytes, spacing.overflow ? .max : spacing.partialValue)
+        #endif
+        return logBytes >= UInt64(max(0, threshold))
+    }
+
     /// A segment older than the checkpoint whose live messages take less than this fraction of it has them
     /// copied forward so that it can be deleted (copy-forward compaction).
     public var compactBelowLiveFraction = 0.5

@@ -12,6 +12,8 @@ import DurableLog
 /// | `store_log_bytes`, `store_live_bytes` | gauge | the log on disk against the live data it holds |
 /// | `store_open_duration` | timer | checkpoint load, log recovery and replay |
 /// | `store_checkpoint_duration` | timer | each checkpoint written |
+/// | `store_checkpoint_bytes` | gauge | the latest checkpoint's size |
+/// | `store_checkpoint_bytes_written_total` | counter | every checkpoint's bytes (against `logCounters.bytesWritten`: their share of the writes) |
 /// | `store_maintenance_failures_total` | counter | failed background checkpoints or reclamations |
 final class StoreTelemetry: Sendable {
     let logger: Logger
@@ -21,6 +23,8 @@ final class StoreTelemetry: Sendable {
     let liveBytes: Gauge
     let openDuration: CoreMetrics.Timer
     let checkpointDuration: CoreMetrics.Timer
+    let checkpointBytes: Gauge
+    let checkpointBytesWritten: Counter
     let maintenanceFailures: Counter
 
     init(options: StoreOptions, directory: String) {
@@ -34,6 +38,8 @@ final class StoreTelemetry: Sendable {
         liveBytes = Gauge(label: "store_live_bytes", dimensions: d, factory: factory)
         openDuration = CoreMetrics.Timer(label: "store_open_duration", dimensions: d, factory: factory)
         checkpointDuration = CoreMetrics.Timer(label: "store_checkpoint_duration", dimensions: d, factory: factory)
+        checkpointBytes = Gauge(label: "store_checkpoint_bytes", dimensions: d, factory: factory)
+        checkpointBytesWritten = Counter(label: "store_checkpoint_bytes_written_total", dimensions: d, factory: factory)
         maintenanceFailures = Counter(label: "store_maintenance_failures_total", dimensions: d, factory: factory)
     }
 
@@ -64,9 +70,12 @@ final class StoreTelemetry: Sendable {
         }
     }
 
-    func checkpointed(lsn: UInt64, nanoseconds: UInt64) {
+    func checkpointed(lsn: UInt64, bytes: Int, nanoseconds: UInt64) {
         checkpointDuration.recordNanoseconds(Int64(clamping: nanoseconds))
-        logger.debug("checkpoint written", metadata: ["lsn": "\(lsn)", "milliseconds": "\(nanoseconds / 1_000_000)"])
+        checkpointBytes.record(bytes)
+        checkpointBytesWritten.increment(by: bytes)
+        logger.debug("checkpoint written", metadata: [
+            "lsn": "\(lsn)", "bytes": "\(bytes)", "milliseconds": "\(nanoseconds / 1_000_000)"])
     }
 
     func reclaimed(relocated: Int, segmentsBefore: Int, segmentsAfter: Int) {

@@ -14,6 +14,12 @@ public enum CRC32C {
         bytes.withUnsafeBytes { checksum($0) }
     }
 
+    /// The checksum of `A` followed by `B`, from `checksum(A)`, `checksum(B)` and `B`'s length: for a
+    /// checksum that covers a header written after the body it describes.
+    public static func combine(_ first: UInt32, _ second: UInt32, secondLength: Int) -> UInt32 {
+        crc32c_combine(first, second, secondLength)
+    }
+
     /// Whether checksums run on the CPU's CRC32C instructions (SSE4.2 on x86-64, the CRC extension on ARMv8),
     /// as chosen once at first use; false: a slicing-by-8 table in software, with the same results.
     public static var isHardwareAccelerated: Bool { crc32c_is_hardware_accelerated() != 0 }

@@ -147,6 +147,127 @@ import DurableLog
         }
     }
 
+    /// The checkpoint is streamed to its file through a buffer, its header (and the checksum that joins the
+    /// header's bytes to the body's) written last: whatever the buffer's size, and with a declaration longer
+    /// than the buffer, the file holds exactly the bytes `encode` makes in memory, and it loads.
+    @Test func theStreamedCheckpointFileHoldsExactlyWhatEncodeMakes() async throws {
+        let dir = TemporaryDirectory()
+        let store = try await QueueStore.open(directory: dir.path, options: testOptions())
+        let longName = String(repeating: "q", count: 250)  // its declaration is longer than the smaller buffers
+        try await store.declareQueue(longName)
+        try await store.declareQueue("other")
+        for i in 0..<400 { try await store.publish(to: i % 4 == 0 ? "other" : longName, text("message \(i)")) }
+        let c = try store.consume(queue: longName, prefetch: 9)
+        let got = try await take(9, from: c)
+        try await c.ack(got[0].tag)
+        try await store.declareStream("s")
+        for i in 0..<9 { try await store.append(to: "s", text("\(i)")) }
+        _ = try await store.prepare(to: "other", text("half"))
+        let state = store.core.withLock { $0.state }
+        try store.close()
+        let expected = Checkpoint.encode(state)
+        let fileSystem = FaultInjectingFileSystem()
+        let home = TemporaryDirectory()
+        for window in [1, 23, 100, 4_096, 1 << 20] {
+            let syncsBefore = fileSystem.calls(.dataSync)
+            let size = try Checkpoint.write(state, directory: home.path, fileSystem: fileSystem, windowBytes: window,
+                                            syncEveryBytes: 4_096)
+            #expect(size == expected.count)
+            #expect(try Checkpoint.read(directory: home.path, fileSystem: fileSystem) == expected, "window \(window)")
+            // Synced once 4 KiB of body went out since the last sync (with a larger buffer, after its first
+            // write), then once more with the header in place.
+            let syncs = fileSystem.calls(.dataSync) - syncsBefore
+            let body = expected.count - Checkpoint.headerBytes
+            #expect(body > 8_192 && syncs >= (window <= 4_096 ? body / 4_096 + 1 : 2), "window \(window): \(syncs) syncs")
+            let loaded = try #require(try Checkpoint.load(directory: home.path, fileSystem: fileSystem)).get()
+            #expect(Checkpoint.encode(loaded) == expected)
+        }
+        #expect(Checkpoint.fileBytes(directory: home.path, fileSystem: fileSystem) == expected.count)
+    }
+
+    /// A write or sync that fails while the checkpoint streams out is thrown (the exact code), and the
+    /// checkpoint in place stays what it was: the new one was only ever in the temporary file.
+    @Test func aFailedStreamedCheckpointLeavesThePreviousOneInPlace() async throws {
+        let dir = TemporaryDirectory()
+        let store = try await QueueStore.open(directory: dir.path, options: testOptions())
+        try await store.declareQueue("q")
+        for i in 0..<200 { try await store.publish(to: "q", text("message \(i)")) }
+        let before = store.core.withLock { $0.state }
+        for i in 0..<200 { try await store.publish(to: "q", text("more \(i)")) }
+        let after = store.core.withLock { $0.state }
+        try store.close()
+        let home = TemporaryDirectory()
+        for operation in [FaultInjectingFileSystem.Operation.write, .dataSync] {
+            for failing in [0, 1, 3] {
+                let fileSystem = FaultInjectingFileSystem()
+                try Checkpoint.write(before, directory: home.path, fileSystem: fileSystem)
+                fileSystem.inject(.init(operation, after: failing))
+                do {
+                    try Checkpoint.write(after, directory: home.path, fileSystem: fileSystem, windowBytes: 512,
+                                         syncEveryBytes: 1_024)
+                    Issue.record("\(operation) \(failing): the write did not fail")
+                } catch {
+                    #expect(error.code == .ioFailure, "\(operation) \(failing): \(error)")
+                }
+                #expect(try Checkpoint.read(directory: home.path, fileSystem: PosixFileSystem()) == Checkpoint.encode(before),
+                        "\(operation) \(failing)")
+            }
+        }
+    }
+
+    /// A deep queue's checkpoint spaces the next one by its own size (`checkpointSpacingFactor`), so that the
+    /// checkpoints' writes stay a bounded share of the log's: with `checkpointEveryBytes` at 1 byte, the next
+    /// checkpoint comes after the first publish with the factor at 0, and only once the log has grown by four
+    /// times the last checkpoint's size with the factor at 4.
+    @Test func aLargeCheckpointSpacesTheNextByItsSize() async throws {
+        var options = testOptions()
+        options.checkpointEveryBytes = 1 << 20
+        #expect(!options.checkpointDue(logBytesSince: (1 << 20) - 1, lastCheckpointBytes: 0))
+        #expect(options.checkpointDue(logBytesSince: 1 << 20, lastCheckpointBytes: 1 << 18))
+        #expect(!options.checkpointDue(logBytesSince: (4 << 20) - 1, lastCheckpointBytes: 1 << 20))
+        #expect(options.checkpointDue(logBytesSince: 4 << 20, lastCheckpointBytes: 1 << 20))
+        #expect(!options.checkpointDue(logBytesSince: UInt64(Int.max) - 1, lastCheckpointBytes: .max), "no overflow")
+        options.checkpointSpacingFactor = 0
+        #expect(options.checkpointDue(logBytesSince: 1 << 20, lastCheckpointBytes: 1 << 30))
+
+        for factor in [0, 4] {
+            let dir = TemporaryDirectory()
+            var options = testOptions()
+            options.checkpointEveryBytes = 1
+            options.checkpointSpacingFactor = factor
+            let store = try await QueueStore.open(directory: dir.path, options: options)
+            try await store.declareQueue("q")
+            let publisher = store.publisher()
+            for i in 0..<2_000 { try await publisher.publish(to: "q", text("m\(i)")) }
+            #expect(try await publisher.waitForConfirms())
+            await store.maintain()
+            let first = store.diskUsage
+            #expect(first.checkpointLSN == first.lastLSN, "factor \(factor): checkpointed")
+            #expect(first.checkpointBytes > 2_000 * 23, "factor \(factor): \(first.checkpointBytes) bytes")
+            let logAtFirst = store.logCounters.bytesUncompressed
+            var grownAtNext: UInt64?
+            var batchBytes: UInt64 = 0
+            for batch in 0..<400 where grownAtNext == nil {
+                let before = store.logCounters.bytesUncompressed
+                for i in 0..<20 { try await publisher.publish(to: "q", text("b\(batch).\(i)")) }
+                #expect(try await publisher.waitForConfirms())
+                let after = store.logCounters.bytesUncompressed
+                batchBytes = max(batchBytes, after - before)
+                await store.maintain()
+                if store.diskUsage.checkpointLSN > first.checkpointLSN { grownAtNext = after - logAtFirst }
+            }
+            let grown = try #require(grownAtNext, "factor \(factor): no second checkpoint")
+            if factor == 0 {
+                #expect(grown <= batchBytes, "factor 0: the next checkpoint after \(grown) bytes of log")
+            } else {
+                let spacing = UInt64(factor * first.checkpointBytes)
+                #expect(grown >= spacing && grown <= spacing + batchBytes,
+                        "factor \(factor): the next checkpoint after \(grown) bytes of log, spacing \(spacing)")
+            }
+            try store.close()
+        }
+    }
+
     /// A version 1 checkpoint (written before producers and half messages existed: the same layout without
     /// their two sections) still loads.
     @Test func aVersionOneCheckpointStillLoads() async throws {

@@ -56,6 +56,26 @@ import WALSimulation
         }
     }
 
+    /// `combine` joins two checksums as if the bytes had been checksummed in one run: at every split of
+    /// random buffers, empty halves and lengths past the block sizes included.
+    @Test func combiningTwoChecksumsEqualsTheChecksumOfBothParts() {
+        var rng = SplitMix64(seed: testSeed("ChecksumTests.combine"))
+        let bytes = (0..<100_000).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        var cases: [(length: Int, split: Int)] = [(0, 0), (1, 0), (1, 1), (24, 24), (8_192, 1), (100_000, 32)]
+        for _ in 0..<200 {
+            let length = Int.random(in: 0...100_000, using: &rng)
+            cases.append((length, Int.random(in: 0...length, using: &rng)))
+        }
+        bytes.withUnsafeBytes { all in
+            for (length, split) in cases {
+                let first = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: all[0..<split]))
+                let second = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: all[split..<length]))
+                let whole = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: all[0..<length]))
+                #expect(CRC32C.combine(first, second, secondLength: length - split) == whole, "\(split) + \(length - split)")
+            }
+        }
+    }
+
     @Test func usesHardwareWhereTheCPUHasIt() {
         #if arch(x86_64) || arch(arm64)
         #expect(CRC32C.isHardwareAccelerated)
