@@ -57,7 +57,11 @@ enum StoreLoader {
                 #if QUEUE_BROKEN_REPLAY_DROPS_LAST_RECORD  // BROKEN ON PURPOSE (harness check builds only)
                 guard lsn < logEnd else { return false }
                 #endif
-                _ = state.apply(try StoreRecord.decode(bytes), at: lsn.rawValue)
+                if let payload = try StoreRecord.payload(in: bytes) {
+                    _ = state.apply(payload, at: lsn.rawValue)
+                } else {
+                    _ = state.apply(try StoreRecord.decode(bytes), at: lsn.rawValue)
+                }
                 replay.records += 1
                 replay.bytes += bytes.count
                 return true

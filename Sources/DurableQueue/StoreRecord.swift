@@ -339,6 +339,30 @@ indirect enum StoreRecord: Equatable, Sendable {
 
     /// The headers and body of a record that carries a message (publish, relocate, stream append, half
     /// message, and those inside a transaction part or a stamp); nil for other kinds.
+    /// What the state keeps of a publish or a stream append: its target, time and body size, not the body.
+    struct Payload: Equatable {
+        var kind: Kind
+        var target: UInt64
+        var time: Int64
+        var bodyBytes: Int
+    }
+
+    /// A publish or stream append record read without copying its body or building its headers (what a
+    /// replay needs: the state keeps where a body is and its size), its layout checked as `decode` checks it;
+    /// nil for every other kind. The bodies and headers were most of a replay's allocations.
+    static func payload(in bytes: UnsafeRawBufferPointer) throws(ByteReader.Malformed) -> Payload? {
+        guard let first = bytes.first, first == Kind.publish.rawValue || first == Kind.streamAppend.rawValue,
+              let kind = Kind(rawValue: first) else { return nil }
+        var r = ByteReader(bytes)
+        _ = try r.u8()
+        let target = try r.u64(), time = try r.i64()
+        for _ in 0..<(2 * Int(try r.u16())) { _ = try r.raw(Int(try r.u32())) }  // header keys and values
+        let bodyBytes = Int(try r.u32())
+        _ = try r.raw(bodyBytes)
+        try r.expectEnd()
+        return Payload(kind: kind, target: target, time: time, bodyBytes: bodyBytes)
+    }
+
     static func message(in bytes: UnsafeRawBufferPointer) -> Message? {
         guard let first = bytes.first, let kind = Kind(rawValue: first),
               [.publish, .relocate, .streamAppend, .prepareHalf, .txPart, .stamped].contains(kind),

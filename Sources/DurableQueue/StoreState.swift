@@ -49,6 +49,24 @@ struct StoreState: Sendable {
         return change(record, at: lsn)
     }
 
+    /// `apply` of a publish or stream append as a replay reads it (`StoreRecord.payload(in:)`): the same change.
+    mutating func apply(_ payload: StoreRecord.Payload, at lsn: UInt64) -> Effect {
+        precondition(lsn > appliedLSN, "records are applied in LSN order")
+        appliedLSN = lsn
+        return payload.kind == .publish ? publish(into: payload.target, bodyBytes: payload.bodyBytes, at: lsn)
+            : append(to: payload.target, bodyBytes: payload.bodyBytes, time: payload.time, at: lsn)
+    }
+
+    private mutating func publish(into qid: UInt64, bodyBytes: Int, at lsn: UInt64) -> Effect {
+        let entry = MessageEntry(id: lsn, bodyLSN: lsn, bodyBytes: UInt32(bodyBytes), deliveries: 0, deathReason: 0)
+        return .published(id: enqueue(entry, into: qid) ? lsn : nil)
+    }
+
+    private mutating func append(to sid: UInt64, bodyBytes: Int, time: Int64, at lsn: UInt64) -> Effect {
+        guard let offset = streams[sid]?.append(lsn: lsn, bytes: bodyBytes, time: time) else { return .none }
+        return .appended(offset: offset)
+    }
+
     /// The change a record makes; `lsn` is its own LSN (for a transaction's operation, the LSN of its part
     /// record, applied at the commit's).
     mutating func change(_ record: StoreRecord, at lsn: UInt64) -> Effect {
@@ -82,9 +100,7 @@ struct StoreState: Sendable {
             return .none
 
         case .publish(let qid, _, _, let body):
-            let entry = MessageEntry(id: lsn, bodyLSN: lsn, bodyBytes: UInt32(body.count), deliveries: 0,
-                                     deathReason: 0)
-            return .published(id: enqueue(entry, into: qid) ? lsn : nil)
+            return publish(into: qid, bodyBytes: body.count, at: lsn)
 
         case .checkout(let qid, let consumer, let max):
             // One access to the queue for the whole record: each `queues[qid]?.` is a dictionary lookup and
@@ -118,8 +134,7 @@ struct StoreState: Sendable {
             return .none
 
         case .streamAppend(let sid, let time, _, let body):
-            guard let offset = streams[sid]?.append(lsn: lsn, bytes: body.count, time: time) else { return .none }
-            return .appended(offset: offset)
+            return append(to: sid, bodyBytes: body.count, time: time, at: lsn)
 
         case .commitOffset(let sid, let group, let offset):
             streams[sid]?.groups[group] = offset

@@ -52,6 +52,24 @@ import DurableLog
                     try bytes.withUnsafeBytes { try StoreRecord.decode(UnsafeRawBufferPointer(rebasing: $0[0..<cut])) }
                 }
             }
+            // A replay reads publishes and stream appends without their bodies: what it reads is what the state
+            // keeps of the decoded record, and it refuses every truncation and a trailing byte as decode does.
+            let payload = try bytes.withUnsafeBytes { try StoreRecord.payload(in: $0) }
+            switch r {
+            case .publish(let queue, let time, _, let body):
+                #expect(payload == .init(kind: .publish, target: queue, time: time, bodyBytes: body.count))
+            case .streamAppend(let stream, let time, _, let body):
+                #expect(payload == .init(kind: .streamAppend, target: stream, time: time, bodyBytes: body.count))
+            default:
+                #expect(payload == nil, "\(r)")
+            }
+            guard payload != nil else { continue }
+            for cut in 1..<bytes.count {
+                #expect(throws: ByteReader.Malformed.self) {
+                    try bytes.withUnsafeBytes { try StoreRecord.payload(in: UnsafeRawBufferPointer(rebasing: $0[0..<cut])) }
+                }
+            }
+            #expect(throws: ByteReader.Malformed.self) { try (bytes + [0]).withUnsafeBytes { try StoreRecord.payload(in: $0) } }
         }
         // Nesting is limited to the kinds that make sense (a declaration inside a transaction is refused).
         let nested = StoreRecord.txPart(tx: 1, .declareQueue(name: "x", options: QueueOptions())).encode()
