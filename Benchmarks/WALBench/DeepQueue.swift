@@ -8,15 +8,23 @@ import Workload
 /// nobody consumes (windowed), then awaited publishes at concurrency 64 for SECONDS, with checkpoints as
 /// `StoreOptions` makes them (`checkpointSpacingFactor` = SPACING); prints each phase's rate, the
 /// checkpoints written and their bytes against the log's, and the peak resident memory of each phase.
+/// With RETURNED (`--deep-queue DIR QUEUED SECONDS SPACING RETURNED`), that many messages are published first,
+/// amid 500,000 published to another queue and acked, and once the deep queue is filled behind them they are
+/// taken by a consumer that is then cancelled (as one that crashed with its prefetch out): returned, from
+/// mostly dead segments, they are what the checkpoint's copy-forward moves. That mode takes no automatic
+/// checkpoint (the probe's own is the first), so that nothing moves them before.
 enum DeepQueue {
-    static func run(directory: String, queued: Int, seconds: Double, spacing: Int) async throws -> Never {
+    static func run(directory: String, queued: Int, seconds: Double, spacing: Int, returned: Int = 0) async throws -> Never {
         try? FileManager.default.removeItem(atPath: directory)
         var options = StoreOptions()
         options.checkpointSpacingFactor = spacing
+        if returned > 0 { options.checkpointEveryBytes = .max }
         let store = try await QueueStore.open(directory: directory, options: options)
         try await store.declareQueue("deep")
         let random = Payloads.messages(.random, count: 1024)
         let bodies = (0..<8192).map { Message(body: Array(random[($0 * 128)..<($0 * 128 + 128)])) }
+
+        if returned > 0 { try await publishAmidChurn(returned, to: store, bodies: bodies) }
 
         let tally = CheckpointTally()
         let watching = Task { await tally.watch(store) }
@@ -30,6 +38,7 @@ enum DeepQueue {
         let fillSeconds = Double(monotonicNanoseconds() - fillStart) / 1e9
         let fill = tally.take(logBytes: store.logCounters.bytesWritten - logBefore)
         let fillPeak = peakMemoryBytes()
+        if returned > 0 { try await takeAndReturn(returned, from: store) }
 
         // One checkpoint alone, with nothing else running: its time and the memory it takes.
         try await Task.sleep(for: .milliseconds(300))  // a maintenance pass's checkpoint, if one is running, ends
@@ -66,6 +75,33 @@ enum DeepQueue {
                      Double(latencies.valueAtPercentile(99)) / 1e3, Double(latencies.max) / 1e3, steady,
                      Double(steadyPeak) / 1e6))
         exit(0)  // no close: the probe's store is thrown away
+    }
+
+    /// `count` messages published to "deep", amid 500,000 published to "churn" and acked.
+    private static func publishAmidChurn(_ count: Int, to store: QueueStore, bodies: [Message]) async throws {
+        try await store.declareQueue("churn")
+        let publisher = store.publisher()
+        for i in 0..<count { try await publisher.publish(to: "deep", bodies[i % bodies.count]) }
+        let churn = try store.consume(queue: "churn", prefetch: 1_000)
+        var deliveries = churn.deliveries.makeAsyncIterator()
+        for _ in 0..<500 {
+            for i in 0..<1_000 { try await publisher.publish(to: "churn", bodies[i % bodies.count]) }
+            var last: DeliveryTag?
+            for _ in 0..<1_000 { last = try await deliveries.next()?.tag }
+            guard let last else { throw BenchError("the churn consumer ended") }
+            try await churn.ack(last, multiple: true)
+        }
+        churn.cancel()
+        guard try await publisher.waitForConfirms() else { throw BenchError("a publish was refused") }
+    }
+
+    /// The first `count` messages of "deep" checked out and returned (the consumer cancelled).
+    private static func takeAndReturn(_ count: Int, from store: QueueStore) async throws {
+        let taker = try store.consume(queue: "deep", prefetch: count)
+        var taken = taker.deliveries.makeAsyncIterator()
+        for _ in 0..<count { _ = try await taken.next() }
+        taker.cancel()
+        while (store.queueInfo("deep")?.unacked ?? 0) > 0 { try await Task.sleep(for: .milliseconds(10)) }
     }
 
     /// Counts the checkpoints a store writes and their bytes, from its disk usage (looked at every 2 ms: a

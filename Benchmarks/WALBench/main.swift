@@ -23,9 +23,12 @@ if CommandLine.arguments.count == 3, CommandLine.arguments[1] == "--checkpoint-s
 }
 
 // A probe: what checkpoints cost a store with a deep queue (see DeepQueue).
-if CommandLine.arguments.count == 6, CommandLine.arguments[1] == "--deep-queue", let queued = Int(CommandLine.arguments[3]),
-   let seconds = Double(CommandLine.arguments[4]), let spacing = Int(CommandLine.arguments[5]) {
-    try await DeepQueue.run(directory: CommandLine.arguments[2], queued: queued, seconds: seconds, spacing: spacing)
+if (6...7).contains(CommandLine.arguments.count), CommandLine.arguments[1] == "--deep-queue",
+   let queued = Int(CommandLine.arguments[3]), let seconds = Double(CommandLine.arguments[4]),
+   let spacing = Int(CommandLine.arguments[5]) {
+    let returned = CommandLine.arguments.count == 7 ? Int(CommandLine.arguments[6]) ?? 0 : 0
+    try await DeepQueue.run(directory: CommandLine.arguments[2], queued: queued, seconds: seconds, spacing: spacing,
+                            returned: returned)
 }
 
 struct Settings {

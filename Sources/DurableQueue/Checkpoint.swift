@@ -257,8 +257,9 @@ enum Checkpoint {
             }
             var q = QueueIndex(id: id, name: name, options: options)
             q.deadLettered = try r.u64()
-            q.returned = try readEntries(&r)
-            q.ready = try readEntries(&r)
+            q.returned = try readEntries(&r).entries
+            let (ready, inIDOrder) = try readEntries(&r)
+            q.replaceReady(with: ready, inIDOrder: inIDOrder)
             let unacked = try r.u64()
             for _ in 0..<unacked {
                 let e = try readEntry(&r)
@@ -314,25 +315,33 @@ enum Checkpoint {
 
     /// Entries are fixed-size (23 bytes): bounds are checked once for the whole run, then decoded in a tight
     /// loop (a checkpoint of ten million messages must load in well under a second).
-    private static func readEntries<R: FieldReader>(_ r: inout R) throws(ByteReader.Malformed) -> ChunkedDeque<MessageEntry> {
+    /// Also says whether the entries are in id order (seen as they are decoded: a second pass over a million
+    /// would cost the open milliseconds).
+    private static func readEntries<R: FieldReader>(_ r: inout R) throws(ByteReader.Malformed)
+        -> (entries: ChunkedDeque<MessageEntry>, inIDOrder: Bool) {
         let n = try r.u64()
         guard n <= UInt64(r.remaining / entryBytes) else { throw .init(description: "an entry count longer than the file") }
         var d = ChunkedDeque<MessageEntry>()
         // In runs as long as the reader hands out at once (all of them from memory; a window's worth from a file).
         let perRun = max(1, r.rawBytesMax / entryBytes)
         var left = Int(n)
+        var inIDOrder = true
+        var previousID: UInt64?
         while left > 0 {
             let count = min(left, perRun)
             let raw = try r.raw(count * entryBytes)
             for i in 0..<count {
                 let at = i * entryBytes
-                d.append(MessageEntry(id: raw.loadLE(at, UInt64.self), bodyLSN: raw.loadLE(at + 8, UInt64.self),
+                let id = raw.loadLE(at, UInt64.self)
+                if let previousID, id <= previousID { inIDOrder = false }
+                previousID = id
+                d.append(MessageEntry(id: id, bodyLSN: raw.loadLE(at + 8, UInt64.self),
                                       bodyBytes: raw.loadLE(at + 16, UInt32.self), deliveries: raw.loadLE(at + 20, UInt16.self),
                                       deathReason: raw[at + 22]))
             }
             left -= count
         }
-        return d
+        return (d, inIDOrder)
     }
 
     private static let entryBytes = 23

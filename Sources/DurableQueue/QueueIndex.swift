@@ -30,8 +30,14 @@ struct QueueIndex: Sendable {
     let options: QueueOptions
     /// Returned messages, delivered before `ready` in the order they came back.
     var returned: ChunkedDeque<MessageEntry> = []
-    /// Published (or dead-lettered into this queue) and not yet delivered, in that order.
-    var ready: ChunkedDeque<MessageEntry> = []
+    /// Published (or dead-lettered into this queue, or committed half messages) and not yet delivered, in
+    /// that order. Appended only through `appendReady`, replaced only through `replaceReady`, so that
+    /// `readyInIDOrder` stays true.
+    private(set) var ready: ChunkedDeque<MessageEntry> = []
+    /// Whether `ready` is in id order, as a queue that only takes publishes is: then a binary search finds any
+    /// message in it or proves it absent. Dead-lettered arrivals and committed half messages keep their older
+    /// ids and break the order.
+    private(set) var readyInIDOrder = true
     /// Delivered and neither acked nor returned: the consumer id each is out with.
     var unacked: [UInt64: (entry: MessageEntry, consumer: UInt32)] = [:]
     /// Payload bytes of everything above (what reclamation must keep).
@@ -45,12 +51,25 @@ struct QueueIndex: Sendable {
     /// here: the caller dead-letters them).
     mutating func enqueue(_ entry: MessageEntry, force: Bool, pushedOut: inout [MessageEntry]) -> Bool {
         if !force, let max = options.maxLength, options.overflow == .rejectPublish, readyCount >= max { return false }
-        ready.append(entry)
+        appendReady(entry)
         liveBytes += Int(entry.bodyBytes)
         if let max = options.maxLength, options.overflow == .dropHead {
             while readyCount > max, let head = popReady() { pushedOut.append(head) }
         }
         return true
+    }
+
+    /// Appends to `ready` (no `maxLength`, no byte accounting: the callers do both).
+    mutating func appendReady(_ entry: MessageEntry) {
+        if let last = ready.last, entry.id <= last.id { readyInIDOrder = false }
+        ready.append(entry)
+    }
+
+    /// Replaces `ready` whole (a checkpoint's decode, salvage's filter), learning its order (`inIDOrder`, when
+    /// the caller saw it already, is trusted).
+    mutating func replaceReady(with entries: ChunkedDeque<MessageEntry>, inIDOrder: Bool? = nil) {
+        ready = entries
+        readyInIDOrder = inIDOrder ?? zip(entries, entries.dropFirst()).allSatisfy { $0.id < $1.id }
     }
 
     /// Takes the next ready message.
@@ -92,17 +111,7 @@ struct QueueIndex: Sendable {
             unacked[id] = u
             return true
         }
-        // `ready` is in id order except for dead-lettered arrivals: search, then scan.
-        var low = 0, high = ready.count
-        while low < high {
-            let mid = (low + high) / 2
-            if ready[mid].id < id { low = mid + 1 } else { high = mid }
-        }
-        if low < ready.count, ready[low].id == id {
-            change(&ready[low])
-            return true
-        }
-        if let i = ready.firstIndex(where: { $0.id == id }) {
+        if let i = readyIndex(of: id) {
             change(&ready[i])
             return true
         }
@@ -111,6 +120,31 @@ struct QueueIndex: Sendable {
             return true
         }
         return false
+    }
+
+    /// Where message `id` is in `ready`, if it is there. In id order (`readyInIDOrder`) a binary search decides,
+    /// also that it is absent: a relocation of a message acked or returned meanwhile scanned all of a deep
+    /// queue, under the store's lock. Out of order, the message is looked for outward from where the search
+    /// ended (such a queue is mostly in order locally), on both sides until both ends are reached.
+    private func readyIndex(of id: UInt64) -> Int? {
+        var low = 0, high = ready.count
+        while low < high {
+            let mid = (low + high) / 2
+            if ready[mid].id < id { low = mid + 1 } else { high = mid }
+        }
+        if low < ready.count, ready[low].id == id { return low }
+        #if QUEUE_BROKEN_BINARY_SEARCH_TRUSTED_OUT_OF_ORDER  // BROKEN ON PURPOSE (harness check builds only)
+        return nil
+        #else
+        guard !readyInIDOrder, !ready.isEmpty else { return nil }
+        for distance in 1...ready.count {
+            let after = low + distance, before = low - distance
+            if after < ready.count, ready[after].id == id { return after }
+            if before >= 0, ready[before].id == id { return before }
+            if after >= ready.count && before <= 0 { break }
+        }
+        return nil
+        #endif
     }
 
     /// Every message the queue holds, in no particular order.

@@ -126,7 +126,7 @@ extension StoreState {
                 dropped.append(e.id)
                 return false
             }
-            q.ready = .init(q.ready.filter(keep))
+            q.replaceReady(with: .init(q.ready.filter(keep)))
             q.returned = .init(q.returned.filter(keep))
             for (id, u) in q.unacked where !keep(u.entry) { q.unacked[id] = nil }
             for id in dropped.sorted() { report.droppedMessages.append((q.name, MessageID(rawValue: id))) }

@@ -235,7 +235,7 @@ struct StoreState: Sendable {
         var moved = entry
         moved.deliveries = 0
         moved.deathReason = reason.rawValue
-        queues[target]?.ready.append(moved)
+        queues[target]?.appendReady(moved)
         queues[target]?.liveBytes += Int(entry.bodyBytes)
     }
 
