@@ -337,8 +337,6 @@ indirect enum StoreRecord: Equatable, Sendable {
         return record
     }
 
-    /// The headers and body of a record that carries a message (publish, relocate, stream append, half
-    /// message, and those inside a transaction part or a stamp); nil for other kinds.
     /// What the state keeps of a publish or a stream append: its target, time and body size, not the body.
     struct Payload: Equatable {
         var kind: Kind
@@ -348,8 +346,10 @@ indirect enum StoreRecord: Equatable, Sendable {
     }
 
     /// A publish or stream append record read without copying its body or building its headers (what a
-    /// replay needs: the state keeps where a body is and its size), its layout checked as `decode` checks it;
-    /// nil for every other kind. The bodies and headers were most of a replay's allocations.
+    /// replay needs: the state keeps where a body is and its size), its layout checked as `decode` checks it
+    /// (every length within the record, nothing after the body; the headers' UTF-8 is checked when the
+    /// message is read for delivery); nil for every other kind. The bodies and headers were most of a
+    /// replay's allocations.
     static func payload(in bytes: UnsafeRawBufferPointer) throws(ByteReader.Malformed) -> Payload? {
         guard let first = bytes.first, first == Kind.publish.rawValue || first == Kind.streamAppend.rawValue,
               let kind = Kind(rawValue: first) else { return nil }
@@ -363,6 +363,8 @@ indirect enum StoreRecord: Equatable, Sendable {
         return Payload(kind: kind, target: target, time: time, bodyBytes: bodyBytes)
     }
 
+    /// The headers and body of a record that carries a message (publish, relocate, stream append, half
+    /// message, and those inside a transaction part or a stamp); nil for other kinds.
     static func message(in bytes: UnsafeRawBufferPointer) -> Message? {
         guard let first = bytes.first, let kind = Kind(rawValue: first),
               [.publish, .relocate, .streamAppend, .prepareHalf, .txPart, .stamped].contains(kind),
