@@ -127,8 +127,12 @@ extension QueueStore {
     /// then pin at most the segment it was copied into, not the log behind it.
     public func reclaim() async throws(QueueError) {
         let segmentsBefore = log.segments.count
-        try await checkpointOffThePool()
-        let moves = relocationCandidates()
+        // The checkpoint's syncs, and the scan of every queued message that chooses what to move (tens of
+        // milliseconds for a deep queue), on a thread of their own: neither holds a cooperative thread.
+        let moves = try await onOwnThread { () throws(QueueError) in
+            try self.checkpoint()
+            return self.relocationCandidates()
+        }
         guard !moves.isEmpty else {
             telemetry.reclaimed(relocated: 0, segmentsBefore: segmentsBefore, segmentsAfter: log.segments.count)
             return
