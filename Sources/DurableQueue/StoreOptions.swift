@@ -11,7 +11,7 @@ public struct StoreOptions: Sendable {
     /// A checkpoint is written after this many bytes of log since the last one, so that opening replays at
     /// most about this much (more for deep queues: see `checkpointSpacingFactor`).
     public var checkpointEveryBytes = 64 << 20
-    /// A checkpoint is also at least this many times its predecessor's size after it, in bytes of log: deep
+    /// Checkpoints are also spaced by at least this many times the last one's size, in bytes of log: deep
     /// queues make large checkpoints (23 bytes per queued message: ten million take 230 MB), and writing one
     /// every `checkpointEveryBytes` would write several times the log's own bytes again. With the default 4,
     /// checkpoints write at most a quarter of what the log does, however deep the queues, and an open
