@@ -28,16 +28,10 @@ extension ByteReader: FieldReader {
 /// than it), with the CRC32C of every byte read so far. A read that fails is kept in `ioError` and surfaces to
 /// the decoder as malformed input; check `ioError` first.
 package struct FileByteReader: FieldReader {
-    private final class Window {
-        var bytes: UnsafeMutableRawBufferPointer
-        init(_ count: Int) { bytes = .allocate(byteCount: count, alignment: 16) }
-        deinit { bytes.deallocate() }
-    }
-
     private let fileSystem: any FileSystem
     private let fd: Int32
     private let path: String
-    private let window: Window
+    private let window: OwnedBytes
     /// The file offset after the last byte loaded into the window, and where the bytes end.
     private var loadedEnd: Int
     private let end: Int
@@ -54,7 +48,7 @@ package struct FileByteReader: FieldReader {
         self.fileSystem = fileSystem
         self.fd = fd
         self.path = path
-        window = Window(max(windowBytes, 16))
+        window = OwnedBytes(max(windowBytes, 16))
         loadedEnd = start
         end = start + count
         crc = crcSeed

@@ -2,21 +2,14 @@ import DurableLog
 import LogFormat
 
 /// Fields written to a file from `start` on through a buffer of `windowBytes`, with their CRC32C (from 0) and
-/// count, so that a checkpoint of any size is written with one buffer of memory, not
-/// encoded whole first. The file is synced after every `syncEveryBytes` written: no single flush of it holds
+/// count, so that a checkpoint of any size is written with one buffer of memory, not encoded whole first. The file is synced after every `syncEveryBytes` written: no single flush of it holds
 /// the device (and the log's syncs queued behind it) for long. The first write or sync that fails is kept in
 /// `ioError` and later fields are dropped; `finish()` writes what is buffered and throws it.
 package struct FileByteWriter: FieldWriter {
-    private final class Buffer {
-        let bytes: UnsafeMutableRawBufferPointer
-        init(_ count: Int) { bytes = .allocate(byteCount: count, alignment: 16) }
-        deinit { bytes.deallocate() }
-    }
-
     private let fileSystem: any FileSystem
     private let fd: Int32
     private let path: String
-    private let buffer: Buffer
+    private let buffer: OwnedBytes
     private let syncEveryBytes: Int
     /// Where the buffered bytes go in the file, and how many are buffered.
     private var fileOffset: Int
@@ -34,7 +27,7 @@ package struct FileByteWriter: FieldWriter {
         self.fileSystem = fileSystem
         self.fd = fd
         self.path = path
-        buffer = Buffer(max(windowBytes, 16))
+        buffer = OwnedBytes(max(windowBytes, 16))
         self.syncEveryBytes = max(1, syncEveryBytes)
         fileOffset = start
     }
