@@ -235,6 +235,9 @@ final class SegmentPreparer: @unchecked Sendable {
         var offset = from
         while offset < to {
             let n = min(zeros.count, to - offset)
+            #if WAL_BROKEN_ZERO_FILL_STOPS_SHORT  // BROKEN ON PURPOSE (harness check builds only): skips the last piece.
+            if n < zeros.count { return }
+            #endif
             try fileSystem.write(fd, UnsafeRawBufferPointer(rebasing: zeros[0..<n]), at: offset, path: path)
             offset += n
         }
