@@ -107,34 +107,6 @@ struct QueueRun {
         return m
     }
 
-    /// How far confirms got; the producer waits here while its window is full (no spinning: two cores).
-    final class WindowGate: Sendable {
-        private let state = Mutex<(done: Int, waiter: UnsafeContinuation<Void, Never>?, target: Int)>((0, nil, 0))
-
-        func advance(to done: Int) {
-            let waiter = state.withLock { s -> UnsafeContinuation<Void, Never>? in
-                s.done = done
-                guard let w = s.waiter, done >= s.target else { return nil }
-                s.waiter = nil
-                return w
-            }
-            waiter?.resume()
-        }
-
-        func wait(until target: Int) async {
-            if state.withLock({ $0.done >= target }) { return }
-            await withUnsafeContinuation { c in
-                let now = state.withLock { s -> Bool in
-                    if s.done >= target { return true }
-                    s.waiter = c
-                    s.target = target
-                    return false
-                }
-                if now { c.resume() }
-            }
-        }
-    }
-
     final class SequenceCounter: Sendable {
         let value = Atomic<UInt64>(0)
     }
@@ -201,14 +173,14 @@ struct QueueRun {
         return messagesMax
     }
 
-    /// One task publishes with `concurrency` unconfirmed at most; another reads the coalesced confirms.
+    /// One task publishes through a publisher that holds `concurrency` unconfirmed at most (its `publish`
+    /// waits for room); another reads the coalesced confirms for the latencies, which count from the publish
+    /// call (a wait for room included) to the confirm.
     private func windowed(_ store: QueueStore, bodies: [Message], deadline: UInt64,
                           shared: SharedProgress) async throws -> Histogram<UInt64> {
-        let publisher = store.publisher()
+        let publisher = try store.publisher(maxUnconfirmed: concurrency)
         let sentAt = LatencySlots(count: messagesMax + 2)
-        let confirmedThrough = WindowGate()
         let final = Atomic<Int>(-1)
-        let window = concurrency
         let reader = Task {
             var histogram = newHistogram()
             var done = 0
@@ -222,14 +194,12 @@ struct QueueRun {
                     _ = histogram.record(t1 - sentAt.get(done))
                     _ = shared.lastConfirm.max(t1, ordering: .relaxed)
                 }
-                confirmedThrough.advance(to: done)
                 if last >= 0 && done > last { break }
             }
             return histogram
         }
         var issued = 0
         while issued < messagesMax && monotonicNanoseconds() < deadline {
-            await confirmedThrough.wait(until: issued - window + 1)
             sentAt.set(issued + 1, monotonicNanoseconds())
             try await publisher.publish(to: "bench", bodies[issued % bodies.count])
             issued += 1
