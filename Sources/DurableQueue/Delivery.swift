@@ -185,6 +185,24 @@ public final class Consumer: Sendable {
         try await store.settle(consumer: id, tag: tag.rawValue, multiple: multiple, as: .ack)
     }
 
+    /// Acknowledges like `ack`, but returns without waiting for the ack to be durable, as AMQP's `basic.ack`
+    /// (which has no reply): the deliveries stop counting against prefetch at once, and their record goes
+    /// into the next group commit. A crash before that commit delivers the messages again (at least once,
+    /// never lost); a failure of the log stops the store, which the next call that waits reports.
+    /// - Throws: `.unknownDeliveryTag`, `.cancelled` (the consumer), `.pendingFull` when the log's pending
+    ///   buffer is full (nothing is settled: settle again later, or with `ack`, which waits for room), or the
+    ///   store's failure.
+    public func ackWithoutWaiting(_ tag: DeliveryTag, multiple: Bool = false) throws(QueueError) {
+        try store.settleWithoutWaiting(consumer: id, tag: tag.rawValue, multiple: multiple, as: .ack)
+    }
+
+    /// `nack` without waiting for it to be durable, as `ackWithoutWaiting` acks. A crash before the next
+    /// group commit leaves the deliveries as they were before the nack (they come back unsettled).
+    public func nackWithoutWaiting(_ tag: DeliveryTag, multiple: Bool = false, requeue: Bool = true) throws(QueueError) {
+        try store.settleWithoutWaiting(consumer: id, tag: tag.rawValue, multiple: multiple,
+                                       as: requeue ? .requeue : .reject)
+    }
+
     /// Negative acknowledgement: back to the queue (marked redelivered) with `requeue`, else dead-lettered or
     /// dropped as the queue is configured.
     public func nack(_ tag: DeliveryTag, multiple: Bool = false, requeue: Bool = true) async throws(QueueError) {

@@ -533,6 +533,40 @@ public final class QueueStore: Sendable, CompletionSink {
         }
     }
 
+    /// `settle` without waiting for durability: the deliveries are claimed and their record appended here
+    /// (the next group commit makes it durable), or nothing is settled and the call throws.
+    func settleWithoutWaiting(consumer cid: UInt32, tag: UInt64, multiple: Bool,
+                              as kind: Core.SettleKind) throws(QueueError) {
+        var actions = Actions()
+        let submission: Submission? = try core.withLock { c throws(QueueError) in
+            try c.usable()
+            let tags = try c.tagsToSettle(tag, multiple: multiple, of: cid)
+            return c.claim(tags, of: cid, as: kind, reason: .requeued, &actions)
+        }
+        run(actions)
+        guard let submission, case .settle(let cid, let tags, _) = submission.intent else { return }
+        do throws(QueueError) {
+            guard try tryAppend(RecordsToAppend(submission.records), submission) else {
+                throw QueueError(.pendingFull, "the store's pending buffer is full: nothing was settled; settle again "
+                                 + "after confirms, or with ack or nack, which wait for room")
+            }
+        } catch {
+            // Not written: the deliveries are out with the consumer again, to settle later.
+            #if !QUEUE_BROKEN_NO_WAIT_SETTLE_KEEPS_CLAIM  // (harness check builds only: they stay claimed)
+            var actions = Actions()
+            core.withLock { $0.releaseClaims(tags, of: cid, &actions) }
+            run(actions)
+            #endif
+            throw error
+        }
+        // As after `settle`'s append: the next checkout follows the settlement into the log.
+        var more = Actions()
+        core.withLock { c in
+            if let queue = c.consumers[cid]?.queue { c.dispatch(queue, &more) }
+        }
+        run(more)
+    }
+
     /// The delivery's message, from the cache or the log (verified against its checksum).
     /// `resolve`, with the log read of a cache miss off the cooperative pool (`bodyReads`): a consumer's task never waits for the
     /// disk on a cooperative thread. A miss reads ahead (see `readMessage`), so most deliveries of a backlog are
