@@ -503,32 +503,16 @@ public final class QueueStore: Sendable, CompletionSink {
     }
 
     func settle(consumer cid: UInt32, tag: UInt64, multiple: Bool, as kind: Core.SettleKind) async throws(QueueError) {
-        var actions = Actions()
-        let submission: Submission? = try core.withLock { c throws(QueueError) in
-            try c.usable()
-            let tags = try c.tagsToSettle(tag, multiple: multiple, of: cid)
-            return c.claim(tags, of: cid, as: kind, reason: .requeued, &actions)
-        }
-        run(actions)
-        guard let submission, case .settle(let cid, let tags, _) = submission.intent else { return }
+        guard let submission = try claimForSettle(consumer: cid, tag: tag, multiple: multiple, as: kind),
+              case .settle(let cid, let tags, _) = submission.intent else { return }
         let records = submission.records
         do {
-            _ = try await perform(records, afterAppend: { [self] in
-                // The settled deliveries no longer count against prefetch: the next checkout follows the
-                // settlement into the log (a requeue first, so its messages are taken first), often in one group.
-                var actions = Actions()
-                core.withLock { c in
-                    if let queue = c.consumers[cid]?.queue { c.dispatch(queue, &actions) }
-                }
-                run(actions)
-            }) { c in
+            _ = try await perform(records, afterAppend: { [self] in dispatchAfterSettle(consumer: cid) }) { c in
                 Submission(records: records, intent: .settle(consumer: cid, tags: tags, reply: c))
             }
         } catch where error.code == .notEnoughReplicas {
             // Refused before it was written: the deliveries are out with the consumer again, to ack later.
-            var actions = Actions()
-            core.withLock { $0.releaseClaims(tags, of: cid, &actions) }
-            run(actions)
+            releaseClaims(tags, of: cid)
             throw error
         }
     }
@@ -537,14 +521,8 @@ public final class QueueStore: Sendable, CompletionSink {
     /// (the next group commit makes it durable), or nothing is settled and the call throws.
     func settleWithoutWaiting(consumer cid: UInt32, tag: UInt64, multiple: Bool,
                               as kind: Core.SettleKind) throws(QueueError) {
-        var actions = Actions()
-        let submission: Submission? = try core.withLock { c throws(QueueError) in
-            try c.usable()
-            let tags = try c.tagsToSettle(tag, multiple: multiple, of: cid)
-            return c.claim(tags, of: cid, as: kind, reason: .requeued, &actions)
-        }
-        run(actions)
-        guard let submission, case .settle(let cid, let tags, _) = submission.intent else { return }
+        guard let submission = try claimForSettle(consumer: cid, tag: tag, multiple: multiple, as: kind),
+              case .settle(let cid, let tags, _) = submission.intent else { return }
         do throws(QueueError) {
             guard try tryAppend(RecordsToAppend(submission.records), submission) else {
                 throw QueueError(.pendingFull, "the store's pending buffer is full: nothing was settled; settle again "
@@ -553,18 +531,43 @@ public final class QueueStore: Sendable, CompletionSink {
         } catch {
             // Not written: the deliveries are out with the consumer again, to settle later.
             #if !QUEUE_BROKEN_NO_WAIT_SETTLE_KEEPS_CLAIM  // (harness check builds only: they stay claimed)
-            var actions = Actions()
-            core.withLock { $0.releaseClaims(tags, of: cid, &actions) }
-            run(actions)
+            releaseClaims(tags, of: cid)
             #endif
             throw error
         }
-        // As after `settle`'s append: the next checkout follows the settlement into the log.
-        var more = Actions()
-        core.withLock { c in
-            if let queue = c.consumers[cid]?.queue { c.dispatch(queue, &more) }
+        dispatchAfterSettle(consumer: cid)
+    }
+
+    /// Claims a consumer's deliveries for a settle; returns the submission of their record, nil when none of
+    /// them is durable (transient deliveries are settled here).
+    private func claimForSettle(consumer cid: UInt32, tag: UInt64, multiple: Bool,
+                                as kind: Core.SettleKind) throws(QueueError) -> Submission? {
+        var actions = Actions()
+        let submission: Submission? = try core.withLock { c throws(QueueError) in
+            try c.usable()
+            let tags = try c.tagsToSettle(tag, multiple: multiple, of: cid)
+            return c.claim(tags, of: cid, as: kind, reason: .requeued, &actions)
         }
-        run(more)
+        run(actions)
+        return submission
+    }
+
+    /// Once a settle's record is appended: the settled deliveries no longer count against prefetch, and the
+    /// next checkout follows the settlement into the log (a requeue first, so its messages are taken first),
+    /// often in one group.
+    private func dispatchAfterSettle(consumer cid: UInt32) {
+        var actions = Actions()
+        core.withLock { c in
+            if let queue = c.consumers[cid]?.queue { c.dispatch(queue, &actions) }
+        }
+        run(actions)
+    }
+
+    /// Gives claimed deliveries back to their consumer (their settle was not written).
+    private func releaseClaims(_ tags: [UInt64], of cid: UInt32) {
+        var actions = Actions()
+        core.withLock { $0.releaseClaims(tags, of: cid, &actions) }
+        run(actions)
     }
 
     /// The delivery's message, from the cache or the log (verified against its checksum).
