@@ -1,10 +1,13 @@
 /// One state change of the store, as written to the log (one log record each). The same value is applied
 /// by `StoreState.apply` when it is confirmed and when it is replayed at open, so live and recovered state
 /// cannot drift. The byte layout of each kind is in DESIGN.md ("Store records").
-indirect enum StoreRecord: Equatable, Sendable {
+///
+/// Only the cases that hold another record or a declaration's options are boxed (`indirect`): the others are
+/// stored inline (at most 32 bytes of payload), so a publish does not allocate a box per message.
+enum StoreRecord: Equatable, Sendable {
     /// A new process opened the store: every delivery of the previous one is void and goes back to its queue.
     case sessionStart(time: Int64)
-    case declareQueue(name: String, options: QueueOptions)
+    indirect case declareQueue(name: String, options: QueueOptions)
     case deleteQueue(queue: UInt64)
     /// A persistent message; its id is this record's LSN.
     case publish(queue: UInt64, time: Int64, headers: [String: String], body: [UInt8])
@@ -17,7 +20,7 @@ indirect enum StoreRecord: Equatable, Sendable {
     case reject(queue: UInt64, messages: [UInt64])
     /// A live message's copy, written by reclamation so that its old segment can be deleted.
     case relocate(queue: UInt64, message: UInt64, headers: [String: String], body: [UInt8])
-    case declareStream(name: String, options: StreamOptions)
+    indirect case declareStream(name: String, options: StreamOptions)
     case deleteStream(stream: UInt64)
     case streamAppend(stream: UInt64, time: Int64, headers: [String: String], body: [UInt8])
     case commitOffset(stream: UInt64, group: String, offset: UInt64)
@@ -26,7 +29,7 @@ indirect enum StoreRecord: Equatable, Sendable {
     /// One operation of transaction `tx` (publish, stream append, ack or offset commit): held back until the
     /// transaction's commit record, dropped if the log ends (or a new session starts) before it. A message
     /// published this way has this record's LSN as its id.
-    case txPart(tx: UInt64, StoreRecord)
+    indirect case txPart(tx: UInt64, StoreRecord)
     /// Applies transaction `tx`'s `parts` held-back operations all at once, or none of them when one cannot
     /// apply (an acked message no longer out, a queue or stream gone, a full queue).
     case txCommit(tx: UInt64, parts: UInt32)
@@ -35,7 +38,7 @@ indirect enum StoreRecord: Equatable, Sendable {
     case registerProducer(name: String, time: Int64)
     /// A publish or stream append by an idempotent producer: stored only if `sequence` is the next one for
     /// this producer and target and `epoch` is the producer's current one.
-    case stamped(producer: UInt64, epoch: UInt32, sequence: UInt64, StoreRecord)
+    indirect case stamped(producer: UInt64, epoch: UInt32, sequence: UInt64, StoreRecord)
     /// The producer's deduplication state is dropped, if it was idle since `idleSince` (ms since 1970).
     case expireProducer(producer: UInt64, idleSince: Int64)
     /// A half message: stored durably but invisible until resolved. Its id is this record's LSN.

@@ -63,7 +63,9 @@ struct StoreState: Sendable {
     }
 
     private mutating func append(to sid: UInt64, bodyBytes: Int, time: Int64, at lsn: UInt64) -> Effect {
-        guard let offset = streams[sid]?.append(lsn: lsn, bytes: bodyBytes, time: time) else { return .none }
+        guard var stream = streams.removeValue(forKey: sid) else { return .none }
+        let offset = stream.append(lsn: lsn, bytes: bodyBytes, time: time)
+        streams[sid] = stream
         return .appended(offset: offset)
     }
 
@@ -103,23 +105,21 @@ struct StoreState: Sendable {
             return publish(into: qid, bodyBytes: body.count, at: lsn)
 
         case .checkout(let qid, let consumer, let max):
-            // One access to the queue for the whole record: each `queues[qid]?.` is a dictionary lookup and
-            // moves the index out and back.
-            return .checkedOut(queues[qid]?.checkout(max: Int(max), to: consumer) ?? [])
+            return .checkedOut(inQueue(qid) { $0.checkout(max: Int(max), to: consumer) } ?? [])
 
         case .ack(let qid, let ids):
-            return .settled(queues[qid]?.removeUnacked(ids, acked: true).count ?? 0)
+            return .settled(inQueue(qid) { $0.removeUnacked(ids, acked: true).count } ?? 0)
 
         case .requeue(let qid, _, let ids):
             return .settled(returnMessages(ids, to: qid))
 
         case .reject(let qid, let ids):
-            let rejected = queues[qid]?.removeUnacked(ids, acked: false) ?? []
+            let rejected = inQueue(qid) { $0.removeUnacked(ids, acked: false) } ?? []
             for entry in rejected { deadLetter(entry, from: qid, reason: .rejected) }
             return .settled(rejected.count)
 
         case .relocate(let qid, let id, _, _):
-            return .relocated(queues[qid]?.updateEntry(id) { $0.bodyLSN = lsn } ?? false)
+            return .relocated(inQueue(qid) { $0.updateEntry(id) { $0.bodyLSN = lsn } } ?? false)
 
         case .declareStream(let name, let options):
             if let existing = streamIDs[name] { return .declared(id: existing) }
@@ -197,13 +197,21 @@ struct StoreState: Sendable {
         }
     }
 
+    /// Runs `change` on queue `qid` (nil when there is none), the index moved out of the dictionary and back.
+    /// Not `queues[qid]?.change()`: the dictionary's `_modify` accessor allocates its coroutine frames on the
+    /// heap (three `malloc`s per publish, applied under the store's lock). Moved, not copied, so its storage
+    /// stays uniquely referenced and changes in place.
+    private mutating func inQueue<R>(_ qid: UInt64, _ change: (inout QueueIndex) -> R) -> R? {
+        guard var q = queues.removeValue(forKey: qid) else { return nil }
+        defer { queues[qid] = q }
+        return change(&q)
+    }
+
     /// Appends a message to a queue's ready messages, applying its `maxLength`; false when the queue is gone
     /// or refuses it (`.rejectPublish`). `force` ignores `.rejectPublish` (a queue of last resort).
     mutating func enqueue(_ entry: MessageEntry, into qid: UInt64, force: Bool = false) -> Bool {
-        // In place (`?.` on the dictionary's element): reading the index out first would copy the whole struct,
-        // a cost on every publish and every replayed record.
         var pushedOut: [MessageEntry] = []
-        guard queues[qid]?.enqueue(entry, force: force, pushedOut: &pushedOut) == true else { return false }
+        guard inQueue(qid, { $0.enqueue(entry, force: force, pushedOut: &pushedOut) }) == true else { return false }
         for head in pushedOut { deadLetter(head, from: qid, reason: .maxLength) }
         return true
     }
@@ -213,7 +221,7 @@ struct StoreState: Sendable {
     @discardableResult
     private mutating func returnMessages(_ ids: [UInt64], to qid: UInt64) -> Int {
         guard let limit = queues[qid].map({ $0.options.deliveryLimit }) else { return 0 }
-        let out = queues[qid]?.removeUnacked(ids, acked: false) ?? []
+        let out = inQueue(qid) { $0.removeUnacked(ids, acked: false) } ?? []
         var back: [MessageEntry] = []
         back.reserveCapacity(out.count)
         for entry in out {
