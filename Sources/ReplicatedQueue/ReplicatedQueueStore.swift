@@ -44,11 +44,13 @@ public final class ReplicatedQueueStore: Sendable {
     /// joined: its endpoint listens and it holds a lease. It then leads or follows as the group decides; see
     /// `role`. File work runs on threads of its own, never on the cooperative pool.
     ///
-    /// - Throws: `QueueError` `.ioFailure` (the directory, the endpoint's address) or `.invalidStore`, with
-    ///   the cause in the message, when the replica cannot start.
+    /// - Throws: `QueueError` `.invalidArgument` for options that cannot make a group (see
+    ///   `ReplicationOptions.validate`); `.ioFailure` (the directory, the endpoint's address) or `.invalidStore`,
+    ///   with the cause in the message, when the replica cannot start.
     public static func start(directory: String, options: StoreOptions = StoreOptions(),
                              replication: ReplicationOptions,
                              coordinator: any Coordinator) async throws(QueueError) -> ReplicatedQueueStore {
+        try replication.validate()
         var logger = options.logger ?? Logger(label: "DurableQueue.replication")
         logger[metadataKey: "member"] = "\(replication.member)"
         let leadership = StoreLeadership(directory: directory, options: options, confirmTimeout: replication.confirmTimeout,

@@ -1,3 +1,5 @@
+import DurableQueue
+
 /// Where a replica's replication endpoint is.
 public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
     /// A host name or an IP address.
@@ -29,6 +31,7 @@ public struct ReplicationOptions: Sendable {
     /// A confirm needs the in-sync set, the leader included, to have at least this many members; below it,
     /// writes are refused with `.notEnoughReplicas` before anything is written (Kafka's
     /// `min.insync.replicas`). With 3 replicas, 2 survives one loss without losing a confirmed message.
+    /// From 2 through `replicationFactor`: the leader alone never commits.
     public var minInsyncReplicas = 2
     /// The leader's lease in the coordinator: a leader that dies is replaced about this long after.
     public var leaseTTL: Duration = .seconds(2)
@@ -57,6 +60,42 @@ public struct ReplicationOptions: Sendable {
         self.member = member
         self.listen = listen
         self.peers = peers
+    }
+
+    /// The group's size: this member and its peers (Kafka's replication factor).
+    public var replicationFactor: Int { peers.count + 1 }
+
+    /// Refuses a group the options cannot make: a member among its own peers, two members at one endpoint,
+    /// a `minInsyncReplicas` outside 2 through `replicationFactor`, durations that are not positive. A confirm
+    /// of a replicated store is on at least two disks: the leader alone never commits (one copy is what
+    /// `QueueStore` gives), so 1 is refused rather than accepted and never met.
+    func validate() throws(QueueError) {
+        func refuse(_ why: String) -> QueueError { QueueError(.invalidArgument, "replication options: \(why)") }
+        guard !member.isEmpty else { throw refuse("the member's name is empty") }
+        if peers[member] != nil { throw refuse("the member '\(member)' is named among its own peers") }
+        guard !peers.isEmpty else {
+            throw refuse("no peers: a replicated store needs at least one other member (QueueStore keeps one copy)")
+        }
+        if let empty = peers.keys.first(where: \.isEmpty) { throw refuse("a peer's name is empty ('\(empty)')") }
+        var byEndpoint: [Endpoint: String] = [:]
+        for (name, endpoint) in peers.sorted(by: { $0.key < $1.key }) {
+            guard (1...65535).contains(endpoint.port) else { throw refuse("peer '\(name)' has port \(endpoint.port)") }
+            if let other = byEndpoint.updateValue(name, forKey: endpoint) {
+                throw refuse("peers '\(other)' and '\(name)' are both at \(endpoint)")
+            }
+        }
+        if listen.port != 0, let other = byEndpoint[listen] {
+            throw refuse("the member '\(member)' listens at \(listen), where its peer '\(other)' is")
+        }
+        guard (0...65535).contains(listen.port) else { throw refuse("listen port \(listen.port)") }
+        guard (2...replicationFactor).contains(minInsyncReplicas) else {
+            throw refuse("minInsyncReplicas is \(minInsyncReplicas); it must be 2 through the group's size, "
+                         + "\(replicationFactor)")
+        }
+        for (name, value) in [("leaseTTL", leaseTTL), ("inSyncLagTime", inSyncLagTime),
+                              ("confirmTimeout", confirmTimeout), ("tick", tick)] where value <= .zero {
+            throw refuse("\(name) is \(value); it must be positive")
+        }
     }
 }
 

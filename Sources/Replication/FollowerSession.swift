@@ -26,9 +26,14 @@ package final class FollowerSession: Sendable {
         /// Where a snapshot from the leader goes (nil: a snapshot ends the session; this follower can then
         /// never catch up once its leader deleted the records it lacks).
         package var snapshots: (any StateSnapshots)?
+        /// Told each refusal this side makes (frames of another epoch, a cut below what is committed, a
+        /// protocol violation), once per session: the node counts them.
+        package var onRefusal: (@Sendable (ReplicationMessage.Refusal) -> Void)?
 
         package init(directory: String, options: LogOptions, fileSystem: any FileSystem = PosixFileSystem(),
-                     replica: ReplicaIdentity, leaderEpoch: UInt64, snapshots: (any StateSnapshots)? = nil) {
+                     replica: ReplicaIdentity, leaderEpoch: UInt64, snapshots: (any StateSnapshots)? = nil,
+                     onRefusal: (@Sendable (ReplicationMessage.Refusal) -> Void)? = nil) {
+            self.onRefusal = onRefusal
             self.snapshots = snapshots
             self.directory = directory
             self.options = options
@@ -466,7 +471,12 @@ package final class FollowerSession: Sendable {
             publish(s)
             return true
         }
-        if first, tell, case .refused(let reason, let text) = ending { send(.refuse(reason, text)) }
+        if first, case .refused(let reason, let text) = ending {
+            #if !REPLICATION_BROKEN_REFUSALS_UNCOUNTED  // (harness check builds only: the node never hears of it)
+            configuration.onRefusal?(reason)
+            #endif
+            if tell { send(.refuse(reason, text)) }
+        }
         endForwards()
     }
 

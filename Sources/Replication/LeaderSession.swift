@@ -40,6 +40,7 @@ package final class LeaderSession: Sendable {
     private let requests: (@Sendable ([UInt8]) async -> [UInt8])?
     private let snapshots: (any StateSnapshots)?
     private let snapshotPartBytes: Int
+    private let onRefusal: (@Sendable (ReplicationMessage.Refusal) -> Void)?
     private let state = Mutex(State())
 
     /// - Parameters:
@@ -55,12 +56,16 @@ package final class LeaderSession: Sendable {
     ///   - sendInTurn: sends a message and blocks until the transport has written it (false: the connection
     ///     failed), for the snapshot's parts: a snapshot of hundreds of megabytes then leaves part by part as the
     ///     connection drains, instead of every part queued in memory at once (nil: parts go through `send`).
+    ///   - onRefusal: told each refusal this side makes (a follower of another log, of a newer epoch, out of
+    ///     turn), once per session: the node counts them.
     package init(log: WriteAheadLog, history: EpochHistory, epoch: UInt64, tracker: InSyncTracker,
                  windowBytes: Int = 4 << 20, runBytesMax: Int = 256 << 10,
                  requests: (@Sendable ([UInt8]) async -> [UInt8])? = nil,
                  snapshots: (any StateSnapshots)? = nil, snapshotPartBytes: Int = 1 << 20,
                  sendInTurn: (@Sendable (ReplicationMessage) -> Bool)? = nil,
+                 onRefusal: (@Sendable (ReplicationMessage.Refusal) -> Void)? = nil,
                  send: @escaping @Sendable (ReplicationMessage) -> Void) {
+        self.onRefusal = onRefusal
         self.sendInTurn = sendInTurn
         self.requests = requests
         self.snapshots = snapshots
@@ -261,6 +266,11 @@ package final class LeaderSession: Sendable {
     /// Ships what the window allows of what the log has written past the follower's position.
     package func pump() {
         let failure: WALError? = state.withLock { s in
+            #if REPLICATION_BROKEN_UNBOUNDED_WINDOW  // BROKEN ON PURPOSE (harness check builds only)
+            let windowBytes = Int.max
+            #else
+            let windowBytes = self.windowBytes
+            #endif
             while s.phase == .shipping, s.inFlightBytes < windowBytes, let position = s.position {
                 let next: (frames: ShippedFrames, endLSN: LSN)?
                 do throws(WALError) { next = try log.framesAndEndToShip(from: position, maxBytes: runBytesMax) } catch { return error }
@@ -283,6 +293,10 @@ package final class LeaderSession: Sendable {
             s.refusal = (reason, text)
             return true
         }
-        if first { send(.refuse(reason, text)) }
+        guard first else { return }
+        #if !REPLICATION_BROKEN_REFUSALS_UNCOUNTED  // (harness check builds only: the node never hears of it)
+        onRefusal?(reason)
+        #endif
+        send(.refuse(reason, text))
     }
 }

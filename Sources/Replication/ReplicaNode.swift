@@ -244,6 +244,7 @@ package final class ReplicaNode: Sendable {
             }
             let identity = ReplicaIdentity(member: configuration.member, incarnation: incarnation)
             state.withLock { $0.identity = identity }
+            try await refuseAnotherLog(in: directory)
             listener = try await ReplicationListener.bind(host: configuration.listen.host, port: configuration.listen.port,
                                                           group: group) { [self] connection in accept(connection) }
             state.withLock { $0.listenPort = listener.port }
@@ -280,6 +281,20 @@ package final class ReplicaNode: Sendable {
         try? await listener.close()
         setRole(.stopped)
         return stopping ? nil : failure
+    }
+
+    /// Throws `.invalidLog` when `directory` holds a log other than the group's (a directory copied from another
+    /// group, or a configuration that points at the wrong one): the node would refuse it at its first lead or
+    /// follow anyway, after `start` returned; refused here, the caller is told why.
+    private func refuseAnotherLog(in directory: String) async throws {
+        guard let text = try await coordinator.read().state?.log, let groups = LogIdentity(text) else { return }
+        let local = await onOwnThread { WriteAheadLog.identity(inDirectory: directory) }
+        #if !REPLICATION_BROKEN_JOINS_WITH_ANOTHER_LOG  // (harness check builds only: found later, in the background)
+        if let local, local != groups {
+            throw WALError(.invalidLog, "the log in this directory is \(local), the group's is \(groups): a replica "
+                           + "never takes another log's records (a directory of another group?)", path: directory)
+        }
+        #endif
     }
 
     /// One turn: read the group, then claim, lead, follow or wait, until that role ends.
@@ -488,6 +503,7 @@ package final class ReplicaNode: Sendable {
     /// A connection reached this node's endpoint: served while it leads, refused otherwise.
     private func accept(_ connection: ReplicationConnection) {
         guard let leading = state.withLock({ $0.leading }) else {
+            telemetry.refused(.notLeader)
             connection.send(.refuse(.notLeader, "this node does not lead"))
             connection.close()
             return
@@ -501,7 +517,7 @@ package final class ReplicaNode: Sendable {
                                     tracker: leading.tracker, windowBytes: min(4 << 20, configuration.options.pendingBytesMax),
                                     runBytesMax: min(256 << 10, configuration.options.pendingBytesMax / 4),
                                     requests: requests, snapshots: configuration.snapshots,
-                                    sendInTurn: connection.sendAndWait, send: connection.send)
+                                    sendInTurn: connection.sendAndWait, onRefusal: telemetry.refused, send: connection.send)
         let peer = Peer(session: session, connection: connection)
         leading.peers.withLock { $0.append(peer) }
         connection.deliver { message in
@@ -545,12 +561,13 @@ package final class ReplicaNode: Sendable {
         }
         let closed = Mutex(false)
         let session: FollowerSession
+        let telemetry = self.telemetry
         do {
             // The session reads the epoch history file: off the cooperative pool.
             session = try await onOwnThread { () throws(WALError) in
                 try FollowerSession(
                     log: log, configuration: .init(directory: directory, options: logOptions, replica: me, leaderEpoch: epoch,
-                                                   snapshots: snapshots),
+                                                   snapshots: snapshots, onRefusal: telemetry.refused),
                     send: connection.send)
             }
         } catch {

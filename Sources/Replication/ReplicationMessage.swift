@@ -142,7 +142,7 @@ package enum ReplicationMessage: Equatable, Sendable {
     }
 
     /// Why a side ends the connection.
-    package enum Refusal: UInt8, Sendable {
+    package enum Refusal: UInt8, Sendable, CaseIterable {
         /// The other side's epoch is older than one this side has seen: a deposed leader, or a follower of one.
         case staleEpoch = 1
         /// The follower's log is another log (its identity is not the leader's).

@@ -672,9 +672,27 @@ func body(_ i: Int) -> [UInt8] { Array("message \(i)".utf8) }
         await group.shutdown()
     }
 
+    /// A member whose directory holds another group's log is refused by `start`, with the reason, instead of
+    /// joining and stopping later in the background (where only its role would tell).
+    @Test func aMemberWhoseDirectoryHoldsAnotherLogIsRefusedAtStart() async throws {
+        let group = try StoreGroup(["alpha", "beta", "gamma"])
+        try await group.start("alpha")
+        try await group.start("beta")
+        _ = try await group.leader(inSync: 2)
+        try FileManager.default.createDirectory(atPath: "\(group.root)/gamma/wal", withIntermediateDirectories: true)
+        let stranger = try WriteAheadLog.open(directory: "\(group.root)/gamma/wal", options: LogOptions())
+        _ = try await stranger.append([UInt8](repeating: 7, count: 16))
+        try stranger.close()
+        let refused = await #expect(throws: QueueError.self) { try await group.start("gamma") }
+        #expect(refused?.code == .invalidStore)
+        #expect(refused?.message.contains("a directory of another group?") == true, "\(String(describing: refused))")
+        #expect(try await group.coordinator.read().state?.inSync.count == 2, "the stranger joined the in-sync set")
+        await group.shutdown()
+    }
+
     @Test func roleUpdatesTellLeadershipAndItsEnd() async throws {
         let group = try StoreGroup(["alpha", "beta"])
-        try await group.start("alpha", minInsyncReplicas: 1)
+        try await group.start("alpha")
         let alpha = group.store("alpha")
         var roles = alpha.roleUpdates().makeAsyncIterator()
         var seen: [StoreRole] = []

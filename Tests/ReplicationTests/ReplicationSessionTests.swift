@@ -38,8 +38,9 @@ final class TestLeader: Sendable {
     let epoch: UInt64
     let sessions = Mutex<[LeaderSession]>([])
 
-    init(node: Node, epoch: UInt64, inSync: Set<ReplicaIdentity>, minInsyncReplicas: Int = 2) throws {
-        var options = testOptions
+    init(node: Node, epoch: UInt64, inSync: Set<ReplicaIdentity>, minInsyncReplicas: Int = 2,
+         options: LogOptions = testOptions) throws {
+        var options = options
         options.leaderEpoch = epoch
         options.confirmsWaitForReplicas = true
         log = try WriteAheadLog.open(directory: node.directory, options: options)

@@ -41,10 +41,8 @@ struct NodeConfiguration: Codable {
     var replicationOptions: ReplicationOptions {
         get throws {
             var peerEndpoints: [String: Endpoint] = [:]
-            for (name, address) in peers {
-                guard name != member else { throw Invalid(description: "the member \(member) is named among its own peers") }
-                peerEndpoints[name] = try Self.endpoint(address)
-            }
+            // The store refuses a group its options cannot make (`ReplicationOptions.validate`).
+            for (name, address) in peers { peerEndpoints[name] = try Self.endpoint(address) }
             var options = ReplicationOptions(member: member, listen: try Self.endpoint(replication), peers: peerEndpoints)
             if let ms = leaseTTLMilliseconds { options.leaseTTL = .milliseconds(ms) }
             if let ms = inSyncLagMilliseconds { options.inSyncLagTime = .milliseconds(ms) }

@@ -1,0 +1,86 @@
+import DurableLog
+import LogFormat
+import Synchronization
+import Testing
+@testable import Replication
+
+/// Every refusal a session makes is told to its node (which counts it, `replication_refusals_total`), once
+/// per session, with its reason; refusals it receives are the other side's to count.
+@Suite(.timeLimit(.minutes(2))) struct RefusalCountTests {
+    private final class Seen: Sendable {
+        let refusals = Mutex<[ReplicationMessage.Refusal]>([])
+        let sent = Mutex<[ReplicationMessage]>([])
+        func refused(_ reason: ReplicationMessage.Refusal) { refusals.withLock { $0.append(reason) } }
+        func send(_ message: ReplicationMessage) { sent.withLock { $0.append(message) } }
+        var sentRefusals: [ReplicationMessage.Refusal] {
+            sent.withLock { $0.compactMap { if case .refuse(let reason, _) = $0 { reason } else { nil } } }
+        }
+    }
+
+    private func leaderSession(_ leader: TestLeader, _ seen: Seen) -> LeaderSession {
+        LeaderSession(log: leader.log, history: leader.history, epoch: leader.epoch, tracker: leader.tracker,
+                      onRefusal: seen.refused, send: seen.send)
+    }
+
+    @Test func aLeaderCountsAFollowerOfAnotherLogAndOneOfANewerEpoch() async throws {
+        let dir = TemporaryDirectory()
+        let leader = try TestLeader(node: Node(name: "a", directory: dir.sub("a")), epoch: 3, inSync: [])
+        defer { try? leader.log.close() }
+
+        let stranger = Seen()
+        let first = leaderSession(leader, stranger)
+        first.receive(.hello(.init(log: LogIdentity.random(), member: "b", incarnation: 1, lastEpoch: 3, end: .first)))
+        #expect(stranger.refusals.withLock { $0 } == [.otherLog])
+        #expect(stranger.sentRefusals == [.otherLog])
+        // The session ended: what follows is neither answered nor counted again.
+        first.receive(.hello(.init(log: LogIdentity.random(), member: "b", incarnation: 1, lastEpoch: 3, end: .first)))
+        #expect(stranger.refusals.withLock { $0 } == [.otherLog])
+
+        let deposed = Seen()
+        let second = leaderSession(leader, deposed)
+        second.receive(.hello(.init(log: leader.log.identity, member: "c", incarnation: 1, lastEpoch: 4, end: .first)))
+        #expect(deposed.refusals.withLock { $0 } == [.staleEpoch])
+        #expect(deposed.sentRefusals == [.staleEpoch])
+
+        // A refusal the follower sends is not this side's own.
+        let refusedBy = Seen()
+        let third = leaderSession(leader, refusedBy)
+        third.receive(.refuse(.logFailed, "the follower's disk failed"))
+        #expect(refusedBy.refusals.withLock { $0 }.isEmpty)
+    }
+
+    @Test func aFollowerCountsItsOwnRefusalsNotItsLeaders() async throws {
+        let dir = TemporaryDirectory()
+        let leader = try TestLeader(node: Node(name: "a", directory: dir.sub("a")), epoch: 2, inSync: [])
+        defer { try? leader.log.close() }
+        var options = testOptions
+        options.isReplica = true
+        options.identity = leader.log.identity
+
+        let seen = Seen()
+        let b = Node(name: "b", directory: dir.sub("b"))
+        let session = try FollowerSession(
+            log: try WriteAheadLog.open(directory: b.directory, options: options),
+            configuration: .init(directory: b.directory, options: options, replica: b.identity, leaderEpoch: leader.epoch,
+                                 onRefusal: seen.refused),
+            send: seen.send)
+        defer { try? session.log.close() }
+        session.start()
+        // A follower's message from the leader's side breaks the protocol.
+        session.receive(.hello(.init(log: leader.log.identity, member: "a", incarnation: 1, lastEpoch: 2, end: .first)))
+        #expect(seen.refusals.withLock { $0 } == [.protocolViolation])
+        #expect(seen.sentRefusals == [.protocolViolation])
+
+        let other = Seen()
+        let c = Node(name: "c", directory: dir.sub("c"))
+        let refused = try FollowerSession(
+            log: try WriteAheadLog.open(directory: c.directory, options: options),
+            configuration: .init(directory: c.directory, options: options, replica: c.identity, leaderEpoch: leader.epoch,
+                                 onRefusal: other.refused),
+            send: other.send)
+        defer { try? refused.log.close() }
+        refused.start()
+        refused.receive(.refuse(.notLeader, "this node does not lead"))
+        #expect(other.refusals.withLock { $0 }.isEmpty, "the leader's refusal was counted as the follower's")
+    }
+}
