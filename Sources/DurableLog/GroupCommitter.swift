@@ -44,7 +44,8 @@ final class GroupCommitter: @unchecked Sendable {
     private var waiterArrays: [[Waiter]] = []
     private var liveThreads = 0
     private var sealed = false
-    /// The file syncs go to: the active segment's, changed only at a roll with no sync in flight.
+    /// The file syncs go to: the active segment's, set after each group is written and before each roll's sync
+    /// (a group may roll more than once), never while a sync is in flight.
     private var syncTarget: (fd: Int32, path: String)
     /// A follower's log: where the next shipped run must start (the end of what it accepted), and the epoch
     /// of the last frame it accepted (frames never go back to an older one).
@@ -504,6 +505,12 @@ final class GroupCommitter: @unchecked Sendable {
     private func makeDurableBeforeRoll(_ lsn: LSN) throws(WALError) {
         monitor.lock()
         defer { monitor.unlock() }
+        #if !WAL_BROKEN_SYNCS_STALE_SEGMENT_AT_ROLL  // (harness check builds only: the group's first segment)
+        // The segment being left, which is not the one the group began in when the group rolled before: the
+        // sync must reach the file these records are in (that one was closed at the earlier roll, and its
+        // descriptor number may already name another file).
+        syncTarget = (writer.active.fd, writer.active.path)
+        #endif
         if ledger.failure == nil { ledger.written(through: lsn, waiters: []) }
         while true {
             if let failure = ledger.failure { throw failure }
