@@ -36,6 +36,9 @@ public struct ClusterTrial: Sendable {
         public var connectionsCut = 0
         public var disksLost = 0
         public var partitions = 0
+        /// Connections that lost one direction for a while (the follower's acknowledgements, or the leader's
+        /// frames), the other still delivering, until the follower reconnected.
+        public var oneWayCuts = 0
         /// Changes of the in-sync set the leader made (fenced): removals and additions.
         public var inSyncChanges = 0
         public var cutsOnRejoin = 0
@@ -55,8 +58,8 @@ public struct ClusterTrial: Sendable {
                 for shift in stride(from: 0, to: 64, by: 8) { hash = (hash ^ (value >> UInt64(shift) & 0xff)) &* 0x100_0000_01b3 }
             }
             for event in trace { for byte in event.utf8 { mix(UInt64(byte)) } }
-            for value in [confirmed, elections, powerLosses, connectionsCut, disksLost, partitions, inSyncChanges, cutsOnRejoin,
-                          rejoinsAsNew] { mix(UInt64(value)) }
+            for value in [confirmed, elections, powerLosses, connectionsCut, disksLost, partitions, oneWayCuts, inSyncChanges,
+                          cutsOnRejoin, rejoinsAsNew] { mix(UInt64(value)) }
             for disk in diskFingerprints { mix(disk) }
             return hash
         }
@@ -187,8 +190,10 @@ final class Cluster: @unchecked Sendable {
             let follower = randomFollower()
             try reconnect(follower)
             outcome.connectionsCut += 1
-        case 86..<88:
+        case 86:
             partition(randomFollower())
+        case 87:
+            cutOneWay(randomFollower())
         case 88..<93:
             try powerLoss(randomFollower())
         case 93..<95:
@@ -226,7 +231,22 @@ final class Cluster: @unchecked Sendable {
         outcome.partitions += 1
     }
 
-    /// Counts the partitions down by `steps`; reconnects the followers whose partition ended.
+    /// One direction of a follower's connection is lost for a few steps: the leader still ships and the follower
+    /// still writes, but its acknowledgements are dropped, or the leader's frames are. Its session stays up, so it
+    /// stays in the in-sync set and the commit point waits for it (what fences a stalled follower out on real
+    /// machines is `inSyncLagTime`, which `ReplicaNode` keeps); then it reconnects, as a TCP timeout would make it.
+    private func cutOneWay(_ replica: SimulatedReplica) {
+        guard let following = replica.following, partitioned[replica.identity.member] == nil else { return }
+        let toLeader = rng.next() % 2 == 0
+        network.cutOneWay(following.connection, toLeader: toLeader)
+        partitioned[replica.identity.member] = 3 + Int(rng.next() % 12)
+        note("follower \(replica.identity) loses its \(toLeader ? "acknowledgements" : "leader's frames") for "
+             + "\(partitioned[replica.identity.member]!) steps")
+        outcome.oneWayCuts += 1
+    }
+
+    /// Counts the partitions down by `steps`; reconnects the followers whose partition ended (a connection cut
+    /// one way is closed first, as `reconnect` does).
     private func endPartitions(after steps: Int) throws {
         for member in partitioned.keys.sorted() {
             guard let left = partitioned[member] else { continue }
@@ -237,6 +257,8 @@ final class Cluster: @unchecked Sendable {
             partitioned[member] = nil
             if let replica = replicas.first(where: { $0.identity.member == member }), replica.leading == nil,
                let following = replica.following {
+                network.cut(following.connection)
+                replicas[leaderIndex].leading?.sessions.withLock { _ = $0.removeValue(forKey: following.connection) }
                 try connect(replica, log: following.session.log)
             }
         }

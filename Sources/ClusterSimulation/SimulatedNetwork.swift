@@ -5,7 +5,8 @@ import WALSimulation
 /// The connections of a simulated cluster: each message is encoded and queued on its connection, in order,
 /// and the trial delivers them one at a time, choosing the connection with its seeded generator (connections
 /// interleave in any order; one connection's messages never overtake each other, as on TCP). A cut connection
-/// drops what is queued on it and everything sent on it later.
+/// drops what is queued on it and everything sent on it later; a one-way cut does so in one direction only,
+/// while the other still delivers (a route lost one way, a peer that reads but whose answers are dropped).
 final class SimulatedNetwork: @unchecked Sendable {
     private struct Connection {
         var toLeader: [[UInt8]] = []
@@ -13,6 +14,8 @@ final class SimulatedNetwork: @unchecked Sendable {
         var leader: LeaderSession?
         var follower: FollowerSession?
         var cut = false
+        var toLeaderCut = false
+        var toFollowerCut = false
         var queued: Int { toLeader.count + toFollower.count }
     }
 
@@ -41,7 +44,11 @@ final class SimulatedNetwork: @unchecked Sendable {
             let bytes = message.encoded
             condition.lock()
             if var connection = connections[id], !connection.cut {
-                if toLeader { connection.toLeader.append(bytes) } else { connection.toFollower.append(bytes) }
+                if toLeader {
+                    if !connection.toLeaderCut { connection.toLeader.append(bytes) }
+                } else if !connection.toFollowerCut {
+                    connection.toFollower.append(bytes)
+                }
                 connections[id] = connection
                 condition.broadcast()
             }
@@ -52,6 +59,20 @@ final class SimulatedNetwork: @unchecked Sendable {
     func cut(_ id: Int) {
         condition.lock()
         connections[id] = Connection(cut: true)
+        condition.unlock()
+    }
+
+    /// Drops what is queued toward the leader (or the follower) on `id` and everything sent that way later; the
+    /// other direction still delivers.
+    func cutOneWay(_ id: Int, toLeader: Bool) {
+        condition.lock()
+        if toLeader {
+            connections[id]?.toLeaderCut = true
+            connections[id]?.toLeader.removeAll()
+        } else {
+            connections[id]?.toFollowerCut = true
+            connections[id]?.toFollower.removeAll()
+        }
         condition.unlock()
     }
 

@@ -5,10 +5,10 @@ import WALSimulation
 
 @Suite(.serialized, .timeLimit(.minutes(10))) struct ClusterTrialTests {
     /// Seeded runs of three replicas on simulated disks: appends, interleaved deliveries, broken connections,
-    /// followers cut off for a while, followers' power losses (some rejoining as new replicas) and lost disks,
+    /// followers cut off for a while (both ways, or one way: acknowledgements or frames lost), followers' power losses (some rejoining as new replicas) and lost disks,
     /// leaders' power losses with elections. `wal-torture --cluster --seeds N` runs more.
     @Test func noConfirmedRecordIsLostAcrossFailoversPowerLossesLostDisksAndBrokenConnections() async {
-        var elections = 0, powerLosses = 0, confirmed = 0, cuts = 0, rejoinsAsNew = 0, disksLost = 0, partitions = 0, inSyncChanges = 0
+        var elections = 0, powerLosses = 0, confirmed = 0, cuts = 0, rejoinsAsNew = 0, disksLost = 0, partitions = 0, oneWayCuts = 0, inSyncChanges = 0
         for seed in UInt64(1)...50 {
             let outcome = await ClusterTrial(seed: seed).run()
             if let failure = outcome.failure {
@@ -22,15 +22,17 @@ import WALSimulation
             rejoinsAsNew += outcome.rejoinsAsNew
             disksLost += outcome.disksLost
             partitions += outcome.partitions
+            oneWayCuts += outcome.oneWayCuts
             inSyncChanges += outcome.inSyncChanges
         }
         print("cluster trials: \(elections) elections, \(powerLosses) power losses, \(confirmed) confirms, \(cuts) cuts, \(rejoinsAsNew) rejoins as new, \(disksLost) disks lost, "
-              + "\(partitions) partitions, \(inSyncChanges) in-sync set changes")
+              + "\(partitions) partitions, \(oneWayCuts) one-way cuts, \(inSyncChanges) in-sync set changes")
         #expect(elections > 100)
         #expect(powerLosses > 200)
         #expect(confirmed > 3_000)
         #expect(disksLost > 30)
         #expect(partitions > 30)
+        #expect(oneWayCuts > 30)
         #expect(inSyncChanges > 100)
     }
 
