@@ -12,6 +12,9 @@ public struct PowerLossTrial: Sendable {
     public var crashBefore: Int?
     public var streams = 4
     public var perStream = 40
+    /// Records each stream appends per call (`append(contentsOf:)`): with more than 1, and `pendingBytesMax`
+    /// above the segment size, one group can span several segments and roll more than once.
+    public var batch = 1
     public var options: LogOptions
     /// Fail the power a second time part-way through the first recovery.
     public var crashDuringRecovery = false
@@ -74,12 +77,14 @@ public struct PowerLossTrial: Sendable {
         if let log = try? WriteAheadLog.open(directory: directory, options: options, fileSystem: wrap(disk)) {
             await withTaskGroup(of: Void.self) { group in
                 for s in 0..<streams {
-                    group.addTask { [seed, perStream, truncateEvery] in
-                        for i in 0..<perStream {
-                            let record = Self.record(seed: seed, stream: s, index: i)
-                            guard let lsn = try? await log.append(record) else { return }
-                            confirms.map.withLock { $0[lsn] = record }
-                            if s == 0, let every = truncateEvery, (i + 1) % every == 0 {
+                    group.addTask { [seed, perStream, truncateEvery, batch] in
+                        for i in stride(from: 0, to: perStream, by: max(1, batch)) {
+                            let records = (i..<min(perStream, i + max(1, batch))).map { Self.record(seed: seed, stream: s, index: $0) }
+                            guard let first = await Self.append(records, to: log) else { return }
+                            confirms.map.withLock { map in
+                                for (k, record) in records.enumerated() { map[LSN(first.rawValue + UInt64(k))] = record }
+                            }
+                            if s == 0, let every = truncateEvery, (i + records.count) / every > i / every {
                                 // Records below the durable end may go; the oracle then checks only those kept.
                                 // Noted before the call: a crash inside it may already have removed some.
                                 let keepFrom = log.durableLSN
@@ -131,6 +136,12 @@ public struct PowerLossTrial: Sendable {
         return outcome
     }
 
+    /// Appends one record alone, or several as one submission; the first one's LSN, nil when refused.
+    private static func append(_ records: [[UInt8]], to log: WriteAheadLog) async -> LSN? {
+        if records.count == 1 { return try? await log.append(records[0]) }
+        return try? await log.append(contentsOf: records)
+    }
+
     /// The mutating operations of the same workload run to the end without a crash (to place crash points).
     public func operationsOfAnUninterruptedRun() async -> Int {
         var trial = self
@@ -138,9 +149,12 @@ public struct PowerLossTrial: Sendable {
         let disk = SimulatedDisk()
         guard let log = try? WriteAheadLog.open(directory: directory, options: options, fileSystem: disk) else { return 0 }
         for s in 0..<streams {
-            for i in 0..<perStream {
-                _ = try? await log.append(Self.record(seed: seed, stream: s, index: i))
-                if s == 0, let every = truncateEvery, (i + 1) % every == 0 { try? log.truncate(before: log.durableLSN) }
+            for i in stride(from: 0, to: perStream, by: max(1, batch)) {
+                let records = (i..<min(perStream, i + max(1, batch))).map { Self.record(seed: seed, stream: s, index: $0) }
+                _ = await Self.append(records, to: log)
+                if s == 0, let every = truncateEvery, (i + records.count) / every > i / every {
+                    try? log.truncate(before: log.durableLSN)
+                }
             }
         }
         try? log.close()

@@ -25,8 +25,9 @@ public final class SimulatedDisk: FileSystem {
         /// Directory entries as the running system sees them, and as they are on disk.
         var names: [String: Int] = [:]
         var durableNames: [String: Int] = [:]
+        /// Open descriptors. A new one takes the lowest number free (from 100), as POSIX does, so that a
+        /// descriptor used after its close reaches whatever file was opened since, as it would on Linux.
         var descriptors: [Int32: Int] = [:]
-        var nextDescriptor: Int32 = 100
         var crashed = false
         /// Counts every mutating call (write, sync, allocate, rename, remove, directory sync, create).
         var operations = 0
@@ -142,8 +143,8 @@ public final class SimulatedDisk: FileSystem {
                 s.inodes[number!] = Inode()
                 s.names[path] = number
             }
-            let fd = s.nextDescriptor
-            s.nextDescriptor += 1
+            var fd: Int32 = 100
+            while s.descriptors[fd] != nil { fd += 1 }
             s.descriptors[fd] = number
             return fd
         }

@@ -59,6 +59,32 @@ import WALSimulation
         #expect(tornTails > 0, "the simulated power cuts must leave torn tails for recovery to cut")
     }
 
+    /// Groups larger than a segment (two appenders submitting 96 records at a time, a pending buffer of
+    /// 512 KiB, 64 KiB segments, no compression): a group rolls up to three times while it is written, and
+    /// each roll syncs the segment it leaves. A power cut at every operation loses no confirm.
+    @Test func groupsSpanningSeveralSegmentsSurvivePowerLossAtEveryOperation() async throws {
+        var options = PowerLossTrial.defaultOptions
+        options.pendingBytesMax = 512 << 10
+        options.compression = .none
+        func make(_ seed: UInt64, _ crashBefore: Int?) -> PowerLossTrial {
+            var t = trial(seed: seed, crashBefore: crashBefore, streams: 2, perStream: 384, options: options)
+            t.batch = 96
+            return t
+        }
+        let operations = await make(0, nil).operationsOfAnUninterruptedRun()
+        #expect(operations > 40)
+        var checked = 0
+        for point in 0...operations {
+            let outcome = await make(UInt64(point), point).run()
+            checked += outcome.confirmed
+            if let failure = outcome.failure {
+                Issue.record("crash before operation \(point): \(failure)")
+                return
+            }
+        }
+        #expect(checked > 10_000)
+    }
+
     /// Truncation that deletes several segments at once, cut by a power loss at every operation: the
     /// deletions must leave a suffix of the log (never a gap that reads as corruption).
     @Test func truncationOfSeveralSegmentsSurvivesPowerLossAtEveryOperation() async throws {
