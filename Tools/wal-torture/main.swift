@@ -24,6 +24,9 @@ struct Torture: AsyncParsableCommand {
     @Option(help: "Appends per appender.") var perStream = 30
     @Flag(help: "Also cut the power a second time during recovery.") var recoveryCrashes = false
     @Option(help: "The first appender truncates the log after every this many appends (0: never).") var truncateEvery = 0
+    @Option(help: "Records per append call (append(contentsOf:)); with --pending-bytes above 65536, groups span segments.")
+    var batch = 1
+    @Option(help: "The log's pendingBytesMax (default 32 KiB; segments are 64 KiB).") var pendingBytes = 32 << 10
     @Flag(help: "Replicated runs instead (three replicas, simulated disks, network and coordinator; ClusterTrial).")
     var cluster = false
     @Option(help: "With --cluster: steps per seed.") var steps = 120
@@ -64,7 +67,8 @@ struct Torture: AsyncParsableCommand {
         if terminal { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
         print("seeds \(count) (from \(first)), crash points \(count) within \(budget) operations, "
               + "\(streams) appenders x \(perStream) appends, recovery crashes \(recoveryCrashes ? "on" : "off"), "
-              + "truncation \(truncateEvery > 0 ? "every \(truncateEvery) appends" : "off")")
+              + "truncation \(truncateEvery > 0 ? "every \(truncateEvery) appends" : "off"), batches of \(batch), "
+              + "pending \(pendingBytes) bytes")
         print("confirms checked \(confirms), torn tails cut \(tornTails), failures \(failures.count), "
               + String(format: "%.1f s", Date().timeIntervalSince(start)))
         for (s, failure) in failures.prefix(20) { print("  seed \(s): \(failure)") }
@@ -109,7 +113,10 @@ struct Torture: AsyncParsableCommand {
     }
 
     func trial(_ seed: UInt64, crashBefore: Int?) -> PowerLossTrial {
-        var t = PowerLossTrial(seed: seed, crashBefore: crashBefore)
+        var options = PowerLossTrial.defaultOptions
+        options.pendingBytesMax = pendingBytes
+        var t = PowerLossTrial(seed: seed, crashBefore: crashBefore, options: options)
+        t.batch = batch
         t.streams = streams
         t.perStream = perStream
         t.crashDuringRecovery = recoveryCrashes
