@@ -39,6 +39,9 @@ public struct ClusterTrial: Sendable {
         /// Connections that lost one direction for a while (the follower's acknowledgements, or the leader's
         /// frames), the other still delivering, until the follower reconnected.
         public var oneWayCuts = 0
+        /// Failovers whose old leader was paused, not powered off: it woke under the new leader's epoch and went
+        /// on taking writes, with a follower that had not noticed yet, until it learned it had lost.
+        public var deposedLeadersWoken = 0
         /// Changes of the in-sync set the leader made (fenced): removals and additions.
         public var inSyncChanges = 0
         public var cutsOnRejoin = 0
@@ -58,8 +61,8 @@ public struct ClusterTrial: Sendable {
                 for shift in stride(from: 0, to: 64, by: 8) { hash = (hash ^ (value >> UInt64(shift) & 0xff)) &* 0x100_0000_01b3 }
             }
             for event in trace { for byte in event.utf8 { mix(UInt64(byte)) } }
-            for value in [confirmed, elections, powerLosses, connectionsCut, disksLost, partitions, oneWayCuts, inSyncChanges,
-                          cutsOnRejoin, rejoinsAsNew] { mix(UInt64(value)) }
+            for value in [confirmed, elections, powerLosses, connectionsCut, disksLost, partitions, oneWayCuts,
+                          deposedLeadersWoken, inSyncChanges, cutsOnRejoin, rejoinsAsNew] { mix(UInt64(value)) }
             for disk in diskFingerprints { mix(disk) }
             return hash
         }
@@ -136,6 +139,11 @@ final class Cluster: @unchecked Sendable {
     private var lastEpoch: UInt64 = 0
     /// Followers cut off from the leader, with the steps until they reconnect.
     private var partitioned: [String: Int] = [:]
+    /// A deposed leader that woke up and still leads in its own eyes, the connection of the follower that still
+    /// follows it, and the steps until it learns it lost.
+    private var deposed: (replica: SimulatedReplica, leading: SimulatedReplica.Leading, staleConnection: Int, steps: Int)?
+    /// What a deposed leader confirmed (by LSN in its own log): each must be in the group's log at the end.
+    private let confirmedByDeposed = ConfirmedRecords()
     /// What happened to roles, disks and the in-sync set, for the report of a failed trial and the check that
     /// a seed replays exactly.
     private var trace: [String] = []
@@ -183,8 +191,13 @@ final class Cluster: @unchecked Sendable {
     }
 
     private func step() async throws {
+        if let d = deposed {
+            if d.steps <= 0 { try endDeposedLeadership() } else { deposed?.steps -= 1 }
+        }
         switch rng.next() % 100 {
-        case 0..<35: append(1 + Int(rng.next() % 8))
+        case 0..<35:
+            append(1 + Int(rng.next() % 8))
+            if let d = deposed, rng.next() % 2 == 0 { append(1 + Int(rng.next() % 4), to: d.leading.log, confirmed: confirmedByDeposed) }
         case 35..<80: for _ in 0..<(1 + rng.next() % 24) { _ = network.deliverOne(&rng) }
         case 80..<86:
             let follower = randomFollower()
@@ -199,7 +212,7 @@ final class Cluster: @unchecked Sendable {
         case 93..<95:
             try wipe(randomFollower())
         default:
-            try await failover()
+            if deposed == nil, rng.next() % 3 == 0 { try await failoverWhileTheLeaderIsPaused() } else { try await failover() }
         }
         performSomeIO()
         try endPartitions(after: 1)
@@ -273,6 +286,10 @@ final class Cluster: @unchecked Sendable {
 
     private func append(_ count: Int) {
         guard let log = replicas[leaderIndex].leading?.log else { return }
+        append(count, to: log, confirmed: confirmed)
+    }
+
+    private func append(_ count: Int, to log: WriteAheadLog, confirmed: ConfirmedRecords) {
         for _ in 0..<count {
             let record = PowerLossTrial.record(seed: rng.next(), stream: 0, index: appended)
             appended += 1
@@ -408,6 +425,7 @@ final class Cluster: @unchecked Sendable {
     /// The leader's disk loses power; its lease lapses; an in-sync follower is elected; the old leader comes
     /// back with what the power cut left and follows.
     private func failover() async throws {
+        try endDeposedLeadership()
         let old = replicas[leaderIndex]
         guard let leading = old.leading else { return }
         note("the leader \(old.identity) loses power: durable end \(leading.log.durableLSN.next), committed "
@@ -443,6 +461,60 @@ final class Cluster: @unchecked Sendable {
             guard let following = replica.following else { continue }
             network.cut(following.connection)
             try connect(replica, log: following.session.log)
+        }
+    }
+
+    /// The leader pauses past its lease (a stopped process, not a power cut): an in-sync follower claims and is
+    /// elected. The other follower has not noticed yet and stays with the old leader, which wakes up and goes on
+    /// taking writes for a few steps, shipping them to that follower, which writes and acknowledges them. It may
+    /// confirm only what the new leader had acknowledged before the pause (its commit needs every member of its
+    /// in-sync set, the new leader among them, which no longer answers it); `heal` checks that whatever it
+    /// confirmed is in the group's log. Then it learns it lost (`endDeposedLeadership`).
+    private func failoverWhileTheLeaderIsPaused() async throws {
+        let old = replicas[leaderIndex]
+        guard let leading = old.leading else { return }
+        // Its lease lapses while it is paused (a failover below gives it up again: harmless).
+        try await coordinator.revoke(old.lease!)
+        old.lease = try await coordinator.grantLease(ttl: .seconds(2)).id
+        let snapshot = try await coordinator.read()
+        var others = replicas.filter { $0 !== old }
+        if rng.next() % 2 == 0 { others.reverse() }
+        let candidates = others.filter {
+            if case .claim = ElectionRule.step(snapshot, me: $0.identity, log: logIdentity) { true } else { false }
+        }
+        guard let next = candidates.first,
+              let stale = others.first(where: { $0 !== next && partitioned[$0.identity.member] == nil }),
+              let staleConnection = stale.following?.connection else { return try await failover() }
+        // The new leader stops hearing from the old one (it is paused, then deposed); the stale follower does not.
+        if let connection = next.following?.connection {
+            network.cut(connection)
+            leading.sessions.withLock { _ = $0.removeValue(forKey: connection) }
+        }
+        note("the leader \(old.identity) pauses past its lease: durable end \(leading.log.durableLSN.next), committed "
+             + "\(leading.log.committedLSN); \(stale.identity) still follows it")
+        old.leading = nil
+        try await elect(next)
+        old.leading = leading  // awake, and leading in its own eyes
+        deposed = (old, leading, staleConnection, 2 + Int(rng.next() % 8))
+        outcome.deposedLeadersWoken += 1
+    }
+
+    /// The deposed leader learns it lost (its lease is gone): it closes its log (what it took and did not
+    /// confirm ends there) and rejoins the new leader, and so does the follower that stayed with it; both cut
+    /// the deposed leader's records of its old epoch on rejoining.
+    private func endDeposedLeadership() throws {
+        guard let d = deposed else { return }
+        deposed = nil
+        for id in d.leading.sessions.withLock({ Array($0.keys) }) { network.cut(id) }
+        d.leading.log.observeWrites(nil)
+        note("the deposed leader \(d.replica.identity) learns it lost: end \(d.leading.log.durableLSN.next), committed "
+             + "\(d.leading.log.committedLSN)")
+        try? d.leading.log.close()
+        d.replica.leading = nil
+        try open(follower: d.replica)
+        if let stale = replicas.first(where: { $0.following?.connection == d.staleConnection }),
+           let following = stale.following {
+            try connect(stale, log: following.session.log)
         }
     }
 
@@ -487,6 +559,7 @@ final class Cluster: @unchecked Sendable {
 
     /// Delivers everything, waiting for the logs' acknowledgements, until every follower holds the leader's log.
     private func heal() async throws {
+        try endDeposedLeadership()
         try endPartitions(after: Int.max)
         guard let leading = replicas[leaderIndex].leading else { return }
         // The last steps' appends may still be on their way into the leader's log: shipping follows its writes.
@@ -501,6 +574,9 @@ final class Cluster: @unchecked Sendable {
             if caughtUp && network.queued == 0 && leading.log.durableLSN == leading.log.committedLSN { break }
             // Nothing left to deliver or write twice in a row, and not caught up: the checks below say where.
             quietRounds = progress ? 0 : quietRounds + 1
+        }
+        for (lsn, bytes) in confirmedByDeposed.map.withLock({ $0 }) where (try? leading.log.read(lsn)) != bytes {
+            throw Failure(text: "a deposed leader confirmed LSN \(lsn), which the group does not hold")
         }
         for replica in replicas {
             guard let log = replica.log else { continue }

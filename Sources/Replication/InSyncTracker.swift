@@ -165,7 +165,13 @@ package final class InSyncTracker: Sendable {
     /// The new commit point, when the in-sync set allows one and it moved. Lock held.
     private func commitPoint(_ s: inout State) -> LSN? {
         guard s.inSync.count + 1 >= minInsyncReplicas, !s.inSync.isEmpty else { return nil }
+        #if REPLICATION_BROKEN_COMMITS_ON_A_QUORUM  // BROKEN ON PURPOSE (harness check builds only)
+        // Raft's rule over the in-sync set: the leader and the best minInsyncReplicas - 1 followers.
+        let acknowledgements = s.inSync.map { s.acknowledged[$0] ?? .first }.sorted(by: >)
+        let lowest = acknowledgements[min(acknowledgements.count, max(1, minInsyncReplicas - 1)) - 1]
+        #else
         let lowest = s.inSync.map { s.acknowledged[$0] ?? .first }.min()!
+        #endif
         let point = lowest.previous
         guard point > s.given else { return nil }
         s.given = point

@@ -701,11 +701,27 @@ func body(_ i: Int) -> [UInt8] { Array("message \(i)".utf8) }
             if case .leader = role { break }
         }
         #expect(seen.last == .leader(epoch: 1))
+
+        // A member that joins streams its following, and its leadership once the leader is gone.
+        try await group.start("beta")
+        let beta = group.store("beta")
+        var betaRoles = beta.roleUpdates().makeAsyncIterator()
+        while let role = await betaRoles.next(), role != .follower(leader: "alpha", epoch: 1) {
+            #expect(![StoreRole.stopped, .leader(epoch: 1)].contains(role), "beta: \(role)")
+        }
+        _ = try await group.leader(inSync: 2)
+
         await group.stop("alpha")
         var after: [StoreRole] = []
         while let role = await roles.next() { after.append(role) }
         #expect(after.last == .stopped)
         #expect(alpha.role == .stopped)
+        var betaAfter: [StoreRole] = []
+        while let role = await betaRoles.next() {
+            betaAfter.append(role)
+            if case .leader = role { break }
+        }
+        #expect(betaAfter.last == .leader(epoch: 2), "\(betaAfter)")
         await group.shutdown()
     }
 }
