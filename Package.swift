@@ -63,8 +63,8 @@ let package = Package(
             "DurableQueue", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // The replication group's coordination (leader lease, fenced state, watch) behind the `Coordinator`
-        // protocol: etcd's v3 JSON gateway over async-http-client, and an in-memory twin for simulations. Nothing
-        // depends on it yet; the queue layer will, through the protocol only.
+        // protocol: etcd's v3 JSON gateway over async-http-client, and an in-memory twin for simulations.
+        // `Replication` and `ReplicatedQueue` use it through the protocol only.
         .target(name: "Coordination", dependencies: [
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
