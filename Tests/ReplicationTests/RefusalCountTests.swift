@@ -49,6 +49,47 @@ import Testing
         #expect(refusedBy.refusals.withLock { $0 }.isEmpty)
     }
 
+    /// A rejoining follower told that its epoch ended before records it knows are committed refuses to cut them
+    /// (it would mean a bug or a lost disk on the leader's side, never normal operation), keeps its log whole,
+    /// and counts the refusal.
+    @Test func aFollowerRefusesACutBelowWhatItKnowsIsCommitted() async throws {
+        let dir = TemporaryDirectory()
+        let network = InMemoryNetwork()
+        defer { network.stop() }
+        let beta = Node(name: "beta", directory: dir.sub("beta"))
+        let leader = try TestLeader(node: Node(name: "alpha", directory: dir.sub("alpha")), epoch: 1, inSync: [beta.identity])
+        defer { try? leader.log.close() }
+        _ = leader.session(on: network, connection: 0)
+        let first = try followerSession(beta, of: leader, on: network, connection: 0)
+        for i in 0..<40 { _ = try await leader.log.append(record(0, i)) }
+        #expect(leader.log.committedLSN == LSN(40))
+        network.stop()
+        let end = first.log.durableLSN
+        try first.log.close()
+
+        var options = testOptions
+        options.isReplica = true
+        options.identity = leader.log.identity
+        let seen = Seen()
+        let again = try FollowerSession(
+            log: try WriteAheadLog.open(directory: beta.directory, options: options),
+            configuration: .init(directory: beta.directory, options: options, replica: beta.identity, leaderEpoch: 1,
+                                 onRefusal: seen.refused),
+            send: seen.send)
+        defer { try? again.log.close() }
+        let committed = again.committed
+        #expect(committed > LSN(5), "the follower's frames vouch for records committed (\(committed))")
+        again.start()
+        again.receive(.epochEnd(.init(epoch: 1, end: LSN(5))))
+        guard case .refused(.cutBelowCommitted, _)? = again.ending else {
+            Issue.record("the session ended \(String(describing: again.ending))")
+            return
+        }
+        #expect(seen.refusals.withLock { $0 } == [.cutBelowCommitted])
+        #expect(seen.sentRefusals == [.cutBelowCommitted])
+        #expect(again.log.durableLSN == end, "records were cut")
+    }
+
     @Test func aFollowerCountsItsOwnRefusalsNotItsLeaders() async throws {
         let dir = TemporaryDirectory()
         let leader = try TestLeader(node: Node(name: "a", directory: dir.sub("a")), epoch: 2, inSync: [])
