@@ -439,13 +439,8 @@ final class Cluster: @unchecked Sendable {
         outcome.powerLosses += 1
         try await coordinator.revoke(old.lease!)
         old.lease = try await coordinator.grantLease(ttl: .seconds(2)).id
-        // The other replicas in a seeded order; the first the election rule lets claim leads (only one in sync).
-        let snapshot = try await coordinator.read()
-        var others = replicas.filter { $0 !== old }
-        if rng.next() % 2 == 0 { others.reverse() }
-        let candidates = others.filter {
-            if case .claim = ElectionRule.step(snapshot, me: $0.identity, log: logIdentity) { true } else { false }
-        }
+        // The first the election rule lets claim leads (only one in sync).
+        let (_, candidates) = try await successors(of: old)
         guard !candidates.isEmpty else {
             // No other in-sync replica: only the old leader may lead again (an unclean election would lose
             // confirmed records). It comes back from its disk.
@@ -464,6 +459,17 @@ final class Cluster: @unchecked Sendable {
         }
     }
 
+    /// The replicas other than `old` in a seeded order, and those of them the election rule lets claim now.
+    private func successors(of old: SimulatedReplica) async throws -> (others: [SimulatedReplica], candidates: [SimulatedReplica]) {
+        let snapshot = try await coordinator.read()
+        var others = replicas.filter { $0 !== old }
+        if rng.next() % 2 == 0 { others.reverse() }
+        let candidates = others.filter {
+            if case .claim = ElectionRule.step(snapshot, me: $0.identity, log: logIdentity) { true } else { false }
+        }
+        return (others, candidates)
+    }
+
     /// The leader pauses past its lease (a stopped process, not a power cut): an in-sync follower claims and is
     /// elected. The other follower has not noticed yet and stays with the old leader, which wakes up and goes on
     /// taking writes for a few steps, shipping them to that follower, which writes and acknowledges them. It may
@@ -476,12 +482,7 @@ final class Cluster: @unchecked Sendable {
         // Its lease lapses while it is paused (a failover below gives it up again: harmless).
         try await coordinator.revoke(old.lease!)
         old.lease = try await coordinator.grantLease(ttl: .seconds(2)).id
-        let snapshot = try await coordinator.read()
-        var others = replicas.filter { $0 !== old }
-        if rng.next() % 2 == 0 { others.reverse() }
-        let candidates = others.filter {
-            if case .claim = ElectionRule.step(snapshot, me: $0.identity, log: logIdentity) { true } else { false }
-        }
+        let (others, candidates) = try await successors(of: old)
         guard let next = candidates.first,
               let stale = others.first(where: { $0 !== next && partitioned[$0.identity.member] == nil }),
               let staleConnection = stale.following?.connection else { return try await failover() }

@@ -17,6 +17,19 @@ import Testing
         }
     }
 
+    /// A follower's session (not started) over the log in `node`'s directory, telling `seen` what it refuses
+    /// and sends.
+    private func watchedFollower(_ node: Node, of leader: TestLeader, _ seen: Seen) throws -> FollowerSession {
+        var options = testOptions
+        options.isReplica = true
+        options.identity = leader.log.identity
+        return try FollowerSession(
+            log: try WriteAheadLog.open(directory: node.directory, options: options),
+            configuration: .init(directory: node.directory, options: options, replica: node.identity,
+                                 leaderEpoch: leader.epoch, onRefusal: seen.refused),
+            send: seen.send)
+    }
+
     private func leaderSession(_ leader: TestLeader, _ seen: Seen) -> LeaderSession {
         LeaderSession(log: leader.log, history: leader.history, epoch: leader.epoch, tracker: leader.tracker,
                       onRefusal: seen.refused, send: seen.send)
@@ -67,15 +80,8 @@ import Testing
         let end = first.log.durableLSN
         try first.log.close()
 
-        var options = testOptions
-        options.isReplica = true
-        options.identity = leader.log.identity
         let seen = Seen()
-        let again = try FollowerSession(
-            log: try WriteAheadLog.open(directory: beta.directory, options: options),
-            configuration: .init(directory: beta.directory, options: options, replica: beta.identity, leaderEpoch: 1,
-                                 onRefusal: seen.refused),
-            send: seen.send)
+        let again = try watchedFollower(beta, of: leader, seen)
         defer { try? again.log.close() }
         let committed = again.committed
         #expect(committed > LSN(5), "the follower's frames vouch for records committed (\(committed))")
@@ -94,17 +100,9 @@ import Testing
         let dir = TemporaryDirectory()
         let leader = try TestLeader(node: Node(name: "a", directory: dir.sub("a")), epoch: 2, inSync: [])
         defer { try? leader.log.close() }
-        var options = testOptions
-        options.isReplica = true
-        options.identity = leader.log.identity
 
         let seen = Seen()
-        let b = Node(name: "b", directory: dir.sub("b"))
-        let session = try FollowerSession(
-            log: try WriteAheadLog.open(directory: b.directory, options: options),
-            configuration: .init(directory: b.directory, options: options, replica: b.identity, leaderEpoch: leader.epoch,
-                                 onRefusal: seen.refused),
-            send: seen.send)
+        let session = try watchedFollower(Node(name: "b", directory: dir.sub("b")), of: leader, seen)
         defer { try? session.log.close() }
         session.start()
         // A follower's message from the leader's side breaks the protocol.
@@ -113,12 +111,7 @@ import Testing
         #expect(seen.sentRefusals == [.protocolViolation])
 
         let other = Seen()
-        let c = Node(name: "c", directory: dir.sub("c"))
-        let refused = try FollowerSession(
-            log: try WriteAheadLog.open(directory: c.directory, options: options),
-            configuration: .init(directory: c.directory, options: options, replica: c.identity, leaderEpoch: leader.epoch,
-                                 onRefusal: other.refused),
-            send: other.send)
+        let refused = try watchedFollower(Node(name: "c", directory: dir.sub("c")), of: leader, other)
         defer { try? refused.log.close() }
         refused.start()
         refused.receive(.refuse(.notLeader, "this node does not lead"))
