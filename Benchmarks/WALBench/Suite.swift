@@ -37,7 +37,8 @@ import Foundation
     }
 
     func engine(_ key: String, _ run: EngineRun, _ messages: MessageSet) async throws {
-        try await measure(key, messages, withCeiling: true) { try await run.run(messages: messages, directory: $0) }
+        // A row without syncs has no ceiling at its group size (its "records per sync" are per write).
+        try await measure(key, messages, withCeiling: run.durability != .unsafeNoSync) { try await run.run(messages: messages, directory: $0) }
     }
 
     func replicated(_ key: String, _ run: ReplicatedRun, _ messages: MessageSet) async throws {
@@ -57,7 +58,7 @@ import Foundation
 
     func reference(_ key: String, _ run: ReferenceRun, _ messages: MessageSet) async throws {
         let (fd, bytes) = (ceiling.fd, ceiling.bytes)
-        try await measure(key, messages, withCeiling: true) { _ in
+        try await measure(key, messages, withCeiling: run.sync) { _ in
             try await run.run(messages: messages, fd: fd, fileBytes: bytes)
         }
     }
@@ -187,6 +188,10 @@ import Foundation
         // 2. The pipeline without the disk outruns the disk.
         add("2. wal c=64 UNSAFE no-sync / ceiling b=64", ratio(median("wal c=64 UNSAFE no-sync"), median("ceiling b=64"), \.messagesPerSecond),
             ">= 1.2") { $0 >= 1.2 }
+        // Not a target: what the reference committer's loop reaches the same way, so a miss above is the
+        // engine's and not the machine's when this one is met.
+        add("2. (yardstick) reference c=64 lz4 UNSAFE no-sync / ceiling b=64",
+            ratio(median("reference c=64 lz4 UNSAFE no-sync"), median("ceiling b=64"), \.messagesPerSecond), ">= 1.2") { $0 >= 1.2 }
         // 3. CPU per message.
         let lz4Inline = median("ceiling b=64 lz4 inline")
         add("3. wal c=64 CPU s/M / ceiling b=64 lz4 inline", ratio(median("wal c=64"), lz4Inline, \.cpuSecondsPerMillion), "<= 2") { $0 <= 2 }
