@@ -160,8 +160,8 @@ struct ReferenceRun {
             concurrency: concurrency, codec: lz4 ? "lz4" : "none",
             syncsInFlight: 1, messages: Int(latencies.totalCount), seconds: seconds, latencies: latencies,
             recordsPerSync: Double(committer.records) / Double(max(committer.syncs, 1)),
-            bytesWrittenPerRecord: Double(committer.bytesWritten) / Double(max(committer.records, 1)), cpuSeconds: cpuEnd - cpuStart,
-            messageBytes: messages.size)
+            bytesWrittenPerRecord: Double(committer.bytesWritten) / Double(max(committer.records, 1)),
+            cpuSeconds: cpuEnd - cpuStart, messageBytes: messages.size)
         measurement.syncMicrosecondsMean = Double(committer.syncNanoseconds) / Double(max(committer.syncs, 1)) / 1000
         return measurement
     }

@@ -38,7 +38,9 @@ import Foundation
 
     func engine(_ key: String, _ run: EngineRun, _ messages: MessageSet) async throws {
         // A row without syncs has no ceiling at its group size (its "records per sync" are per write).
-        try await measure(key, messages, withCeiling: run.durability != .unsafeNoSync) { try await run.run(messages: messages, directory: $0) }
+        try await measure(key, messages, withCeiling: run.durability != .unsafeNoSync) {
+            try await run.run(messages: messages, directory: $0)
+        }
     }
 
     func replicated(_ key: String, _ run: ReplicatedRun, _ messages: MessageSet) async throws {
@@ -119,12 +121,14 @@ import Foundation
                 row.ceilingAtGroupPerSecond = ceilings[ceilings.count / 2]
                 row.ratioToCeiling = m.messagesPerSecond / ceilings[ceilings.count / 2]
             }
-            if !key.hasPrefix("sqlite"), !key.hasPrefix("ceiling"),
+            // A row without syncs is compared with the ceiling in the targets only, not with durable peers.
+            let durable = !key.contains("UNSAFE")
+            if durable, !key.hasPrefix("sqlite"), !key.hasPrefix("ceiling"),
                let peer = summaries[Self.sqliteKey(concurrency: m.concurrency, messageBytes: m.messageBytes)] {
                 row.sqlitePerSecond = peer.median.messagesPerSecond
                 row.ratioToSQLite = m.messagesPerSecond / peer.median.messagesPerSecond
             }
-            if key.hasPrefix("wal") || key.hasPrefix("queue"), m.messageBytes == 1024,
+            if durable, key.hasPrefix("wal") || key.hasPrefix("queue"), m.messageBytes == 1024,
                let peer = summaries["reference c=\(m.concurrency)"] {
                 row.referencePerSecond = peer.median.messagesPerSecond
                 row.ratioToReference = m.messagesPerSecond / peer.median.messagesPerSecond
