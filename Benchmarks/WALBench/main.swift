@@ -177,7 +177,8 @@ for rep in 1...settings.reps {
         try await suite.sqlite("sqlite c=64\(set.label)", SQLiteRun(shape: .batched, concurrency: 64, messagesMax: m, secondsMax: s), set)
     }
     try await suite.engine("wal c=64 UNSAFE no-sync", EngineRun(concurrency: 64, durability: .unsafeNoSync, messagesMax: n, secondsMax: s), events)
-    // Target 2's yardstick: the reference committer's loop without syncs, bare and with LZ4 inline.
+    // Targets 2 and 3's yardsticks: the reference committer's loop with LZ4 inline, and without syncs.
+    try await suite.reference("reference c=64 lz4", ReferenceRun(concurrency: 64, lz4: true, messagesMax: n, secondsMax: s), events)
     try await suite.reference("reference c=64 UNSAFE no-sync", ReferenceRun(concurrency: 64, sync: false, messagesMax: n, secondsMax: s), events)
     try await suite.reference("reference c=64 lz4 UNSAFE no-sync", ReferenceRun(concurrency: 64, sync: false, lz4: true, messagesMax: n, secondsMax: s), events)
 
